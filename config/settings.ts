@@ -1,0 +1,99 @@
+/**
+ * The table of every setting: its environment variable, its CLI flag, its default
+ * and how it is parsed. DESIGN.md's defaults table is the contract; this is it in
+ * code. `config/load.ts` turns env + flags into a validated {@link Config}.
+ */
+import os from 'node:os';
+
+/** How a raw string becomes a value. */
+export type SettingKind =
+  | { kind: 'int'; min: number; max?: number }
+  | { kind: 'bool' }
+  | { kind: 'enum'; values: readonly string[] }
+  | { kind: 'string' }
+  | { kind: 'url' };
+
+/** One row of the table. `flag` is `--<flag>` on `botfleet start`. */
+export interface SettingDef {
+  key: keyof Config;
+  env: string;
+  flag: string;
+  default: string | undefined;
+  type: SettingKind;
+  doc: string;
+}
+
+/** Bot delivery mode as configured; `auto` resolves to webhook when `WEBHOOK_HOST` is set. */
+export type ModeSetting = 'polling' | 'webhook' | 'auto';
+
+/** The validated configuration of one master. Times are ms, sizes as named. */
+export interface Config {
+  mode: ModeSetting;
+  autoSwitchMode: boolean;
+  maxTotalWorkers: number;
+  maxWorkersPerCore: number;
+  maxMemoryPerWorkerMb: number;
+  memoryCheckIntervalMs: number;
+  workerTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  startupTimeoutMs: number;
+  maxRestartsPerHour: number;
+  restartBackoffMs: number;
+  restartCooldownMs: number;
+  healthyRunMs: number;
+  dedupWindowMs: number;
+  startConcurrency: number;
+  registryPollMs: number;
+  statusHost: string;
+  statusPort: number;
+  webhookHost: string | undefined;
+  webhookListenHost: string;
+  webhookPort: number;
+  webhookSslCert: string | undefined;
+  webhookSslKey: string | undefined;
+  webhookSecret: string | undefined;
+  telegramApiRoot: string;
+  pollingTimeoutSec: number;
+  home: string;
+  logLevel: string;
+  logMaxBytes: number;
+  encryptionKey: string | undefined;
+}
+
+const cores = Math.max(1, os.availableParallelism());
+
+/** Every setting, in the order the README documents them. */
+export const SETTINGS: readonly SettingDef[] = [
+  { key: 'mode', env: 'BOT_MODE', flag: 'mode', default: 'polling', type: { kind: 'enum', values: ['polling', 'webhook', 'auto'] }, doc: 'default delivery mode; per-bot mode overrides' },
+  { key: 'autoSwitchMode', env: 'AUTO_SWITCH_MODE', flag: 'auto-switch-mode', default: 'true', type: { kind: 'bool' }, doc: 'a webhook bot whose setWebhook fails falls back to polling' },
+  { key: 'maxTotalWorkers', env: 'MAX_TOTAL_WORKERS', flag: 'max-total-workers', default: '1000', type: { kind: 'int', min: 1 }, doc: 'cap on children; effective cap is min(this, cores x per-core)' },
+  { key: 'maxWorkersPerCore', env: 'MAX_WORKERS_PER_CORE', flag: 'max-workers-per-core', default: '20', type: { kind: 'int', min: 1 }, doc: 'children per CPU core' },
+  { key: 'maxMemoryPerWorkerMb', env: 'MAX_MEMORY_PER_WORKER_MB', flag: 'max-memory-per-worker-mb', default: '150', type: { kind: 'int', min: 16 }, doc: 'RSS cap per child (MB); also bounds V8 old space' },
+  { key: 'memoryCheckIntervalMs', env: 'MEMORY_CHECK_INTERVAL_MS', flag: 'memory-check-interval-ms', default: '5000', type: { kind: 'int', min: 50 }, doc: 'how often RSS is sampled' },
+  { key: 'workerTimeoutMs', env: 'WORKER_TIMEOUT_MS', flag: 'worker-timeout-ms', default: '90000', type: { kind: 'int', min: 10 }, doc: 'drain deadline on stop, then SIGKILL' },
+  { key: 'heartbeatIntervalMs', env: 'HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', default: '15000', type: { kind: 'int', min: 10 }, doc: 'worker -> master heartbeat period' },
+  { key: 'heartbeatTimeoutMs', env: 'HEARTBEAT_TIMEOUT_MS', flag: 'heartbeat-timeout-ms', default: '60000', type: { kind: 'int', min: 20 }, doc: 'no heartbeat this long: the child is hung' },
+  { key: 'startupTimeoutMs', env: 'STARTUP_TIMEOUT_MS', flag: 'startup-timeout-ms', default: '30000', type: { kind: 'int', min: 100 }, doc: 'no ready this long after fork: startup-timeout' },
+  { key: 'maxRestartsPerHour', env: 'MAX_RESTARTS_PER_HOUR', flag: 'max-restarts-per-hour', default: '5', type: { kind: 'int', min: 1 }, doc: 'restart intensity per bot, sliding hour' },
+  { key: 'restartBackoffMs', env: 'RESTART_BACKOFF_MS', flag: 'restart-backoff-ms', default: '1000', type: { kind: 'int', min: 0 }, doc: 'first backoff delay, doubled per restart' },
+  { key: 'restartCooldownMs', env: 'RESTART_COOLDOWN_MS', flag: 'restart-cooldown-ms', default: '45000', type: { kind: 'int', min: 0 }, doc: 'backoff cap' },
+  { key: 'healthyRunMs', env: 'HEALTHY_RUN_MS', flag: 'healthy-run-ms', default: '300000', type: { kind: 'int', min: 0 }, doc: 'a run this long resets the backoff: the next restart is immediate' },
+  { key: 'dedupWindowMs', env: 'DEDUP_WINDOW_MS', flag: 'dedup-window-ms', default: '30000', type: { kind: 'int', min: 0 }, doc: 'per-bot update_id dedup window' },
+  { key: 'startConcurrency', env: 'START_CONCURRENCY', flag: 'start-concurrency', default: String(cores), type: { kind: 'int', min: 1, max: 64 }, doc: 'children forked at once (default: the core count)' },
+  { key: 'registryPollMs', env: 'REGISTRY_POLL_MS', flag: 'registry-poll-ms', default: '1000', type: { kind: 'int', min: 50 }, doc: 'how often the master looks for registry changes' },
+  { key: 'statusHost', env: 'STATUS_HOST', flag: 'status-host', default: '127.0.0.1', type: { kind: 'string' }, doc: 'status server address' },
+  { key: 'statusPort', env: 'STATUS_PORT', flag: 'status-port', default: '3001', type: { kind: 'int', min: 0, max: 65535 }, doc: 'status server port (0: any free port)' },
+  { key: 'webhookHost', env: 'WEBHOOK_HOST', flag: 'webhook-host', default: undefined, type: { kind: 'url' }, doc: 'public base URL Telegram posts to' },
+  { key: 'webhookListenHost', env: 'WEBHOOK_LISTEN_HOST', flag: 'webhook-listen-host', default: '0.0.0.0', type: { kind: 'string' }, doc: 'address the webhook server binds' },
+  { key: 'webhookPort', env: 'WEBHOOK_PORT', flag: 'webhook-port', default: '8443', type: { kind: 'int', min: 0, max: 65535 }, doc: 'webhook server port' },
+  { key: 'webhookSslCert', env: 'WEBHOOK_SSL_CERT', flag: 'webhook-ssl-cert', default: undefined, type: { kind: 'string' }, doc: 'TLS certificate file (PEM)' },
+  { key: 'webhookSslKey', env: 'WEBHOOK_SSL_KEY', flag: 'webhook-ssl-key', default: undefined, type: { kind: 'string' }, doc: 'TLS key file (PEM)' },
+  { key: 'webhookSecret', env: 'WEBHOOK_SECRET', flag: 'webhook-secret', default: undefined, type: { kind: 'string' }, doc: 'HMAC key for per-bot secret_token; generated into the home when unset' },
+  { key: 'telegramApiRoot', env: 'TELEGRAM_API_ROOT', flag: 'telegram-api-root', default: 'https://api.telegram.org', type: { kind: 'url' }, doc: 'Bot API root (self-hosted server or the emulator); per-bot override' },
+  { key: 'pollingTimeoutSec', env: 'POLLING_TIMEOUT_SEC', flag: 'polling-timeout-sec', default: '30', type: { kind: 'int', min: 0, max: 50 }, doc: 'getUpdates long-poll timeout (s)' },
+  { key: 'home', env: 'BOTFLEET_HOME', flag: 'home', default: undefined, type: { kind: 'string' }, doc: 'holds data/, logs/, run/ (default: the working directory)' },
+  { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', default: 'info', type: { kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] }, doc: 'pino level for master and workers' },
+  { key: 'logMaxBytes', env: 'LOG_MAX_BYTES', flag: 'log-max-bytes', default: '10485760', type: { kind: 'int', min: 4096 }, doc: 'size at which a log file is rotated (one old copy kept)' },
+  { key: 'encryptionKey', env: 'BOTFLEET_ENCRYPTION_KEY', flag: 'encryption-key', default: undefined, type: { kind: 'string' }, doc: '32-byte key (64 hex chars or base64) for tokens at rest; else a key file in the home' },
+];

@@ -1,0 +1,248 @@
+/**
+ * The bot registry: a SQLite database (better-sqlite3, WAL) at
+ * `<home>/data/botfleet.db`. Tokens are stored AES-256-GCM encrypted. The CLI
+ * edits it with or without a running master; the master notices commits from
+ * other connections through `PRAGMA data_version` (cheap to poll).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { ErrorCodes, fail } from '../common/errors.js';
+import { decryptToken, encryptToken, TOKEN_PATTERN } from '../config/secrets.js';
+
+/** A bot's configured mode; `null` means "the master's default". */
+export type BotModeSetting = 'polling' | 'webhook' | 'auto' | null;
+
+/** One bot as configured, token decrypted. Only the master holds these. */
+export interface BotSpec {
+  id: string;
+  name: string;
+  token: string;
+  mode: BotModeSetting;
+  handler: string;
+  settings: Record<string, unknown>;
+  apiRoot: string | null;
+  enabled: boolean;
+}
+
+/** A row that could not be turned into a {@link BotSpec}, with the reason (one line). */
+export interface InvalidBot {
+  id: string;
+  name: string;
+  enabled: boolean;
+  reason: string;
+}
+
+/** A row as listed to users: never the token, only its masked form. */
+export interface BotListing {
+  id: string;
+  name: string;
+  mode: BotModeSetting;
+  handler: string;
+  enabled: boolean;
+  settings: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** Fields accepted by {@link Registry.add}. */
+export interface NewBot {
+  id?: string;
+  name: string;
+  token: string;
+  mode?: BotModeSetting;
+  handler?: string;
+  settings?: Record<string, unknown>;
+  apiRoot?: string | null;
+}
+
+/** Fields accepted by {@link Registry.update}; absent = unchanged. */
+export interface BotPatch {
+  name?: string;
+  token?: string;
+  mode?: BotModeSetting;
+  handler?: string;
+  settings?: Record<string, unknown>;
+  apiRoot?: string | null;
+}
+
+export interface Registry {
+  /** Insert a bot; returns its id. @throws `BF_ERR_BAD_INPUT` on a bad field or a taken id. */
+  add(bot: NewBot): string;
+  /** All rows, tokens left out. */
+  list(): BotListing[];
+  /** @throws `BF_ERR_BOT_NOT_FOUND` */
+  remove(id: string): void;
+  /** @throws `BF_ERR_BOT_NOT_FOUND` */
+  setEnabled(id: string, enabled: boolean): void;
+  /** @throws `BF_ERR_BOT_NOT_FOUND`, `BF_ERR_BAD_INPUT` */
+  update(id: string, patch: BotPatch): void;
+  /** Every row as a spec, or as invalid with its reason: one bad row never hides the rest. */
+  load(): { specs: BotSpec[]; invalid: InvalidBot[] };
+  /** True when another connection committed since the last call. */
+  changedSinceLastCheck(): boolean;
+  close(): void;
+}
+
+const MODES = new Set(['polling', 'webhook', 'auto']);
+const ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** Migrations by `PRAGMA user_version`: index i brings the schema from version i to i+1. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE bots (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     token_enc TEXT NOT NULL,
+     mode TEXT,
+     handler TEXT NOT NULL DEFAULT 'echo',
+     settings TEXT NOT NULL DEFAULT '{}',
+     api_root TEXT,
+     enabled INTEGER NOT NULL DEFAULT 1,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   )`,
+];
+
+/** Lower-case slug of a name, usable as a bot id and in a log file name. */
+export function slugify(name: string): string {
+  const s = name.toLowerCase().normalize('NFKD').replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48);
+  return s || 'bot';
+}
+
+function checkFields(b: BotPatch): void {
+  if (b.token !== undefined && !TOKEN_PATTERN.test(b.token)) {
+    throw fail(ErrorCodes.BAD_INPUT, 'token does not look like a Telegram bot token (<digits>:<35 characters>)');
+  }
+  if (b.mode !== undefined && b.mode !== null && !MODES.has(b.mode)) {
+    throw fail(ErrorCodes.BAD_INPUT, `mode must be polling, webhook or auto, got "${b.mode}"`);
+  }
+  if (b.name !== undefined && b.name.trim() === '') throw fail(ErrorCodes.BAD_INPUT, 'name must not be empty');
+  if (b.handler !== undefined && b.handler.trim() === '') throw fail(ErrorCodes.BAD_INPUT, 'handler must not be empty');
+  if (b.settings !== undefined && (typeof b.settings !== 'object' || b.settings === null || Array.isArray(b.settings))) {
+    throw fail(ErrorCodes.BAD_INPUT, 'settings must be a JSON object');
+  }
+}
+
+/**
+ * Open (creating and migrating if needed) the registry.
+ * @param key the 32-byte token key (see config/secrets.ts)
+ */
+export function openRegistry(dbPath: string, key: Buffer): Registry {
+  fs.mkdirSync(path.dirname(dbPath), { recursive: true, mode: 0o700 });
+  const db = new Database(dbPath);
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  let lastVersion = db.pragma('data_version', { simple: true }) as number;
+
+  const getRow = db.prepare('SELECT * FROM bots WHERE id = ?');
+  const requireRow = (id: string): Record<string, unknown> => {
+    const row = getRow.get(id) as Record<string, unknown> | undefined;
+    if (!row) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${id}"`);
+    return row;
+  };
+
+  return {
+    add(bot) {
+      checkFields(bot);
+      let id = bot.id ?? slugify(bot.name);
+      if (!ID_PATTERN.test(id)) throw fail(ErrorCodes.BAD_INPUT, `id must match ${ID_PATTERN}, got "${id}"`);
+      if (bot.id === undefined) {
+        for (let n = 2; getRow.get(id); n++) id = `${slugify(bot.name)}-${n}`;
+      } else if (getRow.get(id)) throw fail(ErrorCodes.BAD_INPUT, `a bot with id "${id}" already exists`);
+      const now = Date.now();
+      db.prepare(`INSERT INTO bots (id, name, token_enc, mode, handler, settings, api_root, enabled, created_at, updated_at)
+                  VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`)
+        .run(id, bot.name, encryptToken(key, bot.token), bot.mode ?? null, bot.handler ?? 'echo', JSON.stringify(bot.settings ?? {}), bot.apiRoot ?? null, now, now);
+      return id;
+    },
+    list() {
+      return (db.prepare('SELECT * FROM bots ORDER BY id').all() as Record<string, unknown>[]).map((r) => ({
+        id: String(r.id), name: String(r.name), mode: (r.mode as BotModeSetting) ?? null, handler: String(r.handler),
+        enabled: r.enabled === 1, settings: String(r.settings), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+      }));
+    },
+    remove(id) {
+      requireRow(id);
+      db.prepare('DELETE FROM bots WHERE id = ?').run(id);
+    },
+    setEnabled(id, enabled) {
+      requireRow(id);
+      db.prepare('UPDATE bots SET enabled = ?, updated_at = ? WHERE id = ?').run(enabled ? 1 : 0, Date.now(), id);
+    },
+    update(id, patch) {
+      requireRow(id);
+      checkFields(patch);
+      const sets: string[] = [];
+      const values: unknown[] = [];
+      const put = (col: string, v: unknown) => { sets.push(`${col} = ?`); values.push(v); };
+      if (patch.name !== undefined) put('name', patch.name);
+      if (patch.token !== undefined) put('token_enc', encryptToken(key, patch.token));
+      if (patch.mode !== undefined) put('mode', patch.mode);
+      if (patch.handler !== undefined) put('handler', patch.handler);
+      if (patch.settings !== undefined) put('settings', JSON.stringify(patch.settings));
+      if (patch.apiRoot !== undefined) put('api_root', patch.apiRoot);
+      if (sets.length === 0) return;
+      put('updated_at', Date.now());
+      db.prepare(`UPDATE bots SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
+    },
+    load() {
+      const specs: BotSpec[] = [];
+      const invalid: InvalidBot[] = [];
+      for (const r of db.prepare('SELECT * FROM bots ORDER BY id').all() as Record<string, unknown>[]) {
+        const parsed = rowToSpec(r, key);
+        if ('reason' in parsed) invalid.push(parsed);
+        else specs.push(parsed);
+      }
+      return { specs, invalid };
+    },
+    changedSinceLastCheck() {
+      const v = db.pragma('data_version', { simple: true }) as number;
+      const changed = v !== lastVersion;
+      lastVersion = v;
+      return changed;
+    },
+    close() {
+      db.close();
+    },
+  };
+}
+
+function migrate(db: Database.Database): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+/** Turn a row into a spec, or into an {@link InvalidBot} with the first problem found. */
+function rowToSpec(r: Record<string, unknown>, key: Buffer): BotSpec | InvalidBot {
+  const id = String(r.id);
+  const name = String(r.name);
+  const enabled = r.enabled === 1;
+  const bad = (reason: string): InvalidBot => ({ id, name, enabled, reason });
+  if (!ID_PATTERN.test(id)) return bad(`id "${id}" is not a valid bot id`);
+  let token: string;
+  try {
+    token = decryptToken(key, String(r.token_enc));
+  } catch (err) {
+    return bad((err as Error).message);
+  }
+  if (!TOKEN_PATTERN.test(token)) return bad('stored token is not a Telegram bot token');
+  const mode = (r.mode as string | null) ?? null;
+  if (mode !== null && !MODES.has(mode)) return bad(`mode "${mode}" is not polling, webhook or auto`);
+  let settings: unknown;
+  try {
+    settings = JSON.parse(String(r.settings));
+  } catch {
+    return bad('settings are not valid JSON');
+  }
+  if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) return bad('settings are not a JSON object');
+  return {
+    id, name, token, enabled, mode: mode as BotModeSetting, handler: String(r.handler),
+    settings: settings as Record<string, unknown>, apiRoot: (r.api_root as string | null) ?? null,
+  };
+}

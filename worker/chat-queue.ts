@@ -1,0 +1,54 @@
+/**
+ * Per-chat ordering: updates of one chat are handled one after another, in the
+ * order received; different chats run concurrently. A bound on updates in
+ * flight gives back-pressure to the source (long polling waits for room).
+ */
+
+/** The queue's contract. Depths are counts of updates. */
+export interface ChatQueue<T> {
+  /** Enqueue behind earlier items of the same key. */
+  push(key: string, item: T): void;
+  /** Items queued or running. */
+  depth(): number;
+  /** Resolves when fewer than `maxInFlight` items are queued or running. */
+  waitForRoom(): Promise<void>;
+  /** Resolves when nothing is queued or running. */
+  idle(): Promise<void>;
+}
+
+/**
+ * @param handle runs one item; its rejection is the caller's to catch (the queue
+ *   goes on with the next item of that key either way).
+ * @param maxInFlight back-pressure bound for {@link ChatQueue.waitForRoom}
+ */
+export function createChatQueue<T>(handle: (item: T) => Promise<void>, maxInFlight: number): ChatQueue<T> {
+  const tails = new Map<string, Promise<void>>();
+  let depth = 0;
+  let waiters: Array<() => void> = [];
+
+  const wake = () => {
+    const ready = waiters;
+    waiters = [];
+    for (const w of ready) w();
+  };
+
+  return {
+    push(key, item) {
+      depth++;
+      const prev = tails.get(key) ?? Promise.resolve();
+      const next = prev.then(() => handle(item)).catch(() => undefined).then(() => {
+        depth--;
+        if (tails.get(key) === next) tails.delete(key);
+        wake();
+      });
+      tails.set(key, next);
+    },
+    depth: () => depth,
+    async waitForRoom() {
+      while (depth >= maxInFlight) await new Promise<void>((r) => waiters.push(r));
+    },
+    async idle() {
+      while (depth > 0) await new Promise<void>((r) => waiters.push(r));
+    },
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * Worker entry: one bot per process. Waits for `init` over IPC (the only way the
+ * token arrives), runs the bot, sends heartbeats, acks updates, and exits when
+ * told to shut down or when the IPC channel closes (a dead master leaves no orphan).
+ * Exit codes: 0 normal, 78 do-not-restart (token rejected, handler cannot load), 1 crash.
+ */
+import { createLogger, redactingStream } from '../common/logger.js';
+import { EXIT_CONFIG, parseMasterMessage, type MasterMessage, type WorkerMessage } from './protocol.js';
+import { createBotRuntime, WorkerFatal, type BotRuntime } from './runtime.js';
+
+const INIT_DEADLINE_MS = 30_000;
+let token = '';
+const logger = createLogger(redactingStream((l) => process.stdout.write(l), () => [token]), process.env.LOG_LEVEL ?? 'info');
+
+function send(m: WorkerMessage): void {
+  if (process.connected) process.send!(m, undefined, {}, () => undefined);
+}
+
+let runtime: BotRuntime | undefined;
+let exiting = false;
+
+async function exit(code: number, why: string): Promise<void> {
+  if (exiting) return;
+  exiting = true;
+  logger.info({ code, why }, 'worker exiting');
+  if (runtime) await runtime.shutdown().catch((err: unknown) => logger.error({ err: String(err) }, 'shutdown failed'));
+  logger.flush?.();
+  process.exit(code);
+}
+
+function fatal(f: WorkerFatal): void {
+  logger.error({ reason: f.reason }, f.message);
+  send({ v: 1, type: 'error', reason: f.reason, message: f.message });
+  void exit(f.reason === 'fatal' ? 1 : EXIT_CONFIG, f.reason);
+}
+
+async function onInit(m: Extract<MasterMessage, { type: 'init' }>): Promise<void> {
+  token = m.bot.token;
+  runtime = createBotRuntime(m, send, logger.child({ botId: m.bot.id }));
+  void runtime.fatal.then(fatal);
+  try {
+    const { username } = await runtime.start();
+    send({ v: 1, type: 'ready', username });
+    logger.info({ botId: m.bot.id, mode: m.bot.mode, username }, 'worker ready');
+  } catch (err) {
+    if (err instanceof WorkerFatal) return fatal(err);
+    logger.error({ err: String((err as Error)?.message ?? err) }, 'worker failed to start');
+    return void exit(1, 'start failed');
+  }
+  const beat = () => send({ v: 1, type: 'heartbeat', ...runtime!.counters() });
+  beat();
+  setInterval(beat, m.heartbeatIntervalMs);
+}
+
+const initTimer = setTimeout(() => void exit(1, 'no init message'), INIT_DEADLINE_MS);
+
+process.on('message', (raw) => {
+  const m = parseMasterMessage(raw);
+  if (!m) {
+    logger.warn({ type: (raw as { type?: unknown })?.type }, 'unknown IPC message dropped');
+    return;
+  }
+  switch (m.type) {
+    case 'init':
+      clearTimeout(initTimer);
+      if (runtime) return logger.warn('second init ignored');
+      return void onInit(m);
+    case 'update':
+      return runtime?.deliver(m.update);
+    case 'settings':
+      return runtime?.applySettings(m.settings);
+    case 'shutdown':
+      return void exit(0, m.reason);
+  }
+});
+process.on('disconnect', () => void exit(0, 'IPC channel closed'));
+process.on('SIGTERM', () => void exit(0, 'SIGTERM'));
+process.on('SIGINT', () => undefined); // the master decides; a terminal Ctrl-C is not for us
+process.on('unhandledRejection', (err) => {
+  logger.error({ err: String((err as Error)?.stack ?? err) }, 'unhandled rejection');
+  void exit(1, 'unhandled rejection');
+});

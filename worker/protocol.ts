@@ -1,0 +1,116 @@
+/**
+ * The IPC protocol between master and worker: typed, versioned messages, one
+ * discriminated union per direction, parsed at the boundary. Anything that does
+ * not parse is logged and dropped by the receiver (never a crash).
+ * Messages travel on Node's default JSON IPC serialization (measured faster than
+ * 'advanced' for update-sized messages, DESIGN.md).
+ */
+import type { Update } from 'node-telegram-bot-api';
+
+/** Bumped on any incompatible change; both sides are built together, so a mismatch is a bug. */
+export const PROTOCOL_VERSION = 1;
+
+/** Exit code that tells the master "do not restart me" (sysexits EX_CONFIG). */
+export const EXIT_CONFIG = 78;
+
+/** The resolved delivery mode of one running bot. */
+export type DeliveryMode = 'polling' | 'webhook';
+
+/** What a worker is told about its bot; the token travels only here, never in argv or env. */
+export interface WorkerBotConfig {
+  id: string;
+  name: string;
+  token: string;
+  apiRoot: string;
+  mode: DeliveryMode;
+  handler: string;
+  settings: Record<string, unknown>;
+}
+
+/** Master -> worker. */
+export type MasterMessage =
+  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string }
+  | { v: 1; type: 'update'; update: Update }
+  | { v: 1; type: 'settings'; settings: Record<string, unknown> }
+  | { v: 1; type: 'shutdown'; reason: string };
+
+/** A worker's last non-fatal problem, shown in status. `code` is a Telegram error code or a short name. */
+export interface WorkerLastError {
+  code: string;
+  message: string;
+  at: number;
+}
+
+/** Counters a worker reports with every heartbeat. Bytes and counts, since the worker started. */
+export interface WorkerCounters {
+  messages: number;
+  errors: number;
+  queueDepth: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+  lastError: WorkerLastError | null;
+}
+
+/** Why a worker is giving up; `token-rejected` and `handler-load` come with exit 78. */
+export type WorkerFatalReason = 'token-rejected' | 'handler-load' | 'fatal';
+
+/** Worker -> master. */
+export type WorkerMessage =
+  | { v: 1; type: 'ready'; username: string | null }
+  | ({ v: 1; type: 'heartbeat' } & WorkerCounters)
+  | { v: 1; type: 'ack'; updateId: number; ok: boolean }
+  | { v: 1; type: 'dlq'; updateId: number; error: string }
+  | { v: 1; type: 'error'; reason: WorkerFatalReason; message: string };
+
+type Obj = Record<string, unknown>;
+const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
+const isInt = (x: unknown): x is number => Number.isSafeInteger(x);
+const isStr = (x: unknown): x is string => typeof x === 'string';
+
+/** True when `u` has the one field every Bot API Update has: an integer `update_id`. */
+export function isUpdate(u: unknown): u is Update {
+  return isObj(u) && isInt(u.update_id) && (u.update_id as number) >= 0;
+}
+
+/** Parse a message received by the master. @returns null when it is not a valid {@link WorkerMessage}. */
+export function parseWorkerMessage(m: unknown): WorkerMessage | null {
+  if (!isObj(m) || m.v !== PROTOCOL_VERSION) return null;
+  switch (m.type) {
+    case 'ready':
+      return m.username === null || isStr(m.username) ? (m as WorkerMessage) : null;
+    case 'heartbeat':
+      return [m.messages, m.errors, m.queueDepth, m.rssBytes, m.heapUsedBytes].every((n) => typeof n === 'number') &&
+        (m.lastError === null || (isObj(m.lastError) && isStr(m.lastError.code) && isStr(m.lastError.message)))
+        ? (m as WorkerMessage) : null;
+    case 'ack':
+      return isInt(m.updateId) && typeof m.ok === 'boolean' ? (m as WorkerMessage) : null;
+    case 'dlq':
+      return isInt(m.updateId) && isStr(m.error) ? (m as WorkerMessage) : null;
+    case 'error':
+      return ['token-rejected', 'handler-load', 'fatal'].includes(m.reason as string) && isStr(m.message) ? (m as WorkerMessage) : null;
+    default:
+      return null;
+  }
+}
+
+/** Parse a message received by a worker. @returns null when it is not a valid {@link MasterMessage}. */
+export function parseMasterMessage(m: unknown): MasterMessage | null {
+  if (!isObj(m) || m.v !== PROTOCOL_VERSION) return null;
+  switch (m.type) {
+    case 'init': {
+      const b = m.bot;
+      const ok = isObj(b) && isStr(b.id) && isStr(b.token) && isStr(b.apiRoot) && (b.mode === 'polling' || b.mode === 'webhook') &&
+        isStr(b.handler) && isObj(b.settings) && isInt(m.heartbeatIntervalMs) && isInt(m.drainTimeoutMs) && isInt(m.pollingTimeoutSec) &&
+        isInt(m.dedupWindowMs) && isStr(m.home);
+      return ok ? (m as MasterMessage) : null;
+    }
+    case 'update':
+      return isUpdate(m.update) ? (m as MasterMessage) : null;
+    case 'settings':
+      return isObj(m.settings) ? (m as MasterMessage) : null;
+    case 'shutdown':
+      return isStr(m.reason) ? (m as MasterMessage) : null;
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * One bot's runtime inside its worker: the node-telegram-bot-api `Bot` with its
+ * handler, fed either by long polling (`longPoll`) or by updates from the master
+ * over IPC, through a per-chat ordered queue and the dedup window. Counts
+ * messages and errors for heartbeats and drains on shutdown.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Bot, Context, longPoll, TelegramApiError, type Update } from 'node-telegram-bot-api';
+import type { Logger } from 'pino';
+import { createChatQueue } from './chat-queue.js';
+import { createDedupWindow } from './dedup.js';
+import { loadHandler } from './handlers/index.js';
+import type { HandlerHooks } from './handlers/types.js';
+import type { MasterMessage, WorkerCounters, WorkerFatalReason, WorkerLastError, WorkerMessage } from './protocol.js';
+
+type InitMessage = Extract<MasterMessage, { type: 'init' }>;
+
+/** Updates handled at once across chats before long polling waits for room. */
+const MAX_IN_FLIGHT = 64;
+/** Backoff between long-polling attempts after a non-transient error (409, 4xx): 1 s doubling to 30 s. */
+const POLL_RETRY_MIN_MS = 1000;
+const POLL_RETRY_MAX_MS = 30_000;
+
+/** A reason to stop for good: the worker exits with 78 (do not restart) or 1. */
+export class WorkerFatal extends Error {
+  constructor(readonly reason: WorkerFatalReason, message: string) {
+    super(message);
+  }
+}
+
+/** The runtime's contract as used by worker/main.ts. */
+export interface BotRuntime {
+  /** Load the handler, check the token (getMe), start long polling when in polling mode. @throws WorkerFatal */
+  start(): Promise<{ username: string | null }>;
+  /** An update from the master (webhook mode); acked over IPC once its handler settles. */
+  deliver(update: Update): void;
+  /** Hot-reload settings into the handler. */
+  applySettings(settings: Record<string, unknown>): void;
+  /** Stop intake, let in-flight updates finish within the drain deadline, confirm the polling offset. */
+  shutdown(): Promise<void>;
+  counters(): WorkerCounters;
+  /** Resolves with a fatal error if long polling gives up (e.g. 401 mid-run). */
+  readonly fatal: Promise<WorkerFatal>;
+}
+
+/** Classify a Telegram error for status: its error_code, or a short name. */
+function toLastError(err: unknown): WorkerLastError {
+  if (err instanceof TelegramApiError) return { code: String(err.errorCode), message: err.description, at: Date.now() };
+  const e = err as { code?: unknown; message?: unknown };
+  return { code: typeof e?.code === 'string' ? e.code : 'error', message: String(e?.message ?? err).split('\n')[0]!, at: Date.now() };
+}
+
+/** The chat an update belongs to, for per-chat ordering; updates with no chat run unordered. */
+function chatKey(update: Update, bot: Bot): string {
+  const ctx = new Context(update, bot.api);
+  const id = ctx.chat?.id ?? ctx.from?.id;
+  return id === undefined ? `u${update.update_id}` : String(id);
+}
+
+/**
+ * Create the runtime for the bot described by `init`.
+ * @param send posts a message to the master (IPC)
+ */
+export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => void, logger: Logger): BotRuntime {
+  const { bot: cfg } = init;
+  const bot = new Bot(cfg.token, { apiRoot: cfg.apiRoot });
+  const dedup = createDedupWindow(init.dedupWindowMs);
+  const failed = new WeakSet<Update>();
+  const poll = new AbortController();
+  let hooks: HandlerHooks | void = undefined;
+  let messages = 0;
+  let errors = 0;
+  let lastError: WorkerLastError | null = null;
+  let nextOffset: number | undefined;
+  let pollDone: Promise<void> = Promise.resolve();
+  let resolveFatal!: (f: WorkerFatal) => void;
+  const fatal = new Promise<WorkerFatal>((r) => (resolveFatal = r));
+
+  bot.catch((err, ctx) => {
+    errors++;
+    failed.add(ctx.update);
+    lastError = toLastError(err);
+    logger.warn({ updateId: ctx.update.update_id, err: lastError }, 'handler failed on update');
+  });
+
+  const handle = async (update: Update): Promise<void> => {
+    messages++;
+    await bot.handleUpdate(update);
+    if (cfg.mode === 'webhook') send({ v: 1, type: 'ack', updateId: update.update_id, ok: !failed.has(update) });
+  };
+  const queue = createChatQueue(handle, MAX_IN_FLIGHT);
+
+  const accept = (update: Update): void => {
+    if (dedup.seen(update.update_id, Date.now())) {
+      logger.debug({ updateId: update.update_id }, 'duplicate update dropped');
+      if (cfg.mode === 'webhook') send({ v: 1, type: 'ack', updateId: update.update_id, ok: true });
+      return;
+    }
+    queue.push(chatKey(update, bot), update);
+  };
+
+  async function pollLoop(): Promise<void> {
+    let retryMs = POLL_RETRY_MIN_MS;
+    while (!poll.signal.aborted) {
+      try {
+        const source = longPoll(bot.api, {
+          offset: nextOffset, timeout: init.pollingTimeoutSec,
+          onError: (err) => { lastError = toLastError(err); logger.warn({ err: lastError }, 'getUpdates failed, retrying'); },
+        }, poll.signal);
+        for await (const update of source) {
+          nextOffset = update.update_id + 1;
+          retryMs = POLL_RETRY_MIN_MS;
+          accept(update);
+          await queue.waitForRoom();
+        }
+        return;
+      } catch (err) {
+        if (poll.signal.aborted) return;
+        if (err instanceof TelegramApiError && err.errorCode === 401) {
+          resolveFatal(new WorkerFatal('token-rejected', 'Telegram rejected the token (401 Unauthorized)'));
+          return;
+        }
+        // 409 Conflict (another poller, or a webhook is set) and other 4xx: not a crash; show and back off.
+        lastError = toLastError(err);
+        logger.warn({ err: lastError, retryInMs: retryMs }, 'long polling failed');
+        await sleep(retryMs, undefined, { signal: poll.signal }).catch(() => undefined);
+        retryMs = Math.min(retryMs * 2, POLL_RETRY_MAX_MS);
+      }
+    }
+  }
+
+  return {
+    fatal,
+    async start() {
+      let setup;
+      try {
+        setup = await loadHandler(cfg.handler, init.home);
+        hooks = await setup(bot, { botId: cfg.id, settings: cfg.settings, logger: logger.child({ handler: cfg.handler }) });
+      } catch (err) {
+        throw new WorkerFatal('handler-load', `handler "${cfg.handler}" failed to load: ${(err as Error).message.split('\n')[0]}`);
+      }
+      let username: string | null = null;
+      try {
+        username = (await bot.api.getMe()).username ?? null;
+      } catch (err) {
+        if (err instanceof TelegramApiError && err.errorCode === 401) throw new WorkerFatal('token-rejected', 'Telegram rejected the token (401 Unauthorized)');
+        throw err;
+      }
+      if (cfg.mode === 'polling') pollDone = pollLoop();
+      return { username };
+    },
+    deliver: accept,
+    applySettings(settings) {
+      if (hooks && typeof hooks.onSettings === 'function') hooks.onSettings(settings);
+      logger.info({ keys: Object.keys(settings) }, 'settings reloaded');
+    },
+    async shutdown() {
+      poll.abort();
+      await pollDone;
+      const drained = await Promise.race([queue.idle().then(() => true), sleep(init.drainTimeoutMs, false)]);
+      if (!drained) logger.warn({ inFlight: queue.depth() }, 'drain deadline reached with updates in flight');
+      if (cfg.mode === 'polling' && nextOffset !== undefined) {
+        // Confirm what was handled so the next worker does not get it again
+        // (getUpdates confirms every update below `offset`; timeout 0 returns at once).
+        await bot.api.getUpdates({ offset: nextOffset, limit: 1, timeout: 0 }, AbortSignal.timeout(2000)).catch((err: unknown) => {
+          logger.warn({ err: toLastError(err) }, 'could not confirm the polling offset');
+        });
+      }
+    },
+    counters() {
+      const mem = process.memoryUsage();
+      return { messages, errors, queueDepth: queue.depth(), rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, lastError };
+    },
+  };
+}
