@@ -1,0 +1,63 @@
+/**
+ * Webhook delivery as Telegram does it (https://core.telegram.org/bots/api#setwebhook):
+ * each pending update is POSTed as JSON to the webhook URL with the
+ * `X-Telegram-Bot-Api-Secret-Token` header, up to `max_connections` at once;
+ * a 2xx confirms it; anything else is recorded as `last_error_message` and the
+ * update is redelivered after a pause.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Update } from 'node-telegram-bot-api';
+import type { EmulatedBot, WebhookState } from './bot-state.js';
+
+const delivering = new WeakSet<EmulatedBot>();
+/** Telegram gives a webhook about a minute; so does the emulator. */
+const DELIVERY_TIMEOUT_MS = 60_000;
+
+/** POST one update; @returns null on 2xx, else the error text Telegram would show. */
+async function post(hook: WebhookState, update: Update): Promise<string | null> {
+  try {
+    const res = await fetch(hook.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(hook.secretToken ? { 'x-telegram-bot-api-secret-token': hook.secretToken } : {}) },
+      body: JSON.stringify(update),
+      signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+    });
+    await res.arrayBuffer();
+    return res.ok ? null : `Wrong response from the webhook: ${res.status} ${res.statusText}`;
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code;
+    return cause === 'ECONNREFUSED' ? 'Connection refused' : `Connection error: ${cause ?? (err as Error).name}`;
+  }
+}
+
+/**
+ * Deliver `bot`'s pending updates until none is left, the webhook is removed, or
+ * the emulator stops. Idempotent: a second call while a loop runs returns at once
+ * (the running loop sees newly queued updates).
+ */
+export async function deliverWebhooks(bot: EmulatedBot, opts: { retryMs: number; stopped: () => boolean }): Promise<void> {
+  if (delivering.has(bot)) return;
+  delivering.add(bot);
+  try {
+    while (!opts.stopped() && bot.webhook && bot.pending.length > 0) {
+      const hook = bot.webhook;
+      const batch = bot.take(hook.maxConnections, hook.allowedUpdates);
+      if (batch.length === 0) {
+        bot.pending = []; // only updates of types the webhook does not want: Telegram drops them
+        break;
+      }
+      bot.deliveries += batch.length;
+      const results = await Promise.all(batch.map((u) => post(hook, u)));
+      const done = new Set(batch.filter((_, i) => results[i] === null).map((u) => u.update_id));
+      bot.pending = bot.pending.filter((u) => !done.has(u.update_id));
+      const failure = results.find((r) => r !== null);
+      if (failure) {
+        hook.lastErrorDate = Math.floor(Date.now() / 1000);
+        hook.lastErrorMessage = failure;
+        await sleep(opts.retryMs);
+      }
+    }
+  } finally {
+    delivering.delete(bot);
+  }
+}
