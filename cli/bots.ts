@@ -1,0 +1,82 @@
+/** `botfleet bots ...`: edit the registry, with or without a running master (it notices within REGISTRY_POLL_MS). */
+import fs from 'node:fs';
+import type { Command } from 'commander';
+import { ErrorCodes, fail } from '../common/errors.js';
+import { homePaths, loadConfig } from '../config/load.js';
+import { loadEncryptionKey, maskToken } from '../config/secrets.js';
+import { openRegistry, type BotModeSetting, type Registry } from '../master/registry.js';
+import { table } from './format.js';
+
+function withRegistry<T>(home: string | undefined, fn: (r: Registry) => T): T {
+  const cfg = loadConfig(home ? { home } : {});
+  const p = homePaths(cfg.home);
+  const r = openRegistry(p.db, loadEncryptionKey(cfg.encryptionKey, p.keyFile));
+  try {
+    return fn(r);
+  } finally {
+    r.close();
+  }
+}
+
+/** Parse `--settings` JSON. @throws `BF_ERR_BAD_INPUT` with a one-line reason. */
+function parseSettings(raw: string | undefined): Record<string, unknown> | undefined {
+  if (raw === undefined) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch {
+    throw fail(ErrorCodes.BAD_INPUT, '--settings is not valid JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw fail(ErrorCodes.BAD_INPUT, '--settings must be a JSON object');
+  return v as Record<string, unknown>;
+}
+
+/** The token from `--token`, or from stdin with `--token -` (keeps it out of `ps` and shell history). */
+function readToken(raw: string): string {
+  return (raw === '-' ? fs.readFileSync(0, 'utf8') : raw).trim();
+}
+
+const mode = (m: string | undefined): BotModeSetting | undefined => (m === undefined ? undefined : m === 'default' ? null : (m as BotModeSetting));
+
+export function registerBotsCommands(program: Command, home: () => string | undefined): void {
+  const bots = program.command('bots').description('manage the bot registry');
+  bots.command('add').description('add a bot (prints its id)')
+    .requiredOption('--name <name>', 'display name (the id is derived from it)')
+    .requiredOption('--token <token>', "the bot's token from @BotFather, or - to read it from stdin")
+    .option('--id <id>', 'explicit id ([a-z0-9_-])')
+    .option('--mode <mode>', 'polling, webhook, auto (default: the master default)')
+    .option('--handler <handler>', 'built-in (echo, autoreply, handoff) or path to an ES module', 'echo')
+    .option('--settings <json>', 'settings JSON object passed to the handler')
+    .option('--api-root <url>', 'Bot API root for this bot (self-hosted server or emulator)')
+    .action((o: { name: string; token: string; id?: string; mode?: string; handler: string; settings?: string; apiRoot?: string }) => {
+      const id = withRegistry(home(), (r) => r.add({
+        name: o.name, token: readToken(o.token), handler: o.handler, mode: mode(o.mode) ?? null,
+        settings: parseSettings(o.settings) ?? {}, apiRoot: o.apiRoot ?? null, ...(o.id ? { id: o.id } : {}),
+      }));
+      console.log(id);
+    });
+  bots.command('list').description('list bots (tokens masked)').option('--json', 'JSON output').action((o: { json?: boolean }) => {
+    const rows = withRegistry(home(), (r) => {
+      const { specs, invalid } = r.load();
+      const masked = new Map(specs.map((s) => [s.id, maskToken(s.token)]));
+      const problems = new Map(invalid.map((b) => [b.id, b.reason]));
+      return r.list().map((b) => ({ ...b, token: masked.get(b.id) ?? '(unreadable)', problem: problems.get(b.id) ?? null }));
+    });
+    if (o.json) return console.log(JSON.stringify(rows, null, 2));
+    console.log(table(['ID', 'NAME', 'ENABLED', 'MODE', 'HANDLER', 'TOKEN', 'PROBLEM'],
+      rows.map((b) => [b.id, b.name, b.enabled ? 'yes' : 'no', b.mode ?? 'default', b.handler, b.token, b.problem ?? ''])));
+  });
+  bots.command('rm <id>').description('remove a bot (its worker is stopped)').action((id: string) => withRegistry(home(), (r) => r.remove(id)));
+  bots.command('enable <id>').description('enable a bot').action((id: string) => withRegistry(home(), (r) => r.setEnabled(id, true)));
+  bots.command('disable <id>').description('disable a bot (its worker is stopped)').action((id: string) => withRegistry(home(), (r) => r.setEnabled(id, false)));
+  bots.command('set <id>').description('change a bot; settings reach the running worker without a restart')
+    .option('--name <name>').option('--token <token>', 'new token, or - for stdin').option('--mode <mode>', 'polling, webhook, auto or default')
+    .option('--handler <handler>').option('--settings <json>').option('--api-root <url>')
+    .action((id: string, o: { name?: string; token?: string; mode?: string; handler?: string; settings?: string; apiRoot?: string }) => {
+      withRegistry(home(), (r) => r.update(id, {
+        ...(o.name !== undefined ? { name: o.name } : {}), ...(o.token !== undefined ? { token: readToken(o.token) } : {}),
+        ...(o.mode !== undefined ? { mode: mode(o.mode) } : {}), ...(o.handler !== undefined ? { handler: o.handler } : {}),
+        ...(o.settings !== undefined ? { settings: parseSettings(o.settings) } : {}), ...(o.apiRoot !== undefined ? { apiRoot: o.apiRoot } : {}),
+      }));
+    });
+}

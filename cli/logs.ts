@@ -1,0 +1,51 @@
+/** `botfleet logs [botId] [-f] [-n N] [--raw]`: the master's log or a bot's, pretty by default (pino-pretty). */
+import fs from 'node:fs';
+import path from 'node:path';
+import { prettyFactory } from 'pino-pretty';
+import { ErrorCodes, fail } from '../common/errors.js';
+
+/** The last `n` lines of `file`, reading at most the last 4 MiB. */
+function tail(file: string, n: number): string[] {
+  const size = fs.statSync(file).size;
+  const start = Math.max(0, size - 4 * 1024 * 1024);
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(size - start);
+    fs.readSync(fd, buf, 0, buf.length, start);
+    return buf.toString('utf8').split('\n').filter((l) => l !== '').slice(-n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Print the log; with `follow`, keep printing new lines until interrupted. */
+export async function showLogs(logsDir: string, botId: string | undefined, o: { lines: number; follow: boolean; raw: boolean }): Promise<void> {
+  const file = path.join(logsDir, botId ? `worker_${botId}.log` : 'master.log');
+  if (!fs.existsSync(file)) throw fail(ErrorCodes.BAD_INPUT, `no log file ${file}${botId ? ` (has bot "${botId}" ever started?)` : ''}`);
+  const pretty = o.raw ? (l: string) => l + '\n' : prettyFactory({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:standard', ignore: 'hostname' });
+  const print = (l: string) => {
+    try {
+      process.stdout.write(o.raw ? l + '\n' : pretty(JSON.parse(l)));
+    } catch {
+      process.stdout.write(l + '\n');
+    }
+  };
+  tail(file, o.lines).forEach(print);
+  if (!o.follow) return;
+  let pos = fs.statSync(file).size;
+  let rest = '';
+  await new Promise<void>(() => {
+    fs.watchFile(file, { interval: 250 }, (cur) => {
+      if (cur.size < pos) pos = 0; // rotated
+      if (cur.size === pos) return;
+      const fd = fs.openSync(file, 'r');
+      const buf = Buffer.alloc(cur.size - pos);
+      fs.readSync(fd, buf, 0, buf.length, pos);
+      fs.closeSync(fd);
+      pos = cur.size;
+      const parts = (rest + buf.toString('utf8')).split('\n');
+      rest = parts.pop() ?? '';
+      parts.filter((l) => l !== '').forEach(print);
+    });
+  });
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+/**
+ * The `botfleet` command line (commander). Exit codes: 0 ok; 1 a failure with a
+ * one-line reason on stderr; 2 bad usage.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { BotfleetError } from '../common/errors.js';
+import { homePaths, loadConfig, type FlagValues } from '../config/load.js';
+import { SETTINGS } from '../config/settings.js';
+import { controlRequest } from '../master/control-server.js';
+import type { FleetStatus } from '../master/status-server.js';
+import { registerBotsCommands } from './bots.js';
+import { statusTable } from './format.js';
+import { daemonize, dryRun, stopMaster } from './lifecycle.js';
+import { showLogs } from './logs.js';
+
+const program = new Command('botfleet')
+  .description('a process supervisor for fleets of Telegram bots')
+  .option('--home <dir>', 'botfleet home (data/, logs/, run/); default $BOTFLEET_HOME or the working directory')
+  .exitOverride()
+  .showHelpAfterError();
+const home = () => program.opts<{ home?: string }>().home;
+const config = (flags: FlagValues = {}) => loadConfig({ ...(home() ? { home: home() } : {}), ...flags });
+
+const start = program.command('start').description('run the master (foreground by default)')
+  .option('--daemon', 'run in the background')
+  .option('--dry-run', 'validate configuration and registry, print what would start, exit');
+for (const s of SETTINGS) if (s.key !== 'home') start.addOption(new Option(`--${s.flag} <value>`, `${s.doc} [${s.env}]`));
+start.action(async (o: Record<string, string | boolean | undefined>) => {
+  const flags: FlagValues = {};
+  for (const s of SETTINGS) {
+    const v = o[s.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())];
+    if (typeof v === 'string') flags[s.key] = v;
+  }
+  const cfg = config(flags);
+  if (o.dryRun) process.exit(dryRun(cfg));
+  if (o.daemon) {
+    console.log(`botfleet started in the background (pid ${await daemonize(cfg, process.argv.slice(3))})`);
+    return;
+  }
+  const { runMaster } = await import('../master/main.js');
+  await runMaster(cfg);
+});
+
+program.command('stop').description('stop the master (SIGTERM) and wait for it to exit').action(async () => {
+  const stopped = await stopMaster(config());
+  console.log(stopped ? 'botfleet stopped' : 'botfleet is not running');
+});
+
+program.command('restart [botId]').description('rolling restart of every bot, or restart one (also out of quarantine)').action(async (botId?: string) => {
+  await controlRequest(homePaths(config().home).socket, { cmd: 'restart', ...(botId ? { botId } : {}) });
+  console.log(botId ? `bot ${botId} restarted` : 'rolling restart done');
+});
+
+program.command('status').description('the fleet as a table').option('--json', 'JSON output').action(async (o: { json?: boolean }) => {
+  const s = (await controlRequest(homePaths(config().home).socket, { cmd: 'status' })) as FleetStatus;
+  console.log(o.json ? JSON.stringify(s, null, 2) : statusTable(s));
+});
+
+program.command('logs [botId]').description("the master's log, or a bot's").option('-f, --follow', 'keep printing new lines')
+  .option('-n, --lines <n>', 'lines to show', '50').option('--raw', 'JSON lines as stored')
+  .action(async (botId: string | undefined, o: { follow?: boolean; lines: string; raw?: boolean }) => {
+    await showLogs(homePaths(config().home).logs, botId, { lines: Number(o.lines) || 50, follow: o.follow === true, raw: o.raw === true });
+  });
+
+registerBotsCommands(program, home);
+
+program.command('demo').description('the whole system offline: emulator, bots, users, a crash and its recovery').action(async () => {
+  const { runDemo } = await import('../scripts/demo.js');
+  await runDemo();
+});
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
+  const message = err instanceof BotfleetError || err instanceof Error ? err.message : String(err);
+  for (const line of message.split('\n')) console.error(`botfleet: ${line}`);
+  process.exit(1);
+}

@@ -1,0 +1,90 @@
+/**
+ * Forking and ending one worker process. Each worker is forked detached, so it
+ * leads its own process group: a stop can SIGKILL the whole group (grandchildren
+ * a handler spawned die too). The worker's stdout/stderr are piped to the master,
+ * which owns the log files. The environment passed down is stripped of botfleet's
+ * secrets; the token travels only in the IPC `init` message.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { ErrorCodes, fail } from '../common/errors.js';
+import type { MasterMessage } from '../worker/protocol.js';
+import { forEachLine } from './log-file.js';
+
+/** Compiled worker entry (workers always run compiled JS: tsx costs ~3x start time, DESIGN.md). */
+export const WORKER_ENTRY = fileURLToPath(new URL('../worker/main.js', import.meta.url));
+
+/** Variables never passed to a worker. */
+const SECRET_ENV = ['BOTFLEET_ENCRYPTION_KEY', 'WEBHOOK_SECRET'];
+
+/** How a worker ended. */
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A forked worker. */
+export interface WorkerProcess {
+  readonly pid: number;
+  /** Send an IPC message. @throws BotfleetError `BF_ERR_IPC_CHANNEL_CLOSED` when the channel is gone. */
+  send(m: MasterMessage): void;
+  /** SIGKILL (or `signal`) the worker's whole process group; no-op when already gone. */
+  kill(signal?: NodeJS.Signals): void;
+  /** Resolves once the process has exited (a grandchild holding the pipes open does not delay it). */
+  readonly exited: Promise<ExitInfo>;
+  readonly raw: ChildProcess;
+}
+
+/** Options for {@link forkWorker}. */
+export interface ForkOptions {
+  /** V8 old-space ceiling (MB) so a runaway heap dies fast instead of eating the machine. */
+  maxOldSpaceMb: number;
+  logLevel: string;
+  /** Each output line of the worker (stdout JSON or stderr text). */
+  onOutput(line: string, stream: 'stdout' | 'stderr'): void;
+  onMessage(m: unknown): void;
+  entry?: string;
+}
+
+/** Fork a worker. @throws when the fork itself fails (no pid). */
+export function forkWorker(o: ForkOptions): WorkerProcess {
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: o.logLevel, BOTFLEET_WORKER: '1' };
+  for (const k of SECRET_ENV) delete env[k];
+  const child = fork(o.entry ?? WORKER_ENTRY, [], {
+    detached: true,
+    env,
+    execArgv: [`--max-old-space-size=${o.maxOldSpaceMb}`],
+    serialization: 'json',
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  const pid = child.pid;
+  if (pid === undefined) throw fail(ErrorCodes.IPC_CHILD_EXITED, 'fork failed: the worker process did not start');
+  forEachLine(child.stdout!, (l) => o.onOutput(l, 'stdout'));
+  forEachLine(child.stderr!, (l) => o.onOutput(l, 'stderr'));
+  child.on('message', o.onMessage);
+  child.on('error', () => undefined); // send/kill errors are handled where they happen; exit follows
+  const exited = new Promise<ExitInfo>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    pid,
+    raw: child,
+    exited,
+    send(m) {
+      if (!child.connected) throw fail(ErrorCodes.IPC_CHANNEL_CLOSED, `IPC channel to worker ${pid} is closed`);
+      child.send(m, (err) => {
+        if (err) child.emit('send-error', err);
+      });
+    },
+    kill(signal = 'SIGKILL') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      try {
+        process.kill(-pid, signal);
+      } catch {
+        try {
+          child.kill(signal);
+        } catch {
+          // already gone
+        }
+      }
+    },
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * One supervised child as the supervisor sees it: the state union, the allowed
+ * transitions, and the status view. `master/supervisor.ts` alone mutates these.
+ */
+import type { WorkerLastError, DeliveryMode } from '../worker/protocol.js';
+import type { ChildLog } from "./child-log.js";
+import type { WorkerProcess } from './child-process.js';
+import { emptyHistory, type RestartHistory } from './policy/restart.js';
+import type { BotSpec } from './registry.js';
+
+/** DESIGN.md's lifecycle states. */
+export type ChildState = 'pending' | 'starting' | 'running' | 'draining' | 'backoff' | 'quarantined' | 'stopped';
+
+/** DESIGN.md's causes of a restart, recorded as `lastExit.reason`. */
+export type ExitReason = 'crash' | 'hung' | 'memory' | 'startup-timeout' | 'operator' | 'rolling-restart' | 'config-change';
+
+/** Every allowed `from -> to`; anything else is a supervisor bug and is refused loudly. */
+export const ALLOWED_TRANSITIONS: Readonly<Record<ChildState, readonly ChildState[]>> = {
+  pending: ['starting', 'stopped', 'quarantined'],
+  starting: ['running', 'draining', 'backoff', 'quarantined', 'stopped', 'pending'],
+  running: ['draining', 'backoff', 'quarantined', 'stopped', 'starting'],
+  draining: ['stopped', 'starting', 'backoff', 'quarantined', 'pending'],
+  backoff: ['starting', 'stopped', 'quarantined', 'pending'],
+  quarantined: ['starting', 'stopped', 'pending'],
+  stopped: ['starting', 'pending', 'stopped'],
+};
+
+/** What a stop or kill was for; decides what happens when the process exits. */
+export type Intent = 'run' | 'stop' | 'restart';
+
+/** How a child last ended. `at` is an ISO time. */
+export interface LastExit {
+  code: number | null;
+  signal: string | null;
+  reason: ExitReason;
+  at: string;
+}
+
+/** The supervisor's record of one bot. */
+export interface Child {
+  botId: string;
+  name: string;
+  spec: BotSpec | null;
+  /** Resolved delivery mode, set when delivery is prepared. */
+  mode: DeliveryMode | null;
+  state: ChildState;
+  stateReason: string | null;
+  intent: Intent;
+  proc: WorkerProcess | null;
+  launching: boolean;
+  /** The spec's delivery must be (re)prepared with Telegram before the next fork. */
+  prepareDelivery: boolean;
+  startedAt: number | null;
+  lastHeartbeatAt: number | null;
+  /** Why the master ended the current process, if it did. */
+  endReason: ExitReason | null;
+  /** The worker's own last words (an IPC `error`), used as the quarantine reason. */
+  fatalMessage: string | null;
+  username: string | null;
+  note: string | null;
+  messages: number;
+  errors: number;
+  queueDepth: number;
+  rssBytes: number;
+  lastError: WorkerLastError | null;
+  restartsTotal: number;
+  history: RestartHistory;
+  quarantinedUntil: number | null;
+  lastExit: LastExit | null;
+  timer: NodeJS.Timeout | null;
+  releaseSlot: (() => void) | null;
+  acks: Map<number, Array<(r: DeliverResult) => void>>;
+  log: ChildLog | null;
+}
+
+/** The result of handing one update to a child. */
+export type DeliverResult = 'acked' | 'failed' | 'unknown-bot' | 'unavailable' | 'timeout';
+
+/** A new record, `stopped` until the supervisor acts on it. */
+export function newChild(botId: string, name: string, spec: BotSpec | null): Child {
+  return {
+    botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
+    prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, username: null,
+    note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, lastError: null, restartsTotal: 0,
+    history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, acks: new Map(), log: null,
+  };
+}
+
+/** One row of `GET /api/workers/status` (DESIGN.md). Never a token. */
+export interface WorkerStatus {
+  botId: string;
+  name: string;
+  state: ChildState;
+  stateReason: string | null;
+  mode: DeliveryMode | null;
+  pid: number | null;
+  uptimeMs: number;
+  rssBytes: number;
+  cpuPercent: number | null;
+  restarts: number;
+  restartsLastHour: number;
+  messages: number;
+  errors: number;
+  queueDepth: number;
+  lastHeartbeatAt: string | null;
+  lastExit: LastExit | null;
+  lastError: WorkerLastError | null;
+  quarantinedUntil: string | null;
+  username: string | null;
+  note: string | null;
+}
+
+/** The status view of a child at `now` (ms, wall clock). */
+export function childStatus(c: Child, now: number, periodMs: number): WorkerStatus {
+  const live = c.proc !== null && c.startedAt !== null;
+  return {
+    botId: c.botId, name: c.name, state: c.state, stateReason: c.stateReason, mode: c.mode,
+    pid: c.proc?.pid ?? null, uptimeMs: live ? now - c.startedAt! : 0, rssBytes: live ? c.rssBytes : 0, cpuPercent: null,
+    restarts: c.restartsTotal, restartsLastHour: c.history.restarts.filter((t) => now - t < periodMs).length,
+    messages: c.messages, errors: c.errors, queueDepth: c.queueDepth,
+    lastHeartbeatAt: c.lastHeartbeatAt ? new Date(c.lastHeartbeatAt).toISOString() : null,
+    lastExit: c.lastExit, lastError: c.lastError,
+    quarantinedUntil: c.quarantinedUntil ? new Date(c.quarantinedUntil).toISOString() : null,
+    username: c.username, note: c.note,
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * The master: wires configuration, registry, supervisor, webhook server, status
+ * server and control socket together, and maps signals to actions:
+ * SIGTERM/SIGINT graceful stop (a second SIGINT forces it), SIGUSR2 rolling
+ * restart, SIGHUP registry reload.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import pino, { type Logger } from 'pino';
+import { createLogger } from '../common/logger.js';
+import { errorMessage } from '../common/errors.js';
+import { homePaths, type Config } from '../config/load.js';
+import { loadEncryptionKey, loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
+import { createWebhookServer } from '../webhook-server/server.js';
+import { startControlServer, type ControlRequest } from './control-server.js';
+import { openLogFile } from './log-file.js';
+import { createMetrics } from './metrics.js';
+import { removePidFile, writePidFile } from './pid-file.js';
+import { openRegistry } from './registry.js';
+import { fleetStatus, createStatusServer } from './status-server.js';
+import { createSupervisor } from './supervisor.js';
+
+/** The package version, for status. */
+export const VERSION = '0.1.0';
+
+/** A running master, for the CLI and for tests that run it in-process. */
+export interface MasterHandle {
+  readonly logger: Logger;
+  /** Graceful stop: intake off, drain every worker, close everything. Resolves with the bots that were SIGKILLed. */
+  stop(): Promise<string[]>;
+  /** Restart one bot, or all in rolling batches (SIGUSR2). */
+  restart(botId?: string): Promise<void>;
+  /** Re-read the registry now (SIGHUP). */
+  reload(): { bots: number; invalid: number };
+  /** SIGKILL every worker's process group at once (a second SIGINT). */
+  forceKill(): void;
+  readonly ports: { status: number; webhook: number | null };
+}
+
+/** Open the master's log: `logs/master.log` (size-capped), plus stdout when `echo`. */
+function masterLogger(cfg: Config, logsDir: string, echo: boolean): Logger {
+  const file = openLogFile(`${logsDir}/master.log`, cfg.logMaxBytes);
+  const streams: pino.StreamEntry[] = [{ level: cfg.logLevel as pino.Level, stream: file }];
+  if (echo) streams.push({ level: cfg.logLevel as pino.Level, stream: process.stdout });
+  return createLogger(pino.multistream(streams), cfg.logLevel, { role: 'master' });
+}
+
+/**
+ * Start a master in this process. @throws BotfleetError when the home cannot be used
+ * (already running, bad key), before any worker starts.
+ */
+export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}): Promise<MasterHandle> {
+  const p = homePaths(cfg.home);
+  for (const dir of [p.data, p.logs, p.run]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  writePidFile(p.pidFile);
+  const logger = masterLogger(cfg, p.logs, opts.echoLogs ?? false);
+  const registry = openRegistry(p.db, loadEncryptionKey(cfg.encryptionKey, p.keyFile));
+  const secret = loadWebhookSecret(cfg.webhookSecret, p.secretFile);
+  const secretTokenFor = (botId: string) => webhookSecretToken(secret, botId);
+  const startedAt = Date.now();
+  const supervisor = createSupervisor({ config: cfg, logger, cores: os.availableParallelism(), logsDir: p.logs, secretTokenFor });
+
+  const webhookWanted = cfg.mode === 'webhook' || cfg.webhookHost !== undefined;
+  const webhook = webhookWanted
+    ? createWebhookServer({
+      target: supervisor, secretTokenFor,
+      ...(cfg.webhookSslCert && cfg.webhookSslKey ? { https: { cert: fs.readFileSync(cfg.webhookSslCert), key: fs.readFileSync(cfg.webhookSslKey) } } : {}),
+    })
+    : null;
+  let webhookUp = false;
+  const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity() });
+  const statusServer = createStatusServer({
+    status, metrics: createMetrics(() => supervisor.status()),
+    unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening' : null),
+  });
+  const statusAddr = await statusServer.listen({ host: cfg.statusHost, port: cfg.statusPort });
+  const statusPort = Number(new URL(statusAddr).port);
+  let webhookPort: number | null = null;
+  if (webhook) {
+    const addr = await webhook.listen({ host: cfg.webhookListenHost, port: cfg.webhookPort });
+    webhookPort = Number(new URL(addr).port);
+    webhookUp = true;
+  }
+  fs.writeFileSync(p.portsFile, JSON.stringify({ status: statusPort, webhook: webhookPort }) + '\n');
+
+  const reload = () => {
+    const { specs, invalid } = registry.load();
+    supervisor.reconcile(specs, invalid);
+    return { bots: specs.length, invalid: invalid.length };
+  };
+  const control = await startControlServer(p.socket, async (req: ControlRequest) => {
+    switch (req.cmd) {
+      case 'status': return status();
+      case 'reload': return reload();
+      case 'restart':
+        logger.info({ botId: req.botId ?? null }, req.botId ? 'operator restart' : 'rolling restart requested');
+        await supervisor.restart(req.botId);
+        return { restarted: req.botId ?? 'all' };
+    }
+  });
+  reload();
+  const poll = setInterval(() => {
+    try {
+      if (registry.changedSinceLastCheck()) reload();
+    } catch (err) {
+      logger.error({ err: errorMessage(err) }, 'registry poll failed');
+    }
+  }, cfg.registryPollMs);
+  logger.info({ pid: process.pid, home: cfg.home, statusPort, webhookPort, capacity: supervisor.capacity() }, 'master started');
+
+  let stopping: Promise<string[]> | null = null;
+  const stop = () => (stopping ??= (async () => {
+    logger.info('master stopping: intake off, draining workers');
+    clearInterval(poll);
+    const closingWebhook = webhook?.close();
+    const killed = await supervisor.stopAll();
+    await closingWebhook;
+    await statusServer.close();
+    control.close();
+    registry.close();
+    fs.rmSync(p.socket, { force: true });
+    fs.rmSync(p.portsFile, { force: true });
+    removePidFile(p.pidFile);
+    logger.info({ killed }, 'master stopped');
+    return killed;
+  })());
+  return { logger, stop, reload, restart: (botId) => supervisor.restart(botId), forceKill: () => supervisor.forceKill(), ports: { status: statusPort, webhook: webhookPort } };
+}
+
+/** Run a master until a signal stops it; exits the process. Used by `botfleet start`. */
+export async function runMaster(cfg: Config): Promise<void> {
+  const master = await startMaster(cfg, { echoLogs: true });
+  let interrupts = 0;
+  const graceful = (sig: string) => {
+    master.logger.info({ signal: sig }, 'signal received');
+    void master.stop().then(() => process.exit(0), (err: unknown) => {
+      master.logger.error({ err: errorMessage(err) }, 'stop failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => graceful('SIGTERM'));
+  process.on('SIGINT', () => {
+    if (++interrupts > 1) {
+      master.logger.warn('second SIGINT: forced stop');
+      master.forceKill();
+      process.exit(130);
+    }
+    graceful('SIGINT');
+  });
+  process.on('SIGUSR2', () => {
+    master.logger.info('SIGUSR2: rolling restart');
+    master.restart().catch((err: unknown) => master.logger.error({ err: errorMessage(err) }, 'rolling restart failed'));
+  });
+  process.on('SIGHUP', () => {
+    master.logger.info('SIGHUP: registry reload');
+    master.reload();
+  });
+}

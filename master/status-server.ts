@@ -1,0 +1,47 @@
+/**
+ * The read-only status server (default 127.0.0.1:3001):
+ * `GET /api/workers/status` (DESIGN.md's shape), `GET /metrics` (Prometheus text)
+ * and `GET /health` (200 when master, registry and, in webhook mode, the webhook
+ * server are up; 503 with the reason otherwise). No token or secret ever appears.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { WorkerStatus } from './child.js';
+
+/** `GET /api/workers/status` body. Times in ms, memory in bytes. */
+export interface FleetStatus {
+  master: { pid: number; uptimeMs: number; mode: string; version: string; capacity: number };
+  workers: WorkerStatus[];
+  totals: { byState: Record<string, number>; messages: number; errors: number };
+}
+
+/** Build the fleet status from the supervisor's rows. */
+export function fleetStatus(workers: WorkerStatus[], master: FleetStatus['master']): FleetStatus {
+  const byState: Record<string, number> = {};
+  let messages = 0;
+  let errors = 0;
+  for (const w of workers) {
+    byState[w.state] = (byState[w.state] ?? 0) + 1;
+    messages += w.messages;
+    errors += w.errors;
+  }
+  return { master, workers, totals: { byState, messages, errors } };
+}
+
+export interface StatusServerOptions {
+  status(): FleetStatus;
+  metrics: Registry;
+  /** null when healthy, else the reason (one line). */
+  unhealthy(): string | null;
+}
+
+export function createStatusServer(o: StatusServerOptions): FastifyInstance {
+  const app = Fastify({ logger: false, return503OnClosing: true });
+  app.get('/api/workers/status', async () => o.status());
+  app.get('/metrics', async (_req, reply) => reply.type(o.metrics.contentType).send(await o.metrics.metrics()));
+  app.get('/health', async (_req, reply) => {
+    const why = o.unhealthy();
+    return why === null ? { ok: true } : reply.code(503).send({ ok: false, reason: why });
+  });
+  return app;
+}

@@ -1,0 +1,424 @@
+/**
+ * The supervisor: the one owner of the children map. It forks one worker per
+ * enabled bot (bounded start concurrency, capacity cap), moves each child
+ * through the lifecycle with exactly one `transition()`, restarts on exit per
+ * the restart policy, detects hung children by heartbeat deadline, delivers
+ * webhook updates over IPC and waits for their ack, and stops children the
+ * OTP way: ask, wait the deadline, kill (the whole process group).
+ */
+import { EventEmitter } from 'node:events';
+import type { Update } from 'node-telegram-bot-api';
+import type { Logger } from 'pino';
+import { errorMessage } from '../common/errors.js';
+import { effectiveCapacity, type Config } from '../config/load.js';
+import { EXIT_CONFIG, parseWorkerMessage, type WorkerMessage } from '../worker/protocol.js';
+import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState, type DeliverResult, type ExitReason, type WorkerStatus } from './child.js';
+import { forkWorker, type ExitInfo, type WorkerProcess } from './child-process.js';
+import { createChildLog } from './child-log.js';
+import { createLimiter } from './policy/limiter.js';
+import { decideRestart, emptyHistory, type RestartPolicy } from './policy/restart.js';
+import type { BotSpec, InvalidBot } from './registry.js';
+import { prepareDelivery } from './telegram-admin.js';
+
+/** A webhook update not acked within this is answered 503 so Telegram redelivers it (Telegram waits about 60 s). */
+export const ACK_TIMEOUT_MS = 55_000;
+const HOUR_MS = 3_600_000;
+
+/** What the supervisor needs from outside; `fork` and `now` are seams for tests. */
+export interface SupervisorDeps {
+  config: Config;
+  logger: Logger;
+  cores: number;
+  logsDir: string;
+  secretTokenFor(botId: string): string;
+  fork?: typeof forkWorker;
+  now?: () => number;
+}
+
+/** Emitted on every state change. */
+export interface TransitionEvent { botId: string; from: ChildState; to: ChildState; reason: string | null }
+
+export interface Supervisor extends EventEmitter {
+  /** Make the children match the registry: start new, stop disabled/removed, restart or hot-reload changed. */
+  reconcile(specs: BotSpec[], invalid: InvalidBot[]): void;
+  /** Hand an update to a webhook bot's worker; resolves on its ack (or why not). */
+  deliver(botId: string, update: Update): Promise<DeliverResult>;
+  /** True when `botId` is a configured bot whose resolved mode is webhook. */
+  isWebhookBot(botId: string): boolean;
+  /** Restart one bot (also out of quarantine), or every bot in rolling batches. @throws for an unknown bot */
+  restart(botId?: string): Promise<void>;
+  status(): WorkerStatus[];
+  capacity(): number;
+  /** Stop every child (drain, then SIGKILL at the deadline). Resolves with the bots that had to be killed. */
+  stopAll(): Promise<string[]>;
+  /** SIGKILL every worker's process group now, no drain. */
+  forceKill(): void;
+}
+
+export function createSupervisor(d: SupervisorDeps): Supervisor {
+  const { config: cfg, logger } = d;
+  const fork = d.fork ?? forkWorker;
+  const now = d.now ?? Date.now;
+  const children = new Map<string, Child>();
+  const limiter = createLimiter(cfg.startConcurrency);
+  const cap = effectiveCapacity(cfg, d.cores);
+  const policy: RestartPolicy = { maxRestarts: cfg.maxRestartsPerHour, periodMs: HOUR_MS, baseMs: cfg.restartBackoffMs, capMs: cfg.restartCooldownMs, healthyRunMs: cfg.healthyRunMs };
+  const events = new EventEmitter() as Supervisor;
+  let shuttingDown = false;
+
+  function transition(c: Child, to: ChildState, reason: string | null): void {
+    const from = c.state;
+    if (!ALLOWED_TRANSITIONS[from].includes(to)) {
+      logger.error({ botId: c.botId, from, to, reason }, 'refused transition (supervisor bug)');
+      return;
+    }
+    c.state = to;
+    c.stateReason = reason;
+    logger.info({ botId: c.botId, from, to, reason }, 'transition');
+    events.emit('transition', { botId: c.botId, from, to, reason } satisfies TransitionEvent);
+    if (['stopped', 'quarantined', 'pending'].includes(to)) queueMicrotask(fillCapacity);
+  }
+
+  const clearTimer = (c: Child) => {
+    if (c.timer) clearTimeout(c.timer);
+    c.timer = null;
+  };
+  const holdsSlot = (c: Child) => c.proc !== null || c.launching || c.state === 'backoff';
+  const used = () => [...children.values()].filter(holdsSlot).length;
+
+  function fillCapacity(): void {
+    if (shuttingDown) return;
+    for (const c of children.values()) {
+      if (used() >= cap) return;
+      if (c.state === 'pending' && c.intent === 'run') void launch(c, 'capacity available');
+    }
+  }
+
+  async function launch(c: Child, why: string): Promise<void> {
+    if (c.proc || c.launching || shuttingDown || !c.spec) return;
+    clearTimer(c);
+    if (!holdsSlot(c) && used() >= cap) {
+      if (c.state !== 'pending') transition(c, 'pending', `over capacity (${cap} workers)`);
+      return;
+    }
+    c.launching = true;
+    transition(c, 'starting', why);
+    const release = await limiter.acquire();
+    try {
+      const abandoned = () => c.intent !== 'run' || shuttingDown || !c.spec;
+      if (!abandoned() && c.prepareDelivery && !(await prepare(c))) return release();
+      if (abandoned()) {
+        release();
+        c.launching = false;
+        return transition(c, 'stopped', c.stateReason);
+      }
+      spawn(c, c.spec!, release);
+    } catch (err) {
+      release();
+      logger.error({ botId: c.botId, err: errorMessage(err) }, 'fork failed');
+      c.launching = false;
+      afterFault(c, { code: null, signal: null }, 'crash');
+    } finally {
+      c.launching = false;
+    }
+  }
+
+  /** Align Telegram with the bot's mode. @returns false when the child went to backoff/quarantine instead. */
+  async function prepare(c: Child): Promise<boolean> {
+    const spec = c.spec!;
+    const wanted = spec.mode ?? cfg.mode;
+    const mode = wanted === 'auto' ? (cfg.webhookHost ? 'webhook' : 'polling') : wanted;
+    const r = await prepareDelivery({
+      botId: c.botId, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode,
+      webhookHost: cfg.webhookHost, secretToken: d.secretTokenFor(c.botId), autoSwitch: cfg.autoSwitchMode,
+    });
+    if (!r.ok) {
+      c.launching = false;
+      if (r.tokenRejected) {
+        c.quarantinedUntil = null;
+        transition(c, 'quarantined', r.message);
+      } else afterFault(c, { code: null, signal: null }, 'crash', r.message);
+      return false;
+    }
+    c.mode = r.mode;
+    c.note = r.note;
+    if (r.note) logger.warn({ botId: c.botId, note: r.note }, 'delivery prepared with a note');
+    c.prepareDelivery = false;
+    return true;
+  }
+
+  function spawn(c: Child, spec: BotSpec, release: () => void): void {
+    c.log ??= createChildLog(d.logsDir, c.botId, cfg.logMaxBytes);
+    const log = c.log;
+    const proc = fork({
+      maxOldSpaceMb: cfg.maxMemoryPerWorkerMb,
+      logLevel: cfg.logLevel,
+      onOutput: (line, stream) => log.line(line, stream, proc.pid, spec.token),
+      onMessage: (m) => onMessage(c, proc, m),
+    });
+    Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, releaseSlot: release, rssBytes: 0, queueDepth: 0 });
+    proc.raw.on('send-error', (err: Error) => logger.warn({ botId: c.botId, err: err.message }, 'IPC send failed'));
+    void proc.exited.then((info) => onExit(c, proc, info));
+    proc.send({
+      v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
+      pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
+      bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings },
+    });
+    c.timer = setTimeout(() => kill(c, 'startup-timeout'), cfg.startupTimeoutMs);
+    logger.info({ botId: c.botId, pid: proc.pid, mode: c.mode }, 'worker forked');
+  }
+
+  function onMessage(c: Child, proc: WorkerProcess, raw: unknown): void {
+    if (c.proc !== proc) return;
+    const m: WorkerMessage | null = parseWorkerMessage(raw);
+    if (!m) return void logger.warn({ botId: c.botId, type: (raw as { type?: unknown })?.type }, 'unknown IPC message dropped');
+    switch (m.type) {
+      case 'ready':
+        clearTimer(c);
+        c.releaseSlot?.();
+        c.releaseSlot = null;
+        c.username = m.username;
+        c.lastHeartbeatAt = now();
+        if (c.state === 'starting') transition(c, 'running', null);
+        return;
+      case 'heartbeat':
+        Object.assign(c, { lastHeartbeatAt: now(), messages: m.messages, errors: m.errors, queueDepth: m.queueDepth, rssBytes: m.rssBytes, lastError: m.lastError });
+        return;
+      case 'ack': {
+        const waiters = c.acks.get(m.updateId);
+        c.acks.delete(m.updateId);
+        for (const w of waiters ?? []) w(m.ok ? 'acked' : 'failed');
+        return;
+      }
+      case 'dlq':
+        logger.warn({ botId: c.botId, updateId: m.updateId, err: m.error }, 'update failed every attempt');
+        return;
+      case 'error':
+        c.fatalMessage = m.message;
+        logger.error({ botId: c.botId, reason: m.reason, err: m.message }, 'worker reported a fatal error');
+        return;
+    }
+  }
+
+  /** The master ends the process: SIGKILL to its group, `reason` recorded. */
+  function kill(c: Child, reason: ExitReason): void {
+    if (!c.proc) return;
+    c.endReason ??= reason;
+    logger.warn({ botId: c.botId, pid: c.proc.pid, reason }, 'killing worker');
+    c.proc.kill('SIGKILL');
+  }
+
+  function onExit(c: Child, proc: WorkerProcess, info: ExitInfo): void {
+    if (c.proc !== proc) return;
+    clearTimer(c);
+    c.releaseSlot?.();
+    Object.assign(c, { proc: null, releaseSlot: null, queueDepth: 0 });
+    for (const waiters of c.acks.values()) for (const w of waiters) w('unavailable');
+    c.acks.clear();
+    const reason: ExitReason = c.endReason ?? 'crash';
+    c.lastExit = { code: info.code, signal: info.signal, reason, at: new Date(now()).toISOString() };
+    logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, pid: proc.pid, ...info, reason }, 'worker exited');
+    if (c.intent === 'stop' || shuttingDown) return transition(c, 'stopped', c.stateReason);
+    if (c.intent === 'restart') {
+      c.intent = 'run';
+      c.restartsTotal++;
+      return void launch(c, reason);
+    }
+    afterFault(c, info, reason);
+  }
+
+  /** A child ended on its own (or was killed for a fault): restart per policy or quarantine. */
+  function afterFault(c: Child, info: ExitInfo, reason: ExitReason, detail?: string): void {
+    const ranMs = c.startedAt === null ? 0 : now() - c.startedAt;
+    const { next, act } = decideRestart(c.history, policy, now(), ranMs, info.code === EXIT_CONFIG);
+    c.history = next;
+    if (act.action === 'quarantine') {
+      c.quarantinedUntil = act.until;
+      transition(c, 'quarantined', c.fatalMessage ?? detail ?? act.why);
+      if (act.until !== null) c.timer = setTimeout(() => retryQuarantined(c), Math.max(0, act.until - now()));
+      return;
+    }
+    c.restartsTotal++;
+    transition(c, 'backoff', `${detail ?? reason}; restart in ${act.delayMs} ms`);
+    c.timer = setTimeout(() => void launch(c, `restart after ${reason}`), act.delayMs);
+  }
+
+  function retryQuarantined(c: Child): void {
+    c.quarantinedUntil = null;
+    if (c.intent === 'run' && c.state === 'quarantined') void launch(c, 'quarantine window freed');
+  }
+
+  /** Ask the worker to drain and exit; SIGKILL at the deadline. Resolves when it has exited. */
+  async function stopProc(c: Child, reason: ExitReason, intent: 'stop' | 'restart', why: string): Promise<boolean> {
+    c.intent = intent;
+    clearTimer(c);
+    const proc = c.proc;
+    if (!proc) {
+      if (intent === 'stop' && c.state !== 'stopped') transition(c, 'stopped', why);
+      return false;
+    }
+    c.endReason ??= reason;
+    transition(c, 'draining', why);
+    try {
+      proc.send({ v: 1, type: 'shutdown', reason: why });
+    } catch {
+      proc.kill('SIGKILL');
+    }
+    let killed = false;
+    const deadline = setTimeout(() => {
+      killed = true;
+      logger.warn({ botId: c.botId, pid: proc.pid, deadlineMs: cfg.workerTimeoutMs }, 'drain deadline passed, SIGKILL');
+      proc.kill('SIGKILL');
+    }, cfg.workerTimeoutMs);
+    await proc.exited;
+    clearTimeout(deadline);
+    return killed;
+  }
+
+  /** One shared timer checks every running child's heartbeat deadline. */
+  const sweep = setInterval(() => {
+    const t = now();
+    for (const c of children.values()) {
+      if (c.state === 'running' && c.proc && c.lastHeartbeatAt !== null && t - c.lastHeartbeatAt > cfg.heartbeatTimeoutMs) kill(c, 'hung');
+    }
+  }, Math.min(1000, Math.max(10, Math.floor(cfg.heartbeatTimeoutMs / 4))));
+  sweep.unref();
+
+  function reconcileOne(spec: BotSpec): void {
+    let c = children.get(spec.id);
+    if (!c) {
+      c = newChild(spec.id, spec.name, spec);
+      children.set(spec.id, c);
+    }
+    const old = c.spec;
+    c.spec = spec;
+    c.name = spec.name;
+    if (!spec.enabled) {
+      if (c.intent !== 'stop' || c.state !== 'stopped') void stopProc(c, 'operator', 'stop', 'disabled');
+      return;
+    }
+    const material = !old || old.token !== spec.token || old.mode !== spec.mode || old.handler !== spec.handler || old.apiRoot !== spec.apiRoot;
+    if (material) c.prepareDelivery = true;
+    if (c.intent !== 'run') {
+      c.intent = 'run';
+      if (!c.proc) return void launch(c, old ? 'enabled' : 'configured');
+    }
+    if (old && material && c.proc) return void stopProc(c, 'config-change', 'restart', 'configuration changed');
+    if (old && JSON.stringify(old.settings) !== JSON.stringify(spec.settings) && c.proc && c.state === 'running') {
+      try {
+        c.proc.send({ v: 1, type: 'settings', settings: spec.settings });
+        logger.info({ botId: c.botId }, 'settings sent to worker (hot reload)');
+      } catch (err) {
+        logger.warn({ botId: c.botId, err: errorMessage(err) }, 'could not send settings');
+      }
+    }
+  }
+
+  async function restartOne(c: Child, reason: ExitReason): Promise<void> {
+    if (!c.spec?.enabled) return;
+    if (c.proc) {
+      await stopProc(c, reason, 'restart', reason);
+      return;
+    }
+    c.intent = 'run';
+    c.history = emptyHistory();
+    c.quarantinedUntil = null;
+    await launch(c, reason);
+  }
+
+  /** Resolves when `c` is running again, or stopped trying, or after `ms`. */
+  const settled = (c: Child, ms: number) => new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      events.off('transition', on);
+      resolve();
+    };
+    const on = (e: TransitionEvent) => {
+      if (e.botId === c.botId && ['running', 'quarantined', 'stopped', 'backoff'].includes(e.to)) done();
+    };
+    const t = setTimeout(done, ms);
+    events.on('transition', on);
+  });
+
+  return Object.assign(events, {
+    reconcile(specs: BotSpec[], invalid: InvalidBot[]) {
+      const seen = new Set<string>();
+      for (const spec of specs) {
+        seen.add(spec.id);
+        reconcileOne(spec);
+      }
+      for (const bad of invalid) {
+        seen.add(bad.id);
+        let c = children.get(bad.id);
+        if (!c) children.set(bad.id, (c = newChild(bad.id, bad.name, null)));
+        c.spec = null;
+        logger.error({ botId: bad.id, reason: bad.reason }, 'bot configuration invalid; bot not started');
+        void stopProc(c, 'config-change', 'stop', `invalid configuration: ${bad.reason}`).then(() => {
+          if (c!.state === 'stopped') c!.stateReason = `invalid configuration: ${bad.reason}`;
+        });
+      }
+      for (const [id, c] of children) {
+        if (seen.has(id)) continue;
+        void stopProc(c, 'operator', 'stop', 'removed').then(() => {
+          if (children.get(id) === c && c.intent === 'stop') {
+            children.delete(id);
+            void c.log?.close();
+          }
+        });
+      }
+    },
+    isWebhookBot: (botId: string) => children.get(botId)?.mode === 'webhook' && children.get(botId)?.intent !== 'stop',
+    deliver(botId: string, update: Update): Promise<DeliverResult> {
+      const c = children.get(botId);
+      if (!c || c.mode !== 'webhook' || c.intent === 'stop') return Promise.resolve('unknown-bot');
+      if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
+      const proc = c.proc;
+      return new Promise<DeliverResult>((resolve) => {
+        const timer = setTimeout(() => finish('timeout'), ACK_TIMEOUT_MS);
+        const finish = (r: DeliverResult) => {
+          clearTimeout(timer);
+          resolve(r);
+        };
+        const list = c.acks.get(update.update_id) ?? [];
+        list.push(finish);
+        c.acks.set(update.update_id, list);
+        try {
+          proc.send({ v: 1, type: 'update', update });
+        } catch {
+          finish('unavailable');
+        }
+      });
+    },
+    async restart(botId?: string) {
+      if (botId !== undefined) {
+        const c = children.get(botId);
+        if (!c) throw new Error(`no bot with id "${botId}"`);
+        if (!c.spec?.enabled) throw new Error(`bot "${botId}" is ${c.spec ? 'disabled' : 'not valid'}; enable or fix it first`);
+        await restartOne(c, 'operator');
+        return settled(c, cfg.startupTimeoutMs + cfg.workerTimeoutMs);
+      }
+      const list = [...children.values()].filter((c) => c.spec?.enabled);
+      const batch = Math.max(1, Math.ceil(list.length / 10));
+      for (let i = 0; i < list.length; i += batch) {
+        const group = list.slice(i, i + batch);
+        await Promise.all(group.map(async (c) => {
+          await restartOne(c, 'rolling-restart');
+          await settled(c, cfg.startupTimeoutMs + cfg.workerTimeoutMs);
+        }));
+      }
+    },
+    forceKill() {
+      shuttingDown = true;
+      for (const c of children.values()) c.proc?.kill('SIGKILL');
+    },
+    status: () => [...children.values()].map((c) => childStatus(c, now(), HOUR_MS)),
+    capacity: () => cap,
+    async stopAll() {
+      shuttingDown = true;
+      clearInterval(sweep);
+      const results = await Promise.all([...children.values()].map(async (c) => ((await stopProc(c, 'operator', 'stop', 'master shutting down')) ? c.botId : null)));
+      await Promise.all([...children.values()].map((c) => c.log?.close()));
+      return results.filter((x): x is string => x !== null);
+    },
+  });
+}
