@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey } from '../config/secrets.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
-import { readLivePid } from '../master/pid-file.js';
+import { processAlive, readLivePid } from '../master/pid-file.js';
 import { openRegistry } from '../master/registry.js';
 
 /** Print which bots would start and how. @returns the exit code: 0 all good, 1 some bot is invalid. */
@@ -58,11 +58,7 @@ export async function stopMaster(cfg: Config): Promise<boolean> {
   process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + cfg.workerTimeoutMs + 30_000;
   while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return true;
-    }
+    if (!processAlive(pid)) return true;
     await sleep(100);
   }
   throw new Error(`master ${pid} did not exit within ${cfg.workerTimeoutMs + 30_000} ms`);

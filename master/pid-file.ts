@@ -5,6 +5,20 @@
 import fs from 'node:fs';
 import { ErrorCodes, fail } from '../common/errors.js';
 
+/** True when `pid` is a live process; a zombie (exited, not yet reaped) counts as gone. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').pop()?.[0] !== 'Z';
+  } catch {
+    return !fs.existsSync('/proc/self'); // no /proc (not Linux): trust kill(0); with /proc, no entry means gone
+  }
+}
+
 /** The pid in the file if that process is alive and looks like botfleet; else null. */
 export function readLivePid(file: string): number | null {
   let pid: number;
@@ -13,12 +27,7 @@ export function readLivePid(file: string): number | null {
   } catch {
     return null;
   }
-  if (!Number.isSafeInteger(pid) || pid <= 0) return null;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return null;
-  }
+  if (!Number.isSafeInteger(pid) || pid <= 0 || !processAlive(pid)) return null;
   try {
     const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     if (!cmdline.includes('botfleet') && !cmdline.includes('cli/main.js')) return null;

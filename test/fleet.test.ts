@@ -1,0 +1,190 @@
+/**
+ * End to end: the master started by the real CLI in a temporary home, real
+ * worker processes, the Bot API emulator on loopback.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createFleet, FIXTURES, type Fleet } from './helpers/fleet.js';
+import { alive, waitFor } from './helpers/wait.js';
+
+describe('a fleet of polling and webhook bots', () => {
+  let fleet: Fleet;
+  before(async () => {
+    fleet = await createFleet({}, { webhook: true });
+    fleet.addBot('poller', { mode: 'polling' });
+    fleet.addBot('hooked', { mode: 'webhook' });
+    fleet.addBot('fragile', { mode: 'polling', handler: path.join(FIXTURES, 'throw-on-boom.js') });
+    await fleet.startMaster();
+    await fleet.waitRunning(['poller', 'hooked', 'fragile']);
+  });
+  after(() => fleet.stop());
+
+  test('a polling bot and a webhook bot each answer a user', async () => {
+    assert.equal(await fleet.chat('poller', 11, 'hi poller'), 'hi poller');
+    assert.equal(await fleet.chat('hooked', 12, 'hi hook'), 'hi hook');
+    const s = await fleet.status();
+    assert.equal(s.workers.find((w) => w.botId === 'hooked')?.mode, 'webhook');
+    assert.equal(s.workers.find((w) => w.botId === 'poller')?.mode, 'polling');
+    assert.equal(fleet.tg('hooked').webhook?.url.endsWith('/webhook/hooked'), true, 'setWebhook was called with the bot id URL');
+    assert.equal(fleet.tg('poller').webhook, undefined);
+  });
+
+  test('a handler that throws on one update keeps serving the next ones', async () => {
+    const tg = fleet.tg('fragile');
+    const pid = (await fleet.worker('fragile'))!.pid;
+    fleet.emulator.userSends(tg, 21, 'boom');
+    assert.equal(await fleet.chat('fragile', 21, 'after boom'), 'ok: after boom');
+    const w = await waitFor(async () => {
+      const x = await fleet.worker('fragile');
+      return x && x.errors >= 1 ? x : null;
+    }, 5000, 'the handler error being counted in a heartbeat');
+    assert.equal(w.pid, pid, 'the worker was not restarted');
+    assert.equal(w.state, 'running');
+    assert.ok(!tg.sent.some((m) => m.text === 'ok: boom'));
+  });
+
+  test('kill -9 of one worker: a new pid serves, the neighbour kept its pid and answered throughout', async () => {
+    const victim = (await fleet.worker('poller'))!;
+    const neighbour = (await fleet.worker('hooked'))!;
+    process.kill(victim.pid!, 'SIGKILL');
+    let answered = 0;
+    const back = await waitFor(async () => {
+      assert.equal(await fleet.chat('hooked', 31, `still there ${answered}`), `still there ${answered}`);
+      answered++;
+      const w = await fleet.worker('poller');
+      return w?.state === 'running' && w.pid !== victim.pid ? w : null;
+    }, 20_000, 'the killed worker replaced by a running one');
+    assert.ok(answered >= 1);
+    assert.equal(back.lastExit?.reason, 'crash');
+    assert.equal(back.lastExit?.signal, 'SIGKILL');
+    assert.equal(back.restarts, 1);
+    assert.equal(await fleet.chat('poller', 32, 'back?'), 'back?');
+    assert.equal((await fleet.worker('hooked'))!.pid, neighbour.pid);
+    assert.equal(fleet.tg('poller').conflicts, 0, 'no two pollers at once');
+  });
+
+  test('the token never shows in status, bots list, logs, or worker argv/env', async () => {
+    const tokens = ['poller', 'hooked', 'fragile'].map((id) => fleet.tg(id).token);
+    const status = fleet.cli(['status', '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    const list = fleet.cli(['bots', 'list', '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    assert.equal((JSON.parse(list.stdout) as unknown[]).length, 3);
+    const logsDir = path.join(fleet.home, 'logs');
+    const logs = fs.readdirSync(logsDir).map((f) => fs.readFileSync(path.join(logsDir, f), 'utf8')).join('\n');
+    assert.ok(logs.includes('"botId":"poller"'), 'the logs are real');
+    const procs = (await fleet.status()).workers.map((w) => w.pid!).flatMap((pid) => [
+      fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'), fs.readFileSync(`/proc/${pid}/environ`, 'utf8'),
+    ]);
+    const db = fs.readFileSync(path.join(fleet.home, 'data', 'botfleet.db'));
+    for (const t of tokens) {
+      for (const [where, text] of [['status', status.stdout], ['bots list', list.stdout], ['logs', logs], ['worker argv/env', procs.join('\n')], ['database', db.toString('latin1')]] as const) {
+        assert.ok(!text.includes(t), `token found in ${where}`);
+        assert.ok(!text.includes(t.split(':')[1]!), `token secret part found in ${where}`);
+      }
+    }
+  });
+});
+
+describe('the webhook endpoint on a live fleet', () => {
+  let fleet: Fleet;
+  let url: string;
+  before(async () => {
+    fleet = await createFleet({}, { webhook: true });
+    fleet.addBot('hooked', { mode: 'webhook' });
+    await fleet.startMaster();
+    await fleet.waitRunning(['hooked']);
+    url = `${fleet.env.WEBHOOK_HOST}/webhook`;
+  });
+  after(() => fleet.stop());
+
+  test('wrong secret 401, unknown bot 404, non-JSON 400: none reaches the worker', async () => {
+    const post = (p: string, body: string, headers: Record<string, string>) => fetch(`${url}/${p}`, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+    const update = JSON.stringify({ update_id: 1, message: { message_id: 1, date: 0, chat: { id: 5, type: 'private' }, text: 'x' } });
+    assert.equal((await post('hooked', update, { 'x-telegram-bot-api-secret-token': 'wrong' })).status, 401);
+    assert.equal((await post('hooked', update, {})).status, 401);
+    assert.equal((await post('nobody', update, { 'x-telegram-bot-api-secret-token': 'x' })).status, 404);
+    const secret = fleet.tg('hooked').webhook!.secretToken!;
+    assert.equal((await post('hooked', 'not json', { 'x-telegram-bot-api-secret-token': secret, 'content-type': 'text/plain' })).status, 400);
+    assert.equal((await post('hooked', '{"no":"update_id"}', { 'x-telegram-bot-api-secret-token': secret })).status, 400);
+    // A valid one goes through: proves the rejections were not a broken route.
+    assert.equal((await post('hooked', update, { 'x-telegram-bot-api-secret-token': secret })).status, 200);
+    const w = await waitFor(async () => {
+      const x = await fleet.worker('hooked');
+      return x && x.messages >= 1 ? x : null;
+    }, 5000, 'the valid update counted');
+    await new Promise((r) => setTimeout(r, 700)); // two more heartbeats: nothing else may have arrived
+    assert.equal((await fleet.worker('hooked'))!.messages, 1);
+    assert.equal(w.errors, 0);
+    assert.equal(fleet.tg('hooked').sent.filter((m) => m.chat_id === 5).length, 1);
+  });
+});
+
+describe('operations', () => {
+  test('botfleet stop ends the master and every worker', async () => {
+    const fleet = await createFleet();
+    try {
+      fleet.addBot('a');
+      fleet.addBot('b');
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['a', 'b']);
+      const pids = [s.master.pid, ...s.workers.map((w) => w.pid!)];
+      const r = fleet.cli(['stop']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /stopped/);
+      for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive after stop`);
+      assert.equal(fs.existsSync(path.join(fleet.home, 'run', 'botfleet.pid')), false);
+      await waitFor(() => fleet.master!.exitCode !== null, 5000, 'the master exit being reaped');
+      assert.equal(fleet.master!.exitCode, 0);
+    } finally {
+      await fleet.stop();
+    }
+  });
+
+  test('registry changes reach a running master: add starts, settings hot-reload, disable stops', async () => {
+    const fleet = await createFleet();
+    try {
+      await fleet.startMaster();
+      fleet.addBot('faq', { handler: 'autoreply', settings: { rules: { price: 'free' } } });
+      await fleet.waitRunning(['faq'], 10_000);
+      assert.equal(await fleet.chat('faq', 1, 'the price?'), 'free');
+      const pid = (await fleet.worker('faq'))!.pid;
+      assert.equal(fleet.cli(['bots', 'set', 'faq', '--settings', '{"rules":{"price":"still free"}}']).code, 0);
+      await waitFor(async () => (await fleet.chat('faq', 1, 'price now?')) === 'still free', 10_000, 'the new settings answering');
+      assert.equal((await fleet.worker('faq'))!.pid, pid, 'hot reload kept the worker');
+      assert.equal(fleet.cli(['bots', 'disable', 'faq']).code, 0);
+      await waitFor(async () => (await fleet.worker('faq'))?.state === 'stopped', 10_000, 'the disabled bot stopped');
+      assert.equal(alive(pid!), false);
+    } finally {
+      await fleet.stop();
+    }
+  });
+
+  test('--dry-run with a bad env value exits 1 naming the variable', async () => {
+    const fleet = await createFleet({ MAX_MEMORY_PER_WORKER_MB: 'abc' });
+    try {
+      const r = fleet.cli(['start', '--dry-run']);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /MAX_MEMORY_PER_WORKER_MB must be a whole number, got "abc"/);
+      assert.equal(r.stderr.trim().split('\n').length, 1, 'one line per bad value');
+    } finally {
+      await fleet.stop();
+    }
+  });
+
+  test('--dry-run lists what would start and flags a bad row without hiding the rest', async () => {
+    const fleet = await createFleet();
+    try {
+      fleet.addBot('good');
+      fleet.addBot('broken', { handler: '/nonexistent/handler.js' });
+      const r = fleet.cli(['start', '--dry-run']);
+      assert.equal(r.code, 1);
+      assert.match(r.stdout, /good: would start in polling mode/);
+      assert.match(r.stdout, /broken: INVALID: handler file/);
+    } finally {
+      await fleet.stop();
+    }
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * A real fleet for integration tests: a temporary home, the Bot API emulator on
+ * loopback, bots added with the real CLI, and the master started by the real
+ * CLI entry point (`node dist/cli/main.js start`) as a child process.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../../common/free-port.js';
+import { controlRequest } from '../../master/control-server.js';
+import type { FleetStatus } from '../../master/status-server.js';
+import type { EmulatedBot } from '../../scripts/emulator/bot-state.js';
+import { BotApiEmulator } from '../../scripts/emulator/emulator.js';
+import { alive, waitFor } from './wait.js';
+
+export const CLI = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
+export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
+
+/** Small timings so faults are seen fast. */
+export const FAST_ENV = {
+  POLLING_TIMEOUT_SEC: '2', HEARTBEAT_INTERVAL_MS: '300', HEARTBEAT_TIMEOUT_MS: '3000', WORKER_TIMEOUT_MS: '3000',
+  RESTART_BACKOFF_MS: '100', RESTART_COOLDOWN_MS: '1000', REGISTRY_POLL_MS: '200', STARTUP_TIMEOUT_MS: '15000', LOG_LEVEL: 'debug',
+};
+
+export interface Fleet {
+  home: string;
+  emulator: BotApiEmulator;
+  env: NodeJS.ProcessEnv;
+  master: ChildProcess | null;
+  masterOutput: string[];
+  /** Run the CLI synchronously. */
+  cli(args: string[], input?: string): { code: number; stdout: string; stderr: string };
+  /** Add a bot through the CLI (token read from stdin, so never in argv). */
+  addBot(id: string, opts?: { mode?: string; handler?: string; settings?: object }): EmulatedBot;
+  tg(id: string): EmulatedBot;
+  startMaster(): Promise<void>;
+  status(): Promise<FleetStatus>;
+  worker(id: string): Promise<FleetStatus['workers'][number] | undefined>;
+  waitRunning(ids: string[], ms?: number): Promise<FleetStatus>;
+  /** The user `chatId` says `text` to bot `id`; resolves with the reply text. */
+  chat(id: string, chatId: number, text: string, ms?: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Build a fleet in a fresh temporary home. `extraEnv` overrides {@link FAST_ENV}. */
+export async function createFleet(extraEnv: Record<string, string> = {}, opts: { webhook?: boolean } = {}): Promise<Fleet> {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-test-'));
+  const emulator = new BotApiEmulator({ webhookRetryMs: 100 });
+  const apiRoot = await emulator.start();
+  const webhookPort = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env, BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, STATUS_PORT: '0', STATUS_HOST: '127.0.0.1', ...FAST_ENV,
+    ...(opts.webhook ? { WEBHOOK_HOST: `http://127.0.0.1:${webhookPort}`, WEBHOOK_PORT: String(webhookPort), WEBHOOK_LISTEN_HOST: '127.0.0.1' } : {}),
+    ...extraEnv,
+  };
+  const tgs = new Map<string, EmulatedBot>();
+  const socket = path.join(home, 'run', 'botfleet.sock');
+  const fleet: Fleet = {
+    home, emulator, env, master: null, masterOutput: [],
+    cli(args, input) {
+      const r = spawnSync(process.execPath, [CLI, ...args], { env, input, encoding: 'utf8', timeout: 60_000 });
+      return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+    },
+    addBot(id, o = {}) {
+      const tg = emulator.createBot(`${id}_bot`);
+      const args = ['bots', 'add', '--id', id, '--name', id, '--token', '-', '--handler', o.handler ?? 'echo'];
+      if (o.mode) args.push('--mode', o.mode);
+      if (o.settings) args.push('--settings', JSON.stringify(o.settings));
+      const r = fleet.cli(args, tg.token);
+      if (r.code !== 0) throw new Error(`bots add ${id} failed: ${r.stderr}`);
+      tgs.set(id, tg);
+      return tg;
+    },
+    tg(id) {
+      const t = tgs.get(id);
+      if (!t) throw new Error(`no emulated bot ${id}`);
+      return t;
+    },
+    async startMaster() {
+      const m = spawn(process.execPath, [CLI, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      fleet.master = m;
+      m.stdout!.on('data', (d: Buffer) => fleet.masterOutput.push(d.toString()));
+      m.stderr!.on('data', (d: Buffer) => fleet.masterOutput.push(d.toString()));
+      await waitFor(() => fs.existsSync(socket) || m.exitCode !== null, 20_000, 'the master creating its control socket');
+      if (m.exitCode !== null) throw new Error(`master exited with ${m.exitCode}: ${fleet.masterOutput.join('')}`);
+    },
+    status: () => controlRequest(socket, { cmd: 'status' }, 10_000) as Promise<FleetStatus>,
+    async worker(id) {
+      return (await fleet.status()).workers.find((w) => w.botId === id);
+    },
+    waitRunning(ids, ms = 20_000) {
+      return waitFor(async () => {
+        const s = await fleet.status();
+        return ids.every((id) => s.workers.find((w) => w.botId === id)?.state === 'running') ? s : null;
+      }, ms, `bots ${ids.join(', ')} all running`);
+    },
+    async chat(id, chatId, text, ms = 15_000) {
+      const tg = fleet.tg(id);
+      const before = tg.sent.length;
+      emulator.userSends(tg, chatId, text);
+      const m = await emulator.waitForSent(tg, (x) => x.chat_id === chatId && tg.sent.indexOf(x) >= before, ms, `a reply to "${text}" in chat ${chatId}`);
+      return m.text;
+    },
+    async stop() {
+      const m = fleet.master;
+      if (m && m.exitCode === null && m.signalCode === null) {
+        const pids = (await fleet.status().catch(() => null))?.workers.map((w) => w.pid).filter((p): p is number => p !== null) ?? [];
+        m.kill('SIGTERM');
+        await waitFor(() => m.exitCode !== null || m.signalCode !== null, 20_000, 'the master exiting on SIGTERM').catch(() => m.kill('SIGKILL'));
+        for (const pid of pids) if (alive(pid)) process.kill(-pid, 'SIGKILL');
+      }
+      await emulator.stop();
+      fs.rmSync(home, { recursive: true, force: true });
+    },
+  };
+  return fleet;
+}
