@@ -140,6 +140,11 @@ export class BotApiEmulator extends EventEmitter {
     }
   }
 
+  /** True while a getUpdates call of `bot` is waiting (long polling). */
+  isLongPolling(bot: EmulatedBot): boolean {
+    return this.waiters.has(bot.id);
+  }
+
   private push(bot: EmulatedBot, body: Omit<Update, 'update_id'>): Update {
     const update = bot.enqueue(body);
     this.wakePoller(bot);

@@ -1,0 +1,123 @@
+/** Pure policies on a fake clock: restart intensity and backoff, dedup window, per-chat queue, limiter. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createLimiter } from '../master/policy/limiter.js';
+import { decideRestart, emptyHistory, type RestartHistory, type RestartPolicy } from '../master/policy/restart.js';
+import { ALLOWED_TRANSITIONS } from '../master/child.js';
+import { createChatQueue } from '../worker/chat-queue.js';
+import { createDedupWindow } from '../worker/dedup.js';
+
+const P: RestartPolicy = { maxRestarts: 5, periodMs: 3_600_000, baseMs: 1000, capMs: 45_000, healthyRunMs: 300_000 };
+
+test('backoff doubles on quick failures up to the cap, then the quota quarantines until the window frees', () => {
+  let h: RestartHistory = emptyHistory();
+  const delays: number[] = [];
+  let t = 0;
+  for (let i = 0; i < 5; i++) {
+    const { next, act } = decideRestart(h, P, t, 500, false);
+    assert.equal(act.action, 'restart');
+    if (act.action === 'restart') delays.push(act.delayMs);
+    h = next;
+    t += 60_000;
+  }
+  assert.deepEqual(delays, [0, 1000, 2000, 4000, 8000]);
+  const { act } = decideRestart(h, P, t, 500, false);
+  assert.deepEqual(act, { action: 'quarantine', until: 3_600_000, why: '5 restarts within 3600 s' });
+  // once the first restart leaves the window, a restart is allowed again
+  assert.equal(decideRestart(h, P, 3_600_000, 500, false).act.action, 'restart');
+});
+
+test('the cap bounds the delay', () => {
+  const h: RestartHistory = { restarts: [], consecutive: 10 };
+  const { act } = decideRestart(h, { ...P, maxRestarts: 100 }, 0, 1, false);
+  assert.deepEqual(act, { action: 'restart', delayMs: 45_000 });
+});
+
+test('the first restart after a long healthy run is immediate; the budget is kept', () => {
+  const h: RestartHistory = { restarts: [10, 20], consecutive: 4 };
+  const { next, act } = decideRestart(h, P, 1_000_000, 400_000, false);
+  assert.deepEqual(act, { action: 'restart', delayMs: 0 });
+  assert.deepEqual(next, { restarts: [10, 20, 1_000_000], consecutive: 1 });
+});
+
+test('exit 78 quarantines with no retry time', () => {
+  assert.deepEqual(decideRestart(emptyHistory(), P, 0, 10, true).act, { action: 'quarantine', until: null, why: 'exit code 78: do not restart' });
+});
+
+test('every state has its allowed transitions listed, and only known states', () => {
+  const states = Object.keys(ALLOWED_TRANSITIONS);
+  assert.deepEqual(states.sort(), ['backoff', 'draining', 'pending', 'quarantined', 'running', 'starting', 'stopped']);
+  for (const to of Object.values(ALLOWED_TRANSITIONS).flat()) assert.ok(states.includes(to));
+  assert.ok(!ALLOWED_TRANSITIONS.stopped.includes('running'), 'a stopped child must start before it runs');
+  assert.ok(!ALLOWED_TRANSITIONS.pending.includes('running'));
+});
+
+test('dedup window: a repeat inside the window is a duplicate, after it is not; size is bounded', () => {
+  const d = createDedupWindow(30_000, 3);
+  assert.equal(d.seen(1, 0), false);
+  assert.equal(d.seen(1, 29_999), true);
+  assert.equal(d.seen(1, 30_000), false);
+  d.seen(2, 30_001);
+  d.seen(3, 30_002);
+  d.seen(4, 30_003);
+  assert.equal(d.size(), 3);
+  assert.equal(d.seen(1, 30_004), false, 'the oldest entry was dropped at the bound');
+});
+
+test('chat queue: one chat in order, chats concurrently, back-pressure at the bound', async () => {
+  const log: string[] = [];
+  const gates = new Map<string, () => void>();
+  const q = createChatQueue<string>(async (item) => {
+    log.push(`start ${item}`);
+    await new Promise<void>((r) => gates.set(item, r));
+    log.push(`end ${item}`);
+  }, 3);
+  q.push('a', 'a1');
+  q.push('a', 'a2');
+  q.push('b', 'b1');
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(log, ['start a1', 'start b1'], 'a2 waits for a1; b1 runs beside a1');
+  let room = false;
+  void q.waitForRoom().then(() => (room = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(room, false, 'three in flight: no room');
+  gates.get('a1')!();
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(log, ['start a1', 'start b1', 'end a1', 'start a2']);
+  assert.equal(room, true);
+  gates.get('a2')!();
+  gates.get('b1')!();
+  await q.idle();
+  assert.equal(q.depth(), 0);
+});
+
+test('chat queue: a failing item does not stop the next of its chat', async () => {
+  const done: string[] = [];
+  const q = createChatQueue<string>(async (i) => {
+    if (i === 'bad') throw new Error('x');
+    done.push(i);
+  }, 10);
+  q.push('c', 'bad');
+  q.push('c', 'good');
+  await q.idle();
+  assert.deepEqual(done, ['good']);
+});
+
+test('limiter: at most n holders, FIFO', async () => {
+  const l = createLimiter(2);
+  const r1 = await l.acquire();
+  const r2 = await l.acquire();
+  let third = false;
+  const p3 = l.acquire().then((r) => ((third = true), r));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(third, false);
+  assert.equal(l.waiting(), 1);
+  r1();
+  r1(); // idempotent
+  const r3 = await p3;
+  assert.equal(l.active(), 2);
+  r2();
+  r3();
+  assert.equal(l.active(), 0);
+});
