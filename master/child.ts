@@ -62,6 +62,9 @@ export interface Child {
   errors: number;
   queueDepth: number;
   rssBytes: number;
+  cpuPercent: number | null;
+  /** Consecutive memory samples over the cap. */
+  memOver: number;
   lastError: WorkerLastError | null;
   restartsTotal: number;
   history: RestartHistory;
@@ -70,19 +73,23 @@ export interface Child {
   timer: NodeJS.Timeout | null;
   releaseSlot: (() => void) | null;
   acks: Map<number, Array<(r: DeliverResult) => void>>;
+  /** Updates a polling worker has begun and not acked. */
+  inFlight: Set<number>;
+  /** update_id -> worker deaths it was in flight through (poison detection). */
+  deaths: Map<number, number>;
   log: ChildLog | null;
 }
 
 /** The result of handing one update to a child. */
-export type DeliverResult = 'acked' | 'failed' | 'unknown-bot' | 'unavailable' | 'timeout';
+export type DeliverResult = 'acked' | 'failed' | 'dead-lettered' | 'unknown-bot' | 'unavailable' | 'timeout';
 
 /** A new record, `stopped` until the supervisor acts on it. */
 export function newChild(botId: string, name: string, spec: BotSpec | null): Child {
   return {
     botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
     prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, username: null,
-    note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, lastError: null, restartsTotal: 0,
-    history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, acks: new Map(), log: null,
+    note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0,
+    history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, acks: new Map(), inFlight: new Set(), deaths: new Map(), log: null,
   };
 }
 
@@ -115,7 +122,7 @@ export function childStatus(c: Child, now: number, periodMs: number): WorkerStat
   const live = c.proc !== null && c.startedAt !== null;
   return {
     botId: c.botId, name: c.name, state: c.state, stateReason: c.stateReason, mode: c.mode,
-    pid: c.proc?.pid ?? null, uptimeMs: live ? now - c.startedAt! : 0, rssBytes: live ? c.rssBytes : 0, cpuPercent: null,
+    pid: c.proc?.pid ?? null, uptimeMs: live ? now - c.startedAt! : 0, rssBytes: live ? c.rssBytes : 0, cpuPercent: live ? c.cpuPercent : null,
     restarts: c.restartsTotal, restartsLastHour: c.history.restarts.filter((t) => now - t < periodMs).length,
     messages: c.messages, errors: c.errors, queueDepth: c.queueDepth,
     lastHeartbeatAt: c.lastHeartbeatAt ? new Date(c.lastHeartbeatAt).toISOString() : null,

@@ -19,6 +19,8 @@ import { removePidFile, writePidFile } from './pid-file.js';
 import { openRegistry } from './registry.js';
 import { fleetStatus, createStatusServer } from './status-server.js';
 import { createSupervisor } from './supervisor.js';
+import { WORKER_ENTRY } from './child-process.js';
+import { endZombies, recordWorkers } from './zombies.js';
 
 /** The package version, for status. */
 export const VERSION = '0.1.0';
@@ -58,7 +60,13 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const secret = loadWebhookSecret(cfg.webhookSecret, p.secretFile);
   const secretTokenFor = (botId: string) => webhookSecretToken(secret, botId);
   const startedAt = Date.now();
-  const supervisor = createSupervisor({ config: cfg, logger, cores: os.availableParallelism(), logsDir: p.logs, secretTokenFor });
+  const workersFile = `${p.run}/workers.json`;
+  // Before any worker starts: end what a crashed master left behind.
+  await endZombies(workersFile, WORKER_ENTRY, logger);
+  const supervisor = createSupervisor({
+    config: cfg, logger, cores: os.availableParallelism(), logsDir: p.logs, secretTokenFor,
+    onPids: (live) => recordWorkers(workersFile, live),
+  });
 
   const webhookWanted = cfg.mode === 'webhook' || cfg.webhookHost !== undefined;
   const webhook = webhookWanted
@@ -114,12 +122,16 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     clearInterval(poll);
     const closingWebhook = webhook?.close();
     const killed = await supervisor.stopAll();
+    // Every in-flight webhook call has its answer now; connections that went idle
+    // after close() began would otherwise hold it for the keep-alive timeout.
+    webhook?.server.closeAllConnections();
     await closingWebhook;
     await statusServer.close();
     control.close();
     registry.close();
     fs.rmSync(p.socket, { force: true });
     fs.rmSync(p.portsFile, { force: true });
+    fs.rmSync(workersFile, { force: true });
     removePidFile(p.pidFile);
     logger.info({ killed }, 'master stopped');
     return killed;

@@ -16,12 +16,18 @@ import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState
 import { forkWorker, type ExitInfo, type WorkerProcess } from './child-process.js';
 import { createChildLog } from './child-log.js';
 import { createLimiter } from './policy/limiter.js';
+import { memoryVerdict } from './policy/memory.js';
 import { decideRestart, emptyHistory, type RestartPolicy } from './policy/restart.js';
+import { sampleProcesses } from './resource-sampler.js';
 import type { BotSpec, InvalidBot } from './registry.js';
 import { prepareDelivery } from './telegram-admin.js';
 
 /** A webhook update not acked within this is answered 503 so Telegram redelivers it (Telegram waits about 60 s). */
 export const ACK_TIMEOUT_MS = 55_000;
+/** An update in flight through this many worker deaths is dead-lettered, not retried (poison update). */
+export const MAX_UPDATE_DEATHS = 2;
+/** Bound on remembered poison candidates per bot. */
+const MAX_DEATH_RECORDS = 1000;
 const HOUR_MS = 3_600_000;
 
 /** What the supervisor needs from outside; `fork` and `now` are seams for tests. */
@@ -33,6 +39,8 @@ export interface SupervisorDeps {
   secretTokenFor(botId: string): string;
   fork?: typeof forkWorker;
   now?: () => number;
+  /** Told of every worker pid forked and exited (for zombie cleanup after a master crash). */
+  onPids?(live: Array<{ pid: number; botId: string }>): void;
 }
 
 /** Emitted on every state change. */
@@ -156,12 +164,14 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       onOutput: (line, stream) => log.line(line, stream, proc.pid, spec.token),
       onMessage: (m) => onMessage(c, proc, m),
     });
-    Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, releaseSlot: release, rssBytes: 0, queueDepth: 0 });
+    Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, memOver: 0, queueDepth: 0 });
+    reportPids();
     proc.raw.on('send-error', (err: Error) => logger.warn({ botId: c.botId, err: err.message }, 'IPC send failed'));
     void proc.exited.then((info) => onExit(c, proc, info));
     proc.send({
       v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
       pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
+      skipUpdateIds: [...c.deaths].filter(([, n]) => n >= MAX_UPDATE_DEATHS).map(([id]) => id),
       bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings },
     });
     c.timer = setTimeout(() => kill(c, 'startup-timeout'), cfg.startupTimeoutMs);
@@ -182,16 +192,22 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         if (c.state === 'starting') transition(c, 'running', null);
         return;
       case 'heartbeat':
-        Object.assign(c, { lastHeartbeatAt: now(), messages: m.messages, errors: m.errors, queueDepth: m.queueDepth, rssBytes: m.rssBytes, lastError: m.lastError });
+        Object.assign(c, { lastHeartbeatAt: now(), messages: m.messages, errors: m.errors, queueDepth: m.queueDepth, rssBytes: c.cpuPercent === null ? m.rssBytes : c.rssBytes, lastError: m.lastError });
+        return;
+      case 'begin':
+        c.inFlight.add(m.updateId);
         return;
       case 'ack': {
+        c.inFlight.delete(m.updateId);
+        c.deaths.delete(m.updateId);
         const waiters = c.acks.get(m.updateId);
         c.acks.delete(m.updateId);
         for (const w of waiters ?? []) w(m.ok ? 'acked' : 'failed');
         return;
       }
       case 'dlq':
-        logger.warn({ botId: c.botId, updateId: m.updateId, err: m.error }, 'update failed every attempt');
+        c.deaths.delete(m.updateId);
+        logger.warn({ botId: c.botId, updateId: m.updateId, err: m.error }, 'update dead-lettered');
         return;
       case 'error':
         c.fatalMessage = m.message;
@@ -213,9 +229,12 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     clearTimer(c);
     c.releaseSlot?.();
     Object.assign(c, { proc: null, releaseSlot: null, queueDepth: 0 });
+    reportPids();
+    const reason: ExitReason = c.endReason ?? 'crash';
+    if (c.intent === 'run' && !shuttingDown) countDeaths(c);
+    c.inFlight.clear();
     for (const waiters of c.acks.values()) for (const w of waiters) w('unavailable');
     c.acks.clear();
-    const reason: ExitReason = c.endReason ?? 'crash';
     c.lastExit = { code: info.code, signal: info.signal, reason, at: new Date(now()).toISOString() };
     logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, pid: proc.pid, ...info, reason }, 'worker exited');
     if (c.intent === 'stop' || shuttingDown) return transition(c, 'stopped', c.stateReason);
@@ -225,6 +244,12 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       return void launch(c, reason);
     }
     afterFault(c, info, reason);
+  }
+
+  /** Blame the updates in flight at a fault death, so a poison update is dead-lettered on its next delivery. */
+  function countDeaths(c: Child): void {
+    for (const id of new Set([...c.inFlight, ...c.acks.keys()])) c.deaths.set(id, (c.deaths.get(id) ?? 0) + 1);
+    while (c.deaths.size > MAX_DEATH_RECORDS) c.deaths.delete(c.deaths.keys().next().value as number);
   }
 
   /** A child ended on its own (or was killed for a fault): restart per policy or quarantine. */
@@ -248,8 +273,22 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     if (c.intent === 'run' && c.state === 'quarantined') void launch(c, 'quarantine window freed');
   }
 
-  /** Ask the worker to drain and exit; SIGKILL at the deadline. Resolves when it has exited. */
-  async function stopProc(c: Child, reason: ExitReason, intent: 'stop' | 'restart', why: string): Promise<boolean> {
+  // Coalesced: a fleet start forks many children in one tick; record them once.
+  let pidsDirty = false;
+  function reportPids(): void {
+    if (!d.onPids || pidsDirty) return;
+    pidsDirty = true;
+    setImmediate(() => {
+      pidsDirty = false;
+      d.onPids!([...children.values()].filter((c) => c.proc).map((c) => ({ pid: c.proc!.pid, botId: c.botId })));
+    });
+  }
+
+  /**
+   * Ask the worker to drain and exit; SIGKILL at the deadline. Resolves when it has exited.
+   * `intent` says what follows: `stop`, an immediate `restart`, or `run` (a fault: the restart policy decides).
+   */
+  async function stopProc(c: Child, reason: ExitReason, intent: 'stop' | 'restart' | 'run', why: string): Promise<boolean> {
     c.intent = intent;
     clearTimer(c);
     const proc = c.proc;
@@ -283,6 +322,31 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     }
   }, Math.min(1000, Math.max(10, Math.floor(cfg.heartbeatTimeoutMs / 4))));
   sweep.unref();
+
+  /** Memory caps: one batched pidusage round per interval; over the cap twice in a row -> graceful restart, reason `memory`. */
+  const capBytes = cfg.maxMemoryPerWorkerMb * 1024 * 1024;
+  let sampling = false;
+  const memory = setInterval(() => {
+    if (sampling) return;
+    sampling = true;
+    const live = [...children.values()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting'));
+    void sampleProcesses(live.map((c) => c.proc!.pid)).then((samples) => {
+      for (const c of live) {
+        const s = c.proc ? samples.get(c.proc.pid) : undefined;
+        if (!s) continue;
+        c.rssBytes = s.rssBytes;
+        c.cpuPercent = s.cpuPercent;
+        const v = memoryVerdict(c.memOver, s.rssBytes, capBytes);
+        c.memOver = v.over;
+        if (v.restart && c.state === 'running') {
+          const why = `RSS ${Math.round(s.rssBytes / 1048576)} MB over the ${cfg.maxMemoryPerWorkerMb} MB cap`;
+          logger.warn({ botId: c.botId, rssBytes: s.rssBytes, capBytes }, 'memory cap exceeded');
+          void stopProc(c, 'memory', 'run', why);
+        }
+      }
+    }).finally(() => (sampling = false));
+  }, cfg.memoryCheckIntervalMs);
+  memory.unref();
 
   function reconcileOne(spec: BotSpec): void {
     let c = children.get(spec.id);
@@ -371,6 +435,11 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     deliver(botId: string, update: Update): Promise<DeliverResult> {
       const c = children.get(botId);
       if (!c || c.mode !== 'webhook' || c.intent === 'stop') return Promise.resolve('unknown-bot');
+      if ((c.deaths.get(update.update_id) ?? 0) >= MAX_UPDATE_DEATHS) {
+        c.deaths.delete(update.update_id);
+        logger.warn({ botId, updateId: update.update_id }, 'update dead-lettered: it was in flight through repeated worker deaths');
+        return Promise.resolve('dead-lettered');
+      }
       if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
       const proc = c.proc;
       return new Promise<DeliverResult>((resolve) => {
@@ -409,6 +478,8 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     },
     forceKill() {
       shuttingDown = true;
+      clearInterval(sweep);
+      clearInterval(memory);
       for (const c of children.values()) c.proc?.kill('SIGKILL');
     },
     status: () => [...children.values()].map((c) => childStatus(c, now(), HOUR_MS)),
@@ -416,6 +487,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     async stopAll() {
       shuttingDown = true;
       clearInterval(sweep);
+      clearInterval(memory);
       const results = await Promise.all([...children.values()].map(async (c) => ((await stopProc(c, 'operator', 'stop', 'master shutting down')) ? c.botId : null)));
       await Promise.all([...children.values()].map((c) => c.log?.close()));
       return results.filter((x): x is string => x !== null);

@@ -13,9 +13,9 @@ describe('a fleet of polling and webhook bots', () => {
   let fleet: Fleet;
   before(async () => {
     fleet = await createFleet({}, { webhook: true });
-    fleet.addBot('poller', { mode: 'polling' });
-    fleet.addBot('hooked', { mode: 'webhook' });
-    fleet.addBot('fragile', { mode: 'polling', handler: path.join(FIXTURES, 'throw-on-boom.js') });
+    await fleet.addBot('poller', { mode: 'polling' });
+    await fleet.addBot('hooked', { mode: 'webhook' });
+    await fleet.addBot('fragile', { mode: 'polling', handler: path.join(FIXTURES, 'throw-on-boom.js') });
     await fleet.startMaster();
     await fleet.waitRunning(['poller', 'hooked', 'fragile']);
   });
@@ -67,9 +67,9 @@ describe('a fleet of polling and webhook bots', () => {
 
   test('the token never shows in status, bots list, logs, or worker argv/env', async () => {
     const tokens = ['poller', 'hooked', 'fragile'].map((id) => fleet.tg(id).token);
-    const status = fleet.cli(['status', '--json']);
+    const status = await fleet.cli(['status', '--json']);
     assert.equal(status.code, 0, status.stderr);
-    const list = fleet.cli(['bots', 'list', '--json']);
+    const list = await fleet.cli(['bots', 'list', '--json']);
     assert.equal(list.code, 0, list.stderr);
     assert.equal((JSON.parse(list.stdout) as unknown[]).length, 3);
     const logsDir = path.join(fleet.home, 'logs');
@@ -93,7 +93,7 @@ describe('the webhook endpoint on a live fleet', () => {
   let url: string;
   before(async () => {
     fleet = await createFleet({}, { webhook: true });
-    fleet.addBot('hooked', { mode: 'webhook' });
+    await fleet.addBot('hooked', { mode: 'webhook' });
     await fleet.startMaster();
     await fleet.waitRunning(['hooked']);
     url = `${fleet.env.WEBHOOK_HOST}/webhook`;
@@ -126,12 +126,12 @@ describe('operations', () => {
   test('botfleet stop ends the master and every worker', async () => {
     const fleet = await createFleet();
     try {
-      fleet.addBot('a');
-      fleet.addBot('b');
+      await fleet.addBot('a');
+      await fleet.addBot('b');
       await fleet.startMaster();
       const s = await fleet.waitRunning(['a', 'b']);
       const pids = [s.master.pid, ...s.workers.map((w) => w.pid!)];
-      const r = fleet.cli(['stop']);
+      const r = await fleet.cli(['stop']);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /stopped/);
       for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive after stop`);
@@ -147,14 +147,14 @@ describe('operations', () => {
     const fleet = await createFleet();
     try {
       await fleet.startMaster();
-      fleet.addBot('faq', { handler: 'autoreply', settings: { rules: { price: 'free' } } });
+      await fleet.addBot('faq', { handler: 'autoreply', settings: { rules: { price: 'free' } } });
       await fleet.waitRunning(['faq'], 10_000);
       assert.equal(await fleet.chat('faq', 1, 'the price?'), 'free');
       const pid = (await fleet.worker('faq'))!.pid;
-      assert.equal(fleet.cli(['bots', 'set', 'faq', '--settings', '{"rules":{"price":"still free"}}']).code, 0);
+      assert.equal((await fleet.cli(['bots', 'set', 'faq', '--settings', '{"rules":{"price":"still free"}}'])).code, 0);
       await waitFor(async () => (await fleet.chat('faq', 1, 'price now?')) === 'still free', 10_000, 'the new settings answering');
       assert.equal((await fleet.worker('faq'))!.pid, pid, 'hot reload kept the worker');
-      assert.equal(fleet.cli(['bots', 'disable', 'faq']).code, 0);
+      assert.equal((await fleet.cli(['bots', 'disable', 'faq'])).code, 0);
       await waitFor(async () => (await fleet.worker('faq'))?.state === 'stopped', 10_000, 'the disabled bot stopped');
       assert.equal(alive(pid!), false);
     } finally {
@@ -165,7 +165,7 @@ describe('operations', () => {
   test('--dry-run with a bad env value exits 1 naming the variable', async () => {
     const fleet = await createFleet({ MAX_MEMORY_PER_WORKER_MB: 'abc' });
     try {
-      const r = fleet.cli(['start', '--dry-run']);
+      const r = await fleet.cli(['start', '--dry-run']);
       assert.equal(r.code, 1);
       assert.match(r.stderr, /MAX_MEMORY_PER_WORKER_MB must be a whole number, got "abc"/);
       assert.equal(r.stderr.trim().split('\n').length, 1, 'one line per bad value');
@@ -177,9 +177,9 @@ describe('operations', () => {
   test('--dry-run lists what would start and flags a bad row without hiding the rest', async () => {
     const fleet = await createFleet();
     try {
-      fleet.addBot('good');
-      fleet.addBot('broken', { handler: '/nonexistent/handler.js' });
-      const r = fleet.cli(['start', '--dry-run']);
+      await fleet.addBot('good');
+      await fleet.addBot('broken', { handler: '/nonexistent/handler.js' });
+      const r = await fleet.cli(['start', '--dry-run']);
       assert.equal(r.code, 1);
       assert.match(r.stdout, /good: would start in polling mode/);
       assert.match(r.stdout, /broken: INVALID: handler file/);

@@ -77,6 +77,8 @@ export function createWebhookServer(o: WebhookServerOptions): FastifyInstance {
       case 'acked': s.delivered++; return reply.code(200).send({ ok: true });
       // The handler failed: 200 all the same, or Telegram would redeliver a poison update forever.
       case 'failed': s.failed++; return reply.code(200).send({ ok: true });
+      // In flight through repeated worker deaths: taken off Telegram's queue, logged by the supervisor.
+      case 'dead-lettered': s.failed++; return reply.code(200).send({ ok: true });
       case 'unknown-bot': return reply.code(404).send({ ok: false, error: 'unknown bot' });
       case 'unavailable':
       case 'timeout': return reply.code(503).header('retry-after', '1').send({ ok: false, error: `worker ${result}` });

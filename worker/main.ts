@@ -74,6 +74,10 @@ process.on('message', (raw) => {
   }
 });
 process.on('disconnect', () => void exit(0, 'IPC channel closed'));
+// With the master gone our pipes break: a log line must not kill a worker that is
+// still finishing its in-flight updates (EPIPE would otherwise be an uncaught error).
+process.stdout.on('error', () => undefined);
+process.stderr.on('error', () => undefined);
 process.on('SIGTERM', () => void exit(0, 'SIGTERM'));
 process.on('SIGINT', () => undefined); // the master decides; a terminal Ctrl-C is not for us
 process.on('unhandledRejection', (err) => {

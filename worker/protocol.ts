@@ -29,7 +29,7 @@ export interface WorkerBotConfig {
 
 /** Master -> worker. */
 export type MasterMessage =
-  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string }
+  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[] }
   | { v: 1; type: 'update'; update: Update }
   | { v: 1; type: 'settings'; settings: Record<string, unknown> }
   | { v: 1; type: 'shutdown'; reason: string };
@@ -54,10 +54,15 @@ export interface WorkerCounters {
 /** Why a worker is giving up; `token-rejected` and `handler-load` come with exit 78. */
 export type WorkerFatalReason = 'token-rejected' | 'handler-load' | 'fatal';
 
-/** Worker -> master. */
+/**
+ * Worker -> master. In polling mode a worker sends `begin` when it takes an update
+ * and `ack` when its handler settles, so the master knows what was in flight if the
+ * worker dies; in webhook mode the master already knows, and only `ack` is sent.
+ */
 export type WorkerMessage =
   | { v: 1; type: 'ready'; username: string | null }
   | ({ v: 1; type: 'heartbeat' } & WorkerCounters)
+  | { v: 1; type: 'begin'; updateId: number }
   | { v: 1; type: 'ack'; updateId: number; ok: boolean }
   | { v: 1; type: 'dlq'; updateId: number; error: string }
   | { v: 1; type: 'error'; reason: WorkerFatalReason; message: string };
@@ -82,6 +87,8 @@ export function parseWorkerMessage(m: unknown): WorkerMessage | null {
       return [m.messages, m.errors, m.queueDepth, m.rssBytes, m.heapUsedBytes].every((n) => typeof n === 'number') &&
         (m.lastError === null || (isObj(m.lastError) && isStr(m.lastError.code) && isStr(m.lastError.message)))
         ? (m as WorkerMessage) : null;
+    case 'begin':
+      return isInt(m.updateId) ? (m as WorkerMessage) : null;
     case 'ack':
       return isInt(m.updateId) && typeof m.ok === 'boolean' ? (m as WorkerMessage) : null;
     case 'dlq':
@@ -101,7 +108,7 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
       const b = m.bot;
       const ok = isObj(b) && isStr(b.id) && isStr(b.token) && isStr(b.apiRoot) && (b.mode === 'polling' || b.mode === 'webhook') &&
         isStr(b.handler) && isObj(b.settings) && isInt(m.heartbeatIntervalMs) && isInt(m.drainTimeoutMs) && isInt(m.pollingTimeoutSec) &&
-        isInt(m.dedupWindowMs) && isStr(m.home);
+        isInt(m.dedupWindowMs) && isStr(m.home) && Array.isArray(m.skipUpdateIds) && m.skipUpdateIds.every(isInt);
       return ok ? (m as MasterMessage) : null;
     }
     case 'update':

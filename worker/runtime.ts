@@ -83,17 +83,25 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     logger.warn({ updateId: ctx.update.update_id, err: lastError }, 'handler failed on update');
   });
 
+  const skip = new Set(init.skipUpdateIds);
   const handle = async (update: Update): Promise<void> => {
     messages++;
+    if (cfg.mode === 'polling') send({ v: 1, type: 'begin', updateId: update.update_id });
     await bot.handleUpdate(update);
-    if (cfg.mode === 'webhook') send({ v: 1, type: 'ack', updateId: update.update_id, ok: !failed.has(update) });
+    send({ v: 1, type: 'ack', updateId: update.update_id, ok: !failed.has(update) });
   };
   const queue = createChatQueue(handle, MAX_IN_FLIGHT);
 
   const accept = (update: Update): void => {
+    if (skip.delete(update.update_id)) {
+      // It was in flight when earlier workers of this bot died: a poison update.
+      logger.warn({ updateId: update.update_id }, 'update dead-lettered: it was in flight through repeated worker deaths');
+      send({ v: 1, type: 'dlq', updateId: update.update_id, error: 'in flight through repeated worker deaths' });
+      return;
+    }
     if (dedup.seen(update.update_id, Date.now())) {
       logger.debug({ updateId: update.update_id }, 'duplicate update dropped');
-      if (cfg.mode === 'webhook') send({ v: 1, type: 'ack', updateId: update.update_id, ok: true });
+      send({ v: 1, type: 'ack', updateId: update.update_id, ok: true });
       return;
     }
     queue.push(chatKey(update, bot), update);

@@ -3,7 +3,8 @@
  * loopback, bots added with the real CLI, and the master started by the real
  * CLI entry point (`node dist/cli/main.js start`) as a child process.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,10 +31,10 @@ export interface Fleet {
   env: NodeJS.ProcessEnv;
   master: ChildProcess | null;
   masterOutput: string[];
-  /** Run the CLI synchronously. */
-  cli(args: string[], input?: string): { code: number; stdout: string; stderr: string };
+  /** Run the CLI as a child process (never spawnSync: the emulator lives in this process and must keep answering). */
+  cli(args: string[], input?: string): Promise<{ code: number; stdout: string; stderr: string }>;
   /** Add a bot through the CLI (token read from stdin, so never in argv). */
-  addBot(id: string, opts?: { mode?: string; handler?: string; settings?: object }): EmulatedBot;
+  addBot(id: string, opts?: { mode?: string; handler?: string; settings?: object }): Promise<EmulatedBot>;
   tg(id: string): EmulatedBot;
   startMaster(): Promise<void>;
   status(): Promise<FleetStatus>;
@@ -59,16 +60,22 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: {
   const socket = path.join(home, 'run', 'botfleet.sock');
   const fleet: Fleet = {
     home, emulator, env, master: null, masterOutput: [],
-    cli(args, input) {
-      const r = spawnSync(process.execPath, [CLI, ...args], { env, input, encoding: 'utf8', timeout: 60_000 });
-      return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+    async cli(args, input) {
+      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 });
+      let stdout = '';
+      let stderr = '';
+      child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stdin!.end(input ?? '');
+      const [code] = (await once(child, 'close')) as [number | null];
+      return { code: code ?? -1, stdout, stderr };
     },
-    addBot(id, o = {}) {
+    async addBot(id, o = {}) {
       const tg = emulator.createBot(`${id}_bot`);
       const args = ['bots', 'add', '--id', id, '--name', id, '--token', '-', '--handler', o.handler ?? 'echo'];
       if (o.mode) args.push('--mode', o.mode);
       if (o.settings) args.push('--settings', JSON.stringify(o.settings));
-      const r = fleet.cli(args, tg.token);
+      const r = await fleet.cli(args, tg.token);
       if (r.code !== 0) throw new Error(`bots add ${id} failed: ${r.stderr}`);
       tgs.set(id, tg);
       return tg;

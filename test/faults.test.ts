@@ -1,0 +1,222 @@
+/**
+ * Fault injection with real processes: each fault of one bot is detected,
+ * recorded with its reason, recovered within its bound, counted, and a healthy
+ * neighbour keeps its pid and keeps answering.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { createFleet, FIXTURES, type Fleet } from './helpers/fleet.js';
+import { alive, waitFor } from './helpers/wait.js';
+
+const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
+
+/** Lines of the master log as objects. */
+function masterLog(fleet: Fleet): Array<Record<string, unknown>> {
+  return fs.readFileSync(path.join(fleet.home, 'logs', 'master.log'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+describe('faults of one bot, a healthy neighbour', () => {
+  let fleet: Fleet;
+  before(async () => {
+    // A generous quota: this suite injects many faults into one bot on purpose.
+    fleet = await createFleet({ MEMORY_CHECK_INTERVAL_MS: '200', MAX_MEMORY_PER_WORKER_MB: '160', HEARTBEAT_TIMEOUT_MS: '2000', MAX_RESTARTS_PER_HOUR: '50' });
+    await fleet.addBot('faulty', { handler: MISBEHAVE });
+    await fleet.addBot('healthy');
+    await fleet.startMaster();
+    await fleet.waitRunning(['faulty', 'healthy']);
+  });
+  after(() => fleet.stop());
+
+  const cases: Array<{ command: string; reason: string; boundMs: number }> = [
+    { command: 'crash', reason: 'crash', boundMs: 10_000 },
+    { command: 'throw-async', reason: 'crash', boundMs: 10_000 },
+    { command: 'busy', reason: 'hung', boundMs: 2000 + 1000 + 10_000 },
+    { command: 'leak', reason: 'memory', boundMs: 15_000 },
+  ];
+  for (const { command, reason, boundMs } of cases) {
+    test(`"${command}" -> restarted with reason ${reason}; the neighbour is untouched`, async () => {
+      const before = (await fleet.worker('faulty'))!;
+      const neighbour = (await fleet.worker('healthy'))!;
+      fleet.emulator.userSends(fleet.tg('faulty'), 40, command);
+      let answered = 0;
+      const back = await waitFor(async () => {
+        assert.equal(await fleet.chat('healthy', 41, `n${answered}`), `n${answered}`);
+        answered++;
+        const w = await fleet.worker('faulty');
+        return w && w.state === 'running' && w.pid !== before.pid ? w : null;
+      }, boundMs, `bot "faulty" recovering from "${command}"`);
+      assert.equal(back.lastExit?.reason, reason);
+      assert.equal(back.restarts, before.restarts + 1);
+      assert.equal(alive(before.pid!), false);
+      assert.equal(await fleet.chat('faulty', 42, `after ${command}`), `ok: after ${command}`);
+      const n = (await fleet.worker('healthy'))!;
+      assert.equal(n.pid, neighbour.pid);
+      assert.equal(n.restarts, 0);
+      assert.ok(answered >= 1);
+    });
+  }
+
+  test('a handler hung past the drain deadline: an operator restart kills it at the deadline', async () => {
+    const before = (await fleet.worker('faulty'))!;
+    fleet.emulator.userSends(fleet.tg('faulty'), 43, 'hang');
+    await waitFor(async () => ((await fleet.worker('faulty'))?.queueDepth ?? 0) >= 1, 5000, 'the hung update in flight');
+    const t0 = Date.now();
+    const r = await fleet.cli(['restart', 'faulty']);
+    assert.equal(r.code, 0, r.stderr);
+    const w = (await fleet.worker('faulty'))!;
+    assert.equal(w.state, 'running');
+    assert.notEqual(w.pid, before.pid);
+    assert.equal(w.lastExit?.reason, 'operator');
+    assert.ok(Date.now() - t0 < 3000 + 10_000, 'stopped within the drain deadline plus a start');
+    assert.equal((await fleet.worker('healthy'))!.restarts, 0);
+  });
+});
+
+describe('restart intensity', () => {
+  let fleet: Fleet;
+  let marker: string;
+  before(async () => {
+    fleet = await createFleet({ MAX_RESTARTS_PER_HOUR: '3', RESTART_BACKOFF_MS: '200', RESTART_COOLDOWN_MS: '2000' });
+    marker = path.join(fleet.home, 'crash-on-boot');
+    fs.writeFileSync(marker, '');
+    await fleet.addBot('looper', { handler: MISBEHAVE, settings: { crashOnBootIfExists: marker } });
+    await fleet.addBot('healthy');
+    await fleet.startMaster();
+  });
+  after(() => fleet.stop());
+
+  test('a crash loop ends quarantined after the quota with growing backoff; restart <bot> brings it back', async () => {
+    const q = await waitFor(async () => {
+      const w = await fleet.worker('looper');
+      return w?.state === 'quarantined' ? w : null;
+    }, 20_000, 'the crash-looping bot quarantined');
+    assert.equal(q.restartsLastHour, 3);
+    assert.ok(q.quarantinedUntil !== null, 'shows when it will be tried again');
+    assert.match(q.stateReason ?? '', /3 restarts within 3600 s/);
+    const delays = masterLog(fleet).filter((l) => l.botId === 'looper' && l.to === 'backoff').map((l) => Number(/restart in (\d+) ms/.exec(String(l.reason))?.[1]));
+    assert.deepEqual(delays, [0, 200, 400]);
+    assert.equal((await fleet.worker('healthy'))!.state, 'running', 'the budget is per bot');
+    fs.rmSync(marker);
+    const r = await fleet.cli(['restart', 'looper']);
+    assert.equal(r.code, 0, r.stderr);
+    await fleet.waitRunning(['looper'], 10_000);
+    assert.equal(await fleet.chat('looper', 50, 'alive'), 'ok: alive');
+  });
+});
+
+describe('master lifecycle', () => {
+  test('master SIGKILLed with workers alive, then started again: old workers ended, each bot polled once', async () => {
+    const fleet = await createFleet({ WORKER_TIMEOUT_MS: '30000' });
+    try {
+      await fleet.addBot('a', { handler: MISBEHAVE });
+      await fleet.addBot('b');
+      await fleet.startMaster();
+      const s1 = await fleet.waitRunning(['a', 'b']);
+      // an update stuck in a's handler keeps that worker draining for 30 s after its master is gone
+      fleet.emulator.userSends(fleet.tg('a'), 60, 'hang');
+      await waitFor(async () => ((await fleet.worker('a'))?.queueDepth ?? 0) >= 1, 5000, 'the hung update in flight');
+      const old = s1.workers.map((w) => w.pid!);
+      fleet.master!.kill('SIGKILL');
+      await waitFor(() => fleet.master!.signalCode !== null, 5000, 'the master dying');
+      assert.ok(old.some(alive), 'a worker outlived its master (the zombie to clean)');
+      const t0 = Date.now();
+      await fleet.startMaster();
+      const s2 = await fleet.waitRunning(['a', 'b']);
+      for (const pid of old) assert.equal(alive(pid), false, `old worker ${pid} still alive`);
+      assert.ok(Date.now() - t0 < 20_000, 'cleaned well before the 30 s drain');
+      assert.ok(masterLog(fleet).some((l) => l.msg === 'ended a worker left by an earlier master'));
+      assert.deepEqual(s2.workers.map((w) => w.pid).filter((p) => old.includes(p!)), []);
+      assert.equal(await fleet.chat('a', 61, 'fresh'), 'ok: fresh');
+      assert.equal(await fleet.chat('b', 62, 'fresh'), 'fresh');
+      assert.equal(fleet.tg('a').conflicts + fleet.tg('b').conflicts, 0, 'no 409: never two pollers');
+    } finally {
+      await fleet.stop();
+    }
+  });
+
+  test('SIGTERM with updates in flight: they finish and are acknowledged, exit 0, nothing left', async () => {
+    const fleet = await createFleet({}, { webhook: true });
+    try {
+      await fleet.addBot('hook', { handler: MISBEHAVE, mode: 'webhook' });
+      await fleet.addBot('poll', { handler: MISBEHAVE });
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['hook', 'poll']);
+      fleet.emulator.userSends(fleet.tg('hook'), 70, 'slow');
+      fleet.emulator.userSends(fleet.tg('poll'), 71, 'slow');
+      await waitFor(async () => (await fleet.status()).workers.every((w) => w.queueDepth >= 1), 5000, 'both slow updates in flight');
+      fleet.master!.kill('SIGTERM');
+      await waitFor(() => fleet.master!.exitCode !== null, 15_000, 'the master exiting');
+      assert.equal(fleet.master!.exitCode, 0);
+      assert.ok(fleet.tg('hook').sent.some((m) => m.text === 'slow done'));
+      assert.ok(fleet.tg('poll').sent.some((m) => m.text === 'slow done'));
+      assert.equal(fleet.tg('hook').pending.length, 0, 'the webhook update was answered 200');
+      assert.equal(fleet.tg('poll').pending.length, 0, 'the polled update was confirmed');
+      for (const w of s.workers) assert.equal(alive(w.pid!), false);
+    } finally {
+      await fleet.stop();
+    }
+  });
+
+  test('SIGUSR2 under steady traffic: every worker gets a new pid, no update lost or answered twice', async () => {
+    const fleet = await createFleet();
+    try {
+      const ids = ['r1', 'r2', 'r3'];
+      for (const id of ids) await fleet.addBot(id);
+      await fleet.startMaster();
+      const s1 = await fleet.waitRunning(ids);
+      let sending = true;
+      const sent: Array<[string, string]> = [];
+      const traffic = (async () => {
+        for (let i = 0; sending; i++) {
+          for (const id of ids) {
+            const text = `m${i}-${id}`;
+            fleet.emulator.userSends(fleet.tg(id), 80, text);
+            sent.push([id, text]);
+          }
+          await new Promise((r) => setTimeout(r, 30));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 300));
+      fleet.master!.kill('SIGUSR2');
+      await waitFor(async () => {
+        const s = await fleet.status();
+        return s.workers.every((w) => w.state === 'running' && !s1.workers.some((o) => o.pid === w.pid));
+      }, 30_000, 'every worker replaced');
+      await new Promise((r) => setTimeout(r, 300));
+      sending = false;
+      await traffic;
+      for (const [id, text] of sent) await fleet.emulator.waitForSent(fleet.tg(id), (m) => m.text === text, 10_000, `the reply to ${text}`);
+      for (const id of ids) {
+        const texts = fleet.tg(id).sent.map((m) => m.text);
+        assert.equal(texts.length, new Set(texts).size, `bot ${id} answered an update twice`);
+        assert.equal(texts.length, sent.filter(([b]) => b === id).length);
+      }
+      const s2 = await fleet.status();
+      assert.ok(s2.workers.every((w) => w.lastExit?.reason === 'rolling-restart'));
+      assert.equal(ids.reduce((n, id) => n + fleet.tg(id).conflicts, 0), 0);
+    } finally {
+      await fleet.stop();
+    }
+  });
+
+  test('capacity: the excess is pending, and starts when a bot is disabled', async () => {
+    const fleet = await createFleet({ MAX_TOTAL_WORKERS: '2' });
+    try {
+      for (const id of ['c1', 'c2', 'c3']) await fleet.addBot(id);
+      await fleet.startMaster();
+      await fleet.waitRunning(['c1', 'c2']);
+      const w3 = (await fleet.worker('c3'))!;
+      assert.equal(w3.state, 'pending');
+      assert.match(w3.stateReason ?? '', /over capacity \(2 workers\)/);
+      assert.equal((await fleet.status()).master.capacity, 2);
+      assert.equal((await fleet.cli(['bots', 'disable', 'c1'])).code, 0);
+      await fleet.waitRunning(['c2', 'c3'], 10_000);
+      assert.equal((await fleet.worker('c1'))!.state, 'stopped');
+      assert.equal(await fleet.chat('c3', 90, 'finally'), 'finally');
+    } finally {
+      await fleet.stop();
+    }
+  });
+});
