@@ -45,6 +45,7 @@ export interface Config {
   dedupWindowMs: number;
   startConcurrency: number;
   registryPollMs: number;
+  rollingRestartPercent: number;
   statusHost: string;
   statusPort: number;
   webhookHost: string | undefined;
@@ -82,6 +83,7 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'dedupWindowMs', env: 'DEDUP_WINDOW_MS', flag: 'dedup-window-ms', default: '30000', type: { kind: 'int', min: 0 }, doc: 'per-bot update_id dedup window' },
   { key: 'startConcurrency', env: 'START_CONCURRENCY', flag: 'start-concurrency', default: String(cores), type: { kind: 'int', min: 1, max: 64 }, doc: 'children forked at once (default: the core count)' },
   { key: 'registryPollMs', env: 'REGISTRY_POLL_MS', flag: 'registry-poll-ms', default: '1000', type: { kind: 'int', min: 50 }, doc: 'how often the master looks for registry changes' },
+  { key: 'rollingRestartPercent', env: 'ROLLING_RESTART_PERCENT', flag: 'rolling-restart-percent', default: '10', type: { kind: 'int', min: 1, max: 100 }, doc: 'share of the fleet restarted at once in a rolling restart (at least one bot)' },
   { key: 'statusHost', env: 'STATUS_HOST', flag: 'status-host', default: '127.0.0.1', type: { kind: 'string' }, doc: 'status server address' },
   { key: 'statusPort', env: 'STATUS_PORT', flag: 'status-port', default: '3001', type: { kind: 'int', min: 0, max: 65535 }, doc: 'status server port (0: any free port)' },
   { key: 'webhookHost', env: 'WEBHOOK_HOST', flag: 'webhook-host', default: undefined, type: { kind: 'url' }, doc: 'public base URL Telegram posts to' },

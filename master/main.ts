@@ -69,9 +69,10 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   });
 
   const webhookWanted = cfg.mode === 'webhook' || cfg.webhookHost !== undefined;
+  let draining = false;
   const webhook = webhookWanted
     ? createWebhookServer({
-      target: supervisor, secretTokenFor,
+      target: supervisor, secretTokenFor, draining: () => draining,
       ...(cfg.webhookSslCert && cfg.webhookSslKey ? { https: { cert: fs.readFileSync(cfg.webhookSslCert), key: fs.readFileSync(cfg.webhookSslKey) } } : {}),
     })
     : null;
@@ -120,10 +121,11 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const stop = () => (stopping ??= (async () => {
     logger.info('master stopping: intake off, draining workers');
     clearInterval(poll);
-    const closingWebhook = webhook?.close();
+    draining = true;
     const killed = await supervisor.stopAll();
-    // Every in-flight webhook call has its answer now; connections that went idle
-    // after close() began would otherwise hold it for the keep-alive timeout.
+    // Every in-flight webhook call has its answer now; keep-alive connections would
+    // otherwise hold close() for the keep-alive timeout.
+    const closingWebhook = webhook?.close();
     webhook?.server.closeAllConnections();
     await closingWebhook;
     await statusServer.close();

@@ -466,8 +466,9 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         await restartOne(c, 'operator');
         return settled(c, cfg.startupTimeoutMs + cfg.workerTimeoutMs);
       }
+      // Batches of ROLLING_RESTART_PERCENT of the fleet; each waits for its replacements' ready.
       const list = [...children.values()].filter((c) => c.spec?.enabled);
-      const batch = Math.max(1, Math.ceil(list.length / 10));
+      const batch = Math.max(1, Math.floor((list.length * cfg.rollingRestartPercent) / 100));
       for (let i = 0; i < list.length; i += batch) {
         const group = list.slice(i, i + batch);
         await Promise.all(group.map(async (c) => {

@@ -220,3 +220,35 @@ describe('master lifecycle', () => {
     }
   });
 });
+
+describe('409 Conflict', () => {
+  test('another poller on the token: shown as the last error, retried with backoff, not a crash', async () => {
+    const fleet = await createFleet();
+    try {
+      const tg = await fleet.addBot('contested');
+      await fleet.startMaster();
+      const before = (await fleet.waitRunning(['contested'])).workers[0]!;
+      // A second poller elsewhere: each of its calls ends the worker's pending long poll with 409.
+      const { Api } = await import('node-telegram-bot-api');
+      const intruder = new Api(tg.token, { apiRoot: fleet.emulator.apiRoot, maxRetries: 0 });
+      const stopAt = Date.now() + 2500;
+      while (Date.now() < stopAt) {
+        await intruder.getUpdates({ timeout: 0 }).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const w = await waitFor(async () => {
+        const x = await fleet.worker('contested');
+        return x?.lastError?.code === '409' ? x : null;
+      }, 5000, 'the 409 shown as the worker\'s last error');
+      assert.equal(w.pid, before.pid, 'not restarted');
+      assert.equal(w.restarts, 0);
+      assert.equal(w.state, 'running');
+      assert.ok(tg.conflicts >= 1);
+      const calls = tg.conflicts;
+      assert.equal(await fleet.chat('contested', 95, 'after the intruder left'), 'after the intruder left');
+      assert.ok(calls <= 25, `backed off rather than hammering (${calls} conflicts)`);
+    } finally {
+      await fleet.stop();
+    }
+  });
+});

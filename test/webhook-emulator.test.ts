@@ -48,6 +48,32 @@ describe('webhook server', () => {
   });
 });
 
+test('webhook server: while draining, a new call gets 503 with Connection: close and the one in flight finishes', async () => {
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let draining = false;
+  const app = createWebhookServer({
+    target: { isWebhookBot: () => true, deliver: async () => (await held, 'acked' as const) },
+    secretTokenFor: () => 's', draining: () => draining,
+  });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    const body = JSON.stringify({ update_id: 1 });
+    const headers = { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': 's' };
+    const inFlight = fetch(`${url}/webhook/b`, { method: 'POST', body, headers });
+    await waitFor(async () => ((await (await fetch(`${url}/webhook/stats`)).json()) as { b?: { inFlight: number } }).b?.inFlight === 1, 2000, 'the first update in flight');
+    draining = true;
+    const late = await fetch(`${url}/webhook/b`, { method: 'POST', body, headers });
+    assert.equal(late.status, 503);
+    assert.equal(late.headers.get('connection'), 'close');
+    release();
+    assert.equal((await inFlight).status, 200);
+  } finally {
+    app.server.closeAllConnections();
+    await app.close();
+  }
+});
+
 describe('Bot API emulator', () => {
   const em = new BotApiEmulator({ webhookRetryMs: 50 });
   let root: string;

@@ -5,8 +5,9 @@
  * body is read), body not JSON or not an Update 400, over the limit 413. A valid
  * update goes to the bot's worker over IPC and is answered 200 after the
  * worker's ack; 503 when the worker is not running or does not ack in time, so
- * Telegram redelivers it. While closing, new requests get 503 (fastify's
- * return503OnClosing).
+ * Telegram redelivers it. While the master drains, the server keeps listening and
+ * answers every new webhook call 503 with `Connection: close` (fastify's drain
+ * practice), so intake stops visibly instead of as refused connections.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Update } from 'node-telegram-bot-api';
@@ -29,6 +30,8 @@ export interface WebhookServerOptions {
   /** Largest accepted body in bytes (413 above). Default 1 MiB. */
   bodyLimit?: number;
   https?: { key: Buffer; cert: Buffer };
+  /** True once the master is shutting down: intake off, every new call gets 503 (Telegram retries later). */
+  draining?(): boolean;
 }
 
 const NOT_JSON = Symbol('not-json');
@@ -54,6 +57,7 @@ export function createWebhookServer(o: WebhookServerOptions): FastifyInstance {
 
   app.post<{ Params: { botId: string } }>('/webhook/:botId', {
     onRequest: async (req, reply) => {
+      if (o.draining?.()) return reply.code(503).header('connection', 'close').header('retry-after', '5').send({ ok: false, error: 'shutting down' });
       const { botId } = req.params;
       if (!o.target.isWebhookBot(botId)) return reply.code(404).send({ ok: false, error: 'unknown bot' });
       const given = req.headers['x-telegram-bot-api-secret-token'];
