@@ -15,19 +15,14 @@ import { EXIT_CONFIG, parseWorkerMessage, type WorkerMessage } from '../worker/p
 import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState, type DeliverResult, type ExitReason, type WorkerStatus } from './child.js';
 import { forkWorker, type ExitInfo, type WorkerProcess } from './child-process.js';
 import { createChildLog } from './child-log.js';
+import { onAck, onBegin, onWorkerGone, poisonIds, sendAndAwaitAck, takePoison } from './delivery.js';
 import { createLimiter } from './policy/limiter.js';
 import { memoryVerdict } from './policy/memory.js';
 import { decideRestart, emptyHistory, type RestartPolicy } from './policy/restart.js';
-import { sampleProcesses } from './resource-sampler.js';
+import { startMonitors } from './monitors.js';
 import type { BotSpec, InvalidBot } from './registry.js';
 import { prepareDelivery } from './telegram-admin.js';
 
-/** A webhook update not acked within this is answered 503 so Telegram redelivers it (Telegram waits about 60 s). */
-export const ACK_TIMEOUT_MS = 55_000;
-/** An update in flight through this many worker deaths is dead-lettered, not retried (poison update). */
-export const MAX_UPDATE_DEATHS = 2;
-/** Bound on remembered poison candidates per bot. */
-const MAX_DEATH_RECORDS = 1000;
 const HOUR_MS = 3_600_000;
 
 /** What the supervisor needs from outside; `fork` and `now` are seams for tests. */
@@ -171,7 +166,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     proc.send({
       v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
       pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
-      skipUpdateIds: [...c.deaths].filter(([, n]) => n >= MAX_UPDATE_DEATHS).map(([id]) => id),
+      skipUpdateIds: poisonIds(c),
       bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings },
     });
     c.timer = setTimeout(() => kill(c, 'startup-timeout'), cfg.startupTimeoutMs);
@@ -195,16 +190,9 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         Object.assign(c, { lastHeartbeatAt: now(), messages: m.messages, errors: m.errors, queueDepth: m.queueDepth, rssBytes: c.cpuPercent === null ? m.rssBytes : c.rssBytes, lastError: m.lastError });
         return;
       case 'begin':
-        c.inFlight.add(m.updateId);
-        return;
-      case 'ack': {
-        c.inFlight.delete(m.updateId);
-        c.deaths.delete(m.updateId);
-        const waiters = c.acks.get(m.updateId);
-        c.acks.delete(m.updateId);
-        for (const w of waiters ?? []) w(m.ok ? 'acked' : 'failed');
-        return;
-      }
+        return onBegin(c, m.updateId);
+      case 'ack':
+        return onAck(c, m.updateId, m.ok);
       case 'dlq':
         c.deaths.delete(m.updateId);
         logger.warn({ botId: c.botId, updateId: m.updateId, err: m.error }, 'update dead-lettered');
@@ -231,10 +219,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     Object.assign(c, { proc: null, releaseSlot: null, queueDepth: 0 });
     reportPids();
     const reason: ExitReason = c.endReason ?? 'crash';
-    if (c.intent === 'run' && !shuttingDown) countDeaths(c);
-    c.inFlight.clear();
-    for (const waiters of c.acks.values()) for (const w of waiters) w('unavailable');
-    c.acks.clear();
+    onWorkerGone(c, c.intent === 'run' && !shuttingDown);
     c.lastExit = { code: info.code, signal: info.signal, reason, at: new Date(now()).toISOString() };
     logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, pid: proc.pid, ...info, reason }, 'worker exited');
     if (c.intent === 'stop' || shuttingDown) return transition(c, 'stopped', c.stateReason);
@@ -244,12 +229,6 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       return void launch(c, reason);
     }
     afterFault(c, info, reason);
-  }
-
-  /** Blame the updates in flight at a fault death, so a poison update is dead-lettered on its next delivery. */
-  function countDeaths(c: Child): void {
-    for (const id of new Set([...c.inFlight, ...c.acks.keys()])) c.deaths.set(id, (c.deaths.get(id) ?? 0) + 1);
-    while (c.deaths.size > MAX_DEATH_RECORDS) c.deaths.delete(c.deaths.keys().next().value as number);
   }
 
   /** A child ended on its own (or was killed for a fault): restart per policy or quarantine. */
@@ -314,39 +293,20 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     return killed;
   }
 
-  /** One shared timer checks every running child's heartbeat deadline. */
-  const sweep = setInterval(() => {
-    const t = now();
-    for (const c of children.values()) {
-      if (c.state === 'running' && c.proc && c.lastHeartbeatAt !== null && t - c.lastHeartbeatAt > cfg.heartbeatTimeoutMs) kill(c, 'hung');
-    }
-  }, Math.min(1000, Math.max(10, Math.floor(cfg.heartbeatTimeoutMs / 4))));
-  sweep.unref();
-
-  /** Memory caps: one batched pidusage round per interval; over the cap twice in a row -> graceful restart, reason `memory`. */
   const capBytes = cfg.maxMemoryPerWorkerMb * 1024 * 1024;
-  let sampling = false;
-  const memory = setInterval(() => {
-    if (sampling) return;
-    sampling = true;
-    const live = [...children.values()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting'));
-    void sampleProcesses(live.map((c) => c.proc!.pid)).then((samples) => {
-      for (const c of live) {
-        const s = c.proc ? samples.get(c.proc.pid) : undefined;
-        if (!s) continue;
-        c.rssBytes = s.rssBytes;
-        c.cpuPercent = s.cpuPercent;
-        const v = memoryVerdict(c.memOver, s.rssBytes, capBytes);
-        c.memOver = v.over;
-        if (v.restart && c.state === 'running') {
-          const why = `RSS ${Math.round(s.rssBytes / 1048576)} MB over the ${cfg.maxMemoryPerWorkerMb} MB cap`;
-          logger.warn({ botId: c.botId, rssBytes: s.rssBytes, capBytes }, 'memory cap exceeded');
-          void stopProc(c, 'memory', 'run', why);
-        }
-      }
-    }).finally(() => (sampling = false));
-  }, cfg.memoryCheckIntervalMs);
-  memory.unref();
+  const stopMonitors = startMonitors({
+    children: () => children.values(), now, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, memoryCheckIntervalMs: cfg.memoryCheckIntervalMs,
+    onHung: (c) => kill(c, 'hung'),
+    onSample(c, rssBytes, cpuPercent) {
+      c.rssBytes = rssBytes;
+      c.cpuPercent = cpuPercent;
+      const v = memoryVerdict(c.memOver, rssBytes, capBytes);
+      c.memOver = v.over;
+      if (!v.restart || c.state !== 'running') return;
+      logger.warn({ botId: c.botId, rssBytes, capBytes }, 'memory cap exceeded');
+      void stopProc(c, 'memory', 'run', `RSS ${Math.round(rssBytes / 1048576)} MB over the ${cfg.maxMemoryPerWorkerMb} MB cap`);
+    },
+  });
 
   function reconcileOne(spec: BotSpec): void {
     let c = children.get(spec.id);
@@ -435,28 +395,12 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     deliver(botId: string, update: Update): Promise<DeliverResult> {
       const c = children.get(botId);
       if (!c || c.mode !== 'webhook' || c.intent === 'stop') return Promise.resolve('unknown-bot');
-      if ((c.deaths.get(update.update_id) ?? 0) >= MAX_UPDATE_DEATHS) {
-        c.deaths.delete(update.update_id);
+      if (takePoison(c, update.update_id)) {
         logger.warn({ botId, updateId: update.update_id }, 'update dead-lettered: it was in flight through repeated worker deaths');
         return Promise.resolve('dead-lettered');
       }
       if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
-      const proc = c.proc;
-      return new Promise<DeliverResult>((resolve) => {
-        const timer = setTimeout(() => finish('timeout'), ACK_TIMEOUT_MS);
-        const finish = (r: DeliverResult) => {
-          clearTimeout(timer);
-          resolve(r);
-        };
-        const list = c.acks.get(update.update_id) ?? [];
-        list.push(finish);
-        c.acks.set(update.update_id, list);
-        try {
-          proc.send({ v: 1, type: 'update', update });
-        } catch {
-          finish('unavailable');
-        }
-      });
+      return sendAndAwaitAck(c, c.proc, update);
     },
     async restart(botId?: string) {
       if (botId !== undefined) {
@@ -479,16 +423,14 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     },
     forceKill() {
       shuttingDown = true;
-      clearInterval(sweep);
-      clearInterval(memory);
+      stopMonitors();
       for (const c of children.values()) c.proc?.kill('SIGKILL');
     },
     status: () => [...children.values()].map((c) => childStatus(c, now(), HOUR_MS)),
     capacity: () => cap,
     async stopAll() {
       shuttingDown = true;
-      clearInterval(sweep);
-      clearInterval(memory);
+      stopMonitors();
       const results = await Promise.all([...children.values()].map(async (c) => ((await stopProc(c, 'operator', 'stop', 'master shutting down')) ? c.botId : null)));
       await Promise.all([...children.values()].map((c) => c.log?.close()));
       return results.filter((x): x is string => x !== null);
