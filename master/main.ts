@@ -18,7 +18,7 @@ import { createMetrics } from './metrics.js';
 import { removePidFile, writePidFile } from './pid-file.js';
 import { openRegistry } from './registry.js';
 import { fleetStatus, createStatusServer } from './status-server.js';
-import { createSupervisor } from './supervisor.js';
+import { createSupervisor, type Supervisor } from './supervisor.js';
 import { WORKER_ENTRY } from './child-process.js';
 import { endZombies, recordWorkers } from './zombies.js';
 
@@ -36,6 +36,8 @@ export interface MasterHandle {
   reload(): { bots: number; invalid: number };
   /** SIGKILL every worker's process group at once (a second SIGINT). */
   forceKill(): void;
+  /** The supervisor, for in-process observers (benchmarks): emits `transition` events. */
+  readonly supervisor: Supervisor;
   readonly ports: { status: number; webhook: number | null };
 }
 
@@ -65,7 +67,14 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   await endZombies(workersFile, WORKER_ENTRY, logger);
   const supervisor = createSupervisor({
     config: cfg, logger, cores: os.availableParallelism(), logsDir: p.logs, secretTokenFor,
-    onPids: (live) => recordWorkers(workersFile, live),
+    onPids: (live) => {
+      try {
+        recordWorkers(workersFile, live);
+      } catch (err) {
+        // Bookkeeping for zombie cleanup must never take the master down.
+        logger.warn({ err: errorMessage(err) }, 'could not record live workers');
+      }
+    },
   });
 
   const webhookWanted = cfg.mode === 'webhook' || cfg.webhookHost !== undefined;
@@ -138,7 +147,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     logger.info({ killed }, 'master stopped');
     return killed;
   })());
-  return { logger, stop, reload, restart: (botId) => supervisor.restart(botId), forceKill: () => supervisor.forceKill(), ports: { status: statusPort, webhook: webhookPort } };
+  return { logger, stop, reload, restart: (botId) => supervisor.restart(botId), forceKill: () => supervisor.forceKill(), supervisor, ports: { status: statusPort, webhook: webhookPort } };
 }
 
 /** Run a master until a signal stops it; exits the process. Used by `botfleet start`. */

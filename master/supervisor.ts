@@ -68,6 +68,8 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   const policy: RestartPolicy = { maxRestarts: cfg.maxRestartsPerHour, periodMs: HOUR_MS, baseMs: cfg.restartBackoffMs, capMs: cfg.restartCooldownMs, healthyRunMs: cfg.healthyRunMs };
   const events = new EventEmitter() as Supervisor;
   let shuttingDown = false;
+  /** Set once stopAll() has finished: nothing is reported after that. */
+  let stopped = false;
 
   function transition(c: Child, to: ChildState, reason: string | null): void {
     const from = c.state;
@@ -106,10 +108,20 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     }
     c.launching = true;
     transition(c, 'starting', why);
+    const abandoned = () => c.intent !== 'run' || shuttingDown || !c.spec;
+    // Telegram-side preparation is I/O, not CPU: done before taking a fork slot so it overlaps other forks.
+    if (!abandoned() && c.prepareDelivery) {
+      let prepared = false;
+      try {
+        prepared = await prepare(c);
+      } catch (err) {
+        c.launching = false;
+        return afterFault(c, { code: null, signal: null }, 'crash', errorMessage(err));
+      }
+      if (!prepared) return;
+    }
     const release = await limiter.acquire();
     try {
-      const abandoned = () => c.intent !== 'run' || shuttingDown || !c.spec;
-      if (!abandoned() && c.prepareDelivery && !(await prepare(c))) return release();
       if (abandoned()) {
         release();
         c.launching = false;
@@ -182,12 +194,11 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         clearTimer(c);
         c.releaseSlot?.();
         c.releaseSlot = null;
-        c.username = m.username;
         c.lastHeartbeatAt = now();
         if (c.state === 'starting') transition(c, 'running', null);
         return;
       case 'heartbeat':
-        Object.assign(c, { lastHeartbeatAt: now(), messages: m.messages, errors: m.errors, queueDepth: m.queueDepth, rssBytes: c.cpuPercent === null ? m.rssBytes : c.rssBytes, lastError: m.lastError });
+        Object.assign(c, { lastHeartbeatAt: now(), messages: m.messages, errors: m.errors, queueDepth: m.queueDepth, rssBytes: c.cpuPercent === null ? m.rssBytes : c.rssBytes, lastError: m.lastError, username: m.username });
         return;
       case 'begin':
         return onBegin(c, m.updateId);
@@ -255,7 +266,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   // Coalesced: a fleet start forks many children in one tick; record them once.
   let pidsDirty = false;
   function reportPids(): void {
-    if (!d.onPids || pidsDirty) return;
+    if (!d.onPids || pidsDirty || stopped) return;
     pidsDirty = true;
     setImmediate(() => {
       pidsDirty = false;
@@ -433,6 +444,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       stopMonitors();
       const results = await Promise.all([...children.values()].map(async (c) => ((await stopProc(c, 'operator', 'stop', 'master shutting down')) ? c.botId : null)));
       await Promise.all([...children.values()].map((c) => c.log?.close()));
+      stopped = true;
       return results.filter((x): x is string => x !== null);
     },
   });

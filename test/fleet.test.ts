@@ -62,7 +62,7 @@ describe('a fleet of polling and webhook bots', () => {
     assert.equal(back.restarts, 1);
     assert.equal(await fleet.chat('poller', 32, 'back?'), 'back?');
     assert.equal((await fleet.worker('hooked'))!.pid, neighbour.pid);
-    assert.equal(fleet.tg('poller').conflicts, 0, 'no two pollers at once');
+    assert.equal(fleet.conflictsSeen('poller'), 0, 'no two pollers at once');
   });
 
   test('the token never shows in status, bots list, logs, or worker argv/env', async () => {

@@ -39,9 +39,10 @@ async function onInit(m: Extract<MasterMessage, { type: 'init' }>): Promise<void
   runtime = createBotRuntime(m, send, logger.child({ botId: m.bot.id }));
   void runtime.fatal.then(fatal);
   try {
-    const { username } = await runtime.start();
-    send({ v: 1, type: 'ready', username });
-    logger.info({ botId: m.bot.id, mode: m.bot.mode, username }, 'worker ready');
+    await runtime.start();
+    send({ v: 1, type: 'ready' });
+    runtime.begin();
+    logger.info({ botId: m.bot.id, mode: m.bot.mode }, 'worker ready');
   } catch (err) {
     if (err instanceof WorkerFatal) return fatal(err);
     logger.error({ err: String((err as Error)?.message ?? err) }, 'worker failed to start');

@@ -49,6 +49,8 @@ export interface WorkerCounters {
   rssBytes: number;
   heapUsedBytes: number;
   lastError: WorkerLastError | null;
+  /** The bot's @username once getMe has answered (it runs after `ready`, off the start path). */
+  username: string | null;
 }
 
 /** Why a worker is giving up; `token-rejected` and `handler-load` come with exit 78. */
@@ -60,7 +62,7 @@ export type WorkerFatalReason = 'token-rejected' | 'handler-load' | 'fatal';
  * worker dies; in webhook mode the master already knows, and only `ack` is sent.
  */
 export type WorkerMessage =
-  | { v: 1; type: 'ready'; username: string | null }
+  | { v: 1; type: 'ready' }
   | ({ v: 1; type: 'heartbeat' } & WorkerCounters)
   | { v: 1; type: 'begin'; updateId: number }
   | { v: 1; type: 'ack'; updateId: number; ok: boolean }
@@ -82,10 +84,11 @@ export function parseWorkerMessage(m: unknown): WorkerMessage | null {
   if (!isObj(m) || m.v !== PROTOCOL_VERSION) return null;
   switch (m.type) {
     case 'ready':
-      return m.username === null || isStr(m.username) ? (m as WorkerMessage) : null;
+      return m as WorkerMessage;
     case 'heartbeat':
       return [m.messages, m.errors, m.queueDepth, m.rssBytes, m.heapUsedBytes].every((n) => typeof n === 'number') &&
-        (m.lastError === null || (isObj(m.lastError) && isStr(m.lastError.code) && isStr(m.lastError.message)))
+        (m.lastError === null || (isObj(m.lastError) && isStr(m.lastError.code) && isStr(m.lastError.message))) &&
+        (m.username === null || isStr(m.username))
         ? (m as WorkerMessage) : null;
     case 'begin':
       return isInt(m.updateId) ? (m as WorkerMessage) : null;

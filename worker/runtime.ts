@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { createChatQueue } from './chat-queue.js';
 import { createDedupWindow } from './dedup.js';
 import { loadHandler } from './handlers/index.js';
+import { workerFetch } from './transport.js';
 import type { HandlerHooks } from './handlers/types.js';
 import type { MasterMessage, WorkerCounters, WorkerFatalReason, WorkerLastError, WorkerMessage } from './protocol.js';
 
@@ -30,8 +31,15 @@ export class WorkerFatal extends Error {
 
 /** The runtime's contract as used by worker/main.ts. */
 export interface BotRuntime {
-  /** Load the handler, check the token (getMe), start long polling when in polling mode. @throws WorkerFatal */
-  start(): Promise<{ username: string | null }>;
+  /** Load the handler; then the worker can say `ready`. @throws WorkerFatal when the handler cannot load */
+  start(): Promise<void>;
+  /**
+   * After `ready`: start long polling (polling mode) and check the token (getMe).
+   * Kept off the start path because the first fetch() loads undici synchronously
+   * (~30 ms per worker). A 401 here, or from getUpdates, ends the worker through
+   * {@link BotRuntime.fatal} with exit 78.
+   */
+  begin(): void;
   /** An update from the master (webhook mode); acked over IPC once its handler settles. */
   deliver(update: Update): void;
   /** Hot-reload settings into the handler. */
@@ -63,7 +71,7 @@ function chatKey(update: Update, bot: Bot): string {
  */
 export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => void, logger: Logger): BotRuntime {
   const { bot: cfg } = init;
-  const bot = new Bot(cfg.token, { apiRoot: cfg.apiRoot });
+  const bot = new Bot(cfg.token, { apiRoot: cfg.apiRoot, fetch: workerFetch });
   const dedup = createDedupWindow(init.dedupWindowMs);
   const failed = new WeakSet<Update>();
   const poll = new AbortController();
@@ -71,6 +79,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   let messages = 0;
   let errors = 0;
   let lastError: WorkerLastError | null = null;
+  let username: string | null = null;
   let nextOffset: number | undefined;
   let pollDone: Promise<void> = Promise.resolve();
   let resolveFatal!: (f: WorkerFatal) => void;
@@ -147,15 +156,13 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       } catch (err) {
         throw new WorkerFatal('handler-load', `handler "${cfg.handler}" failed to load: ${(err as Error).message.split('\n')[0]}`);
       }
-      let username: string | null = null;
-      try {
-        username = (await bot.api.getMe()).username ?? null;
-      } catch (err) {
-        if (err instanceof TelegramApiError && err.errorCode === 401) throw new WorkerFatal('token-rejected', 'Telegram rejected the token (401 Unauthorized)');
-        throw err;
-      }
+    },
+    begin() {
       if (cfg.mode === 'polling') pollDone = pollLoop();
-      return { username };
+      bot.api.getMe().then((me) => (username = me.username ?? null), (err: unknown) => {
+        if (err instanceof TelegramApiError && err.errorCode === 401) resolveFatal(new WorkerFatal('token-rejected', 'Telegram rejected the token (401 Unauthorized)'));
+        else lastError = toLastError(err);
+      });
     },
     deliver: accept,
     applySettings(settings) {
@@ -177,7 +184,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     },
     counters() {
       const mem = process.memoryUsage();
-      return { messages, errors, queueDepth: queue.depth(), rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, lastError };
+      return { messages, errors, queueDepth: queue.depth(), rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, lastError, username };
     },
   };
 }

@@ -43,6 +43,12 @@ export interface Fleet {
   /** The user `chatId` says `text` to bot `id`; resolves with the reply text. */
   chat(id: string, chatId: number, text: string, ms?: number): Promise<string>;
   stop(): Promise<void>;
+  /**
+   * 409 Conflicts a live worker of bot `id` received (from its log): the sign of two
+   * pollers at once. The emulator's own count also includes requests whose client
+   * had already hung up (a worker ending its long poll to stop), which harm nobody.
+   */
+  conflictsSeen(id: string): number;
 }
 
 /** Build a fleet in a fresh temporary home. `extraEnv` overrides {@link FAST_ENV}. */
@@ -109,6 +115,11 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: {
       emulator.userSends(tg, chatId, text);
       const m = await emulator.waitForSent(tg, (x) => x.chat_id === chatId && tg.sent.indexOf(x) >= before, ms, `a reply to "${text}" in chat ${chatId}`);
       return m.text;
+    },
+    conflictsSeen(id) {
+      const file = path.join(home, 'logs', `worker_${id}.log`);
+      if (!fs.existsSync(file)) return 0;
+      return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.includes('"code":"409"')).length;
     },
     async stop() {
       const m = fleet.master;

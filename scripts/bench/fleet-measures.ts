@@ -1,0 +1,120 @@
+/**
+ * Measures 1, 2, 3 and 5: worker start, fleet start (with the master's
+ * event-loop delay), memory (PSS per idle worker; master RSS and CPU per bot),
+ * and crash recovery — each against a bare node-telegram-bot-api child in the
+ * same run.
+ */
+
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { forkWorker } from '../../master/child-process.js';
+import type { MasterHandle } from '../../master/main.js';
+import { benchEnv, endAll, forkBare, forkBareFleet, makeHome, nextTransition, NOOP_HANDLER, pssBytes, sleep, startEmulator, startFleetIn } from './harness.js';
+import { fmt, fmtSummary, summarize, type Row } from './stats.js';
+
+/** Measure 1. @returns the rows and the bare fork->ready median (the baseline of measure 5). */
+export async function workerStart(runs: number): Promise<{ rows: Row[]; bareMs: number; raw: object }> {
+  const emu = await startEmulator(1);
+  const ours: number[] = [];
+  const bare: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    let ready!: () => void;
+    const isReady = new Promise<void>((r) => (ready = r));
+    const w = forkWorker({ maxOldSpaceMb: 150, logLevel: 'warn', onOutput: () => undefined, onMessage: (m) => (m as { type?: string }).type === 'ready' && ready() });
+    w.send({ v: 1, type: 'init', home: process.cwd(), heartbeatIntervalMs: 15_000, drainTimeoutMs: 1000, pollingTimeoutSec: 30, dedupWindowMs: 30_000, skipUpdateIds: [],
+      bot: { id: 'bench', name: 'bench', token: emu.bots[0]!.token, apiRoot: emu.apiRoot, mode: 'webhook', handler: 'echo', settings: {} } });
+    await isReady;
+    ours.push(performance.now() - t0);
+    w.kill('SIGKILL');
+    await w.exited;
+    const b = await forkBare();
+    bare.push(b.ms);
+    await endAll([b.child]);
+  }
+  await emu.stop();
+  const o = summarize(ours);
+  const b = summarize(bare);
+  return {
+    bareMs: b.median, raw: { botfleetMs: ours, bareMs: bare },
+    rows: [{ measure: '1. worker start (fork -> ready)', botfleet: fmtSummary(o, 'ms'), baseline: fmtSummary(b, 'ms'), ratio: o.median / b.median, target: '<= 1.2', ok: o.median / b.median <= 1.2 }],
+  };
+}
+
+/** Master RSS/CPU at one fleet size, and (at `mainSize`) fleet start, loop delay, PSS and crash recovery. */
+interface SizeResult { n: number; startMs: number; loopMaxMs: number; rssBytes: number; cpuPercent: number; pss?: number[]; recoveryMs?: number[] }
+
+async function oneSize(n: number, detailed: boolean, kills: number): Promise<SizeResult> {
+  const emu = await startEmulator(n);
+  const home = makeHome(emu, { mode: 'polling', handler: NOOP_HANDLER });
+  const ids = emu.bots.map((_, i) => `b${String(i).padStart(3, '0')}`);
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
+  const { master, ms } = await startFleetIn(benchEnv(home, emu.apiRoot), ids);
+  loop.disable();
+  await sleep(3000); // settle: first heartbeats, first long polls
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await sleep(5000);
+  const cpu = process.cpuUsage(cpu0);
+  const cpuPercent = ((cpu.user + cpu.system) / 1000 / (performance.now() - t0)) * 100;
+  const r: SizeResult = { n, startMs: ms, loopMaxMs: loop.max / 1e6, rssBytes: process.memoryUsage().rss, cpuPercent };
+  if (detailed) {
+    r.pss = master.supervisor.status().map((w) => pssBytes(w.pid!));
+    r.recoveryMs = await crashRecovery(master, ids.slice(0, kills));
+  }
+  await master.stop();
+  await emu.stop();
+  return r;
+}
+
+/** Measure 5: SIGKILL one worker of each bot in turn; time until its replacement is running. */
+async function crashRecovery(master: MasterHandle, ids: string[]): Promise<number[]> {
+  const out: number[] = [];
+  for (const id of ids) {
+    const pid = master.supervisor.status().find((w) => w.botId === id)!.pid!;
+    const back = nextTransition(master, (e) => e.botId === id && e.to === 'running', 15_000, `bot ${id} running again`);
+    const t0 = performance.now();
+    process.kill(pid, 'SIGKILL');
+    await back;
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+/** Measures 2, 3, 5. `sizes` ascending; the detailed measures run at `mainSize`. */
+export async function fleetMeasures(sizes: number[], mainSize: number, kills: number, bareStartMs: number): Promise<{ rows: Row[]; raw: object }> {
+  const baseRss = process.memoryUsage().rss;
+  const results: SizeResult[] = [];
+  for (const n of sizes) results.push(await oneSize(n, n === mainSize, kills));
+  const main = results.find((r) => r.n === mainSize)!;
+  // Baseline: the same number of bare children, at the best of a few bounded concurrencies.
+  let bestBare = Infinity;
+  let barePss: number[] = [];
+  for (const k of [2, 4]) {
+    const { children, ms } = await forkBareFleet(mainSize, k);
+    if (ms < bestBare) {
+      bestBare = ms;
+      await sleep(3000);
+      barePss = children.map((c) => pssBytes(c.pid!));
+    }
+    await endAll(children);
+  }
+  const ourPss = summarize(main.pss!);
+  const bPss = summarize(barePss);
+  const rec = summarize(main.recoveryMs!);
+  const mb = (b: number) => b / 1048576;
+  const rows: Row[] = [
+    { measure: `2. fleet start, ${mainSize} bots -> all running`, botfleet: `${fmt(main.startMs, 0)} ms`, baseline: `${fmt(bestBare, 0)} ms`, ratio: main.startMs / bestBare, target: '<= 1.2', ok: main.startMs / bestBare <= 1.2 },
+    { measure: `2. master event-loop delay max during start`, botfleet: `${fmt(main.loopMaxMs)} ms`, baseline: '-', ratio: null, target: '< 50 ms', ok: main.loopMaxMs < 50 },
+    { measure: `3. PSS per idle worker at ${mainSize} bots`, botfleet: fmtSummary({ ...ourPss, median: mb(ourPss.median), min: mb(ourPss.min), max: mb(ourPss.max) }, 'MB'), baseline: `${fmt(mb(bPss.median))} MB`, ratio: ourPss.median / bPss.median, target: '<= 1.15', ok: ourPss.median / bPss.median <= 1.15 },
+  ];
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i]!;
+    const prev = results[i - 1];
+    const slope = prev ? (r.rssBytes - prev.rssBytes) / 1024 / (r.n - prev.n) : (r.rssBytes - baseRss) / 1024 / r.n;
+    rows.push({ measure: `3. master at ${r.n} idle bots: RSS, CPU, KB per added bot`, botfleet: `${fmt(mb(r.rssBytes))} MB, ${fmt(r.cpuPercent, 2)}% CPU`, baseline: '-', ratio: null, target: 'flat per bot', ok: null });
+    rows[rows.length - 1]!.baseline = `${fmt(slope, 0)} KB/bot`;
+  }
+  rows.push({ measure: `5. crash recovery (SIGKILL -> running), ${kills} kills`, botfleet: fmtSummary(rec, 'ms'), baseline: `${fmt(bareStartMs)} ms fork->ready`, ratio: rec.median / bareStartMs, target: '<= 1.3', ok: rec.median / bareStartMs <= 1.3 });
+  return { rows, raw: { sizes: results, barePss, bestBareStartMs: bestBare } };
+}

@@ -1,0 +1,173 @@
+/**
+ * Shared parts of the benchmarks: the Bot API emulator in its own process, a
+ * temporary home with N bots in the registry, an in-process master (so its event
+ * loop and transitions can be observed), bare baseline children, /proc readings.
+ * Every process started here is tracked and ended by {@link cleanupAll}.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, homePaths } from '../../config/load.js';
+import { loadEncryptionKey } from '../../config/secrets.js';
+import { forkWorker } from '../../master/child-process.js';
+import { startMaster, type MasterHandle } from '../../master/main.js';
+import { openRegistry } from '../../master/registry.js';
+import type { TransitionEvent } from '../../master/supervisor.js';
+
+const here = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
+export const BARE_CHILD = here('./bare-child.js');
+export const NOOP_HANDLER = here('./noop-handler.js');
+export const MISBEHAVE_HANDLER = here('../../test/fixtures/misbehave.js');
+const EMULATOR = here('../emulator/main.js');
+
+const tracked = new Set<ChildProcess>();
+const cleanups: Array<() => Promise<void> | void> = [];
+
+/** Track a child process so it is ended even when a measure fails. */
+export function track(p: ChildProcess): ChildProcess {
+  tracked.add(p);
+  p.once('exit', () => tracked.delete(p));
+  return p;
+}
+
+/** Register a cleanup step (run in reverse order by {@link cleanupAll}). */
+export const onCleanup = (fn: () => Promise<void> | void) => cleanups.push(fn);
+
+/** End everything this harness started. */
+export async function cleanupAll(): Promise<void> {
+  for (const fn of cleanups.splice(0).reverse()) await Promise.resolve(fn()).catch(() => undefined);
+  for (const p of tracked) if (p.pid) try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+}
+
+/** A standalone emulator process with `n` bots. */
+export interface EmulatorProcess { apiRoot: string; bots: Array<{ id: number; username: string; token: string }>; stop(): Promise<void> }
+
+export async function startEmulator(n: number): Promise<EmulatorProcess> {
+  const p = track(spawn(process.execPath, [EMULATOR, '--port', '0', '--bots', String(n), '--webhook-retry-ms', '200'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const lines = readline.createInterface({ input: p.stdout! });
+  const got: Array<Record<string, unknown>> = [];
+  for await (const line of lines) {
+    got.push(JSON.parse(line) as Record<string, unknown>);
+    if (got.length === n + 1) break;
+  }
+  const stop = async () => {
+    if (p.exitCode === null) {
+      p.kill('SIGTERM');
+      await once(p, 'exit');
+    }
+  };
+  onCleanup(stop);
+  return { apiRoot: String(got[0]!.apiRoot), bots: got.slice(1) as EmulatorProcess['bots'], stop };
+}
+
+/** A temporary home whose registry holds one bot per emulator bot (ids b000, b001, ...). */
+export function makeHome(emu: EmulatorProcess, opts: { mode: 'polling' | 'webhook'; handler: string }): string {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-bench-'));
+  onCleanup(() => fs.rmSync(home, { recursive: true, force: true }));
+  const p = homePaths(home);
+  const r = openRegistry(p.db, loadEncryptionKey(undefined, p.keyFile));
+  emu.bots.forEach((b, i) => r.add({ id: `b${String(i).padStart(3, '0')}`, name: b.username, token: b.token, mode: opts.mode, handler: opts.handler }));
+  r.close();
+  return home;
+}
+
+/** Settings for benchmark fleets: room for 300 workers on 2 cores, quiet logs. */
+export function benchEnv(home: string, apiRoot: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, STATUS_PORT: '0', LOG_LEVEL: 'warn', MAX_WORKERS_PER_CORE: '500',
+    POLLING_TIMEOUT_SEC: '30', WEBHOOK_SECRET: 'bench-secret', ...extra,
+  };
+}
+
+/** Start a master in this process; resolves once `ids` are all running, with the time it took (ms). */
+export async function startFleetIn(env: NodeJS.ProcessEnv, ids: string[]): Promise<{ master: MasterHandle; ms: number }> {
+  const waiting = new Set(ids);
+  const t0 = performance.now();
+  let resolveAll!: () => void;
+  const all = new Promise<void>((r) => (resolveAll = r));
+  const master = await startMaster(loadConfig({}, env));
+  onCleanup(() => master.stop().then(() => undefined));
+  const on = (e: TransitionEvent) => {
+    if (e.to === 'running') waiting.delete(e.botId);
+    if (waiting.size === 0) resolveAll();
+  };
+  master.supervisor.on('transition', on);
+  for (const w of master.supervisor.status()) if (w.state === 'running') waiting.delete(w.botId);
+  if (waiting.size === 0) resolveAll();
+  await all;
+  master.supervisor.off('transition', on);
+  return { master, ms: performance.now() - t0 };
+}
+
+/**
+ * Fork a bare baseline child with exactly the options a botfleet worker gets
+ * (detached process group, piped stdio, V8 heap cap), so a ratio isolates our code.
+ * Resolves with it and its fork -> ready time (ms).
+ */
+export async function forkBare(): Promise<{ child: ChildProcess; ms: number }> {
+  const t0 = performance.now();
+  let ready!: () => void;
+  const isReady = new Promise<void>((r) => (ready = r));
+  const w = forkWorker({ entry: BARE_CHILD, maxOldSpaceMb: 150, logLevel: 'warn', onOutput: () => undefined, onMessage: () => ready() });
+  const child = track(w.raw);
+  await isReady;
+  return { child, ms: performance.now() - t0 };
+}
+
+/** Fork `n` bare children at most `concurrency` at a time; resolves when all are ready (ms). */
+export async function forkBareFleet(n: number, concurrency: number): Promise<{ children: ChildProcess[]; ms: number }> {
+  const t0 = performance.now();
+  const children: ChildProcess[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < n) {
+      next++;
+      children.push((await forkBare()).child);
+    }
+  }));
+  return { children, ms: performance.now() - t0 };
+}
+
+/** End bare children and wait for them. */
+export async function endAll(children: ChildProcess[]): Promise<void> {
+  await Promise.all(children.map(async (c) => {
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    c.kill('SIGKILL');
+    await once(c, 'exit');
+  }));
+}
+
+/** Proportional set size of `pid` in bytes (shared pages split among sharers), from smaps_rollup. */
+export function pssBytes(pid: number): number {
+  const m = /^Pss:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** Resident set size of `pid` in bytes, from /proc/<pid>/status. */
+export function rssBytes(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** Resolves when `pred` holds for a transition of the master, or rejects after `ms`. */
+export function nextTransition(master: MasterHandle, pred: (e: TransitionEvent) => boolean, ms: number, what: string): Promise<TransitionEvent> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      master.supervisor.off('transition', on);
+      reject(new Error(`${what} did not happen within ${ms} ms`));
+    }, ms);
+    const on = (e: TransitionEvent) => {
+      if (!pred(e)) return;
+      clearTimeout(timer);
+      master.supervisor.off('transition', on);
+      resolve(e);
+    };
+    master.supervisor.on('transition', on);
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

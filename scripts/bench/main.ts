@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench` (full) and `npm run bench -- --quick` (under 2 minutes).
+ * Every figure is a ratio against a baseline measured in the same run (these
+ * machines are shared and noisy); absolute times are printed beside it. Prints a
+ * table and writes bench/results.json. `--only a,b` runs some groups:
+ * start, fleet, webhook, faults, pm2.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fleetMeasures, workerStart } from './fleet-measures.js';
+import { cleanupAll } from './harness.js';
+import { renderTable, type Row } from './stats.js';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const onlyArg = args[args.indexOf('--only') + 1];
+const only = args.includes('--only') && onlyArg ? new Set(onlyArg.split(',')) : null;
+const want = (g: string) => !only || only.has(g);
+
+const rows: Row[] = [];
+const raw: Record<string, unknown> = {};
+const started = Date.now();
+const say = (s: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0)}s] ${s}\n`);
+
+async function group(name: string, fn: () => Promise<void>): Promise<void> {
+  if (!want(name)) return;
+  say(`${name}...`);
+  try {
+    await fn();
+  } catch (err) {
+    say(`${name} failed: ${(err as Error).stack ?? err}`);
+    rows.push({ measure: `${name}: FAILED (${(err as Error).message.split('\n')[0]})`, botfleet: '-', baseline: '-', ratio: null, target: '-', ok: false });
+  } finally {
+    await cleanupAll();
+  }
+}
+
+let bareStartMs = NaN;
+await group('start', async () => {
+  const r = await workerStart(quick ? 5 : 20);
+  bareStartMs = r.bareMs;
+  rows.push(...r.rows);
+  raw.workerStart = r.raw;
+});
+await group('fleet', async () => {
+  if (!Number.isFinite(bareStartMs)) bareStartMs = (await workerStart(3)).bareMs;
+  const r = quick ? await fleetMeasures([10, 40], 40, 10, bareStartMs) : await fleetMeasures([10, 100, 300], 100, 20, bareStartMs);
+  rows.push(...r.rows);
+  raw.fleet = r.raw;
+});
+
+const table = renderTable(rows);
+console.log(table);
+const out = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../../bench/results.json');
+fs.mkdirSync(path.dirname(out), { recursive: true });
+fs.writeFileSync(out, JSON.stringify({
+  date: new Date().toISOString(), quick, node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model,
+  memGiB: Math.round(os.totalmem() / 2 ** 30), seconds: Math.round((Date.now() - started) / 1000), rows, raw,
+}, null, 2) + '\n');
+say(`wrote ${path.relative(process.cwd(), out)}`);
+process.exit(rows.some((r) => r.ok === false && r.measure.includes('FAILED')) ? 1 : 0);
