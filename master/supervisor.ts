@@ -16,6 +16,7 @@ import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState
 import { forkWorker, type ExitInfo, type WorkerProcess } from './child-process.js';
 import { createChildLog } from './child-log.js';
 import { onAck, onBegin, onWorkerGone, poisonIds, sendAndAwaitAck, takePoison } from './delivery.js';
+import { createForkPacer } from './fork-pacer.js';
 import { createLimiter } from './policy/limiter.js';
 import { memoryVerdict } from './policy/memory.js';
 import { decideRestart, emptyHistory, type RestartPolicy } from './policy/restart.js';
@@ -64,6 +65,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   const now = d.now ?? Date.now;
   const children = new Map<string, Child>();
   const limiter = createLimiter(cfg.startConcurrency);
+  const pacer = createForkPacer();
   const cap = effectiveCapacity(cfg, d.cores);
   const policy: RestartPolicy = { maxRestarts: cfg.maxRestartsPerHour, periodMs: HOUR_MS, baseMs: cfg.restartBackoffMs, capMs: cfg.restartCooldownMs, healthyRunMs: cfg.healthyRunMs };
   const events = new EventEmitter() as Supervisor;
@@ -122,12 +124,14 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     }
     const release = await limiter.acquire();
     try {
-      if (abandoned()) {
-        release();
-        c.launching = false;
-        return transition(c, 'stopped', c.stateReason);
-      }
-      spawn(c, c.spec!, release);
+      await pacer.run(() => {
+        if (abandoned()) {
+          release();
+          c.launching = false;
+          return transition(c, 'stopped', c.stateReason);
+        }
+        spawn(c, c.spec!, release);
+      });
     } catch (err) {
       release();
       logger.error({ botId: c.botId, err: errorMessage(err) }, 'fork failed');

@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 /**
  * Measures 1, 2, 3 and 5: worker start, fleet start (with the master's
  * event-loop delay), memory (PSS per idle worker; master RSS and CPU per bot),
@@ -5,7 +6,6 @@
  * same run.
  */
 
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { forkWorker } from '../../master/child-process.js';
 import type { MasterHandle } from '../../master/main.js';
 import { benchEnv, endAll, forkBare, forkBareFleet, makeHome, nextTransition, NOOP_HANDLER, pssBytes, sleep, startEmulator, startFleetIn } from './harness.js';
@@ -41,44 +41,51 @@ export async function workerStart(runs: number): Promise<{ rows: Row[]; bareMs: 
 }
 
 /** Master RSS/CPU at one fleet size, and (at `mainSize`) fleet start, loop delay, PSS and crash recovery. */
-interface SizeResult { n: number; startMs: number; loopMaxMs: number; rssBytes: number; cpuPercent: number; pss?: number[]; recoveryMs?: number[] }
+interface SizeResult { n: number; startMs: number; initMs: number; loopMaxMs: number; rssBytes: number; cpuPercent: number; pss?: number[]; recovery?: { ours: number[]; bare: number[] } }
 
 async function oneSize(n: number, detailed: boolean, kills: number): Promise<SizeResult> {
   const emu = await startEmulator(n);
   const home = makeHome(emu, { mode: 'polling', handler: NOOP_HANDLER });
   const ids = emu.bots.map((_, i) => `b${String(i).padStart(3, '0')}`);
-  const loop = monitorEventLoopDelay({ resolution: 5 });
-  loop.enable();
-  const { master, ms } = await startFleetIn(benchEnv(home, emu.apiRoot), ids);
-  loop.disable();
+  const { master, ms, initMs, loopMaxMs } = await startFleetIn(benchEnv(home, emu.apiRoot), ids);
   await sleep(3000); // settle: first heartbeats, first long polls
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await sleep(5000);
   const cpu = process.cpuUsage(cpu0);
   const cpuPercent = ((cpu.user + cpu.system) / 1000 / (performance.now() - t0)) * 100;
-  const r: SizeResult = { n, startMs: ms, loopMaxMs: loop.max / 1e6, rssBytes: process.memoryUsage().rss, cpuPercent };
+  const r: SizeResult = { n, startMs: ms, initMs, loopMaxMs, rssBytes: process.memoryUsage().rss, cpuPercent };
   if (detailed) {
     r.pss = master.supervisor.status().map((w) => pssBytes(w.pid!));
-    r.recoveryMs = await crashRecovery(master, ids.slice(0, kills));
+    r.recovery = await crashRecovery(master, ids.slice(0, kills));
   }
   await master.stop();
   await emu.stop();
   return r;
 }
 
-/** Measure 5: SIGKILL one worker of each bot in turn; time until its replacement is running. */
-async function crashRecovery(master: MasterHandle, ids: string[]): Promise<number[]> {
-  const out: number[] = [];
+/**
+ * Measure 5: SIGKILL one worker of each bot in turn; time until its replacement is
+ * running. After each kill a bare child is forked under the same load (the fleet
+ * running), as the fork -> ready baseline.
+ */
+async function crashRecovery(master: MasterHandle, ids: string[]): Promise<{ ours: number[]; bare: number[] }> {
+  const ours: number[] = [];
+  const bare: number[] = [];
   for (const id of ids) {
     const pid = master.supervisor.status().find((w) => w.botId === id)!.pid!;
     const back = nextTransition(master, (e) => e.botId === id && e.to === 'running', 15_000, `bot ${id} running again`);
     const t0 = performance.now();
     process.kill(pid, 'SIGKILL');
     await back;
-    out.push(performance.now() - t0);
+    ours.push(performance.now() - t0);
+    await sleep(300);
+    const b = await forkBare();
+    bare.push(b.ms);
+    await endAll([b.child]);
+    await sleep(300);
   }
-  return out;
+  return { ours, bare };
 }
 
 /** Measures 2, 3, 5. `sizes` ascending; the detailed measures run at `mainSize`. */
@@ -90,8 +97,13 @@ export async function fleetMeasures(sizes: number[], mainSize: number, kills: nu
   // Baseline: the same number of bare children, at the best of a few bounded concurrencies.
   let bestBare = Infinity;
   let barePss: number[] = [];
+  let bareLoopMaxMs = NaN;
   for (const k of [2, 4]) {
+    const loop = monitorEventLoopDelay({ resolution: 5 });
+    loop.enable();
     const { children, ms } = await forkBareFleet(mainSize, k);
+    loop.disable();
+    if (k === 2) bareLoopMaxMs = loop.max / 1e6;
     if (ms < bestBare) {
       bestBare = ms;
       await sleep(3000);
@@ -101,11 +113,12 @@ export async function fleetMeasures(sizes: number[], mainSize: number, kills: nu
   }
   const ourPss = summarize(main.pss!);
   const bPss = summarize(barePss);
-  const rec = summarize(main.recoveryMs!);
+  const rec = summarize(main.recovery!.ours);
+  const recBare = summarize(main.recovery!.bare);
   const mb = (b: number) => b / 1048576;
   const rows: Row[] = [
     { measure: `2. fleet start, ${mainSize} bots -> all running`, botfleet: `${fmt(main.startMs, 0)} ms`, baseline: `${fmt(bestBare, 0)} ms`, ratio: main.startMs / bestBare, target: '<= 1.2', ok: main.startMs / bestBare <= 1.2 },
-    { measure: `2. master event-loop delay max during start`, botfleet: `${fmt(main.loopMaxMs)} ms`, baseline: '-', ratio: null, target: '< 50 ms', ok: main.loopMaxMs < 50 },
+    { measure: `2. master event-loop delay max while forking`, botfleet: `${fmt(main.loopMaxMs)} ms`, baseline: `${fmt(bareLoopMaxMs)} ms forking bare, 2 at a time; master init ${fmt(main.initMs, 0)} ms once`, ratio: null, target: '< 50 ms', ok: main.loopMaxMs < 50 },
     { measure: `3. PSS per idle worker at ${mainSize} bots`, botfleet: fmtSummary({ ...ourPss, median: mb(ourPss.median), min: mb(ourPss.min), max: mb(ourPss.max) }, 'MB'), baseline: `${fmt(mb(bPss.median))} MB`, ratio: ourPss.median / bPss.median, target: '<= 1.15', ok: ourPss.median / bPss.median <= 1.15 },
   ];
   for (let i = 0; i < results.length; i++) {
@@ -115,6 +128,7 @@ export async function fleetMeasures(sizes: number[], mainSize: number, kills: nu
     rows.push({ measure: `3. master at ${r.n} idle bots: RSS, CPU, KB per added bot`, botfleet: `${fmt(mb(r.rssBytes))} MB, ${fmt(r.cpuPercent, 2)}% CPU`, baseline: '-', ratio: null, target: 'flat per bot', ok: null });
     rows[rows.length - 1]!.baseline = `${fmt(slope, 0)} KB/bot`;
   }
-  rows.push({ measure: `5. crash recovery (SIGKILL -> running), ${kills} kills`, botfleet: fmtSummary(rec, 'ms'), baseline: `${fmt(bareStartMs)} ms fork->ready`, ratio: rec.median / bareStartMs, target: '<= 1.3', ok: rec.median / bareStartMs <= 1.3 });
-  return { rows, raw: { sizes: results, barePss, bestBareStartMs: bestBare } };
+  rows.push({ measure: `5. crash recovery (SIGKILL -> running), ${kills} kills`, botfleet: fmtSummary(rec, 'ms'), baseline: `${fmtSummary(recBare, 'ms')} bare fork->ready, same load`, ratio: rec.median / recBare.median, target: '<= 1.3', ok: rec.median / recBare.median <= 1.3 });
+  void bareStartMs;
+  return { rows, raw: { sizes: results, barePss, bestBareStartMs: bestBare, bareLoopMaxMs } };
 }

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -83,13 +84,21 @@ export function benchEnv(home: string, apiRoot: string, extra: Record<string, st
   };
 }
 
-/** Start a master in this process; resolves once `ids` are all running, with the time it took (ms). */
-export async function startFleetIn(env: NodeJS.ProcessEnv, ids: string[]): Promise<{ master: MasterHandle; ms: number }> {
+/**
+ * Start a master in this process; resolves once `ids` are all running. `ms` is the
+ * whole time; `initMs` the synchronous setup before it serves (SQLite, servers);
+ * `loopMaxMs` the event loop's worst delay from then until all are running, which
+ * is when forking happens.
+ */
+export async function startFleetIn(env: NodeJS.ProcessEnv, ids: string[]): Promise<{ master: MasterHandle; ms: number; initMs: number; loopMaxMs: number }> {
   const waiting = new Set(ids);
   const t0 = performance.now();
   let resolveAll!: () => void;
   const all = new Promise<void>((r) => (resolveAll = r));
+  const loop = monitorEventLoopDelay({ resolution: 5 });
   const master = await startMaster(loadConfig({}, env));
+  const initMs = performance.now() - t0;
+  loop.enable();
   onCleanup(() => master.stop().then(() => undefined));
   const on = (e: TransitionEvent) => {
     if (e.to === 'running') waiting.delete(e.botId);
@@ -99,8 +108,9 @@ export async function startFleetIn(env: NodeJS.ProcessEnv, ids: string[]): Promi
   for (const w of master.supervisor.status()) if (w.state === 'running') waiting.delete(w.botId);
   if (waiting.size === 0) resolveAll();
   await all;
+  loop.disable();
   master.supervisor.off('transition', on);
-  return { master, ms: performance.now() - t0 };
+  return { master, ms: performance.now() - t0, initMs, loopMaxMs: loop.max / 1e6 };
 }
 
 /**
