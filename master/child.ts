@@ -2,6 +2,8 @@
  * One supervised child as the supervisor sees it: the state union, the allowed
  * transitions, and the status view. `master/supervisor.ts` alone mutates these.
  */
+import type { Update } from 'node-telegram-bot-api';
+import type { Batcher } from '../common/batcher.js';
 import type { WorkerLastError, DeliveryMode } from '../worker/protocol.js';
 import type { ChildLog } from "./child-log.js";
 import type { WorkerProcess } from './child-process.js';
@@ -73,6 +75,8 @@ export interface Child {
   timer: NodeJS.Timeout | null;
   releaseSlot: (() => void) | null;
   acks: Map<number, Array<(r: DeliverResult) => void>>;
+  /** Webhook updates for the current worker, sent once per event-loop turn. */
+  outbox: Batcher<Update> | null;
   /** Updates a polling worker has begun and not acked. */
   inFlight: Set<number>;
   /** update_id -> worker deaths it was in flight through (poison detection). */
@@ -89,7 +93,7 @@ export function newChild(botId: string, name: string, spec: BotSpec | null): Chi
     botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
     prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, username: null,
     note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0,
-    history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, acks: new Map(), inFlight: new Set(), deaths: new Map(), log: null,
+    history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, acks: new Map(), outbox: null, inFlight: new Set(), deaths: new Map(), log: null,
   };
 }
 

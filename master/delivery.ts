@@ -5,6 +5,7 @@
  * instead of being handed out again, so one bad message cannot crash-loop a bot.
  */
 import type { Update } from 'node-telegram-bot-api';
+import { createBatcher } from '../common/batcher.js';
 import type { Child, DeliverResult } from './child.js';
 import type { WorkerProcess } from './child-process.js';
 
@@ -31,12 +32,12 @@ export function onBegin(c: Child, updateId: number): void {
 }
 
 /** An update settled in the worker: resolve its webhook waiters, forget it as a poison candidate. */
-export function onAck(c: Child, updateId: number, ok: boolean): void {
+export function onAck(c: Child, updateId: number, ok: boolean, result?: DeliverResult): void {
   c.inFlight.delete(updateId);
   c.deaths.delete(updateId);
   const waiters = c.acks.get(updateId);
   c.acks.delete(updateId);
-  for (const w of waiters ?? []) w(ok ? 'acked' : 'failed');
+  for (const w of waiters ?? []) w(result ?? (ok ? 'acked' : 'failed'));
 }
 
 /** The worker process is gone: blame what was in flight if it was a fault, reject every waiter. */
@@ -46,11 +47,15 @@ export function onWorkerGone(c: Child, fault: boolean): void {
     while (c.deaths.size > MAX_DEATH_RECORDS) c.deaths.delete(c.deaths.keys().next().value as number);
   }
   c.inFlight.clear();
+  c.outbox = null; // bound to the dead process; anything still queued is answered below
   for (const waiters of c.acks.values()) for (const w of waiters) w('unavailable');
   c.acks.clear();
 }
 
-/** Send `update` to the worker and resolve on its ack, its exit, or {@link ACK_TIMEOUT_MS}. */
+/**
+ * Queue `update` for the worker (sent with the others of this event-loop turn) and
+ * resolve on its ack, its exit, or {@link ACK_TIMEOUT_MS}.
+ */
 export function sendAndAwaitAck(c: Child, proc: WorkerProcess, update: Update): Promise<DeliverResult> {
   return new Promise<DeliverResult>((resolve) => {
     const timer = setTimeout(() => finish('timeout'), ACK_TIMEOUT_MS);
@@ -61,10 +66,14 @@ export function sendAndAwaitAck(c: Child, proc: WorkerProcess, update: Update): 
     const list = c.acks.get(update.update_id) ?? [];
     list.push(finish);
     c.acks.set(update.update_id, list);
-    try {
-      proc.send({ v: 1, type: 'update', update });
-    } catch {
-      finish('unavailable');
-    }
+    c.outbox ??= createBatcher<Update>((updates) => {
+      try {
+        proc.send({ v: 1, type: 'update', updates });
+      } catch {
+        // Only while this process is still the child's: otherwise onWorkerGone answered them.
+        if (c.proc === proc) for (const u of updates) onAck(c, u.update_id, false, 'unavailable');
+      }
+    });
+    c.outbox.push(update);
   });
 }

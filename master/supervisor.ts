@@ -205,9 +205,11 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         Object.assign(c, { lastHeartbeatAt: now(), messages: m.messages, errors: m.errors, queueDepth: m.queueDepth, rssBytes: c.cpuPercent === null ? m.rssBytes : c.rssBytes, lastError: m.lastError, username: m.username });
         return;
       case 'begin':
-        return onBegin(c, m.updateId);
+        for (const id of m.updateIds) onBegin(c, id);
+        return;
       case 'ack':
-        return onAck(c, m.updateId, m.ok);
+        for (const a of m.acks) onAck(c, a.updateId, a.ok);
+        return;
       case 'dlq':
         c.deaths.delete(m.updateId);
         logger.warn({ botId: c.botId, updateId: m.updateId, err: m.error }, 'update dead-lettered');

@@ -120,12 +120,14 @@ test('registry: add/list/set/enable/rm; a bad row is reported with its reason an
 });
 
 test('IPC messages are parsed at the boundary; anything else is null', () => {
-  assert.deepEqual(parseWorkerMessage({ v: 1, type: 'ack', updateId: 5, ok: true }), { v: 1, type: 'ack', updateId: 5, ok: true });
-  assert.equal(parseWorkerMessage({ v: 1, type: 'ack', updateId: '5', ok: true }), null);
+  const ack = { v: 1, type: 'ack', acks: [{ updateId: 5, ok: true }, { updateId: 6, ok: false }] };
+  assert.deepEqual(parseWorkerMessage(ack), ack);
+  assert.equal(parseWorkerMessage({ v: 1, type: 'ack', acks: [{ updateId: '5', ok: true }] }), null);
+  assert.equal(parseWorkerMessage({ v: 1, type: 'begin', updateIds: [1, 2.5] }), null);
   assert.equal(parseWorkerMessage({ v: 2, type: 'ready', username: null }), null);
   assert.equal(parseWorkerMessage({ v: 1, type: 'launch-missiles' }), null);
   assert.equal(parseWorkerMessage('ready'), null);
-  assert.equal(parseMasterMessage({ v: 1, type: 'update', update: { update_id: -1 } }), null);
-  assert.ok(parseMasterMessage({ v: 1, type: 'update', update: { update_id: 3, message: {} } }));
+  assert.equal(parseMasterMessage({ v: 1, type: 'update', updates: [{ update_id: 3 }, { update_id: -1 }] }), null);
+  assert.ok(parseMasterMessage({ v: 1, type: 'update', updates: [{ update_id: 3, message: {} }, { update_id: 4 }] }));
   assert.equal(parseMasterMessage({ v: 1, type: 'init', bot: { id: 'x' } }), null);
 });

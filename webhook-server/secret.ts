@@ -5,11 +5,14 @@
  */
 import crypto from 'node:crypto';
 
-/** True when `given` equals `expected`; time does not depend on where they differ (nor on length). */
-export function secretMatches(given: string | undefined, expected: string): boolean {
+/**
+ * True when `given` equals `expected` (a Buffer computed once per bot). Time does
+ * not depend on where they differ; a length mismatch returns at once, which
+ * reveals only the length, and every per-bot secret_token has the same public
+ * length (43 characters of base64url).
+ */
+export function secretMatches(given: string | undefined, expected: Buffer): boolean {
   if (given === undefined) return false;
-  // Hash both so the buffers have equal length and timingSafeEqual never throws.
-  const a = crypto.createHash('sha256').update(given).digest();
-  const b = crypto.createHash('sha256').update(expected).digest();
-  return crypto.timingSafeEqual(a, b);
+  const a = Buffer.from(given);
+  return a.length === expected.length && crypto.timingSafeEqual(a, expected);
 }

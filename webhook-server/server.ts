@@ -40,6 +40,13 @@ const NOT_JSON = Symbol('not-json');
 export function createWebhookServer(o: WebhookServerOptions): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? 1024 * 1024, return503OnClosing: true, ...(o.https ? { https: o.https } : {}) }) as unknown as FastifyInstance;
   const stats = new Map<string, WebhookStats>();
+  // The expected secret_token per bot, computed once (an HMAC per request would be paid on the hot path).
+  const expected = new Map<string, Buffer>();
+  const expectedFor = (botId: string) => {
+    let b = expected.get(botId);
+    if (!b) expected.set(botId, (b = Buffer.from(o.secretTokenFor(botId))));
+    return b;
+  };
   const statsOf = (id: string) => {
     let s = stats.get(id);
     if (!s) stats.set(id, (s = { received: 0, delivered: 0, failed: 0, rejected: 0, inFlight: 0 }));
@@ -61,7 +68,7 @@ export function createWebhookServer(o: WebhookServerOptions): FastifyInstance {
       const { botId } = req.params;
       if (!o.target.isWebhookBot(botId)) return reply.code(404).send({ ok: false, error: 'unknown bot' });
       const given = req.headers['x-telegram-bot-api-secret-token'];
-      if (!secretMatches(typeof given === 'string' ? given : undefined, o.secretTokenFor(botId))) {
+      if (!secretMatches(typeof given === 'string' ? given : undefined, expectedFor(botId))) {
         statsOf(botId).rejected++;
         return reply.code(401).send({ ok: false, error: 'wrong secret token' });
       }

@@ -67,7 +67,8 @@ process.on('message', (raw) => {
       if (runtime) return logger.warn('second init ignored');
       return void onInit(m);
     case 'update':
-      return runtime?.deliver(m.update);
+      for (const u of m.updates) runtime?.deliver(u);
+      return;
     case 'settings':
       return runtime?.applySettings(m.settings);
     case 'shutdown':

@@ -30,7 +30,7 @@ export interface WorkerBotConfig {
 /** Master -> worker. */
 export type MasterMessage =
   | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[] }
-  | { v: 1; type: 'update'; update: Update }
+  | { v: 1; type: 'update'; updates: Update[] }
   | { v: 1; type: 'settings'; settings: Record<string, unknown> }
   | { v: 1; type: 'shutdown'; reason: string };
 
@@ -53,19 +53,27 @@ export interface WorkerCounters {
   username: string | null;
 }
 
+/** One settled update: `ok` is false when its handler failed. */
+export interface UpdateAck {
+  updateId: number;
+  ok: boolean;
+}
+
 /** Why a worker is giving up; `token-rejected` and `handler-load` come with exit 78. */
 export type WorkerFatalReason = 'token-rejected' | 'handler-load' | 'fatal';
 
 /**
- * Worker -> master. In polling mode a worker sends `begin` when it takes an update
- * and `ack` when its handler settles, so the master knows what was in flight if the
- * worker dies; in webhook mode the master already knows, and only `ack` is sent.
+ * Worker -> master. In polling mode a worker sends `begin` when it takes updates
+ * and `ack` when their handlers settle, so the master knows what was in flight if
+ * the worker dies; in webhook mode the master already knows, and only `ack` is sent.
+ * `update`, `begin` and `ack` carry every item of one event-loop turn (see
+ * common/batcher.ts): one IPC message per turn, not per update.
  */
 export type WorkerMessage =
   | { v: 1; type: 'ready' }
   | ({ v: 1; type: 'heartbeat' } & WorkerCounters)
-  | { v: 1; type: 'begin'; updateId: number }
-  | { v: 1; type: 'ack'; updateId: number; ok: boolean }
+  | { v: 1; type: 'begin'; updateIds: number[] }
+  | { v: 1; type: 'ack'; acks: UpdateAck[] }
   | { v: 1; type: 'dlq'; updateId: number; error: string }
   | { v: 1; type: 'error'; reason: WorkerFatalReason; message: string };
 
@@ -91,9 +99,9 @@ export function parseWorkerMessage(m: unknown): WorkerMessage | null {
         (m.username === null || isStr(m.username))
         ? (m as WorkerMessage) : null;
     case 'begin':
-      return isInt(m.updateId) ? (m as WorkerMessage) : null;
+      return Array.isArray(m.updateIds) && m.updateIds.every(isInt) ? (m as WorkerMessage) : null;
     case 'ack':
-      return isInt(m.updateId) && typeof m.ok === 'boolean' ? (m as WorkerMessage) : null;
+      return Array.isArray(m.acks) && m.acks.every((a) => isObj(a) && isInt(a.updateId) && typeof a.ok === 'boolean') ? (m as WorkerMessage) : null;
     case 'dlq':
       return isInt(m.updateId) && isStr(m.error) ? (m as WorkerMessage) : null;
     case 'error':
@@ -115,7 +123,7 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
       return ok ? (m as MasterMessage) : null;
     }
     case 'update':
-      return isUpdate(m.update) ? (m as MasterMessage) : null;
+      return Array.isArray(m.updates) && m.updates.every(isUpdate) ? (m as MasterMessage) : null;
     case 'settings':
       return isObj(m.settings) ? (m as MasterMessage) : null;
     case 'shutdown':

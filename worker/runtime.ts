@@ -12,7 +12,8 @@ import { createDedupWindow } from './dedup.js';
 import { loadHandler } from './handlers/index.js';
 import { workerFetch } from './transport.js';
 import type { HandlerHooks } from './handlers/types.js';
-import type { MasterMessage, WorkerCounters, WorkerFatalReason, WorkerLastError, WorkerMessage } from './protocol.js';
+import { createBatcher } from '../common/batcher.js';
+import type { MasterMessage, UpdateAck, WorkerCounters, WorkerFatalReason, WorkerLastError, WorkerMessage } from './protocol.js';
 
 type InitMessage = Extract<MasterMessage, { type: 'init' }>;
 
@@ -44,7 +45,7 @@ export interface BotRuntime {
   deliver(update: Update): void;
   /** Hot-reload settings into the handler. */
   applySettings(settings: Record<string, unknown>): void;
-  /** Stop intake, let in-flight updates finish within the drain deadline, confirm the polling offset. */
+  /** Stop intake, let in-flight updates finish within the drain deadline, confirm the polling offset, send the last acks. */
   shutdown(): Promise<void>;
   counters(): WorkerCounters;
   /** Resolves with a fatal error if long polling gives up (e.g. 401 mid-run). */
@@ -93,11 +94,17 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   });
 
   const skip = new Set(init.skipUpdateIds);
+  const begins = createBatcher<number>((updateIds) => send({ v: 1, type: 'begin', updateIds }));
+  const acks = createBatcher<UpdateAck>((list) => {
+    begins.flushNow(); // a begin must never arrive after its ack
+    send({ v: 1, type: 'ack', acks: list });
+  });
   const handle = async (update: Update): Promise<void> => {
     messages++;
-    if (cfg.mode === 'polling') send({ v: 1, type: 'begin', updateId: update.update_id });
+    // The master must know an update is in flight before its handler can kill us.
+    begins.flushNow();
     await bot.handleUpdate(update);
-    send({ v: 1, type: 'ack', updateId: update.update_id, ok: !failed.has(update) });
+    acks.push({ updateId: update.update_id, ok: !failed.has(update) });
   };
   const queue = createChatQueue(handle, MAX_IN_FLIGHT);
 
@@ -110,9 +117,10 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     }
     if (dedup.seen(update.update_id, Date.now())) {
       logger.debug({ updateId: update.update_id }, 'duplicate update dropped');
-      send({ v: 1, type: 'ack', updateId: update.update_id, ok: true });
+      acks.push({ updateId: update.update_id, ok: true });
       return;
     }
+    if (cfg.mode === 'polling') begins.push(update.update_id);
     queue.push(chatKey(update, bot), update);
   };
 
@@ -174,6 +182,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       await pollDone;
       const drained = await Promise.race([queue.idle().then(() => true), sleep(init.drainTimeoutMs, false)]);
       if (!drained) logger.warn({ inFlight: queue.depth() }, 'drain deadline reached with updates in flight');
+      acks.flushNow();
       if (cfg.mode === 'polling' && nextOffset !== undefined) {
         // Confirm what was handled so the next worker does not get it again
         // (getUpdates confirms every update below `offset`; timeout 0 returns at once).

@@ -11,6 +11,7 @@ if (process.env.BENCH_PM2 === '1') {
   process.send?.('ready');
   setInterval(() => undefined, 1 << 30);
 } else {
+  // Acks one message per update, as the simplest forwarder would (the baseline does not batch).
   process.on('message', (m: { type?: string; update?: { update_id: number } }) => {
     if (m.type === 'update' && m.update) process.send!({ v: 1, type: 'ack', updateId: m.update.update_id, ok: true });
   });

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fleetMeasures, workerStart } from './fleet-measures.js';
 import { cleanupAll } from './harness.js';
+import { webhookMeasures } from './webhook-measures.js';
 import { renderTable, type Row } from './stats.js';
 
 const args = process.argv.slice(2);
@@ -50,6 +51,11 @@ await group('fleet', async () => {
   const r = quick ? await fleetMeasures([10, 40], 40, 10, bareStartMs) : await fleetMeasures([10, 100, 300], 100, 20, bareStartMs);
   rows.push(...r.rows);
   raw.fleet = r.raw;
+});
+await group('webhook', async () => {
+  const r = quick ? await webhookMeasures(3, 3) : await webhookMeasures(8, 5);
+  rows.push(...r.rows);
+  raw.webhook = r.raw;
 });
 
 const table = renderTable(rows);
