@@ -5,6 +5,7 @@
  * while a webhook is set: https://core.telegram.org/bots/api#getupdates).
  */
 import { Api, TelegramApiError } from 'node-telegram-bot-api';
+import { botApiFetch } from '../common/bot-api-fetch.js';
 import { errorMessage } from '../common/errors.js';
 import type { DeliveryMode } from '../worker/protocol.js';
 
@@ -29,7 +30,7 @@ const ADMIN_TIMEOUT_MS = 10_000;
 
 /** Make Telegram's side match the bot's mode; falls back to polling when allowed and `setWebhook` fails. */
 export async function prepareDelivery(r: DeliveryRequest): Promise<AdminResult> {
-  const api = new Api(r.token, { apiRoot: r.apiRoot, timeoutMs: ADMIN_TIMEOUT_MS, maxRetries: 1 });
+  const api = new Api(r.token, { apiRoot: r.apiRoot, timeoutMs: ADMIN_TIMEOUT_MS, maxRetries: 1, fetch: botApiFetch });
   const rejected = (err: unknown) => err instanceof TelegramApiError && err.errorCode === 401;
   if (r.mode === 'webhook') {
     try {

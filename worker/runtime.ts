@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { createChatQueue } from './chat-queue.js';
 import { createDedupWindow } from './dedup.js';
 import { loadHandler } from './handlers/index.js';
-import { workerFetch } from './transport.js';
+import { botApiFetch } from '../common/bot-api-fetch.js';
 import type { HandlerHooks } from './handlers/types.js';
 import { createBatcher } from '../common/batcher.js';
 import type { MasterMessage, UpdateAck, WorkerCounters, WorkerFatalReason, WorkerLastError, WorkerMessage } from './protocol.js';
@@ -72,7 +72,7 @@ function chatKey(update: Update, bot: Bot): string {
  */
 export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => void, logger: Logger): BotRuntime {
   const { bot: cfg } = init;
-  const bot = new Bot(cfg.token, { apiRoot: cfg.apiRoot, fetch: workerFetch });
+  const bot = new Bot(cfg.token, { apiRoot: cfg.apiRoot, fetch: botApiFetch });
   const dedup = createDedupWindow(init.dedupWindowMs);
   const failed = new WeakSet<Update>();
   const poll = new AbortController();

@@ -11,6 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fleetMeasures, workerStart } from './fleet-measures.js';
+import { faultMeasures } from './fault-measures.js';
+import { pm2Measures } from './pm2-measures.js';
 import { cleanupAll } from './harness.js';
 import { webhookMeasures } from './webhook-measures.js';
 import { renderTable, type Row } from './stats.js';
@@ -56,6 +58,16 @@ await group('webhook', async () => {
   const r = quick ? await webhookMeasures(3, 3) : await webhookMeasures(8, 5);
   rows.push(...r.rows);
   raw.webhook = r.raw;
+});
+await group('faults', async () => {
+  const r = await faultMeasures(quick ? 2 : 4);
+  rows.push(...r.rows);
+  raw.faults = r.raw;
+});
+await group('pm2', async () => {
+  const r = await pm2Measures(quick ? 3 : 7);
+  rows.push(...r.rows);
+  raw.pm2 = r.raw;
 });
 
 const table = renderTable(rows);
