@@ -16,6 +16,11 @@ import type { RequestInit as NodeFetchInit } from 'node-fetch';
 /** Loaded on the first request, after the worker said `ready` (its import costs ~20 ms). */
 let nodeFetch: Promise<typeof import('node-fetch').default> | undefined;
 
+/** Load node-fetch now (the master does, during its init, so no fork-time call pays the import). */
+export async function preloadBotApiFetch(): Promise<void> {
+  await (nodeFetch ??= import('node-fetch').then((m) => m.default));
+}
+
 /** A `fetch` for a Bot API client. Same contract as the global fetch. */
 export const botApiFetch: typeof fetch = async (input, init) => {
   const body = init?.body;
