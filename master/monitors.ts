@@ -4,6 +4,7 @@
  * only read children and report through callbacks; the supervisor alone acts.
  */
 import type { Child } from './child.js';
+import { heartbeatCheckEveryMs, heartbeatOverdue } from './policy/deadlines.js';
 import { sampleProcesses } from './resource-sampler.js';
 
 /** What the monitors need; times in ms. */
@@ -23,9 +24,9 @@ export function startMonitors(d: MonitorDeps): () => void {
   const heartbeat = setInterval(() => {
     const t = d.now();
     for (const c of d.children()) {
-      if (c.state === 'running' && c.proc && c.lastHeartbeatAt !== null && t - c.lastHeartbeatAt > d.heartbeatTimeoutMs) d.onHung(c);
+      if (c.state === 'running' && c.proc && heartbeatOverdue(c.lastHeartbeatAt, t, d.heartbeatTimeoutMs)) d.onHung(c);
     }
-  }, Math.min(1000, Math.max(10, Math.floor(d.heartbeatTimeoutMs / 4))));
+  }, heartbeatCheckEveryMs(d.heartbeatTimeoutMs));
 
   // One batched pidusage round per interval; a slow round is never overlapped by the next.
   let sampling = false;

@@ -74,6 +74,51 @@ describe('faults of one bot, a healthy neighbour', () => {
   });
 });
 
+test('a worker that ignores shutdown and SIGTERM is SIGKILLed at the drain deadline', async () => {
+  const fleet = await createFleet({ WORKER_TIMEOUT_MS: '1500' });
+  try {
+    await fleet.addBot('deaf', { handler: MISBEHAVE });
+    await fleet.addBot('healthy');
+    await fleet.startMaster();
+    const s = await fleet.waitRunning(['deaf', 'healthy']);
+    const deaf = s.workers.find((w) => w.botId === 'deaf')!;
+    assert.equal(await fleet.chat('deaf', 45, 'ignore-stop'), 'deaf now');
+    const t0 = Date.now();
+    const r = await fleet.cli(['restart', 'deaf']);
+    assert.equal(r.code, 0, r.stderr);
+    const w = (await fleet.worker('deaf'))!;
+    assert.equal(w.state, 'running');
+    assert.notEqual(w.pid, deaf.pid);
+    assert.equal(w.lastExit?.signal, 'SIGKILL', 'it had to be killed');
+    assert.equal(w.lastExit?.reason, 'operator');
+    assert.ok(Date.now() - t0 >= 1500, 'the deadline was waited for');
+    assert.equal(alive(deaf.pid!), false);
+    assert.equal((await fleet.worker('healthy'))!.pid, s.workers.find((x) => x.botId === 'healthy')!.pid);
+  } finally {
+    await fleet.stop();
+  }
+});
+
+test('a second SIGINT forces the stop: the deaf worker is killed at once, exit 130', async () => {
+  const fleet = await createFleet({ WORKER_TIMEOUT_MS: '30000' });
+  try {
+    await fleet.addBot('deaf', { handler: MISBEHAVE });
+    await fleet.startMaster();
+    const pid = (await fleet.waitRunning(['deaf'])).workers[0]!.pid!;
+    assert.equal(await fleet.chat('deaf', 46, 'ignore-stop'), 'deaf now');
+    const t0 = Date.now();
+    fleet.master!.kill('SIGINT');
+    await waitFor(async () => (await fleet.worker('deaf'))?.state === 'draining', 5000, 'the worker draining after the first SIGINT');
+    fleet.master!.kill('SIGINT');
+    await waitFor(() => fleet.master!.exitCode !== null, 5000, 'the master exiting on the second SIGINT');
+    assert.equal(fleet.master!.exitCode, 130);
+    await waitFor(() => !alive(pid), 5000, 'the deaf worker gone');
+    assert.ok(Date.now() - t0 < 30_000, 'well before the drain deadline');
+  } finally {
+    await fleet.stop();
+  }
+});
+
 describe('restart intensity', () => {
   let fleet: Fleet;
   let marker: string;

@@ -1,7 +1,9 @@
 /** Pure policies on a fake clock: restart intensity and backoff, dedup window, per-chat queue, limiter. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { heartbeatCheckEveryMs, heartbeatOverdue, startupOverdue } from '../master/policy/deadlines.js';
 import { createLimiter } from '../master/policy/limiter.js';
+import { memoryVerdict } from '../master/policy/memory.js';
 import { decideRestart, emptyHistory, type RestartHistory, type RestartPolicy } from '../master/policy/restart.js';
 import { ALLOWED_TRANSITIONS } from '../master/child.js';
 import { createChatQueue } from '../worker/chat-queue.js';
@@ -120,4 +122,30 @@ test('limiter: at most n holders, FIFO', async () => {
   r2();
   r3();
   assert.equal(l.active(), 0);
+});
+
+test('deadlines: heartbeat and startup, as a table on a fake clock', () => {
+  const rows: Array<[number | null, number, number, boolean]> = [
+    [null, 10_000, 60_000, false], // no heartbeat yet: the startup deadline applies instead
+    [0, 60_000, 60_000, false], // exactly at the deadline: not yet
+    [0, 60_001, 60_000, true],
+    [5_000, 60_001, 60_000, false],
+  ];
+  for (const [last, now, timeout, want] of rows) assert.equal(heartbeatOverdue(last, now, timeout), want, `heartbeat ${last} at ${now}`);
+  assert.equal(startupOverdue(0, 30_001, 30_000), true);
+  assert.equal(startupOverdue(0, 30_000, 30_000), false);
+  assert.equal(startupOverdue(null, 99_999, 30_000), false);
+  assert.deepEqual([100, 3000, 60_000].map(heartbeatCheckEveryMs), [25, 750, 1000]);
+});
+
+test('memory cap: two consecutive samples over, a dip resets the count', () => {
+  const cap = 100;
+  const samples = [90, 120, 80, 120, 130];
+  let over = 0;
+  const restarts = samples.map((rss) => {
+    const v = memoryVerdict(over, rss, cap);
+    over = v.over;
+    return v.restart;
+  });
+  assert.deepEqual(restarts, [false, false, false, false, true]);
 });
