@@ -14,6 +14,7 @@ import { statusTable } from '../cli/format.js';
 import { startMaster } from '../master/main.js';
 import { openRegistry } from '../master/registry.js';
 import { controlRequest } from '../master/control-server.js';
+import { processAlive } from '../master/pid-file.js';
 import type { FleetStatus } from '../master/status-server.js';
 import { BotApiEmulator } from './emulator/emulator.js';
 
@@ -53,6 +54,13 @@ export async function runDemo(): Promise<void> {
       await new Promise((r) => setTimeout(r, 100));
     }
   };
+  /** Counters travel with heartbeats (every second here): wait until each bot shows its count. */
+  const waitCounted = async (want: Record<string, number>) => {
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+      const s = await snapshot();
+      if (Object.entries(want).every(([id, n]) => (s.workers.find((w) => w.botId === id)?.messages ?? 0) >= n)) return;
+    }
+  };
   try {
     await waitRunning(bots.map((b) => b.id), 20_000);
     say('all three workers are running');
@@ -67,6 +75,7 @@ export async function runDemo(): Promise<void> {
     await chat(bots[1]!, 502, '/start');
     await chat(bots[1]!, 502, 'what is the price?');
     await chat(bots[2]!, 503, 'hello over the webhook');
+    await waitCounted({ echo: 1, faq: 2, hooked: 1 });
     console.log('\n' + statusTable(await snapshot()) + '\n');
 
     const victim = (await snapshot()).workers.find((w) => w.botId === 'echo')!;
@@ -83,12 +92,15 @@ export async function runDemo(): Promise<void> {
     say(`echo is back: new pid ${back.pid}, last exit ${back.lastExit?.reason} (signal ${back.lastExit?.signal}), restarts ${back.restarts}`);
     await chat(bots[0]!, 501, 'are you there?');
     await chat(bots[2]!, 503, 'webhook bot still fine');
+    await waitCounted({ echo: 1, hooked: 2 });
     console.log('\n' + statusTable(await snapshot()) + '\n');
   } finally {
+    const pids = (await snapshot().catch(() => null))?.workers.map((w) => w.pid).filter((x): x is number => x !== null) ?? [];
     say('stopping: every worker drains and exits');
     await master.stop();
     await emulator.stop();
     fs.rmSync(home, { recursive: true, force: true });
-    say(`done (409 conflicts seen by the emulator: ${bots.reduce((n, b) => n + b.tg.conflicts, 0)})`);
+    const left = pids.filter(processAlive);
+    say(left.length === 0 ? `done: workers ${pids.join(', ')} have exited, nothing left running` : `workers still alive: ${left.join(', ')}`);
   }
 }
