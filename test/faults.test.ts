@@ -61,7 +61,7 @@ describe('faults of one bot, a healthy neighbour', () => {
   test('a handler hung past the drain deadline: an operator restart kills it at the deadline', async () => {
     const before = (await fleet.worker('faulty'))!;
     fleet.emulator.userSends(fleet.tg('faulty'), 43, 'hang');
-    await waitFor(async () => ((await fleet.worker('faulty'))?.queueDepth ?? 0) >= 1, 5000, 'the hung update in flight');
+    await fleet.waitWorker('faulty', (w) => w.queueDepth >= 1, 5000, 'the hung update in flight');
     const t0 = Date.now();
     const r = await fleet.cli(['restart', 'faulty']);
     assert.equal(r.code, 0, r.stderr);
@@ -108,7 +108,7 @@ test('a second SIGINT forces the stop: the deaf worker is killed at once, exit 1
     assert.equal(await fleet.chat('deaf', 46, 'ignore-stop'), 'deaf now');
     const t0 = Date.now();
     fleet.master!.kill('SIGINT');
-    await waitFor(async () => (await fleet.worker('deaf'))?.state === 'draining', 5000, 'the worker draining after the first SIGINT');
+    await fleet.waitWorker('deaf', (w) => w.state === 'draining', 5000, 'the worker draining after the first SIGINT');
     fleet.master!.kill('SIGINT');
     await waitFor(() => fleet.master!.exitCode !== null, 5000, 'the master exiting on the second SIGINT');
     assert.equal(fleet.master!.exitCode, 130);
@@ -133,10 +133,7 @@ describe('restart intensity', () => {
   after(() => fleet.stop());
 
   test('a crash loop ends quarantined after the quota with growing backoff; restart <bot> brings it back', async () => {
-    const q = await waitFor(async () => {
-      const w = await fleet.worker('looper');
-      return w?.state === 'quarantined' ? w : null;
-    }, 20_000, 'the crash-looping bot quarantined');
+    const q = await fleet.waitWorker('looper', (w) => w.state === 'quarantined', 20_000, 'the crash-looping bot quarantined');
     assert.equal(q.restartsLastHour, 3);
     assert.ok(q.quarantinedUntil !== null, 'shows when it will be tried again');
     assert.match(q.stateReason ?? '', /3 restarts within 3600 s/);
@@ -161,7 +158,7 @@ describe('master lifecycle', () => {
       const s1 = await fleet.waitRunning(['a', 'b']);
       // an update stuck in a's handler keeps that worker draining for 30 s after its master is gone
       fleet.emulator.userSends(fleet.tg('a'), 60, 'hang');
-      await waitFor(async () => ((await fleet.worker('a'))?.queueDepth ?? 0) >= 1, 5000, 'the hung update in flight');
+      await fleet.waitWorker('a', (w) => w.queueDepth >= 1, 5000, 'the hung update in flight');
       const old = s1.workers.map((w) => w.pid!);
       fleet.master!.kill('SIGKILL');
       await waitFor(() => fleet.master!.signalCode !== null, 5000, 'the master dying');
@@ -281,10 +278,7 @@ describe('409 Conflict', () => {
         await intruder.getUpdates({ timeout: 0 }).catch(() => undefined);
         await new Promise((r) => setTimeout(r, 100));
       }
-      const w = await waitFor(async () => {
-        const x = await fleet.worker('contested');
-        return x?.lastError?.code === '409' ? x : null;
-      }, 5000, 'the 409 shown as the worker\'s last error');
+      const w = await fleet.waitWorker('contested', (w) => w.lastError?.code === '409', 5000, 'the 409 shown as the worker\'s last error');
       assert.equal(w.pid, before.pid, 'not restarted');
       assert.equal(w.restarts, 0);
       assert.equal(w.state, 'running');
@@ -309,10 +303,7 @@ describe('do-not-restart exits', () => {
       const r = await fleet.cli(['bots', 'add', '--id', 'revoked', '--name', 'revoked', '--token', '-'], stranger);
       assert.equal(r.code, 0, r.stderr);
       await fleet.startMaster();
-      const w = await waitFor(async () => {
-        const x = await fleet.worker('revoked');
-        return x?.state === 'quarantined' ? x : null;
-      }, 15_000, 'the bot with a rejected token quarantined');
+      const w = await fleet.waitWorker('revoked', (w) => w.state === 'quarantined', 15_000, 'the bot with a rejected token quarantined');
       assert.match(w.stateReason ?? '', /401/);
       assert.equal(w.quarantinedUntil, null, 'only an operator brings it back');
       assert.equal(w.restarts, 0);

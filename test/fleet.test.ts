@@ -36,10 +36,7 @@ describe('a fleet of polling and webhook bots', () => {
     const pid = (await fleet.worker('fragile'))!.pid;
     fleet.emulator.userSends(tg, 21, 'boom');
     assert.equal(await fleet.chat('fragile', 21, 'after boom'), 'ok: after boom');
-    const w = await waitFor(async () => {
-      const x = await fleet.worker('fragile');
-      return x && x.errors >= 1 ? x : null;
-    }, 5000, 'the handler error being counted in a heartbeat');
+    const w = await fleet.waitWorker('fragile', (w) => w.errors >= 1, 5000, 'the handler error being counted in a heartbeat');
     assert.equal(w.pid, pid, 'the worker was not restarted');
     assert.equal(w.state, 'running');
     assert.ok(!tg.sent.some((m) => m.text === 'ok: boom'));
@@ -111,10 +108,7 @@ describe('the webhook endpoint on a live fleet', () => {
     assert.equal((await post('hooked', '{"no":"update_id"}', { 'x-telegram-bot-api-secret-token': secret })).status, 400);
     // A valid one goes through: proves the rejections were not a broken route.
     assert.equal((await post('hooked', update, { 'x-telegram-bot-api-secret-token': secret })).status, 200);
-    const w = await waitFor(async () => {
-      const x = await fleet.worker('hooked');
-      return x && x.messages >= 1 ? x : null;
-    }, 5000, 'the valid update counted');
+    const w = await fleet.waitWorker('hooked', (w) => w.messages >= 1, 5000, 'the valid update counted');
     await new Promise((r) => setTimeout(r, 700)); // two more heartbeats: nothing else may have arrived
     assert.equal((await fleet.worker('hooked'))!.messages, 1);
     assert.equal(w.errors, 0);
@@ -155,7 +149,7 @@ describe('operations', () => {
       await waitFor(async () => (await fleet.chat('faq', 1, 'price now?')) === 'still free', 10_000, 'the new settings answering');
       assert.equal((await fleet.worker('faq'))!.pid, pid, 'hot reload kept the worker');
       assert.equal((await fleet.cli(['bots', 'disable', 'faq'])).code, 0);
-      await waitFor(async () => (await fleet.worker('faq'))?.state === 'stopped', 10_000, 'the disabled bot stopped');
+      await fleet.waitWorker('faq', (w) => w.state === 'stopped', 10_000, 'the disabled bot stopped');
       assert.equal(alive(pid!), false);
     } finally {
       await fleet.stop();

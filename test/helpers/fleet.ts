@@ -40,6 +40,8 @@ export interface Fleet {
   status(): Promise<FleetStatus>;
   worker(id: string): Promise<FleetStatus['workers'][number] | undefined>;
   waitRunning(ids: string[], ms?: number): Promise<FleetStatus>;
+  /** Wait until bot `id`'s status row satisfies `pred`; resolves with that row. */
+  waitWorker(id: string, pred: (w: FleetStatus['workers'][number]) => boolean, ms: number, what: string): Promise<FleetStatus['workers'][number]>;
   /** The user `chatId` says `text` to bot `id`; resolves with the reply text. */
   chat(id: string, chatId: number, text: string, ms?: number): Promise<string>;
   stop(): Promise<void>;
@@ -108,6 +110,12 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: {
         const s = await fleet.status();
         return ids.every((id) => s.workers.find((w) => w.botId === id)?.state === 'running') ? s : null;
       }, ms, `bots ${ids.join(', ')} all running`);
+    },
+    waitWorker(id, pred, ms, what) {
+      return waitFor(async () => {
+        const w = await fleet.worker(id);
+        return w && pred(w) ? w : null;
+      }, ms, what);
     },
     async chat(id, chatId, text, ms = 15_000) {
       const tg = fleet.tg(id);
