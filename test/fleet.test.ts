@@ -62,6 +62,23 @@ describe('a fleet of polling and webhook bots', () => {
     assert.equal(fleet.conflictsSeen('poller'), 0, 'no two pollers at once');
   });
 
+  test('botfleet logs: a bot\'s log pretty-printed, or raw NDJSON; the master\'s by default', async () => {
+    const raw = await fleet.cli(['logs', 'poller', '--raw', '-n', '20']);
+    assert.equal(raw.code, 0, raw.stderr);
+    const lines = raw.stdout.trim().split('\n').map((l) => JSON.parse(l) as { botId?: string; msg?: string });
+    assert.ok(lines.length > 0 && lines.length <= 20);
+    assert.ok(lines.some((l) => l.msg === 'worker ready'));
+    const pretty = await fleet.cli(['logs', 'poller', '-n', '5']);
+    assert.equal(pretty.code, 0, pretty.stderr);
+    assert.match(pretty.stdout, /INFO/);
+    assert.ok(!pretty.stdout.trim().startsWith('{'), 'pretty, not JSON');
+    const master = await fleet.cli(['logs', '--raw', '-n', '50']);
+    assert.ok(master.stdout.split('\n').some((l) => l.includes('"role":"master"')));
+    const missing = await fleet.cli(['logs', 'nobody']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^botfleet: no log file .*worker_nobody\.log/);
+  });
+
   test('the token never shows in status, bots list, logs, or worker argv/env', async () => {
     const tokens = ['poller', 'hooked', 'fragile'].map((id) => fleet.tg(id).token);
     const status = await fleet.cli(['status', '--json']);
