@@ -48,8 +48,8 @@ const medianLoad = (ls: Load[]): Load => ({ rps: median(ls.map((l) => l.rps)), p
 
 /**
  * Measures 4 and 8. The machine's speed drifts by 2-3x within minutes, so the
- * servers stay up together and load rounds alternate baseline / botfleet; the
- * ratio is the median of the per-round ratios.
+ * servers stay up together and load rounds pair baseline and botfleet, in
+ * alternating order; the ratio is the median of the per-round ratios.
  */
 export async function webhookMeasures(seconds: number, rounds: number): Promise<{ rows: Row[]; raw: object }> {
   const alone = await startBaseline('alone', 0);
@@ -57,14 +57,26 @@ export async function webhookMeasures(seconds: number, rounds: number): Promise<
   const ours = await startBotfleetPath(NOOP_HANDLER);
   const ipcBots = ipc.botIds.map((id) => ({ id, secret: '' }));
   const runs: Array<{ alone: Load; baseline: Load; ours: Load }> = [];
+  // The order alternates each round: measured here, whichever side runs second in a round is favoured.
   for (let i = 0; i < rounds; i++) {
-    runs.push({ alone: await load(alone.url, ipcBots, seconds), baseline: await load(ipc.url, ipcBots, seconds), ours: await load(ours.url, ours.bots, seconds) });
+    const a = await load(alone.url, ipcBots, seconds);
+    if (i % 2 === 0) {
+      const baseline = await load(ipc.url, ipcBots, seconds);
+      runs.push({ alone: a, baseline, ours: await load(ours.url, ours.bots, seconds) });
+    } else {
+      const o = await load(ours.url, ours.bots, seconds);
+      runs.push({ alone: a, ours: o, baseline: await load(ipc.url, ipcBots, seconds) });
+    }
   }
   await ours.stop();
   const echoPath = await startBotfleetPath('echo');
   const echoRuns: Array<{ baseline: Load; echo: Load }> = [];
   for (let i = 0; i < Math.max(1, Math.floor(rounds / 2)); i++) {
-    echoRuns.push({ baseline: await load(ipc.url, ipcBots, seconds), echo: await load(echoPath.url, echoPath.bots, seconds) });
+    if (i % 2 === 0) echoRuns.push({ baseline: await load(ipc.url, ipcBots, seconds), echo: await load(echoPath.url, echoPath.bots, seconds) });
+    else {
+      const echo = await load(echoPath.url, echoPath.bots, seconds);
+      echoRuns.push({ echo, baseline: await load(ipc.url, ipcBots, seconds) });
+    }
   }
   await echoPath.stop();
   await ipc.stop();
