@@ -25,6 +25,8 @@ import type { BotSpec, InvalidBot } from './registry.js';
 import { prepareDelivery } from './telegram-admin.js';
 
 const HOUR_MS = 3_600_000;
+/** Bot API calls (setWebhook/deleteWebhook) in flight at once while starting bots. */
+const PREPARE_CONCURRENCY = 4;
 
 /** What the supervisor needs from outside; `fork` and `now` are seams for tests. */
 export interface SupervisorDeps {
@@ -66,6 +68,8 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   const children = new Map<string, Child>();
   const limiter = createLimiter(cfg.startConcurrency);
   const pacer = createForkPacer();
+  // A fleet start would otherwise fire every bot's setWebhook/deleteWebhook in one tick: a burst for the loop and for Telegram.
+  const preparing = createLimiter(PREPARE_CONCURRENCY);
   const cap = effectiveCapacity(cfg, d.cores);
   const policy: RestartPolicy = { maxRestarts: cfg.maxRestartsPerHour, periodMs: HOUR_MS, baseMs: cfg.restartBackoffMs, capMs: cfg.restartCooldownMs, healthyRunMs: cfg.healthyRunMs };
   const events = new EventEmitter() as Supervisor;
@@ -114,11 +118,14 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     // Telegram-side preparation is I/O, not CPU: done before taking a fork slot so it overlaps other forks.
     if (!abandoned() && c.prepareDelivery) {
       let prepared = false;
+      const done = await preparing.acquire();
       try {
         prepared = await prepare(c);
       } catch (err) {
         c.launching = false;
         return afterFault(c, { code: null, signal: null }, 'crash', errorMessage(err));
+      } finally {
+        done();
       }
       if (!prepared) return;
     }
