@@ -48,9 +48,14 @@ describe('faults of one bot, a healthy neighbour', () => {
         return w && w.state === 'running' && w.pid !== before.pid ? w : null;
       }, boundMs, `bot "faulty" recovering from "${command}"`);
       assert.equal(back.lastExit?.reason, reason);
-      assert.equal(back.restarts, before.restarts + 1);
+      // One restart, or two when the fault update was redelivered before its offset was
+      // confirmed (it then dies once more and is dead-lettered: MAX_UPDATE_DEATHS = 2).
+      assert.ok(back.restarts >= before.restarts + 1 && back.restarts <= before.restarts + 2, `restarts ${before.restarts} -> ${back.restarts}`);
       assert.equal(alive(before.pid!), false);
       assert.equal(await fleet.chat('faulty', 42, `after ${command}`), `ok: after ${command}`);
+      const settled = (await fleet.worker('faulty'))!;
+      assert.ok(settled.restarts <= before.restarts + 2, `a poison update is retried at most once (${settled.restarts - before.restarts} restarts)`);
+      assert.equal(settled.state, 'running');
       const n = (await fleet.worker('healthy'))!;
       assert.equal(n.pid, neighbour.pid);
       assert.equal(n.restarts, 0);
