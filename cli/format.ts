@@ -27,7 +27,7 @@ export function statusTable(s: FleetStatus): string {
     formatMb(w.rssBytes), w.cpuPercent === null ? '-' : `${w.cpuPercent.toFixed(1)}%`, `${w.restartsLastHour}/${w.restarts}`,
     String(w.messages), String(w.errors), w.lastExit?.reason ?? '-', w.stateReason ?? w.lastError?.message ?? '',
   ]);
-  const head = `master pid ${s.master.pid}, up ${formatDuration(s.master.uptimeMs)}, mode ${s.master.mode}, capacity ${s.master.capacity}, ` +
-    Object.entries(s.totals.byState).map(([k, v]) => `${v} ${k}`).join(', ');
+  const states = Object.entries(s.totals.byState).map(([k, v]) => `${v} ${k}`);
+  const head = [`master pid ${s.master.pid}`, `up ${formatDuration(s.master.uptimeMs)}`, `mode ${s.master.mode}`, `capacity ${s.master.capacity}`, ...(states.length ? states : ['no bots'])].join(', ');
   return head + '\n' + table(['BOT', 'NAME', 'STATE', 'MODE', 'PID', 'UPTIME', 'MEMORY', 'CPU', 'RESTARTS(1h/all)', 'MESSAGES', 'ERRORS', 'LAST EXIT', 'NOTE'], rows);
 }
