@@ -87,7 +87,10 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     c.stateReason = reason;
     logger.info({ botId: c.botId, from, to, reason }, 'transition');
     events.emit('transition', { botId: c.botId, from, to, reason } satisfies TransitionEvent);
-    if (['stopped', 'quarantined', 'pending'].includes(to)) queueMicrotask(fillCapacity);
+    if ((to === 'stopped' || to === 'quarantined' || to === 'pending') && !fillQueued) {
+      fillQueued = true;
+      queueMicrotask(fillCapacity);
+    }
   }
 
   const clearTimer = (c: Child) => {
@@ -97,11 +100,19 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   const holdsSlot = (c: Child) => c.proc !== null || c.launching || c.state === 'backoff';
   const used = () => [...children.values()].filter(holdsSlot).length;
 
+  // One fill per microtask however many transitions asked for it; `used()` is counted once
+  // per fill (a scan of every child per candidate would be quadratic in a large fleet).
+  let fillQueued = false;
   function fillCapacity(): void {
+    fillQueued = false;
     if (shuttingDown) return;
+    let free = cap - used();
     for (const c of children.values()) {
-      if (used() >= cap) return;
-      if (c.state === 'pending' && c.intent === 'run') void launch(c, 'capacity available');
+      if (free <= 0) return;
+      if (c.state === 'pending' && c.intent === 'run') {
+        free--;
+        void launch(c, 'capacity available');
+      }
     }
   }
 
