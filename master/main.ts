@@ -21,7 +21,7 @@ import { openRegistry } from './registry.js';
 import { fleetStatus, createStatusServer } from './status-server.js';
 import { createSupervisor, type Supervisor } from './supervisor.js';
 import { WORKER_ENTRY } from './child-process.js';
-import { endZombies, recordWorkers } from './zombies.js';
+import { createWorkerRecorder, endZombies } from './zombies.js';
 
 /** The package version, for status. */
 export const VERSION = '0.1.0';
@@ -67,11 +67,12 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const workersFile = `${p.run}/workers.json`;
   // Before any worker starts: end what a crashed master left behind.
   await endZombies(workersFile, WORKER_ENTRY, logger);
+  const recordWorkers = createWorkerRecorder(workersFile);
   const supervisor = createSupervisor({
     config: cfg, logger, cores: os.availableParallelism(), logsDir: p.logs, secretTokenFor,
     onPids: (live) => {
       try {
-        recordWorkers(workersFile, live);
+        recordWorkers(live);
       } catch (err) {
         // Bookkeeping for zombie cleanup must never take the master down.
         logger.warn({ err: errorMessage(err) }, 'could not record live workers');

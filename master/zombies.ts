@@ -31,12 +31,28 @@ export function processStartTime(pid: number): string | null {
   }
 }
 
-/** Write the live workers atomically (temp file, then rename). */
-export function recordWorkers(file: string, live: Array<{ pid: number; botId: string }>): void {
-  const records: WorkerRecord[] = live.map((w) => ({ ...w, startTime: processStartTime(w.pid) }));
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(records) + '\n', { mode: 0o600 });
-  fs.renameSync(tmp, file);
+/** Writes the live workers to `file`; see {@link createWorkerRecorder}. */
+export type WorkerRecorder = (live: Array<{ pid: number; botId: string }>) => void;
+
+/**
+ * A recorder for `file`. Each call writes the live workers atomically (temp file,
+ * then rename). A worker's start time is read from /proc once, when it is first
+ * seen: a fleet start records after every fork, and re-reading every pid each time
+ * would be quadratic in the fleet size.
+ */
+export function createWorkerRecorder(file: string): WorkerRecorder {
+  const startTimes = new Map<number, string | null>();
+  return (live) => {
+    const livePids = new Set(live.map((w) => w.pid));
+    for (const pid of startTimes.keys()) if (!livePids.has(pid)) startTimes.delete(pid);
+    const records: WorkerRecord[] = live.map((w) => {
+      if (!startTimes.has(w.pid)) startTimes.set(w.pid, processStartTime(w.pid));
+      return { ...w, startTime: startTimes.get(w.pid)! };
+    });
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify(records) + '\n', { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  };
 }
 
 /** True when `r` still names the very process we recorded, running `workerEntry`. */
