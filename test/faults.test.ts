@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createFleet, FIXTURES, type Fleet } from './helpers/fleet.js';
+import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
 
 const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
@@ -80,8 +80,7 @@ describe('faults of one bot, a healthy neighbour', () => {
 });
 
 test('a worker that ignores shutdown and SIGTERM is SIGKILLed at the drain deadline', async () => {
-  const fleet = await createFleet({ WORKER_TIMEOUT_MS: '1500' });
-  try {
+  await withFleet({ WORKER_TIMEOUT_MS: '1500' }, {}, async (fleet) => {
     await fleet.addBot('deaf', { handler: MISBEHAVE });
     await fleet.addBot('healthy');
     await fleet.startMaster();
@@ -99,14 +98,11 @@ test('a worker that ignores shutdown and SIGTERM is SIGKILLed at the drain deadl
     assert.ok(Date.now() - t0 >= 1500, 'the deadline was waited for');
     assert.equal(alive(deaf.pid!), false);
     assert.equal((await fleet.worker('healthy'))!.pid, s.workers.find((x) => x.botId === 'healthy')!.pid);
-  } finally {
-    await fleet.stop();
-  }
+  });
 });
 
 test('a second SIGINT forces the stop: the deaf worker is killed at once, exit 130', async () => {
-  const fleet = await createFleet({ WORKER_TIMEOUT_MS: '30000' });
-  try {
+  await withFleet({ WORKER_TIMEOUT_MS: '30000' }, {}, async (fleet) => {
     await fleet.addBot('deaf', { handler: MISBEHAVE });
     await fleet.startMaster();
     const pid = (await fleet.waitRunning(['deaf'])).workers[0]!.pid!;
@@ -119,9 +115,7 @@ test('a second SIGINT forces the stop: the deaf worker is killed at once, exit 1
     assert.equal(fleet.master!.exitCode, 130);
     await waitFor(() => !alive(pid), 5000, 'the deaf worker gone');
     assert.ok(Date.now() - t0 < 30_000, 'well before the drain deadline');
-  } finally {
-    await fleet.stop();
-  }
+  });
 });
 
 describe('restart intensity', () => {
@@ -155,8 +149,7 @@ describe('restart intensity', () => {
 
 describe('master lifecycle', () => {
   test('master SIGKILLed with workers alive, then started again: old workers ended, each bot polled once', async () => {
-    const fleet = await createFleet({ WORKER_TIMEOUT_MS: '30000' });
-    try {
+    await withFleet({ WORKER_TIMEOUT_MS: '30000' }, {}, async (fleet) => {
       await fleet.addBot('a', { handler: MISBEHAVE });
       await fleet.addBot('b');
       await fleet.startMaster();
@@ -178,14 +171,11 @@ describe('master lifecycle', () => {
       assert.equal(await fleet.chat('a', 61, 'fresh'), 'ok: fresh');
       assert.equal(await fleet.chat('b', 62, 'fresh'), 'fresh');
       assert.equal(fleet.conflictsSeen('a') + fleet.conflictsSeen('b'), 0, 'no 409 seen by a worker: never two pollers');
-    } finally {
-      await fleet.stop();
-    }
+    });
   });
 
   test('SIGTERM with updates in flight: they finish and are acknowledged, exit 0, nothing left', async () => {
-    const fleet = await createFleet({}, { webhook: true });
-    try {
+    await withFleet({}, { webhook: true }, async (fleet) => {
       await fleet.addBot('hook', { handler: MISBEHAVE, mode: 'webhook' });
       await fleet.addBot('poll', { handler: MISBEHAVE });
       await fleet.startMaster();
@@ -201,14 +191,11 @@ describe('master lifecycle', () => {
       assert.equal(fleet.tg('hook').pending.length, 0, 'the webhook update was answered 200');
       assert.equal(fleet.tg('poll').pending.length, 0, 'the polled update was confirmed');
       for (const w of s.workers) assert.equal(alive(w.pid!), false);
-    } finally {
-      await fleet.stop();
-    }
+    });
   });
 
   test('SIGUSR2 under steady traffic: every worker gets a new pid, no update lost or answered twice', async () => {
-    const fleet = await createFleet();
-    try {
+    await withFleet({}, {}, async (fleet) => {
       const ids = ['r1', 'r2', 'r3'];
       for (const id of ids) await fleet.addBot(id);
       await fleet.startMaster();
@@ -243,14 +230,11 @@ describe('master lifecycle', () => {
       const s2 = await fleet.status();
       assert.ok(s2.workers.every((w) => w.lastExit?.reason === 'rolling-restart'));
       assert.equal(ids.reduce((n, id) => n + fleet.conflictsSeen(id), 0), 0, 'no worker saw a 409');
-    } finally {
-      await fleet.stop();
-    }
+    });
   });
 
   test('capacity: the excess is pending, and starts when a bot is disabled', async () => {
-    const fleet = await createFleet({ MAX_TOTAL_WORKERS: '2' });
-    try {
+    await withFleet({ MAX_TOTAL_WORKERS: '2' }, {}, async (fleet) => {
       for (const id of ['c1', 'c2', 'c3']) await fleet.addBot(id);
       await fleet.startMaster();
       await fleet.waitRunning(['c1', 'c2']);
@@ -262,16 +246,13 @@ describe('master lifecycle', () => {
       await fleet.waitRunning(['c2', 'c3'], 10_000);
       assert.equal((await fleet.worker('c1'))!.state, 'stopped');
       assert.equal(await fleet.chat('c3', 90, 'finally'), 'finally');
-    } finally {
-      await fleet.stop();
-    }
+    });
   });
 });
 
 describe('409 Conflict', () => {
   test('another poller on the token: shown as the last error, retried with backoff, not a crash', async () => {
-    const fleet = await createFleet();
-    try {
+    await withFleet({}, {}, async (fleet) => {
       const tg = await fleet.addBot('contested');
       await fleet.startMaster();
       const before = (await fleet.waitRunning(['contested'])).workers[0]!;
@@ -292,16 +273,13 @@ describe('409 Conflict', () => {
       const calls = tg.conflicts;
       assert.equal(await fleet.chat('contested', 95, 'after the intruder left'), 'after the intruder left');
       assert.ok(calls <= 25, `backed off rather than hammering (${calls} conflicts)`);
-    } finally {
-      await fleet.stop();
-    }
+    });
   });
 });
 
 describe('do-not-restart exits', () => {
   test('a token Telegram rejects (401): quarantined with the reason, not restarted', async () => {
-    const fleet = await createFleet();
-    try {
+    await withFleet({}, {}, async (fleet) => {
       await fleet.addBot('good');
       // A well-formed token the Bot API does not know: Telegram answers 401 Unauthorized.
       const stranger = `${fleet.tg('good').id + 1}:${'x'.repeat(35)}`;
@@ -314,8 +292,6 @@ describe('do-not-restart exits', () => {
       assert.equal(w.restarts, 0);
       await fleet.waitRunning(['good']);
       assert.equal(await fleet.chat('good', 99, 'unaffected'), 'unaffected');
-    } finally {
-      await fleet.stop();
-    }
+    });
   });
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createFleet, FIXTURES, type Fleet } from './helpers/fleet.js';
+import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
 
 describe('a fleet of polling and webhook bots', () => {
@@ -135,8 +135,7 @@ describe('the webhook endpoint on a live fleet', () => {
 
 describe('operations', () => {
   test('botfleet stop ends the master and every worker', async () => {
-    const fleet = await createFleet();
-    try {
+    await withFleet({}, {}, async (fleet) => {
       await fleet.addBot('a');
       await fleet.addBot('b');
       await fleet.startMaster();
@@ -149,14 +148,11 @@ describe('operations', () => {
       assert.equal(fs.existsSync(path.join(fleet.home, 'run', 'botfleet.pid')), false);
       await waitFor(() => fleet.master!.exitCode !== null, 5000, 'the master exit being reaped');
       assert.equal(fleet.master!.exitCode, 0);
-    } finally {
-      await fleet.stop();
-    }
+    });
   });
 
   test('registry changes reach a running master: add starts, settings hot-reload, disable stops', async () => {
-    const fleet = await createFleet();
-    try {
+    await withFleet({}, {}, async (fleet) => {
       await fleet.startMaster();
       await fleet.addBot('faq', { handler: 'autoreply', settings: { rules: { price: 'free' } } });
       await fleet.waitRunning(['faq'], 10_000);
@@ -168,34 +164,26 @@ describe('operations', () => {
       assert.equal((await fleet.cli(['bots', 'disable', 'faq'])).code, 0);
       await fleet.waitWorker('faq', (w) => w.state === 'stopped', 10_000, 'the disabled bot stopped');
       assert.equal(alive(pid!), false);
-    } finally {
-      await fleet.stop();
-    }
+    });
   });
 
   test('--dry-run with a bad env value exits 1 naming the variable', async () => {
-    const fleet = await createFleet({ MAX_MEMORY_PER_WORKER_MB: 'abc' });
-    try {
+    await withFleet({ MAX_MEMORY_PER_WORKER_MB: 'abc' }, {}, async (fleet) => {
       const r = await fleet.cli(['start', '--dry-run']);
       assert.equal(r.code, 1);
       assert.match(r.stderr, /MAX_MEMORY_PER_WORKER_MB must be a whole number, got "abc"/);
       assert.equal(r.stderr.trim().split('\n').length, 1, 'one line per bad value');
-    } finally {
-      await fleet.stop();
-    }
+    });
   });
 
   test('--dry-run lists what would start and flags a bad row without hiding the rest', async () => {
-    const fleet = await createFleet();
-    try {
+    await withFleet({}, {}, async (fleet) => {
       await fleet.addBot('good');
       await fleet.addBot('broken', { handler: '/nonexistent/handler.js' });
       const r = await fleet.cli(['start', '--dry-run']);
       assert.equal(r.code, 1);
       assert.match(r.stdout, /good: would start in polling mode/);
       assert.match(r.stdout, /broken: INVALID: handler file/);
-    } finally {
-      await fleet.stop();
-    }
+    });
   });
 });

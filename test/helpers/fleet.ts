@@ -143,3 +143,13 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: {
   };
   return fleet;
 }
+
+/** Run `fn` with a fresh fleet, and stop it (master, workers, emulator, home) whatever happens. */
+export async function withFleet<T>(extraEnv: Record<string, string>, opts: { webhook?: boolean }, fn: (fleet: Fleet) => Promise<T>): Promise<T> {
+  const fleet = await createFleet(extraEnv, opts);
+  try {
+    return await fn(fleet);
+  } finally {
+    await fleet.stop();
+  }
+}
