@@ -7,7 +7,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import pino, { type Logger } from 'pino';
-import { preloadBotApiFetch } from '../common/bot-api-fetch.js';
 import { createLogger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import { homePaths, type Config } from '../config/load.js';
@@ -63,7 +62,6 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const secret = loadWebhookSecret(cfg.webhookSecret, p.secretFile);
   const secretTokenFor = (botId: string) => webhookSecretToken(secret, botId);
   const startedAt = Date.now();
-  await preloadBotApiFetch();
   const workersFile = `${p.run}/workers.json`;
   // Before any worker starts: end what a crashed master left behind.
   await endZombies(workersFile, WORKER_ENTRY, logger);

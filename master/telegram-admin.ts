@@ -4,8 +4,7 @@
  * `secret_token`), `deleteWebhook` for a polling bot (getUpdates answers 409
  * while a webhook is set: https://core.telegram.org/bots/api#getupdates).
  */
-import { Api, TelegramApiError } from 'node-telegram-bot-api';
-import { botApiFetch } from '../common/bot-api-fetch.js';
+import { BotApiError, callBotApi } from '../common/bot-api-http.js';
 import { errorMessage } from '../common/errors.js';
 import type { DeliveryMode } from '../worker/protocol.js';
 
@@ -25,17 +24,28 @@ export interface DeliveryRequest {
   autoSwitch: boolean;
 }
 
-/** Admin calls must not hang a start: 10 s, one retry on transient errors. */
+/** Admin calls must not hang a start: 10 s each, one retry after 300 ms on a transient error. */
 const ADMIN_TIMEOUT_MS = 10_000;
+const ADMIN_RETRY_MS = 300;
+
+async function admin(r: DeliveryRequest, method: string, params: object): Promise<void> {
+  try {
+    await callBotApi(r.apiRoot, r.token, method, params, { timeoutMs: ADMIN_TIMEOUT_MS });
+  } catch (err) {
+    if (!(err instanceof BotApiError) || !err.transient) throw err;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(ADMIN_RETRY_MS, (err.retryAfterSec ?? 0) * 1000)));
+    await callBotApi(r.apiRoot, r.token, method, params, { timeoutMs: ADMIN_TIMEOUT_MS });
+  }
+}
+
+const rejected = (err: unknown) => err instanceof BotApiError && err.errorCode === 401;
 
 /** Make Telegram's side match the bot's mode; falls back to polling when allowed and `setWebhook` fails. */
 export async function prepareDelivery(r: DeliveryRequest): Promise<AdminResult> {
-  const api = new Api(r.token, { apiRoot: r.apiRoot, timeoutMs: ADMIN_TIMEOUT_MS, maxRetries: 1, fetch: botApiFetch });
-  const rejected = (err: unknown) => err instanceof TelegramApiError && err.errorCode === 401;
   if (r.mode === 'webhook') {
     try {
       if (!r.webhookHost) throw new Error('WEBHOOK_HOST is not set');
-      await api.setWebhook({ url: `${r.webhookHost}/webhook/${encodeURIComponent(r.botId)}`, secret_token: r.secretToken });
+      await admin(r, 'setWebhook', { url: `${r.webhookHost}/webhook/${encodeURIComponent(r.botId)}`, secret_token: r.secretToken });
       return { ok: true, mode: 'webhook', note: null };
     } catch (err) {
       if (rejected(err)) return { ok: false, tokenRejected: true, message: 'Telegram rejected the token (401 Unauthorized)' };
@@ -46,7 +56,7 @@ export async function prepareDelivery(r: DeliveryRequest): Promise<AdminResult> 
     }
   }
   try {
-    await api.deleteWebhook({ drop_pending_updates: false });
+    await admin(r, 'deleteWebhook', { drop_pending_updates: false });
     return { ok: true, mode: 'polling', note: null };
   } catch (err) {
     if (rejected(err)) return { ok: false, tokenRejected: true, message: 'Telegram rejected the token (401 Unauthorized)' };
