@@ -2,7 +2,8 @@
  * Measure 7: against PM2, side by side. The same 50 trivial workers (the bare
  * library child) under PM2 (fork mode, wait_ready) and 50 botfleet bots (noop
  * handler, long polling the emulator) under a botfleet master run by the real CLI:
- * time until all are online, SIGKILL recovery, and the resident memory of PM2's
+ * time from nothing (PM2's daemon spawned by connect; botfleet's master by the CLI)
+ * until all are online, SIGKILL recovery, and the resident memory of PM2's
  * daemon vs botfleet's master. PM2 gets its own PM2_HOME in a temp dir and its
  * daemon is killed afterwards. Ratios are botfleet / PM2; the goal is below 1.
  */
@@ -42,8 +43,9 @@ async function pm2Side(kills: number): Promise<{ startMs: number; recovery: numb
   // PM2's client may still look for its home after disconnecting: remove it only at exit.
   process.once('exit', () => fs.rmSync(pm2Home, { recursive: true, force: true }));
   onCleanup(killDaemon);
-  await call((cb) => pm2.connect(cb as never));
+  // Both sides start from nothing: PM2's clock includes spawning its daemon, as botfleet's includes its master.
   const t0 = performance.now();
+  await call((cb) => pm2.connect(cb as never));
   await Promise.all(Array.from({ length: N }, (_, i) => call((cb) => pm2.start({ script: BARE_CHILD, name: `bare${i}`, env: { BENCH_PM2: '1' }, wait_ready: true, listen_timeout: 20_000, autorestart: true, restart_delay: 0 } as never, cb as never))));
   const online = async () => ((await call<Array<{ pm2_env?: { status?: string } }>>((cb) => pm2.list(cb as never))).filter((p) => p.pm2_env?.status === 'online').length);
   while ((await online()) < N) await sleep(20);
