@@ -139,6 +139,16 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     callBotApi<T>(cfg.apiRoot, cfg.token, method, params, { timeoutMs, signal });
   const tokenRejected = (err: unknown) => err instanceof BotApiError && err.errorCode === 401;
 
+  /** getMe: learns the @username for status; 401 is fatal; a transient failure is retried with backoff (1 s doubling to 30 s). */
+  function checkToken(retryMs: number): void {
+    call<{ username?: string }>('getMe', {}, CALL_TIMEOUT_MS, poll.signal).then((me) => (username = me.username ?? null), (err: unknown) => {
+      if (poll.signal.aborted) return;
+      if (tokenRejected(err)) return resolveFatal(new WorkerFatal('token-rejected', 'Telegram rejected the token (401 Unauthorized)'));
+      lastError = toLastError(err);
+      if (err instanceof BotApiError && err.transient) setTimeout(() => checkToken(Math.min(retryMs * 2, POLL_RETRY_MAX_MS)), retryMs).unref();
+    });
+  }
+
   /**
    * Long polling (https://core.telegram.org/bots/api#getupdates) until stopped.
    * 401 is fatal; anything else (409 Conflict, 429, 5xx, no reply) is shown as
@@ -186,10 +196,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     },
     begin() {
       if (cfg.mode === 'polling') pollDone = pollLoop();
-      call<{ username?: string }>('getMe', {}, CALL_TIMEOUT_MS).then((me) => (username = me.username ?? null), (err: unknown) => {
-        if (tokenRejected(err)) resolveFatal(new WorkerFatal('token-rejected', 'Telegram rejected the token (401 Unauthorized)'));
-        else lastError = toLastError(err);
-      });
+      checkToken(POLL_RETRY_MIN_MS);
     },
     deliver: accept,
     applySettings(settings) {
