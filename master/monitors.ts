@@ -5,6 +5,7 @@
  */
 import type { Child } from './child.js';
 import { heartbeatCheckEveryMs, heartbeatOverdue } from './policy/deadlines.js';
+import { confirmDelayMs } from './policy/memory.js';
 import { sampleProcesses } from './resource-sampler.js';
 
 /** What the monitors need; times in ms. */
@@ -15,8 +16,11 @@ export interface MonitorDeps {
   memoryCheckIntervalMs: number;
   /** A running child missed its heartbeat deadline. */
   onHung(c: Child): void;
-  /** A fresh RSS/CPU sample of a live child (bytes, percent of one core). */
-  onSample(c: Child, rssBytes: number, cpuPercent: number): void;
+  /**
+   * A fresh RSS/CPU sample of a live child (bytes, percent of one core).
+   * @returns true to have that child sampled again soon (a first sample over the cap, to confirm)
+   */
+  onSample(c: Child, rssBytes: number, cpuPercent: number): boolean;
 }
 
 /** Start both monitors. @returns a function that stops them. */
@@ -30,21 +34,33 @@ export function startMonitors(d: MonitorDeps): () => void {
 
   // One batched pidusage round per interval; a slow round is never overlapped by the next.
   let sampling = false;
+  const confirmations = new Set<NodeJS.Timeout>();
+  const report = (list: Child[], samples: Awaited<ReturnType<typeof sampleProcesses>>) => {
+    for (const c of list) {
+      const s = c.proc ? samples.get(c.proc.pid) : undefined;
+      if (s && d.onSample(c, s.rssBytes, s.cpuPercent)) confirmSoon(c);
+    }
+  };
+  const confirmSoon = (c: Child) => {
+    const pid = c.proc!.pid;
+    const t = setTimeout(() => {
+      confirmations.delete(t);
+      if (c.proc?.pid === pid) void sampleProcesses([pid]).then((samples) => report([c], samples));
+    }, confirmDelayMs(d.memoryCheckIntervalMs));
+    t.unref();
+    confirmations.add(t);
+  };
   const memory = setInterval(() => {
     if (sampling) return;
     sampling = true;
     const live = [...d.children()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting'));
-    void sampleProcesses(live.map((c) => c.proc!.pid)).then((samples) => {
-      for (const c of live) {
-        const s = c.proc ? samples.get(c.proc.pid) : undefined;
-        if (s) d.onSample(c, s.rssBytes, s.cpuPercent);
-      }
-    }).finally(() => (sampling = false));
+    void sampleProcesses(live.map((c) => c.proc!.pid)).then((samples) => report(live, samples)).finally(() => (sampling = false));
   }, d.memoryCheckIntervalMs);
   heartbeat.unref();
   memory.unref();
   return () => {
     clearInterval(heartbeat);
     clearInterval(memory);
+    for (const t of confirmations) clearTimeout(t);
   };
 }

@@ -18,7 +18,7 @@ import { createChildLog } from './child-log.js';
 import { onAck, onBegin, onWorkerGone, poisonIds, sendAndAwaitAck, takePoison } from './delivery.js';
 import { createForkPacer } from './fork-pacer.js';
 import { createLimiter } from './policy/limiter.js';
-import { memoryVerdict } from './policy/memory.js';
+import { memoryVerdict, needsConfirmation } from './policy/memory.js';
 import { decideRestart, emptyHistory, type RestartPolicy } from './policy/restart.js';
 import { startMonitors } from './monitors.js';
 import type { BotSpec, InvalidBot } from './registry.js';
@@ -337,9 +337,10 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       c.cpuPercent = cpuPercent;
       const v = memoryVerdict(c.memOver, rssBytes, capBytes);
       c.memOver = v.over;
-      if (!v.restart || c.state !== 'running') return;
+      if (!v.restart || c.state !== 'running') return needsConfirmation(v.over);
       logger.warn({ botId: c.botId, rssBytes, capBytes }, 'memory cap exceeded');
       void stopProc(c, 'memory', 'run', `RSS ${Math.round(rssBytes / 1048576)} MB over the ${cfg.maxMemoryPerWorkerMb} MB cap`);
+      return false;
     },
   });
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { heartbeatCheckEveryMs, heartbeatOverdue, startupOverdue } from '../master/policy/deadlines.js';
 import { createLimiter } from '../master/policy/limiter.js';
-import { memoryVerdict } from '../master/policy/memory.js';
+import { confirmDelayMs, memoryVerdict, needsConfirmation } from '../master/policy/memory.js';
 import { decideRestart, emptyHistory, type RestartHistory, type RestartPolicy } from '../master/policy/restart.js';
 import { ALLOWED_TRANSITIONS } from '../master/child.js';
 import { createChatQueue } from '../worker/chat-queue.js';
@@ -148,4 +148,9 @@ test('memory cap: two consecutive samples over, a dip resets the count', () => {
     return v.restart;
   });
   assert.deepEqual(restarts, [false, false, false, false, true]);
+});
+
+test('memory cap: a first sample over asks for a confirmation a quarter interval later (250 ms to 5 s)', () => {
+  assert.deepEqual([0, 1, 2].map(needsConfirmation), [false, true, false]);
+  assert.deepEqual([100, 1000, 5000, 60_000].map(confirmDelayMs), [250, 250, 1250, 5000]);
 });

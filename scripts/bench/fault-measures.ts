@@ -3,8 +3,9 @@
  * - hung: a busy loop (no heartbeat) is killed within HEARTBEAT_TIMEOUT_MS of the
  *   fault; the overshoot beyond it must be under one heartbeat interval.
  * - memory: a 20 MB/s leak is restarted after its RSS crosses the cap; with one
- *   sample every MEMORY_CHECK_INTERVAL_MS and two samples over required, the
- *   overshoot beyond one interval must be under one interval.
+ *   sample every MEMORY_CHECK_INTERVAL_MS and two samples over required (the
+ *   second a quarter interval after the first), the overshoot beyond one interval
+ *   must be under one interval.
  * Each repetition uses its own bot (a fault update is a poison candidate).
  */
 import { benchEnv, makeHome, MISBEHAVE_HANDLER, nextTransition, rssBytes, sleep, startEmulator, startFleetIn } from './harness.js';

@@ -41,16 +41,13 @@ async function group(name: string, fn: () => Promise<void>): Promise<void> {
   }
 }
 
-let bareStartMs = NaN;
 await group('start', async () => {
   const r = await workerStart(quick ? 5 : 20);
-  bareStartMs = r.bareMs;
   rows.push(...r.rows);
   raw.workerStart = r.raw;
 });
 await group('fleet', async () => {
-  if (!Number.isFinite(bareStartMs)) bareStartMs = (await workerStart(3)).bareMs;
-  const r = quick ? await fleetMeasures([10, 40], 40, 10, bareStartMs) : await fleetMeasures([10, 100, 300], 100, 20, bareStartMs);
+  const r = quick ? await fleetMeasures([10, 40], 40, 10) : await fleetMeasures([10, 100, 300], 100, 20);
   rows.push(...r.rows);
   raw.fleet = r.raw;
 });
