@@ -4,13 +4,15 @@
  * told to shut down or when the IPC channel closes (a dead master leaves no orphan).
  * Exit codes: 0 normal, 78 do-not-restart (token rejected, handler cannot load), 1 crash.
  */
-import { createLogger, redactingStream } from '../common/logger.js';
+import { createLogger, lazyLogger, redactingStream } from '../common/logger.js';
 import { EXIT_CONFIG, parseMasterMessage, type MasterMessage, type WorkerMessage } from './protocol.js';
 import { createBotRuntime, WorkerFatal, type BotRuntime } from './runtime.js';
 
 const INIT_DEADLINE_MS = 30_000;
 let token = '';
-const logger = createLogger(redactingStream((l) => process.stdout.write(l), () => [token]), process.env.LOG_LEVEL ?? 'info');
+const level = process.env.LOG_LEVEL ?? 'info';
+// Created on first use: pino's import stays off the path to `ready`.
+const logger = lazyLogger(level, () => createLogger(redactingStream((l) => process.stdout.write(l), () => [token]), level));
 
 function send(m: WorkerMessage): void {
   if (process.connected) process.send!(m, undefined, {}, () => undefined);
