@@ -42,6 +42,14 @@ describe('a fleet of polling and webhook bots', () => {
     assert.ok(!tg.sent.some((m) => m.text === 'ok: boom'));
   });
 
+  test('a custom handler shares the worker\'s copy of the library, and its ctx.logger writes to the bot\'s log', async () => {
+    assert.equal(await fleet.chat('fragile', 23, 'whoami'), 'same library: true');
+    const log = path.join(fleet.home, 'logs', 'worker_fragile.log');
+    await waitFor(() => fs.existsSync(log) && fs.readFileSync(log, 'utf8').includes('"msg":"whoami asked"'), 5000, 'the handler\'s log line');
+    const line = fs.readFileSync(log, 'utf8').split('\n').find((l) => l.includes('whoami asked'))!;
+    assert.equal((JSON.parse(line) as { botId?: string }).botId, 'fragile');
+  });
+
   test('kill -9 of one worker: a new pid serves, the neighbour kept its pid and answered throughout', async () => {
     const victim = (await fleet.worker('poller'))!;
     const neighbour = (await fleet.worker('hooked'))!;
