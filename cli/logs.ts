@@ -1,7 +1,6 @@
 /** `botfleet logs [botId] [-f] [-n N] [--raw]`: the master's log or a bot's, pretty by default (pino-pretty). */
 import fs from 'node:fs';
 import path from 'node:path';
-import { prettyFactory } from 'pino-pretty';
 import { ErrorCodes, fail } from '../common/errors.js';
 
 /** The last `n` lines of `file`, reading at most the last 4 MiB. */
@@ -22,7 +21,8 @@ function tail(file: string, n: number): string[] {
 export async function showLogs(logsDir: string, botId: string | undefined, o: { lines: number; follow: boolean; raw: boolean }): Promise<void> {
   const file = path.join(logsDir, botId ? `worker_${botId}.log` : 'master.log');
   if (!fs.existsSync(file)) throw fail(ErrorCodes.BAD_INPUT, `no log file ${file}${botId ? ` (has bot "${botId}" ever started?)` : ''}`);
-  const pretty = o.raw ? (l: string) => l + '\n' : prettyFactory({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:standard', ignore: 'hostname' });
+  // Imported here, not at the top: the CLI module is also the master's entry, and the master never pretty-prints (~8 MB RSS).
+  const pretty = o.raw ? (l: string) => l + '\n' : (await import('pino-pretty')).prettyFactory({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:standard', ignore: 'hostname' });
   const print = (l: string) => {
     try {
       process.stdout.write(o.raw ? l + '\n' : pretty(JSON.parse(l)));
