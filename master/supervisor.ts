@@ -27,6 +27,15 @@ import { prepareDelivery } from './telegram-admin.js';
 const HOUR_MS = 3_600_000;
 /** Bot API calls (setWebhook/deleteWebhook) in flight at once while starting bots. */
 const PREPARE_CONCURRENCY = 4;
+/**
+ * The live-worker record (run/workers.json: a file write, a rename and a /proc read,
+ * ~1 ms on these disks) is written at once when nothing was written in the last
+ * PID_RECORD_EVERY_MS, else once at the end of that window with every change in it.
+ * During a fleet start it was ~19% of the master's CPU, written after every fork.
+ * A worker forked in the window and not yet recorded still exits on its own when a
+ * dead master closes its IPC channel.
+ */
+const PID_RECORD_EVERY_MS = 250;
 
 /** What the supervisor needs from outside; `fork` and `now` are seams for tests. */
 export interface SupervisorDeps {
@@ -287,16 +296,20 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     if (c.intent === 'run' && c.state === 'quarantined') void launch(c, 'quarantine window freed');
   }
 
-  // Coalesced: a fleet start forks many children in one tick; record them once.
-  let pidsDirty = false;
+  // Throttled (PID_RECORD_EVERY_MS): leading write when idle, one trailing write for a burst.
+  let pidsTimer: NodeJS.Timeout | null = null;
+  let pidsWrittenAt = -Infinity;
   function reportPids(): void {
-    if (!d.onPids || pidsDirty || stopped) return;
-    pidsDirty = true;
-    setImmediate(() => {
-      pidsDirty = false;
+    if (!d.onPids || pidsTimer || stopped) return;
+    const wait = Math.max(0, pidsWrittenAt + PID_RECORD_EVERY_MS - Date.now());
+    pidsTimer = setTimeout(() => {
+      pidsTimer = null;
+      if (stopped) return;
+      pidsWrittenAt = Date.now();
       d.onPids!([...children.values()].filter((c) => c.proc).map((c) => ({ pid: c.proc!.pid, botId: c.botId })));
-    });
+    }, wait);
   }
+
 
   /**
    * Ask the worker to drain and exit; SIGKILL at the deadline. Resolves when it has exited.
@@ -470,6 +483,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       const results = await Promise.all([...children.values()].map(async (c) => ((await stopProc(c, 'operator', 'stop', 'master shutting down')) ? c.botId : null)));
       await Promise.all([...children.values()].map((c) => c.log?.close()));
       stopped = true;
+      if (pidsTimer) clearTimeout(pidsTimer); // the master removes the record after a clean stop
       return results.filter((x): x is string => x !== null);
     },
   });
