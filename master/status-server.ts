@@ -5,6 +5,7 @@
  * server are up; 503 with the reason otherwise). No token or secret ever appears.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import type { Registry } from 'prom-client';
 import type { WorkerStatus } from './child.js';
 
@@ -36,7 +37,7 @@ export interface StatusServerOptions {
 }
 
 export function createStatusServer(o: StatusServerOptions): FastifyInstance {
-  const app = Fastify({ logger: false, return503OnClosing: true });
+  const app = Fastify({ logger: false, schemaController: NO_SCHEMAS, return503OnClosing: true });
   app.get('/api/workers/status', async () => o.status());
   app.get('/metrics', async (_req, reply) => reply.type(o.metrics.contentType).send(await o.metrics.metrics()));
   app.get('/health', async (_req, reply) => {

@@ -5,6 +5,7 @@ import type { Update } from 'node-telegram-bot-api';
 import { Api, TelegramApiError } from 'node-telegram-bot-api';
 import type { DeliverResult } from '../master/child.js';
 import { createWebhookServer } from '../webhook-server/server.js';
+import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import { BotApiEmulator } from '../scripts/emulator/emulator.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -72,6 +73,17 @@ test('webhook server: while draining, a new call gets 503 with Connection: close
     app.server.closeAllConnections();
     await app.close();
   }
+});
+
+test('the master\'s fastify servers load no schema compilers: routes serve JSON, and a route given a schema fails at ready', async () => {
+  const Fastify = (await import('fastify')).default;
+  const ok = Fastify({ schemaController: NO_SCHEMAS });
+  ok.get('/x', async () => ({ ok: true, n: 1 }));
+  assert.deepEqual((await ok.inject({ url: '/x' })).json(), { ok: true, n: 1 });
+  await ok.close();
+  const bad = Fastify({ schemaController: NO_SCHEMAS });
+  bad.post('/y', { schema: { body: { type: 'object' } } }, async () => ({}));
+  await assert.rejects(async () => { await bad.ready(); }, /declare no fastify schemas/);
 });
 
 describe('Bot API emulator', () => {

@@ -10,6 +10,7 @@
  * practice), so intake stops visibly instead of as refused connections.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import type { Update } from 'node-telegram-bot-api';
 import { isUpdate } from '../worker/protocol.js';
 import type { DeliverResult } from '../master/child.js';
@@ -38,7 +39,7 @@ const NOT_JSON = Symbol('not-json');
 
 /** Build the fastify app (not listening yet: call `listen`, or `inject` in tests). */
 export function createWebhookServer(o: WebhookServerOptions): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: o.bodyLimit ?? 1024 * 1024, return503OnClosing: true, ...(o.https ? { https: o.https } : {}) }) as unknown as FastifyInstance;
+  const app = Fastify({ logger: false, schemaController: NO_SCHEMAS, bodyLimit: o.bodyLimit ?? 1024 * 1024, return503OnClosing: true, ...(o.https ? { https: o.https } : {}) }) as unknown as FastifyInstance;
   const stats = new Map<string, WebhookStats>();
   // The expected secret_token per bot, computed once (an HMAC per request would be paid on the hot path).
   const expected = new Map<string, Buffer>();
