@@ -14,11 +14,19 @@ import { fmt, summarize, type Row } from './stats.js';
 
 const LOAD = fileURLToPath(new URL('./load.js', import.meta.url));
 const SEED_JOBS_PER_DAY = 450_000;
+/** Length of the discarded warm-up load on each side, seconds. */
+const WARMUP_SECONDS = 2;
 
 interface Load { rps: number; p50: number; p99: number; non2xx: number; total: number }
 
+/** Each load run gets its own update_id range: a repeated id would be dropped by a worker's dedup window, not handled. */
+let nextUpdateId = 1;
+const IDS_PER_RUN = 10_000_000;
+
 async function load(url: string, bots: Array<{ id: string; secret: string }>, seconds: number): Promise<Load> {
-  const p = track(spawn(process.execPath, [LOAD, JSON.stringify({ url, bots, seconds, connections: 40 })], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const firstUpdateId = nextUpdateId;
+  nextUpdateId += IDS_PER_RUN;
+  const p = track(spawn(process.execPath, [LOAD, JSON.stringify({ url, bots, seconds, connections: 40, firstUpdateId })], { stdio: ['ignore', 'pipe', 'inherit'] }));
   let out = '';
   p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   await once(p, 'exit');
@@ -56,6 +64,8 @@ export async function webhookMeasures(seconds: number, rounds: number): Promise<
   const ipc = await startBaseline('ipc', 20);
   const ours = await startBotfleetPath(NOOP_HANDLER);
   const ipcBots = ipc.botIds.map((id) => ({ id, secret: '' }));
+  // One discarded warm-up load per side first, so no measured round pays a cold JIT (autocannon's --warmup practice).
+  for (const [url, bots] of [[alone.url, ipcBots], [ipc.url, ipcBots], [ours.url, ours.bots]] as const) await load(url, [...bots], WARMUP_SECONDS);
   const runs: Array<{ alone: Load; baseline: Load; ours: Load }> = [];
   // The order alternates each round: measured here, whichever side runs second in a round is favoured.
   for (let i = 0; i < rounds; i++) {
@@ -70,6 +80,7 @@ export async function webhookMeasures(seconds: number, rounds: number): Promise<
   }
   await ours.stop();
   const echoPath = await startBotfleetPath('echo');
+  await load(echoPath.url, echoPath.bots, WARMUP_SECONDS);
   const echoRuns: Array<{ baseline: Load; echo: Load }> = [];
   for (let i = 0; i < Math.max(1, Math.floor(rounds / 2)); i++) {
     if (i % 2 === 0) echoRuns.push({ baseline: await load(ipc.url, ipcBots, seconds), echo: await load(echoPath.url, echoPath.bots, seconds) });
