@@ -64,6 +64,14 @@ test('dedup window: a repeat inside the window is a duplicate, after it is not; 
   d.seen(4, 30_003);
   assert.equal(d.size(), 3);
   assert.equal(d.seen(1, 30_004), false, 'the oldest entry was dropped at the bound');
+
+  // A larger bound drops its oldest tenth at once; the newest ids stay remembered.
+  const big = createDedupWindow(30_000, 100);
+  for (let id = 1; id <= 101; id++) big.seen(id, 0);
+  assert.equal(big.size(), 91);
+  assert.equal(big.seen(101, 1), true, 'the newest is still a duplicate');
+  assert.equal(big.seen(11, 1), true, 'the oldest kept one is still a duplicate');
+  assert.equal(big.seen(10, 1), false, 'the oldest tenth was forgotten');
 });
 
 test('chat queue: one chat in order, chats concurrently, back-pressure at the bound', async () => {
