@@ -35,12 +35,15 @@ export function createChatQueue<T>(handle: (item: T) => Promise<void>, maxInFlig
   return {
     push(key, item) {
       depth++;
-      const prev = tails.get(key) ?? Promise.resolve();
-      const next = prev.then(() => handle(item)).catch(() => undefined).then(() => {
+      const prev = tails.get(key);
+      // An idle chat runs at once; a busy one waits behind its tail. One promise per item either way.
+      const run = prev ? prev.then(() => handle(item)) : handle(item);
+      const next: Promise<void> = run.then(settle, settle);
+      function settle(): void {
         depth--;
         if (tails.get(key) === next) tails.delete(key);
         wake();
-      });
+      }
       tails.set(key, next);
     },
     depth: () => depth,

@@ -14,8 +14,11 @@ const level = process.env.LOG_LEVEL ?? 'info';
 // Created on first use: pino's import stays off the path to `ready`.
 const logger = lazyLogger(level, () => createLogger(redactingStream((l) => process.stdout.write(l), () => [token]), level));
 
+const SEND_OPTIONS = {};
+/** A failed send (the master is gone) is not an error here: the 'disconnect' handler ends the worker. */
+const ignoreSendError = () => undefined;
 function send(m: WorkerMessage): void {
-  if (process.connected) process.send!(m, undefined, {}, () => undefined);
+  if (process.connected) process.send!(m, undefined, SEND_OPTIONS, ignoreSendError);
 }
 
 let runtime: BotRuntime | undefined;

@@ -70,8 +70,15 @@ function toLastError(err: unknown): WorkerLastError {
   return { code: typeof e?.code === 'string' ? e.code : 'error', message: String(e?.message ?? err).split('\n')[0]!, at: Date.now() };
 }
 
-/** The chat an update belongs to, for per-chat ordering; updates with no chat run unordered. */
+/**
+ * The chat an update belongs to, for per-chat ordering; updates with no chat run
+ * unordered. A plain message (the common case) is read directly; every other kind
+ * goes through the library's Context, which knows where each update type keeps
+ * its chat (one Context fewer per update on the hot path).
+ */
 function chatKey(update: Update, bot: Bot): string {
+  const chatId = (update as { message?: { chat?: { id?: number } } }).message?.chat?.id;
+  if (chatId !== undefined) return String(chatId);
   const ctx = new Context(update, bot.api);
   const id = ctx.chat?.id ?? ctx.from?.id;
   return id === undefined ? `u${update.update_id}` : String(id);
@@ -113,7 +120,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   const handle = async (update: Update): Promise<void> => {
     messages++;
     // The master must know an update is in flight before its handler can kill us.
-    begins.flushNow();
+    if (cfg.mode === 'polling') begins.flushNow();
     await bot.handleUpdate(update);
     acks.push({ updateId: update.update_id, ok: !failed.has(update) });
   };
