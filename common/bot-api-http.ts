@@ -60,8 +60,8 @@ function clientFor(protocol: string): Promise<{ mod: HttpModule; agent: Agent }>
  * @throws the signal's reason (an AbortError/TimeoutError DOMException) when `signal` aborts; the socket error otherwise
  */
 async function post(url: URL, body: string, headers: Record<string, string>, signal?: AbortSignal): Promise<RawReply> {
-  signal?.throwIfAborted();
   const { mod, agent } = await clientFor(url.protocol);
+  signal?.throwIfAborted(); // also covers an abort while the module was loading: no request is sent then
   return new Promise<RawReply>((resolve, reject) => {
     const req = mod.request(url, { method: 'POST', agent, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
       const chunks: Buffer[] = [];
