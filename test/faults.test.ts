@@ -9,12 +9,25 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
+import type { FleetStatus } from '../master/status-server.js';
 
 const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
 
 /** Lines of the master log as objects. */
 function masterLog(fleet: Fleet): Array<Record<string, unknown>> {
   return fs.readFileSync(path.join(fleet.home, 'logs', 'master.log'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+
+/** `botfleet restart <id>` through the CLI: it succeeds, and a new worker (not `oldPid`) is running with lastExit `operator`. @returns its status row */
+async function operatorRestart(fleet: Fleet, id: string, oldPid: number): Promise<FleetStatus['workers'][number]> {
+  const r = await fleet.cli(['restart', id]);
+  assert.equal(r.code, 0, r.stderr);
+  const w = (await fleet.worker(id))!;
+  assert.equal(w.state, 'running');
+  assert.notEqual(w.pid, oldPid);
+  assert.equal(w.lastExit?.reason, 'operator');
+  return w;
 }
 
 describe('faults of one bot, a healthy neighbour', () => {
@@ -68,12 +81,7 @@ describe('faults of one bot, a healthy neighbour', () => {
     fleet.emulator.userSends(fleet.tg('faulty'), 43, 'hang');
     await fleet.waitWorker('faulty', (w) => w.queueDepth >= 1, 5000, 'the hung update in flight');
     const t0 = Date.now();
-    const r = await fleet.cli(['restart', 'faulty']);
-    assert.equal(r.code, 0, r.stderr);
-    const w = (await fleet.worker('faulty'))!;
-    assert.equal(w.state, 'running');
-    assert.notEqual(w.pid, before.pid);
-    assert.equal(w.lastExit?.reason, 'operator');
+    await operatorRestart(fleet, 'faulty', before.pid!);
     assert.ok(Date.now() - t0 < 3000 + 10_000, 'stopped within the drain deadline plus a start');
     assert.equal((await fleet.worker('healthy'))!.restarts, 0);
   });
@@ -88,13 +96,8 @@ test('a worker that ignores shutdown and SIGTERM is SIGKILLed at the drain deadl
     const deaf = s.workers.find((w) => w.botId === 'deaf')!;
     assert.equal(await fleet.chat('deaf', 45, 'ignore-stop'), 'deaf now');
     const t0 = Date.now();
-    const r = await fleet.cli(['restart', 'deaf']);
-    assert.equal(r.code, 0, r.stderr);
-    const w = (await fleet.worker('deaf'))!;
-    assert.equal(w.state, 'running');
-    assert.notEqual(w.pid, deaf.pid);
+    const w = await operatorRestart(fleet, 'deaf', deaf.pid!);
     assert.equal(w.lastExit?.signal, 'SIGKILL', 'it had to be killed');
-    assert.equal(w.lastExit?.reason, 'operator');
     assert.ok(Date.now() - t0 >= 1500, 'the deadline was waited for');
     assert.equal(alive(deaf.pid!), false);
     assert.equal((await fleet.worker('healthy'))!.pid, s.workers.find((x) => x.botId === 'healthy')!.pid);
