@@ -13,6 +13,8 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, homePaths } from '../../config/load.js';
+import { controlRequest } from '../../master/control-server.js';
+import type { FleetStatus } from '../../master/status-server.js';
 import { loadEncryptionKey } from '../../config/secrets.js';
 import { forkWorker } from '../../master/child-process.js';
 import { startMaster, type MasterHandle } from '../../master/main.js';
@@ -24,6 +26,7 @@ export const BARE_CHILD = here('./bare-child.js');
 export const NOOP_HANDLER = here('./noop-handler.js');
 export const MISBEHAVE_HANDLER = here('../../test/fixtures/misbehave.js');
 const EMULATOR = here('../emulator/main.js');
+const CLI = here('../../cli/main.js');
 
 const tracked = new Set<ChildProcess>();
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -111,6 +114,40 @@ export async function startFleetIn(env: NodeJS.ProcessEnv, ids: string[]): Promi
   loop.disable();
   master.supervisor.off('transition', on);
   return { master, ms: performance.now() - t0, initMs, loopMaxMs: loop.max / 1e6 };
+}
+
+/** A master run by the real CLI (`botfleet start`) in its own process. */
+export interface CliMaster {
+  process: ChildProcess;
+  /** Fleet status over the control socket. */
+  status(): Promise<FleetStatus>;
+  /** SIGTERM, and wait for the exit. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Start `botfleet start` with `env` (from {@link benchEnv}) and wait until `n`
+ * workers are running (polled over the control socket every 20 ms).
+ * @returns the master and the time from spawn to all running (ms)
+ */
+export async function startCliMaster(env: NodeJS.ProcessEnv, n: number): Promise<{ master: CliMaster; ms: number }> {
+  const socket = homePaths(env.BOTFLEET_HOME!).socket;
+  const t0 = performance.now();
+  const proc = track(spawn(process.execPath, [CLI, 'start'], { env: { ...process.env, ...env }, stdio: 'ignore' }));
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGTERM');
+    await once(proc, 'exit');
+  };
+  onCleanup(stop);
+  const status = () => controlRequest(socket, { cmd: 'status' }, 5000) as Promise<FleetStatus>;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`the master exited with code ${proc.exitCode} before its workers ran`);
+    const s = fs.existsSync(socket) ? await status().catch(() => null) : null;
+    if (s && s.workers.length === n && s.workers.every((w) => w.state === 'running')) break;
+    await sleep(20);
+  }
+  return { master: { process: proc, status, stop }, ms: performance.now() - t0 };
 }
 
 /**

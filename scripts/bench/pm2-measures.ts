@@ -7,18 +7,12 @@
  * daemon vs botfleet's master. PM2 gets its own PM2_HOME in a temp dir and its
  * daemon is killed afterwards. Ratios are botfleet / PM2; the goal is below 1.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { homePaths } from '../../config/load.js';
-import { controlRequest } from '../../master/control-server.js';
-import type { FleetStatus } from '../../master/status-server.js';
-import { BARE_CHILD, benchEnv, makeHome, NOOP_HANDLER, onCleanup, rssBytes, sleep, startEmulator, track } from './harness.js';
+import { BARE_CHILD, benchEnv, makeHome, NOOP_HANDLER, onCleanup, rssBytes, sleep, startCliMaster, startEmulator } from './harness.js';
 import { fmt, fmtSummary, summarize, type Row } from './stats.js';
 
-const CLI = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
 const N = 50;
 
 type Pm2 = typeof import('pm2');
@@ -71,35 +65,22 @@ async function pm2Side(kills: number): Promise<{ startMs: number; recovery: numb
 async function botfleetSide(kills: number): Promise<{ startMs: number; recovery: number[]; masterRss: number }> {
   const emu = await startEmulator(N);
   const home = makeHome(emu, { mode: 'polling', handler: NOOP_HANDLER });
-  const socket = homePaths(home).socket;
-  const t0 = performance.now();
-  const master = track(spawn(process.execPath, [CLI, 'start'], { env: { ...process.env, ...benchEnv(home, emu.apiRoot) }, stdio: 'ignore' }));
-  onCleanup(async () => {
-    if (master.exitCode === null) master.kill('SIGTERM');
-  });
-  const status = () => controlRequest(socket, { cmd: 'status' }, 5000) as Promise<FleetStatus>;
-  for (;;) {
-    const s = fs.existsSync(socket) ? await status().catch(() => null) : null;
-    if (s && s.workers.length === N && s.workers.every((w) => w.state === 'running')) break;
-    await sleep(20);
-  }
-  const startMs = performance.now() - t0;
+  const { master, ms: startMs } = await startCliMaster(benchEnv(home, emu.apiRoot), N);
   const recovery: number[] = [];
   for (let i = 0; i < kills; i++) {
     const id = `b${String(i).padStart(3, '0')}`;
-    const old = (await status()).workers.find((w) => w.botId === id)!.pid!;
+    const old = (await master.status()).workers.find((w) => w.botId === id)!.pid!;
     const t = performance.now();
     process.kill(old, 'SIGKILL');
     for (;;) {
-      const w = (await status()).workers.find((x) => x.botId === id)!;
+      const w = (await master.status()).workers.find((x) => x.botId === id)!;
       if (w.pid && w.pid !== old && w.state === 'running') break;
       await sleep(10);
     }
     recovery.push(performance.now() - t);
   }
-  const masterRss = rssBytes(master.pid!);
-  master.kill('SIGTERM');
-  await new Promise((r) => master.once('exit', r));
+  const masterRss = rssBytes(master.process.pid!);
+  await master.stop();
   await emu.stop();
   return { startMs, recovery, masterRss };
 }

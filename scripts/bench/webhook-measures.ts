@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { webhookSecretToken } from '../../config/secrets.js';
 import { freePort } from '../../common/free-port.js';
 import { startBaseline } from './baseline-server.js';
-import { benchEnv, makeHome, NOOP_HANDLER, startEmulator, startFleetIn, track } from './harness.js';
+import { benchEnv, makeHome, NOOP_HANDLER, startCliMaster, startEmulator, track } from './harness.js';
 import { fmt, summarize, type Row } from './stats.js';
 
 const LOAD = fileURLToPath(new URL('./load.js', import.meta.url));
@@ -33,14 +33,18 @@ async function load(url: string, bots: Array<{ id: string; secret: string }>, se
   return JSON.parse(out.trim().split('\n').pop()!) as Load;
 }
 
-/** botfleet's webhook path: 20 webhook bots with `handler`, a master in this process. Resolves with its URL and bots. */
+/**
+ * botfleet's webhook path: 20 webhook bots with `handler`, under a master run by the
+ * real CLI in its own process (as deployed). The baselines run in this process: a
+ * master here would share their heap, and whichever ran second paid the other's GC.
+ */
 async function startBotfleetPath(handler: string): Promise<{ url: string; bots: Array<{ id: string; secret: string }>; stop(): Promise<void> }> {
   const emu = await startEmulator(20);
   const home = makeHome(emu, { mode: 'webhook', handler });
   const port = await freePort();
   const env = benchEnv(home, emu.apiRoot, { WEBHOOK_HOST: `http://127.0.0.1:${port}`, WEBHOOK_PORT: String(port), WEBHOOK_LISTEN_HOST: '127.0.0.1' });
   const ids = emu.bots.map((_, i) => `b${String(i).padStart(3, '0')}`);
-  const { master } = await startFleetIn(env, ids);
+  const { master } = await startCliMaster(env, ids.length);
   return {
     url: `http://127.0.0.1:${port}`,
     bots: ids.map((id) => ({ id, secret: webhookSecretToken('bench-secret', id) })),
