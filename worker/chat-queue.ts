@@ -4,10 +4,13 @@
  * flight gives back-pressure to the source (long polling waits for room).
  */
 
+/** A chat's key: its numeric chat id, or a string for updates with no chat. */
+export type ChatKey = number | string;
+
 /** The queue's contract. Depths are counts of updates. */
 export interface ChatQueue<T> {
   /** Enqueue behind earlier items of the same key. */
-  push(key: string, item: T): void;
+  push(key: ChatKey, item: T): void;
   /** Items queued or running. */
   depth(): number;
   /** Resolves when fewer than `maxInFlight` items are queued or running. */
@@ -22,11 +25,12 @@ export interface ChatQueue<T> {
  * @param maxInFlight back-pressure bound for {@link ChatQueue.waitForRoom}
  */
 export function createChatQueue<T>(handle: (item: T) => Promise<void>, maxInFlight: number): ChatQueue<T> {
-  const tails = new Map<string, Promise<void>>();
+  const tails = new Map<ChatKey, Promise<void>>();
   let depth = 0;
   let waiters: Array<() => void> = [];
 
   const wake = () => {
+    if (waiters.length === 0) return; // the common case: settle runs per item, allocate nothing
     const ready = waiters;
     waiters = [];
     for (const w of ready) w();

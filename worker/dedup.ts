@@ -28,8 +28,10 @@ export function createDedupWindow(windowMs: number, maxEntries = 10_000, sweepEv
     seen(updateId, now) {
       if (now - lastSweep >= sweepEveryMs) sweep(now);
       const at = seenAt.get(updateId);
-      if (at !== undefined && now - at < windowMs) return true;
-      seenAt.delete(updateId);
+      if (at !== undefined) {
+        if (now - at < windowMs) return true;
+        seenAt.delete(updateId); // re-inserted below as the newest
+      }
       seenAt.set(updateId, now);
       if (seenAt.size > maxEntries) {
         // Oldest first, in one walk per batch: V8 leaves deleted Map slots in place until

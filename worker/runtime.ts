@@ -13,7 +13,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Bot, Context, TelegramApiError, type Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
-import { createChatQueue } from './chat-queue.js';
+import { createChatQueue, type ChatKey } from './chat-queue.js';
 import { createDedupWindow } from './dedup.js';
 import { loadHandler } from './handlers/index.js';
 import { BotApiError, botApiFetch, callBotApi } from '../common/bot-api-http.js';
@@ -76,12 +76,11 @@ function toLastError(err: unknown): WorkerLastError {
  * goes through the library's Context, which knows where each update type keeps
  * its chat (one Context fewer per update on the hot path).
  */
-function chatKey(update: Update, bot: Bot): string {
+function chatKey(update: Update, bot: Bot): ChatKey {
   const chatId = (update as { message?: { chat?: { id?: number } } }).message?.chat?.id;
-  if (chatId !== undefined) return String(chatId);
+  if (chatId !== undefined) return chatId;
   const ctx = new Context(update, bot.api);
-  const id = ctx.chat?.id ?? ctx.from?.id;
-  return id === undefined ? `u${update.update_id}` : String(id);
+  return ctx.chat?.id ?? ctx.from?.id ?? `u${update.update_id}`;
 }
 
 /**
@@ -117,12 +116,12 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     begins.flushNow(); // a begin must never arrive after its ack
     send({ v: 1, type: 'ack', acks: list });
   });
-  const handle = async (update: Update): Promise<void> => {
+  // A plain function returning the library's promise: an async wrapper was one more promise per update.
+  const handle = (update: Update): Promise<void> => {
     messages++;
     // The master must know an update is in flight before its handler can kill us.
     if (cfg.mode === 'polling') begins.flushNow();
-    await bot.handleUpdate(update);
-    acks.push({ updateId: update.update_id, ok: !failed.has(update) });
+    return bot.handleUpdate(update).then(() => acks.push({ updateId: update.update_id, ok: !failed.has(update) }));
   };
   const queue = createChatQueue(handle, MAX_IN_FLIGHT);
 
