@@ -4,9 +4,33 @@
  * `ipc` forwards each update to one of N bare children over IPC and answers
  * after that child's ack (the ceiling of fastify + IPC + ack, no supervision).
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
-import { endAll, forkBare, onCleanup } from './harness.js';
+import { endAll, forkBare, onCleanup, track } from './harness.js';
+
+const BASELINE_MAIN = fileURLToPath(new URL('./baseline-main.js', import.meta.url));
+
+/** A baseline running in its own process (baseline-main.js). */
+export interface BaselineProcess { url: string; botIds: string[]; pid: number; stop(): Promise<void> }
+
+/** Start a baseline in a process of its own; resolves once it listens. */
+export async function spawnBaseline(kind: 'alone' | 'ipc', children: number): Promise<BaselineProcess> {
+  const p = track(spawn(process.execPath, [BASELINE_MAIN, kind, String(children)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const stop = async () => {
+    if (p.exitCode !== null || p.signalCode !== null) return;
+    p.kill('SIGTERM');
+    await once(p, 'exit');
+  };
+  onCleanup(stop);
+  for await (const line of readline.createInterface({ input: p.stdout! })) {
+    const { url, botIds } = JSON.parse(line) as { url: string; botIds: string[] };
+    return { url, botIds, pid: p.pid!, stop };
+  }
+  throw new Error(`the ${kind} baseline exited before listening`);
+}
 
 /** Start a baseline; resolves with its URL and a stop function. */
 export async function startBaseline(kind: 'alone' | 'ipc', children: number): Promise<{ url: string; botIds: string[]; stop(): Promise<void> }> {

@@ -4,12 +4,13 @@
  * over the given bots with a unique `update_id` per request, counting up from
  * `firstUpdateId` (the caller gives each run its own range, so no run repeats an
  * id a worker's dedup window still holds). Input: one JSON argument
- * `{ url, bots: [{ id, secret }], seconds, connections, firstUpdateId }`. Output: one
+ * `{ url, bots: [{ id, secret }], seconds, connections, firstUpdateId, rate? }` (`rate`: a fixed
+ * overall requests/s instead of as fast as the server answers). Output: one
  * JSON line `{ rps, p50, p99, non2xx, total }` (latencies in ms).
  */
 import autocannon from 'autocannon';
 
-interface LoadSpec { url: string; bots: Array<{ id: string; secret: string }>; seconds: number; connections: number; firstUpdateId: number }
+interface LoadSpec { url: string; bots: Array<{ id: string; secret: string }>; seconds: number; connections: number; firstUpdateId: number; rate?: number }
 
 const spec = JSON.parse(process.argv[2]!) as LoadSpec;
 let n = 0;
@@ -17,6 +18,7 @@ const result = await autocannon({
   url: spec.url,
   connections: spec.connections,
   duration: spec.seconds,
+  ...(spec.rate ? { overallRate: spec.rate } : {}),
   requests: [{
     method: 'POST',
     setupRequest: (req: autocannon.Request) => {

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { webhookSecretToken } from '../../config/secrets.js';
 import { freePort } from '../../common/free-port.js';
-import { startBaseline } from './baseline-server.js';
+import { spawnBaseline } from './baseline-server.js';
 import { benchEnv, makeHome, NOOP_HANDLER, startCliMaster, startEmulator, track } from './harness.js';
 import { fmt, summarize, type Row } from './stats.js';
 
@@ -35,8 +35,8 @@ async function load(url: string, bots: Array<{ id: string; secret: string }>, se
 
 /**
  * botfleet's webhook path: 20 webhook bots with `handler`, under a master run by the
- * real CLI in its own process (as deployed). The baselines run in this process: a
- * master here would share their heap, and whichever ran second paid the other's GC.
+ * real CLI in its own process (as deployed). Each baseline has a process of its own
+ * too: sides sharing a heap made whichever ran second pay the other's GC.
  */
 async function startBotfleetPath(handler: string): Promise<{ url: string; bots: Array<{ id: string; secret: string }>; stop(): Promise<void> }> {
   const emu = await startEmulator(20);
@@ -64,8 +64,8 @@ const medianLoad = (ls: Load[]): Load => ({ rps: median(ls.map((l) => l.rps)), p
  * alternating order; the ratio is the median of the per-round ratios.
  */
 export async function webhookMeasures(seconds: number, rounds: number): Promise<{ rows: Row[]; raw: object }> {
-  const alone = await startBaseline('alone', 0);
-  const ipc = await startBaseline('ipc', 20);
+  const alone = await spawnBaseline('alone', 0);
+  const ipc = await spawnBaseline('ipc', 20);
   const ours = await startBotfleetPath(NOOP_HANDLER);
   const ipcBots = ipc.botIds.map((id) => ({ id, secret: '' }));
   // One discarded warm-up load per side first, so no measured round pays a cold JIT (autocannon's --warmup practice).
