@@ -34,6 +34,7 @@ export interface Config {
   maxWorkersPerCore: number;
   maxMemoryPerWorkerMb: number;
   memoryCheckIntervalMs: number;
+  workerSchedPolicy: 'batch' | 'other';
   workerTimeoutMs: number;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
@@ -72,6 +73,7 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'maxWorkersPerCore', env: 'MAX_WORKERS_PER_CORE', flag: 'max-workers-per-core', default: '20', type: { kind: 'int', min: 1 }, doc: 'children per CPU core' },
   { key: 'maxMemoryPerWorkerMb', env: 'MAX_MEMORY_PER_WORKER_MB', flag: 'max-memory-per-worker-mb', default: '150', type: { kind: 'int', min: 16 }, doc: 'RSS cap per child (MB); also bounds V8 old space' },
   { key: 'memoryCheckIntervalMs', env: 'MEMORY_CHECK_INTERVAL_MS', flag: 'memory-check-interval-ms', default: '5000', type: { kind: 'int', min: 50 }, doc: 'how often RSS is sampled' },
+  { key: 'workerSchedPolicy', env: 'WORKER_SCHED_POLICY', flag: 'worker-sched-policy', default: 'batch', type: { kind: 'enum', values: ['batch', 'other'] }, doc: 'Linux scheduling policy of children: batch (SCHED_BATCH, via chrt: a woken child does not preempt the master) or other' },
   { key: 'workerTimeoutMs', env: 'WORKER_TIMEOUT_MS', flag: 'worker-timeout-ms', default: '90000', type: { kind: 'int', min: 10 }, doc: 'drain deadline on stop, then SIGKILL' },
   { key: 'heartbeatIntervalMs', env: 'HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', default: '15000', type: { kind: 'int', min: 10 }, doc: 'worker -> master heartbeat period' },
   { key: 'heartbeatTimeoutMs', env: 'HEARTBEAT_TIMEOUT_MS', flag: 'heartbeat-timeout-ms', default: '60000', type: { kind: 'int', min: 20 }, doc: 'no heartbeat this long: the child is hung' },

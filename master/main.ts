@@ -19,7 +19,7 @@ import { removePidFile, writePidFile } from './pid-file.js';
 import { openRegistry } from './registry.js';
 import { fleetStatus, createStatusServer } from './status-server.js';
 import { createSupervisor, type Supervisor } from './supervisor.js';
-import { WORKER_ENTRY } from './child-process.js';
+import { batchSchedulingAvailable, WORKER_ENTRY } from './child-process.js';
 import { createWorkerRecorder, endZombies } from './zombies.js';
 
 /** The package version, for status. */
@@ -66,6 +66,9 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   // Before any worker starts: end what a crashed master left behind.
   await endZombies(workersFile, WORKER_ENTRY, logger);
   const recordWorkers = createWorkerRecorder(workersFile);
+  // Probed once here, before any fork: without chrt (not Linux, or no util-linux) workers run under SCHED_OTHER.
+  const workerSchedPolicy = cfg.workerSchedPolicy === 'batch' && !batchSchedulingAvailable() ? 'other' : cfg.workerSchedPolicy;
+  if (workerSchedPolicy !== cfg.workerSchedPolicy) logger.warn('WORKER_SCHED_POLICY=batch needs util-linux chrt, which cannot run here: workers run under the default policy');
   const supervisor = createSupervisor({
     config: cfg, logger, cores: os.availableParallelism(), logsDir: p.logs, secretTokenFor,
     onPids: (live) => {
@@ -87,7 +90,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     })
     : null;
   let webhookUp = false;
-  const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity() });
+  const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy });
   const statusServer = createStatusServer({
     status, metrics: createMetrics(() => supervisor.status()),
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening' : null),
@@ -125,7 +128,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
       logger.error({ err: errorMessage(err) }, 'registry poll failed');
     }
   }, cfg.registryPollMs);
-  logger.info({ pid: process.pid, home: cfg.home, statusPort, webhookPort, capacity: supervisor.capacity() }, 'master started');
+  logger.info({ pid: process.pid, home: cfg.home, statusPort, webhookPort, capacity: supervisor.capacity(), workerSchedPolicy }, 'master started');
 
   let stopping: Promise<string[]> | null = null;
   const stop = () => (stopping ??= (async () => {

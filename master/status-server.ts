@@ -11,7 +11,8 @@ import type { WorkerStatus } from './child.js';
 
 /** `GET /api/workers/status` body. Times in ms, memory in bytes. */
 export interface FleetStatus {
-  master: { pid: number; uptimeMs: number; mode: string; version: string; capacity: number };
+  /** `workerSchedPolicy`: the policy children actually run under (`other` when `batch` was asked for but chrt cannot run). */
+  master: { pid: number; uptimeMs: number; mode: string; version: string; capacity: number; workerSchedPolicy: 'batch' | 'other' };
   workers: WorkerStatus[];
   totals: { byState: Record<string, number>; messages: number; errors: number };
 }

@@ -199,6 +199,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     const proc = fork({
       maxOldSpaceMb: cfg.maxMemoryPerWorkerMb,
       logLevel: cfg.logLevel,
+      schedPolicy: cfg.workerSchedPolicy,
       onOutput: (line, stream) => log.line(line, stream, proc.pid, spec.token),
       onMessage: (m) => onMessage(c, proc, m),
     });

@@ -8,6 +8,15 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
+import { batchSchedulingAvailable } from '../master/child-process.js';
+
+/** A process's Linux scheduling policy from /proc/<pid>/stat (field 41): 0 SCHED_OTHER, 3 SCHED_BATCH (sched(7)). */
+function schedPolicy(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return Number(fields[41 - 3]);
+}
+const SCHED_OTHER = 0;
+const SCHED_BATCH = 3;
 
 describe('a fleet of polling and webhook bots', () => {
   let fleet: Fleet;
@@ -29,6 +38,14 @@ describe('a fleet of polling and webhook bots', () => {
     assert.equal(s.workers.find((w) => w.botId === 'poller')?.mode, 'polling');
     assert.equal(fleet.tg('hooked').webhook?.url.endsWith('/webhook/hooked'), true, 'setWebhook was called with the bot id URL');
     assert.equal(fleet.tg('poller').webhook, undefined);
+  });
+
+  test('workers run under SCHED_BATCH by default, the master under the default policy', async () => {
+    const s = await fleet.status();
+    const expected = batchSchedulingAvailable() ? 'batch' : 'other';
+    assert.equal(s.master.workerSchedPolicy, expected);
+    for (const w of s.workers) assert.equal(schedPolicy(w.pid!), expected === 'batch' ? SCHED_BATCH : SCHED_OTHER, `worker ${w.botId}`);
+    assert.equal(schedPolicy(s.master.pid), SCHED_OTHER);
   });
 
   test('a handler that throws on one update keeps serving the next ones', async () => {
@@ -172,6 +189,17 @@ describe('operations', () => {
       assert.equal((await fleet.cli(['bots', 'disable', 'faq'])).code, 0);
       await fleet.waitWorker('faq', (w) => w.state === 'stopped', 10_000, 'the disabled bot stopped');
       assert.equal(alive(pid!), false);
+    });
+  });
+
+  test('WORKER_SCHED_POLICY=other starts workers under the default policy', async () => {
+    await withFleet({ WORKER_SCHED_POLICY: 'other' }, {}, async (fleet) => {
+      await fleet.addBot('plain');
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['plain']);
+      assert.equal(s.master.workerSchedPolicy, 'other');
+      assert.equal(schedPolicy(s.workers[0]!.pid!), SCHED_OTHER);
+      assert.equal(await fleet.chat('plain', 1, 'hello'), 'hello');
     });
   });
 

@@ -20,7 +20,8 @@ export async function workerStart(runs: number): Promise<{ rows: Row[]; bareMs: 
     const t0 = performance.now();
     let ready!: () => void;
     const isReady = new Promise<void>((r) => (ready = r));
-    const w = forkWorker({ maxOldSpaceMb: 150, logLevel: 'warn', onOutput: () => undefined, onMessage: (m) => (m as { type?: string }).type === 'ready' && ready() });
+    // As the master forks by default: through chrt under SCHED_BATCH (its exec is part of the start).
+    const w = forkWorker({ maxOldSpaceMb: 150, logLevel: 'warn', schedPolicy: 'batch', onOutput: () => undefined, onMessage: (m) => (m as { type?: string }).type === 'ready' && ready() });
     w.send({ v: 1, type: 'init', home: process.cwd(), heartbeatIntervalMs: 15_000, drainTimeoutMs: 1000, pollingTimeoutSec: 30, dedupWindowMs: 30_000, skipUpdateIds: [],
       bot: { id: 'bench', name: 'bench', token: emu.bots[0]!.token, apiRoot: emu.apiRoot, mode: 'webhook', handler: 'echo', settings: {} } });
     await isReady;

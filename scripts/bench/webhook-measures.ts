@@ -38,11 +38,11 @@ async function load(url: string, bots: Array<{ id: string; secret: string }>, se
  * real CLI in its own process (as deployed). Each baseline has a process of its own
  * too: sides sharing a heap made whichever ran second pay the other's GC.
  */
-async function startBotfleetPath(handler: string): Promise<{ url: string; bots: Array<{ id: string; secret: string }>; stop(): Promise<void> }> {
+async function startBotfleetPath(handler: string, extraEnv: Record<string, string> = {}): Promise<{ url: string; bots: Array<{ id: string; secret: string }>; stop(): Promise<void> }> {
   const emu = await startEmulator(20);
   const home = makeHome(emu, { mode: 'webhook', handler });
   const port = await freePort();
-  const env = benchEnv(home, emu.apiRoot, { WEBHOOK_HOST: `http://127.0.0.1:${port}`, WEBHOOK_PORT: String(port), WEBHOOK_LISTEN_HOST: '127.0.0.1' });
+  const env = benchEnv(home, emu.apiRoot, { WEBHOOK_HOST: `http://127.0.0.1:${port}`, WEBHOOK_PORT: String(port), WEBHOOK_LISTEN_HOST: '127.0.0.1', ...extraEnv });
   const ids = emu.bots.map((_, i) => `b${String(i).padStart(3, '0')}`);
   const { master } = await startCliMaster(env, ids.length);
   return {
@@ -67,21 +67,24 @@ export async function webhookMeasures(seconds: number, rounds: number): Promise<
   const alone = await spawnBaseline('alone', 0);
   const ipc = await spawnBaseline('ipc', 20);
   const ours = await startBotfleetPath(NOOP_HANDLER);
+  // The same fleet with workers under SCHED_OTHER: what the default WORKER_SCHED_POLICY=batch is worth.
+  const other = await startBotfleetPath(NOOP_HANDLER, { WORKER_SCHED_POLICY: 'other' });
   const ipcBots = ipc.botIds.map((id) => ({ id, secret: '' }));
+  const sides = [{ key: 'baseline', url: ipc.url, bots: ipcBots }, { key: 'ours', url: ours.url, bots: ours.bots }, { key: 'other', url: other.url, bots: other.bots }] as const;
   // One discarded warm-up load per side first, so no measured round pays a cold JIT (autocannon's --warmup practice).
-  for (const [url, bots] of [[alone.url, ipcBots], [ipc.url, ipcBots], [ours.url, ours.bots]] as const) await load(url, [...bots], WARMUP_SECONDS);
-  const runs: Array<{ alone: Load; baseline: Load; ours: Load }> = [];
-  // The order alternates each round: measured here, whichever side runs second in a round is favoured.
+  for (const { url, bots } of [{ url: alone.url, bots: ipcBots }, ...sides]) await load(url, bots, WARMUP_SECONDS);
+  const runs: Array<Record<'alone' | (typeof sides)[number]['key'], Load>> = [];
+  // The order rotates each round, so each side runs in each position equally often:
+  // measured here, a side's position within a round biases it.
   for (let i = 0; i < rounds; i++) {
-    const a = await load(alone.url, ipcBots, seconds);
-    if (i % 2 === 0) {
-      const baseline = await load(ipc.url, ipcBots, seconds);
-      runs.push({ alone: a, baseline, ours: await load(ours.url, ours.bots, seconds) });
-    } else {
-      const o = await load(ours.url, ours.bots, seconds);
-      runs.push({ alone: a, ours: o, baseline: await load(ipc.url, ipcBots, seconds) });
+    const run = { alone: await load(alone.url, ipcBots, seconds) } as (typeof runs)[number];
+    for (let j = 0; j < sides.length; j++) {
+      const side = sides[(i + j) % sides.length]!;
+      run[side.key] = await load(side.url, side.bots, seconds);
     }
+    runs.push(run);
   }
+  await other.stop();
   await ours.stop();
   const echoPath = await startBotfleetPath('echo');
   await load(echoPath.url, echoPath.bots, WARMUP_SECONDS);
@@ -98,6 +101,7 @@ export async function webhookMeasures(seconds: number, rounds: number): Promise<
   await alone.stop();
 
   const ratio = median(runs.map((r) => r.ours.rps / r.baseline.rps));
+  const otherRatio = median(runs.map((r) => r.other.rps / r.baseline.rps));
   const echoRatio = median(echoRuns.map((r) => r.echo.rps / r.baseline.rps));
   const [a, b, o, e] = [medianLoad(runs.map((r) => r.alone)), medianLoad(runs.map((r) => r.baseline)), medianLoad(runs.map((r) => r.ours)), medianLoad(echoRuns.map((r) => r.echo))];
   const us = (l: Load) => 1e6 / l.rps;
@@ -105,6 +109,7 @@ export async function webhookMeasures(seconds: number, rounds: number): Promise<
   const seedRate = SEED_JOBS_PER_DAY / 86_400;
   const rows: Row[] = [
     { measure: `4. webhook fan-out, 20 bots, ack without reply (${rounds} paired rounds)`, botfleet: line(o), baseline: `${line(b)} (fastify + IPC + ack)`, ratio, target: '>= 0.8', ok: ratio >= 0.8 && o.non2xx === 0 },
+    { measure: '4. the same, workers under SCHED_OTHER (WORKER_SCHED_POLICY=other)', botfleet: line(medianLoad(runs.map((r) => r.other))), baseline: 'as above', ratio: otherRatio, target: 'shown', ok: null },
     { measure: '4. where the time goes (µs per update at saturation)', botfleet: `botfleet ${fmt(us(o), 0)}`, baseline: `fastify alone ${fmt(us(a), 0)} (parse+routing), +IPC+ack ${fmt(us(b) - us(a), 0)}, +botfleet ${fmt(us(o) - us(b), 0)}`, ratio: null, target: '-', ok: null },
     { measure: '4. webhook fan-out, echo replying via the emulator', botfleet: line(e), baseline: line(medianLoad(echoRuns.map((r) => r.baseline))), ratio: echoRatio, target: 'shown', ok: e.non2xx === 0 ? null : false },
     { measure: '8. sustained rate vs the seed (450,000 jobs/day)', botfleet: `${fmt(o.rps, 0)} upd/s (echo ${fmt(e.rps, 0)})`, baseline: `${fmt(seedRate, 2)} /s`, ratio: e.rps / seedRate, target: '>= 1', ok: e.rps / seedRate >= 1 },
