@@ -7,7 +7,8 @@ import { loadEncryptionKey, maskToken } from '../config/secrets.js';
 import { openRegistry, type BotModeSetting, type Registry } from '../master/registry.js';
 import { table } from './format.js';
 
-function withRegistry<T>(home: string | undefined, fn: (r: Registry) => T): T {
+/** Run `fn` on the registry of the home (the CLI's own connection, closed after). */
+export function withRegistry<T>(home: string | undefined, fn: (r: Registry) => T): T {
   const cfg = loadConfig(home ? { home } : {});
   const p = homePaths(cfg.home);
   const r = openRegistry(p.db, loadEncryptionKey(cfg.encryptionKey, p.keyFile));

@@ -10,6 +10,7 @@ import { SETTINGS } from '../config/settings.js';
 import { controlRequest } from '../master/control-server.js';
 import type { FleetStatus } from '../master/status-server.js';
 import { registerBotsCommands } from './bots.js';
+import { registerDlqCommands } from './dlq.js';
 import { statusTable } from './format.js';
 import { daemonize, dryRun, stopMaster } from './lifecycle.js';
 import { showLogs } from './logs.js';
@@ -64,6 +65,7 @@ program.command('logs [botId]').description("the master's log, or a bot's").opti
   });
 
 registerBotsCommands(program, home);
+registerDlqCommands(program, home);
 
 program.command('demo').description('the whole system offline: emulator, bots, users, a crash and its recovery').action(async () => {
   const { runDemo } = await import('../scripts/demo.js');

@@ -1,14 +1,15 @@
 /**
  * The control socket (`<home>/run/botfleet.sock`, owner-only): the CLI's way to
  * talk to a running master. One JSON request line, one JSON response line.
- * Requests: `{cmd:"status"}`, `{cmd:"restart", botId?}`, `{cmd:"reload"}`.
+ * Requests: `{cmd:"status"}`, `{cmd:"restart", botId?}`, `{cmd:"reload"}`,
+ * `{cmd:"dlq-replay", id?, botId?}` (one dead letter by id, or one bot's).
  * Responses: `{ok:true, result}` or `{ok:false, error}` (one line, no secrets).
  */
 import fs from 'node:fs';
 import net from 'node:net';
 import { errorMessage } from '../common/errors.js';
 
-export type ControlRequest = { cmd: 'status' } | { cmd: 'restart'; botId?: string } | { cmd: 'reload' };
+export type ControlRequest = { cmd: 'status' } | { cmd: 'restart'; botId?: string } | { cmd: 'reload' } | { cmd: 'dlq-replay'; id?: number; botId?: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
 /** Listen on `socketPath` (a stale socket file is replaced). */
@@ -34,7 +35,7 @@ export async function startControlServer(socketPath: string, handle: ControlHand
     } catch {
       return { ok: false, error: 'request is not JSON' };
     }
-    if (!['status', 'restart', 'reload'].includes((req as { cmd?: string }).cmd ?? '')) return { ok: false, error: 'unknown command' };
+    if (!['status', 'restart', 'reload', 'dlq-replay'].includes((req as { cmd?: string }).cmd ?? '')) return { ok: false, error: 'unknown command' };
     try {
       return { ok: true, result: await handle(req) };
     } catch (err) {

@@ -54,9 +54,11 @@ export function onWorkerGone(c: Child, fault: boolean): void {
 
 /**
  * Queue `update` for the worker (sent with the others of this event-loop turn) and
- * resolve on its ack, its exit, or {@link ACK_TIMEOUT_MS}.
+ * resolve on its ack, its exit, or {@link ACK_TIMEOUT_MS}. A `replay` (from the
+ * dead-letter queue) goes alone, flagged so the worker handles it whatever its skip
+ * list and dedup window hold.
  */
-export function sendAndAwaitAck(c: Child, proc: WorkerProcess, update: Update): Promise<DeliverResult> {
+export function sendAndAwaitAck(c: Child, proc: WorkerProcess, update: Update, replay = false): Promise<DeliverResult> {
   return new Promise<DeliverResult>((resolve) => {
     const timer = setTimeout(() => finish('timeout'), ACK_TIMEOUT_MS);
     const finish = (r: DeliverResult) => {
@@ -66,6 +68,14 @@ export function sendAndAwaitAck(c: Child, proc: WorkerProcess, update: Update): 
     const list = c.acks.get(update.update_id) ?? [];
     list.push(finish);
     c.acks.set(update.update_id, list);
+    if (replay) {
+      try {
+        proc.send({ v: 1, type: 'update', updates: [update], replay: true });
+      } catch {
+        onAck(c, update.update_id, false, 'unavailable');
+      }
+      return;
+    }
     c.outbox ??= createBatcher<Update>((updates) => {
       try {
         proc.send({ v: 1, type: 'update', updates });

@@ -71,6 +71,14 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   if (workerSchedPolicy !== cfg.workerSchedPolicy) logger.warn('WORKER_SCHED_POLICY=batch needs util-linux chrt, which cannot run here: workers run under the default policy');
   const supervisor = createSupervisor({
     config: cfg, logger, cores: os.availableParallelism(), logsDir: p.logs, secretTokenFor,
+    onDeadLetter: (botId, updateId, update, reason) => {
+      if (!update) return; // nothing to keep (the warning is logged by the supervisor)
+      try {
+        registry.deadLetters.add(botId, update, reason, Date.now());
+      } catch (err) {
+        logger.error({ botId, updateId, err: errorMessage(err) }, 'could not keep a dead letter');
+      }
+    },
     onPids: (live) => {
       try {
         recordWorkers(live);
@@ -118,8 +126,34 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
         logger.info({ botId: req.botId ?? null }, req.botId ? 'operator restart' : 'rolling restart requested');
         await supervisor.restart(req.botId);
         return { restarted: req.botId ?? 'all' };
+      case 'dlq-replay':
+        return replayDeadLetters(req);
     }
   });
+  /**
+   * `botfleet dlq replay`: each selected dead letter goes to its bot's running worker,
+   * one at a time; an acked one is removed, any other outcome is recorded on its row.
+   */
+  async function replayDeadLetters(req: { id?: number; botId?: string }): Promise<{ replayed: number; kept: Array<{ id: number; result: string }> }> {
+    if (req.id === undefined && req.botId === undefined) throw new Error('dlq replay needs a dead letter id or --bot');
+    const rows = registry.deadLetters.forReplay(req.id !== undefined ? { id: req.id } : { botId: req.botId! });
+    if (rows.length === 0) throw new Error(req.id !== undefined ? `no dead letter with id ${req.id}` : `no dead letters for bot "${req.botId}"`);
+    let replayed = 0;
+    const kept: Array<{ id: number; result: string }> = [];
+    for (const row of rows) {
+      const result = await supervisor.replay(row.botId, row.update);
+      logger.info({ botId: row.botId, updateId: row.updateId, dlqId: row.id, result }, 'dead letter replayed');
+      if (result === 'acked') {
+        registry.deadLetters.remove({ id: row.id });
+        replayed++;
+      } else {
+        registry.deadLetters.replayFailed(row.id, result);
+        kept.push({ id: row.id, result });
+      }
+    }
+    return { replayed, kept };
+  }
+
   reload();
   const poll = setInterval(() => {
     try {

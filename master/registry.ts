@@ -9,6 +9,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ErrorCodes, fail } from '../common/errors.js';
 import { decryptToken, encryptToken, TOKEN_PATTERN } from '../config/secrets.js';
+import { DEAD_LETTERS_SCHEMA, openDeadLetters, type DeadLetterStore } from './dead-letters.js';
 
 /** A bot's configured mode; `null` means "the master's default". */
 export type BotModeSetting = 'polling' | 'webhook' | 'auto' | null;
@@ -81,6 +82,8 @@ export interface Registry {
   load(): { specs: BotSpec[]; invalid: InvalidBot[] };
   /** True when another connection committed since the last call. */
   changedSinceLastCheck(): boolean;
+  /** The dead-letter queue, in the same database. */
+  readonly deadLetters: DeadLetterStore;
   close(): void;
 }
 
@@ -101,6 +104,7 @@ const MIGRATIONS: readonly string[] = [
      created_at INTEGER NOT NULL,
      updated_at INTEGER NOT NULL
    )`,
+  DEAD_LETTERS_SCHEMA,
 ];
 
 /** Lower-case slug of a name, usable as a bot id and in a log file name. */
@@ -202,6 +206,7 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
       lastVersion = v;
       return changed;
     },
+    deadLetters: openDeadLetters(db),
     close() {
       db.close();
     },

@@ -48,6 +48,8 @@ export interface SupervisorDeps {
   now?: () => number;
   /** Told of every worker pid forked and exited (for zombie cleanup after a master crash). */
   onPids?(live: Array<{ pid: number; botId: string }>): void;
+  /** Told of every dead-lettered update (to keep it in the dead-letter queue); `update` is null when a worker did not send it. */
+  onDeadLetter?(botId: string, updateId: number, update: Update | null, reason: string): void;
 }
 
 /** Emitted on every state change. */
@@ -60,6 +62,12 @@ export interface Supervisor extends EventEmitter {
   deliver(botId: string, update: Update): Promise<DeliverResult>;
   /** True when `botId` is a configured bot whose resolved mode is webhook. */
   isWebhookBot(botId: string): boolean;
+  /**
+   * Hand a dead-lettered update to a running worker again, in either mode (`botfleet
+   * dlq replay`); resolves on its ack (`acked`, `failed`), or why not (`unknown-bot`,
+   * `unavailable`, `timeout`). A replay that kills the worker counts as a fault as usual.
+   */
+  replay(botId: string, update: Update): Promise<DeliverResult>;
   /** Restart one bot (also out of quarantine), or every bot in rolling batches. @throws for an unknown bot */
   restart(botId?: string): Promise<void>;
   status(): WorkerStatus[];
@@ -241,6 +249,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       case 'dlq':
         c.deaths.delete(m.updateId);
         logger.warn({ botId: c.botId, updateId: m.updateId, err: m.error }, 'update dead-lettered');
+        d.onDeadLetter?.(c.botId, m.updateId, m.update ?? null, m.error);
         return;
       case 'error':
         c.fatalMessage = m.message;
@@ -447,10 +456,17 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       if (!c || c.mode !== 'webhook' || c.intent === 'stop') return Promise.resolve('unknown-bot');
       if (takePoison(c, update.update_id)) {
         logger.warn({ botId, updateId: update.update_id }, 'update dead-lettered: it was in flight through repeated worker deaths');
+        d.onDeadLetter?.(botId, update.update_id, update, 'in flight through repeated worker deaths');
         return Promise.resolve('dead-lettered');
       }
       if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
       return sendAndAwaitAck(c, c.proc, update);
+    },
+    replay(botId: string, update: Update): Promise<DeliverResult> {
+      const c = children.get(botId);
+      if (!c || c.intent === 'stop') return Promise.resolve('unknown-bot');
+      if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
+      return sendAndAwaitAck(c, c.proc, update, true);
     },
     async restart(botId?: string) {
       if (botId !== undefined) {

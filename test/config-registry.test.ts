@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { effectiveCapacity, loadConfig } from '../config/load.js';
 import { decryptToken, encryptToken, loadEncryptionKey, maskToken, webhookSecretToken } from '../config/secrets.js';
 import { openRegistry } from '../master/registry.js';
+import { MAX_DEAD_LETTERS_PER_BOT } from '../master/dead-letters.js';
 import { parseMasterMessage, parseWorkerMessage } from '../worker/protocol.js';
 
 const fakeToken = () => `${crypto.randomInt(100000, 999999999)}:${crypto.randomBytes(27).toString('base64url').slice(0, 35)}`;
@@ -28,6 +29,7 @@ test('defaults match DESIGN.md', () => {
   assert.equal(c.restartBackoffMs, 1000);
   assert.equal(c.restartCooldownMs, 45_000);
   assert.equal(c.dedupWindowMs, 30_000);
+  assert.equal(c.workerSchedPolicy, 'batch');
   assert.equal(c.statusHost, '127.0.0.1');
   assert.equal(c.statusPort, 3001);
   assert.equal(c.webhookPort, 8443);
@@ -113,10 +115,33 @@ test('registry: add/list/set/enable/rm; a bad row is reported with its reason an
   assert.match(wrong.load().invalid[0]!.reason, /wrong encryption key/);
   wrong.close();
   const check = new Database(db);
-  assert.equal(check.pragma('user_version', { simple: true }), 1);
+  assert.equal(check.pragma('user_version', { simple: true }), 2, 'migrated: bots, then dead_letters');
   assert.equal(check.pragma('journal_mode', { simple: true }), 'wal');
   check.close();
   fs.rmSync(dir, { recursive: true });
+});
+
+test('dead letters: kept once per update, listed without text, replay bookkeeping, bounded per bot', () => {
+  const r = openRegistry(path.join(tmp(), 'botfleet.db'), crypto.randomBytes(32));
+  const update = (id: number) => ({ update_id: id, message: { message_id: 1, date: 0, chat: { id: 5, type: 'private' as const }, text: 'secret words' } });
+  r.deadLetters.add('a', update(10), 'poison', 1000);
+  r.deadLetters.add('a', update(10), 'poison', 2000); // the same update again: ignored
+  r.deadLetters.add('b', update(11), 'poison', 3000);
+  const all = r.deadLetters.list();
+  assert.deepEqual(all.map((d) => [d.botId, d.updateId, d.kind, d.at, d.replays, d.lastResult]), [['a', 10, 'message', 1000, 0, null], ['b', 11, 'message', 3000, 0, null]]);
+  assert.ok(!JSON.stringify(all).includes('secret words'), 'a listing carries no message text');
+  const [row] = r.deadLetters.forReplay({ botId: 'a' });
+  assert.equal((row!.update as { message?: { text?: string } }).message?.text, 'secret words');
+  r.deadLetters.replayFailed(row!.id, 'failed');
+  assert.deepEqual(r.deadLetters.list('a').map((d) => [d.replays, d.lastResult]), [[1, 'failed']]);
+  assert.equal(r.deadLetters.remove({ id: row!.id }), 1);
+  assert.equal(r.deadLetters.remove({ botId: 'b' }), 1);
+  assert.deepEqual(r.deadLetters.forReplay({ id: 999 }), []);
+  for (let i = 0; i < MAX_DEAD_LETTERS_PER_BOT + 5; i++) r.deadLetters.add('flood', update(100 + i), 'poison', i);
+  const kept = r.deadLetters.list('flood');
+  assert.equal(kept.length, MAX_DEAD_LETTERS_PER_BOT);
+  assert.equal(kept[0]!.updateId, 105, 'the oldest were dropped');
+  r.close();
 });
 
 test('IPC messages are parsed at the boundary; anything else is null', () => {

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
 import type { FleetStatus } from '../master/status-server.js';
+import type { DeadLetter } from '../master/dead-letters.js';
 
 const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
 
@@ -249,6 +250,41 @@ describe('master lifecycle', () => {
       await fleet.waitRunning(['c2', 'c3'], 10_000);
       assert.equal((await fleet.worker('c1'))!.state, 'stopped');
       assert.equal(await fleet.chat('c3', 90, 'finally'), 'finally');
+    });
+  });
+});
+
+describe('dead-letter queue', () => {
+  test('a poison webhook update is dead-lettered after two worker deaths, listed without its text, and replayed once the bot is fixed', async () => {
+    await withFleet({ MAX_RESTARTS_PER_HOUR: '50' }, { webhook: true }, async (fleet) => {
+      await fleet.addBot('poisoned', { mode: 'webhook', handler: MISBEHAVE });
+      await fleet.startMaster();
+      const before = (await fleet.waitRunning(['poisoned'])).workers[0]!;
+      const tg = fleet.tg('poisoned');
+      fleet.emulator.userSends(tg, 77, 'crash');
+      const list = async () => JSON.parse((await fleet.cli(['dlq', 'list', '--json'])).stdout) as DeadLetter[];
+      const [dl] = await waitFor(async () => {
+        const l = await list();
+        return l.length === 1 ? l : null;
+      }, 20_000, 'the poison update reaching the dead-letter queue');
+      assert.deepEqual([dl!.botId, dl!.kind, dl!.reason], ['poisoned', 'message', 'in flight through repeated worker deaths']);
+      const sick = await fleet.waitWorker('poisoned', (w) => w.state === 'running', 10_000, 'the bot running again');
+      assert.equal(sick.restarts, before.restarts + 2, 'two deaths, then the update was answered 200 without a third');
+      const text = (await fleet.cli(['dlq', 'list', 'poisoned'])).stdout;
+      assert.match(text, new RegExp(`${dl!.id}\\s+poisoned\\s+${dl!.updateId}\\s+message`));
+      assert.ok(!text.includes('crash'), 'a listing never shows message text');
+
+      // Fixed: the same bot with a handler that survives the update; the replay is answered and the row removed.
+      assert.equal((await fleet.cli(['bots', 'set', 'poisoned', '--handler', 'echo'])).code, 0);
+      await fleet.waitWorker('poisoned', (w) => w.state === 'running' && w.pid !== sick.pid, 10_000, 'the bot restarted with the echo handler');
+      const r = await fleet.cli(['dlq', 'replay', '--bot', 'poisoned']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /replayed 1/);
+      await waitFor(() => tg.sent.some((m) => m.chat_id === 77 && m.text === 'crash'), 5000, 'the echo of the replayed update');
+      assert.deepEqual(await list(), []);
+      const again = await fleet.cli(['dlq', 'replay', String(dl!.id)]);
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, new RegExp(`no dead letter with id ${dl!.id}`));
     });
   });
 });

@@ -72,7 +72,7 @@ process.on('message', (raw) => {
       if (runtime) return logger.warn('second init ignored');
       return void onInit(m);
     case 'update':
-      for (const u of m.updates) runtime?.deliver(u);
+      for (const u of m.updates) runtime?.deliver(u, m.replay === true);
       return;
     case 'settings':
       return runtime?.applySettings(m.settings);

@@ -30,7 +30,8 @@ export interface WorkerBotConfig {
 /** Master -> worker. */
 export type MasterMessage =
   | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[] }
-  | { v: 1; type: 'update'; updates: Update[] }
+  /** `replay`: an operator's `dlq replay`; handled even if the worker's skip list or dedup window holds its id. */
+  | { v: 1; type: 'update'; updates: Update[]; replay?: true }
   | { v: 1; type: 'settings'; settings: Record<string, unknown> }
   | { v: 1; type: 'shutdown'; reason: string };
 
@@ -74,7 +75,8 @@ export type WorkerMessage =
   | ({ v: 1; type: 'heartbeat' } & WorkerCounters)
   | { v: 1; type: 'begin'; updateIds: number[] }
   | { v: 1; type: 'ack'; acks: UpdateAck[] }
-  | { v: 1; type: 'dlq'; updateId: number; error: string }
+  /** A poison update the worker skipped; `update` is kept in the dead-letter queue for replay. */
+  | { v: 1; type: 'dlq'; updateId: number; error: string; update?: Update }
   | { v: 1; type: 'error'; reason: WorkerFatalReason; message: string };
 
 type Obj = Record<string, unknown>;
@@ -103,7 +105,7 @@ export function parseWorkerMessage(m: unknown): WorkerMessage | null {
     case 'ack':
       return Array.isArray(m.acks) && m.acks.every((a) => isObj(a) && isInt(a.updateId) && typeof a.ok === 'boolean') ? (m as WorkerMessage) : null;
     case 'dlq':
-      return isInt(m.updateId) && isStr(m.error) ? (m as WorkerMessage) : null;
+      return isInt(m.updateId) && isStr(m.error) && (m.update === undefined || isUpdate(m.update)) ? (m as WorkerMessage) : null;
     case 'error':
       return ['token-rejected', 'handler-load', 'fatal'].includes(m.reason as string) && isStr(m.message) ? (m as WorkerMessage) : null;
     default:
@@ -123,7 +125,7 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
       return ok ? (m as MasterMessage) : null;
     }
     case 'update':
-      return Array.isArray(m.updates) && m.updates.every(isUpdate) ? (m as MasterMessage) : null;
+      return Array.isArray(m.updates) && m.updates.every(isUpdate) && (m.replay === undefined || m.replay === true) ? (m as MasterMessage) : null;
     case 'settings':
       return isObj(m.settings) ? (m as MasterMessage) : null;
     case 'shutdown':

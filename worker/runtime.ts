@@ -51,8 +51,12 @@ export interface BotRuntime {
    * {@link BotRuntime.fatal} with exit 78.
    */
   begin(): void;
-  /** An update from the master (webhook mode); acked over IPC once its handler settles. */
-  deliver(update: Update): void;
+  /**
+   * An update from the master (webhook mode, or an operator's replay in either mode);
+   * acked over IPC once its handler settles. `replay` bypasses the skip list and the
+   * dedup window: the operator asked for this update to run again.
+   */
+  deliver(update: Update, replay?: boolean): void;
   /** Hot-reload settings into the handler. */
   applySettings(settings: Record<string, unknown>): void;
   /** Stop intake, let in-flight updates finish within the drain deadline, confirm the polling offset, send the last acks. */
@@ -125,14 +129,15 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   };
   const queue = createChatQueue(handle, MAX_IN_FLIGHT);
 
-  const accept = (update: Update): void => {
-    if (skip.delete(update.update_id)) {
+  const accept = (update: Update, replay = false): void => {
+    if (replay) skip.delete(update.update_id);
+    else if (skip.delete(update.update_id)) {
       // It was in flight when earlier workers of this bot died: a poison update.
       logger.warn({ updateId: update.update_id }, 'update dead-lettered: it was in flight through repeated worker deaths');
-      send({ v: 1, type: 'dlq', updateId: update.update_id, error: 'in flight through repeated worker deaths' });
+      send({ v: 1, type: 'dlq', updateId: update.update_id, error: 'in flight through repeated worker deaths', update });
       return;
     }
-    if (dedup.seen(update.update_id, Date.now())) {
+    if (!replay && dedup.seen(update.update_id, Date.now())) {
       logger.debug({ updateId: update.update_id }, 'duplicate update dropped');
       acks.push({ updateId: update.update_id, ok: true });
       return;
