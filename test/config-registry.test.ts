@@ -155,4 +155,8 @@ test('IPC messages are parsed at the boundary; anything else is null', () => {
   assert.equal(parseMasterMessage({ v: 1, type: 'update', updates: [{ update_id: 3 }, { update_id: -1 }] }), null);
   assert.ok(parseMasterMessage({ v: 1, type: 'update', updates: [{ update_id: 3, message: {} }, { update_id: 4 }] }));
   assert.equal(parseMasterMessage({ v: 1, type: 'init', bot: { id: 'x' } }), null);
+  assert.ok(parseMasterMessage({ v: 1, type: 'update', updates: [{ update_id: 3 }], replay: true }));
+  assert.equal(parseMasterMessage({ v: 1, type: 'update', updates: [{ update_id: 3 }], replay: 'yes' }), null);
+  assert.ok(parseWorkerMessage({ v: 1, type: 'dlq', updateId: 3, error: 'poison', update: { update_id: 3 } }));
+  assert.equal(parseWorkerMessage({ v: 1, type: 'dlq', updateId: 3, error: 'poison', update: 'text' }), null);
 });
