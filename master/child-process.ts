@@ -26,7 +26,8 @@ export const WORKER_ENTRY = fileURLToPath(new URL('../worker/bundle.js', import.
  * SCHED_OTHER at the same nice value, but a worker woken by an IPC message does
  * not preempt the running master. Under webhook load every update is such a
  * wake-up; without it the master is switched out on each IPC write (measured:
- * +15-30% webhook throughput with `batch` on 2 cores, same p99).
+ * webhook throughput +10-22% with `batch`, median per run on 2 cores, same p99;
+ * README, Performance).
  */
 export type WorkerSchedPolicy = 'batch' | 'other';
 
