@@ -43,6 +43,8 @@ export interface DeadLetterStore {
   forReplay(sel: { id: number } | { botId: string }): DeadLetterWithUpdate[];
   /** Record a replay that did not settle the update. */
   replayFailed(id: number, result: string): void;
+  /** How many dead letters each bot has (bots with none are absent). */
+  countsByBot(): Map<string, number>;
   /** Forget dead letters: one by id, or one bot's. @returns how many were removed */
   remove(sel: { id: number } | { botId: string }): number;
 }
@@ -93,6 +95,10 @@ export function openDeadLetters(db: Database.Database): DeadLetterStore {
       const [cond, arg] = where(sel);
       return (db.prepare(`SELECT * FROM dead_letters WHERE ${cond} ORDER BY id`).all(arg) as Record<string, unknown>[])
         .map((r) => ({ ...toDeadLetter(r), update: JSON.parse(r.update_json as string) as Update }));
+    },
+    countsByBot() {
+      const rows = db.prepare('SELECT bot_id, COUNT(*) AS n FROM dead_letters GROUP BY bot_id').all() as Array<{ bot_id: string; n: number }>;
+      return new Map(rows.map((r) => [r.bot_id, r.n]));
     },
     replayFailed(id, result) {
       db.prepare('UPDATE dead_letters SET replays = replays + 1, last_result = ? WHERE id = ?').run(result, id);

@@ -100,7 +100,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   let webhookUp = false;
   const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy });
   const statusServer = createStatusServer({
-    status, metrics: createMetrics(() => supervisor.status()),
+    status, metrics: createMetrics(() => supervisor.status(), () => registry.deadLetters.countsByBot()),
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening' : null),
   });
   const statusAddr = await statusServer.listen({ host: cfg.statusHost, port: cfg.statusPort });

@@ -8,8 +8,11 @@ import type { ChildState, WorkerStatus } from './child.js';
 
 const STATES: readonly ChildState[] = ['pending', 'starting', 'running', 'draining', 'backoff', 'quarantined', 'stopped'];
 
-/** A registry whose gauges read `status()` on each scrape. */
-export function createMetrics(status: () => WorkerStatus[]): client.Registry {
+/**
+ * A registry whose gauges read `status()` on each scrape; `deadLetters` gives each
+ * bot's dead-letter count (`botfleet_dead_letters`, 0 for configured bots with none).
+ */
+export function createMetrics(status: () => WorkerStatus[], deadLetters: () => Map<string, number> = () => new Map()): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'botfleet_master_' });
   const perBot = (name: string, help: string, value: (w: WorkerStatus) => number) =>
@@ -33,5 +36,14 @@ export function createMetrics(status: () => WorkerStatus[]): client.Registry {
   perBot('botfleet_worker_rss_bytes', 'resident memory of the worker, bytes', (w) => w.rssBytes);
   perBot('botfleet_worker_queue_depth', 'updates queued or in flight in the worker', (w) => w.queueDepth);
   perBot('botfleet_worker_uptime_seconds', 'seconds since the worker was forked', (w) => w.uptimeMs / 1000);
+  new client.Gauge({
+    name: 'botfleet_dead_letters', help: 'updates in the dead-letter queue (botfleet dlq list)', labelNames: ['bot'], registers: [registry],
+    collect() {
+      this.reset();
+      const counts = deadLetters();
+      for (const w of status()) this.set({ bot: w.botId }, counts.get(w.botId) ?? 0);
+      for (const [bot, n] of counts) this.set({ bot }, n); // also bots no longer configured
+    },
+  });
   return registry;
 }

@@ -273,6 +273,7 @@ describe('dead-letter queue', () => {
       const text = (await fleet.cli(['dlq', 'list', 'poisoned'])).stdout;
       assert.match(text, new RegExp(`${dl!.id}\\s+poisoned\\s+${dl!.updateId}\\s+message`));
       assert.ok(!text.includes('crash'), 'a listing never shows message text');
+      assert.match((await fleet.statusHttp('/metrics')).body, /^botfleet_dead_letters\{bot="poisoned"\} 1$/m);
 
       // Fixed: the same bot with a handler that survives the update; the replay is answered and the row removed.
       assert.equal((await fleet.cli(['bots', 'set', 'poisoned', '--handler', 'echo'])).code, 0);
@@ -282,6 +283,7 @@ describe('dead-letter queue', () => {
       assert.match(r.stdout, /replayed 1/);
       await waitFor(() => tg.sent.some((m) => m.chat_id === 77 && m.text === 'crash'), 5000, 'the echo of the replayed update');
       assert.deepEqual(await list(), []);
+      assert.match((await fleet.statusHttp('/metrics')).body, /^botfleet_dead_letters\{bot="poisoned"\} 0$/m);
       const again = await fleet.cli(['dlq', 'replay', String(dl!.id)]);
       assert.equal(again.code, 1);
       assert.match(again.stderr, new RegExp(`no dead letter with id ${dl!.id}`));

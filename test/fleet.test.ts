@@ -48,6 +48,21 @@ describe('a fleet of polling and webhook bots', () => {
     assert.equal(schedPolicy(s.master.pid), SCHED_OTHER);
   });
 
+  test('the status server answers over HTTP: status without tokens, Prometheus metrics, health', async () => {
+    const status = await fleet.statusHttp('/api/workers/status');
+    assert.equal(status.status, 200);
+    const s = JSON.parse(status.body) as Awaited<ReturnType<Fleet['status']>>;
+    assert.deepEqual(s.workers.map((w) => [w.botId, w.state]).sort(), [['fragile', 'running'], ['hooked', 'running'], ['poller', 'running']]);
+    for (const id of ['poller', 'hooked', 'fragile']) assert.ok(!status.body.includes(fleet.tg(id).token), 'no token in the status');
+    const metrics = await fleet.statusHttp('/metrics');
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.body, /^botfleet_worker_state\{bot="poller",state="running"\} 1$/m);
+    assert.match(metrics.body, /^botfleet_worker_state\{bot="poller",state="quarantined"\} 0$/m);
+    assert.match(metrics.body, /^botfleet_dead_letters\{bot="hooked"\} 0$/m);
+    assert.match(metrics.body, /^botfleet_master_process_resident_memory_bytes \d+/m);
+    assert.equal((await fleet.statusHttp('/health')).status, 200);
+  });
+
   test('a handler that throws on one update keeps serving the next ones', async () => {
     const tg = fleet.tg('fragile');
     const pid = (await fleet.worker('fragile'))!.pid;

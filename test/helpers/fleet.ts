@@ -38,6 +38,8 @@ export interface Fleet {
   tg(id: string): EmulatedBot;
   startMaster(): Promise<void>;
   status(): Promise<FleetStatus>;
+  /** GET `path` from the master's status server (its port read from `run/ports.json`). */
+  statusHttp(path: string): Promise<{ status: number; body: string }>;
   worker(id: string): Promise<FleetStatus['workers'][number] | undefined>;
   waitRunning(ids: string[], ms?: number): Promise<FleetStatus>;
   /** Wait until bot `id`'s status row satisfies `pred`; resolves with that row. */
@@ -102,6 +104,11 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: {
       if (m.exitCode !== null) throw new Error(`master exited with ${m.exitCode}: ${fleet.masterOutput.join('')}`);
     },
     status: () => controlRequest(socket, { cmd: 'status' }, 10_000) as Promise<FleetStatus>,
+    async statusHttp(p) {
+      const { status: port } = JSON.parse(fs.readFileSync(path.join(home, 'run', 'ports.json'), 'utf8')) as { status: number };
+      const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(10_000) });
+      return { status: res.status, body: await res.text() };
+    },
     async worker(id) {
       return (await fleet.status()).workers.find((w) => w.botId === id);
     },
