@@ -291,6 +291,26 @@ describe('dead-letter queue', () => {
   });
 });
 
+describe('dead-letter queue, polling', () => {
+  test('a poison update of a polling bot reaches the queue through the worker that skips it', async () => {
+    await withFleet({ MAX_RESTARTS_PER_HOUR: '50' }, {}, async (fleet) => {
+      await fleet.addBot('pollpoison', { mode: 'polling', handler: MISBEHAVE });
+      await fleet.startMaster();
+      const before = (await fleet.waitRunning(['pollpoison'])).workers[0]!;
+      // 'crash' exits inside the handler, before the next getUpdates confirms the offset: Telegram hands it out again.
+      fleet.emulator.userSends(fleet.tg('pollpoison'), 78, 'crash');
+      const rows = await waitFor(async () => {
+        const l = JSON.parse((await fleet.cli(['dlq', 'list', 'pollpoison', '--json'])).stdout) as DeadLetter[];
+        return l.length === 1 ? l : null;
+      }, 20_000, 'the polled poison update reaching the dead-letter queue');
+      assert.deepEqual([rows[0]!.kind, rows[0]!.reason], ['message', 'in flight through repeated worker deaths']);
+      const w = await fleet.waitWorker('pollpoison', (w) => w.state === 'running', 10_000, 'the bot running again');
+      assert.equal(w.restarts, before.restarts + 2);
+      assert.equal(await fleet.chat('pollpoison', 79, 'still here'), 'ok: still here');
+    });
+  });
+});
+
 describe('409 Conflict', () => {
   test('another poller on the token: shown as the last error, retried with backoff, not a crash', async () => {
     await withFleet({}, {}, async (fleet) => {
