@@ -52,7 +52,7 @@ await group('fleet', async () => {
   raw.fleet = r.raw;
 });
 await group('webhook', async () => {
-  const r = quick ? await webhookMeasures(2, 3) : await webhookMeasures(3, 15);
+  const r = quick ? await webhookMeasures(2, 4, false) : await webhookMeasures(3, 15, true);
   rows.push(...r.rows);
   raw.webhook = r.raw;
 });
