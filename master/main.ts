@@ -68,7 +68,11 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const recordWorkers = createWorkerRecorder(workersFile);
   // Probed once here, before any fork: without chrt (not Linux, or no util-linux) workers run under SCHED_OTHER.
   const workerSchedPolicy = cfg.workerSchedPolicy === 'batch' && !batchSchedulingAvailable() ? 'other' : cfg.workerSchedPolicy;
-  if (workerSchedPolicy !== cfg.workerSchedPolicy) logger.warn('WORKER_SCHED_POLICY=batch needs util-linux chrt, which cannot run here: workers run under the default policy');
+  if (workerSchedPolicy !== cfg.workerSchedPolicy) {
+    // Expected off Linux (SCHED_BATCH is a Linux policy); on Linux it means chrt is missing or not allowed.
+    if (process.platform === 'linux') logger.warn('WORKER_SCHED_POLICY=batch needs util-linux chrt, which cannot run here: workers run under the default policy');
+    else logger.info({ platform: process.platform }, 'SCHED_BATCH is Linux-only: workers run under the default policy');
+  }
   const supervisor = createSupervisor({
     config: cfg, logger, cores: os.availableParallelism(), logsDir: p.logs, secretTokenFor,
     onDeadLetter: (botId, updateId, update, reason) => {
