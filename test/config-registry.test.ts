@@ -122,7 +122,8 @@ test('registry: add/list/set/enable/rm; a bad row is reported with its reason an
 });
 
 test('dead letters: kept once per update, listed without text, replay bookkeeping, bounded per bot', () => {
-  const r = openRegistry(path.join(tmp(), 'botfleet.db'), crypto.randomBytes(32));
+  const dir = tmp();
+  const r = openRegistry(path.join(dir, 'botfleet.db'), crypto.randomBytes(32));
   const update = (id: number) => ({ update_id: id, message: { message_id: 1, date: 0, chat: { id: 5, type: 'private' as const }, text: 'secret words' } });
   r.deadLetters.add('a', update(10), 'poison', 1000);
   r.deadLetters.add('a', update(10), 'poison', 2000); // the same update again: ignored
@@ -142,6 +143,7 @@ test('dead letters: kept once per update, listed without text, replay bookkeepin
   assert.equal(kept.length, MAX_DEAD_LETTERS_PER_BOT);
   assert.equal(kept[0]!.updateId, 105, 'the oldest were dropped');
   r.close();
+  fs.rmSync(dir, { recursive: true });
 });
 
 test('IPC messages are parsed at the boundary; anything else is null', () => {
