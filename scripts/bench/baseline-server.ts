@@ -5,11 +5,10 @@
  * after that child's ack (the ceiling of fastify + IPC + ack, no supervision).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
-import { endAll, forkBare, onCleanup, track } from './harness.js';
+import { endAll, forkBare, onCleanup, terminate, track } from './harness.js';
 
 const BASELINE_MAIN = fileURLToPath(new URL('./baseline-main.js', import.meta.url));
 
@@ -19,11 +18,7 @@ export interface BaselineProcess { url: string; botIds: string[]; pid: number; s
 /** Start a baseline in a process of its own; resolves once it listens. */
 export async function spawnBaseline(kind: 'alone' | 'ipc', children: number): Promise<BaselineProcess> {
   const p = track(spawn(process.execPath, [BASELINE_MAIN, kind, String(children)], { stdio: ['ignore', 'pipe', 'inherit'] }));
-  const stop = async () => {
-    if (p.exitCode !== null || p.signalCode !== null) return;
-    p.kill('SIGTERM');
-    await once(p, 'exit');
-  };
+  const stop = () => terminate(p);
   onCleanup(stop);
   for await (const line of readline.createInterface({ input: p.stdout! })) {
     const { url, botIds } = JSON.parse(line) as { url: string; botIds: string[] };

@@ -38,6 +38,13 @@ export function track(p: ChildProcess): ChildProcess {
   return p;
 }
 
+/** SIGTERM `p` and wait for its exit; no-op when it has already exited. */
+export async function terminate(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  p.kill('SIGTERM');
+  await once(p, 'exit');
+}
+
 /** Register a cleanup step (run in reverse order by {@link cleanupAll}). */
 export const onCleanup = (fn: () => Promise<void> | void) => cleanups.push(fn);
 
@@ -58,12 +65,7 @@ export async function startEmulator(n: number): Promise<EmulatorProcess> {
     got.push(JSON.parse(line) as Record<string, unknown>);
     if (got.length === n + 1) break;
   }
-  const stop = async () => {
-    if (p.exitCode === null) {
-      p.kill('SIGTERM');
-      await once(p, 'exit');
-    }
-  };
+  const stop = () => terminate(p);
   onCleanup(stop);
   return { apiRoot: String(got[0]!.apiRoot), bots: got.slice(1) as EmulatorProcess['bots'], stop };
 }
@@ -134,11 +136,7 @@ export async function startCliMaster(env: NodeJS.ProcessEnv, n: number): Promise
   const socket = homePaths(env.BOTFLEET_HOME!).socket;
   const t0 = performance.now();
   const proc = track(spawn(process.execPath, [CLI, 'start'], { env: { ...process.env, ...env }, stdio: 'ignore' }));
-  const stop = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill('SIGTERM');
-    await once(proc, 'exit');
-  };
+  const stop = () => terminate(proc);
   onCleanup(stop);
   const status = () => controlRequest(socket, { cmd: 'status' }, 5000) as Promise<FleetStatus>;
   for (;;) {
