@@ -19,6 +19,10 @@ export const ErrorCodes = {
   ALREADY_RUNNING: 'BF_ERR_ALREADY_RUNNING',
   CONTROL: 'BF_ERR_CONTROL',
   HANDLER_LOAD: 'BF_ERR_HANDLER_LOAD',
+  FORK: 'BF_ERR_FORK',
+  IPC_SERIALIZE: 'BF_ERR_IPC_SERIALIZE',
+  KEY_MISSING: 'BF_ERR_KEY_MISSING',
+  ISOLATION: 'BF_ERR_ISOLATION',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

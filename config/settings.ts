@@ -60,10 +60,16 @@ export interface Config {
   home: string;
   logLevel: string;
   logMaxBytes: number;
+  workerLogBytesPerSec: number;
+  workerUidBase: number;
+  workerIsolation: 'auto' | 'uid' | 'permission' | 'off';
   encryptionKey: string | undefined;
 }
 
 const cores = Math.max(1, os.availableParallelism());
+
+/** Largest delay Node's timers take (2^31-1 ms, ~24.8 days); a larger one is clamped to 1 ms by Node, so it is refused here. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Every setting, in the order the README documents them. */
 export const SETTINGS: readonly SettingDef[] = [
@@ -72,19 +78,19 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'maxTotalWorkers', env: 'MAX_TOTAL_WORKERS', flag: 'max-total-workers', default: '1000', type: { kind: 'int', min: 1 }, doc: 'cap on children; effective cap is min(this, cores x per-core)' },
   { key: 'maxWorkersPerCore', env: 'MAX_WORKERS_PER_CORE', flag: 'max-workers-per-core', default: '20', type: { kind: 'int', min: 1 }, doc: 'children per CPU core' },
   { key: 'maxMemoryPerWorkerMb', env: 'MAX_MEMORY_PER_WORKER_MB', flag: 'max-memory-per-worker-mb', default: '150', type: { kind: 'int', min: 16 }, doc: 'RSS cap per child (MB); also bounds V8 old space' },
-  { key: 'memoryCheckIntervalMs', env: 'MEMORY_CHECK_INTERVAL_MS', flag: 'memory-check-interval-ms', default: '5000', type: { kind: 'int', min: 50 }, doc: 'how often RSS is sampled' },
+  { key: 'memoryCheckIntervalMs', env: 'MEMORY_CHECK_INTERVAL_MS', flag: 'memory-check-interval-ms', default: '5000', type: { kind: 'int', min: 50, max: MAX_TIMER_MS }, doc: 'how often RSS is sampled' },
   { key: 'workerSchedPolicy', env: 'WORKER_SCHED_POLICY', flag: 'worker-sched-policy', default: 'batch', type: { kind: 'enum', values: ['batch', 'other'] }, doc: 'Linux scheduling policy of children: batch (SCHED_BATCH, via chrt: a woken child does not preempt the master) or other' },
-  { key: 'workerTimeoutMs', env: 'WORKER_TIMEOUT_MS', flag: 'worker-timeout-ms', default: '90000', type: { kind: 'int', min: 10 }, doc: 'drain deadline on stop, then SIGKILL' },
-  { key: 'heartbeatIntervalMs', env: 'HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', default: '15000', type: { kind: 'int', min: 10 }, doc: 'worker -> master heartbeat period' },
-  { key: 'heartbeatTimeoutMs', env: 'HEARTBEAT_TIMEOUT_MS', flag: 'heartbeat-timeout-ms', default: '60000', type: { kind: 'int', min: 20 }, doc: 'no heartbeat this long: the child is hung' },
-  { key: 'startupTimeoutMs', env: 'STARTUP_TIMEOUT_MS', flag: 'startup-timeout-ms', default: '30000', type: { kind: 'int', min: 100 }, doc: 'no ready this long after fork: startup-timeout' },
+  { key: 'workerTimeoutMs', env: 'WORKER_TIMEOUT_MS', flag: 'worker-timeout-ms', default: '90000', type: { kind: 'int', min: 10, max: MAX_TIMER_MS }, doc: 'drain deadline on stop, then SIGKILL' },
+  { key: 'heartbeatIntervalMs', env: 'HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', default: '15000', type: { kind: 'int', min: 10, max: MAX_TIMER_MS }, doc: 'worker -> master heartbeat period' },
+  { key: 'heartbeatTimeoutMs', env: 'HEARTBEAT_TIMEOUT_MS', flag: 'heartbeat-timeout-ms', default: '60000', type: { kind: 'int', min: 20, max: MAX_TIMER_MS }, doc: 'no heartbeat this long: the child is hung' },
+  { key: 'startupTimeoutMs', env: 'STARTUP_TIMEOUT_MS', flag: 'startup-timeout-ms', default: '30000', type: { kind: 'int', min: 100, max: MAX_TIMER_MS }, doc: 'no ready this long after fork: startup-timeout' },
   { key: 'maxRestartsPerHour', env: 'MAX_RESTARTS_PER_HOUR', flag: 'max-restarts-per-hour', default: '5', type: { kind: 'int', min: 1 }, doc: 'restart intensity per bot, sliding hour' },
-  { key: 'restartBackoffMs', env: 'RESTART_BACKOFF_MS', flag: 'restart-backoff-ms', default: '1000', type: { kind: 'int', min: 0 }, doc: 'first backoff delay, doubled per restart' },
-  { key: 'restartCooldownMs', env: 'RESTART_COOLDOWN_MS', flag: 'restart-cooldown-ms', default: '45000', type: { kind: 'int', min: 0 }, doc: 'backoff cap' },
-  { key: 'healthyRunMs', env: 'HEALTHY_RUN_MS', flag: 'healthy-run-ms', default: '300000', type: { kind: 'int', min: 0 }, doc: 'a run this long resets the backoff: the next restart is immediate' },
-  { key: 'dedupWindowMs', env: 'DEDUP_WINDOW_MS', flag: 'dedup-window-ms', default: '30000', type: { kind: 'int', min: 0 }, doc: 'per-bot update_id dedup window' },
+  { key: 'restartBackoffMs', env: 'RESTART_BACKOFF_MS', flag: 'restart-backoff-ms', default: '1000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'first backoff delay, doubled per restart' },
+  { key: 'restartCooldownMs', env: 'RESTART_COOLDOWN_MS', flag: 'restart-cooldown-ms', default: '45000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'backoff cap' },
+  { key: 'healthyRunMs', env: 'HEALTHY_RUN_MS', flag: 'healthy-run-ms', default: '300000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'a run this long resets the backoff: the next restart is immediate' },
+  { key: 'dedupWindowMs', env: 'DEDUP_WINDOW_MS', flag: 'dedup-window-ms', default: '30000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'per-bot update_id dedup window' },
   { key: 'startConcurrency', env: 'START_CONCURRENCY', flag: 'start-concurrency', default: String(cores), type: { kind: 'int', min: 1, max: 64 }, doc: 'children forked at once (default: the core count)' },
-  { key: 'registryPollMs', env: 'REGISTRY_POLL_MS', flag: 'registry-poll-ms', default: '1000', type: { kind: 'int', min: 50 }, doc: 'how often the master looks for registry changes' },
+  { key: 'registryPollMs', env: 'REGISTRY_POLL_MS', flag: 'registry-poll-ms', default: '1000', type: { kind: 'int', min: 50, max: MAX_TIMER_MS }, doc: 'how often the master looks for registry changes' },
   { key: 'rollingRestartPercent', env: 'ROLLING_RESTART_PERCENT', flag: 'rolling-restart-percent', default: '10', type: { kind: 'int', min: 1, max: 100 }, doc: 'share of the fleet restarted at once in a rolling restart (at least one bot)' },
   { key: 'statusHost', env: 'STATUS_HOST', flag: 'status-host', default: '127.0.0.1', type: { kind: 'string' }, doc: 'status server address' },
   { key: 'statusPort', env: 'STATUS_PORT', flag: 'status-port', default: '3001', type: { kind: 'int', min: 0, max: 65535 }, doc: 'status server port (0: any free port)' },
@@ -99,5 +105,8 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'home', env: 'BOTFLEET_HOME', flag: 'home', default: undefined, type: { kind: 'string' }, doc: 'holds data/, logs/, run/ (default: the working directory)' },
   { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', default: 'info', type: { kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] }, doc: 'pino level for master and workers' },
   { key: 'logMaxBytes', env: 'LOG_MAX_BYTES', flag: 'log-max-bytes', default: '10485760', type: { kind: 'int', min: 4096 }, doc: 'size at which a log file is rotated (one old copy kept)' },
+  { key: 'workerLogBytesPerSec', env: 'WORKER_LOG_BYTES_PER_SEC', flag: 'worker-log-bytes-per-sec', default: '1048576', type: { kind: 'int', min: 1024, max: MAX_TIMER_MS }, doc: "a bot's stdout+stderr budget per second; lines beyond it are dropped and counted" },
+  { key: 'workerUidBase', env: 'WORKER_UID_BASE', flag: 'worker-uid-base', default: '61184', type: { kind: 'int', min: 1000, max: 4_294_000_000 }, doc: "first per-bot uid (systemd's DynamicUser range 61184-65519); bot N runs as base+N when the master may change user" },
+  { key: 'workerIsolation', env: 'WORKER_ISOLATION', flag: 'worker-isolation', default: 'auto', type: { kind: 'enum', values: ['auto', 'uid', 'permission', 'off'] }, doc: 'auto: per-bot uids where the master may change user, plus the Node permission model; uid: require per-bot uids; permission: the permission model only; off: neither (development)' },
   { key: 'encryptionKey', env: 'BOTFLEET_ENCRYPTION_KEY', flag: 'encryption-key', default: undefined, type: { kind: 'string' }, doc: '32-byte key (64 hex chars or base64) for tokens at rest; else a key file in the home' },
 ];

@@ -1,15 +1,33 @@
 /**
- * Forking and ending one worker process. Each worker is forked detached, so it
+ * Forking and ending one worker process. Each worker is spawned detached, so it
  * leads its own process group: a stop can SIGKILL the whole group (grandchildren
- * a handler spawned die too). The worker's stdout/stderr are piped to the master,
- * which owns the log files. The environment passed down is stripped of botfleet's
- * secrets; the token travels only in the IPC `init` message.
+ * a handler spawned die too; with per-bot uids, see host/isolation.ts, every
+ * process of the bot's uid dies as well).
+ *
+ * The master distrusts its children (DESIGN.md). There is no Node IPC channel:
+ * Node's parser runs inside the master and one line of garbage written to the
+ * channel's fd threw an uncaught SyntaxError that killed the master and the
+ * fleet. Instead the worker gets two pipes of ours:
+ * - fd 3, master -> worker: newline-delimited JSON, written by the master only
+ *   (the master never reads it: what a worker writes there stays in the kernel
+ *   buffer and at most one 16 KiB stream buffer);
+ * - fd 4, worker -> master: newline-delimited JSON read by bounded code of ours
+ *   (common/line-splitter.ts): at most {@link MAX_FRAME_BYTES} a frame,
+ *   {@link FRAME_BUDGET} frames and {@link FRAME_BYTE_BUDGET} bytes a second.
+ *   A frame that is too long, does not parse, or passes the budget is a protocol
+ *   violation, reported through `onViolation`; nothing a worker sends can throw here.
+ * stdout/stderr go through the same splitter with {@link MAX_OUTPUT_LINE_BYTES}
+ * (longer lines are cut and marked). The token travels only in the `init` message.
+ * JSON over our own pipe costs what Node's 'json' IPC serialization cost (it is
+ * the same format: JSON.stringify plus a newline per message).
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { createLineSplitter } from '../common/line-splitter.js';
 import { ErrorCodes, fail } from '../common/errors.js';
 import type { MasterMessage } from '../worker/protocol.js';
-import { forEachLine } from './log-file.js';
+import { createBudget } from './policy/budget.js';
 
 /**
  * Worker entry: the compiled worker bundled into one file by `npm run build`
@@ -51,8 +69,36 @@ export function batchSchedulingAvailable(): boolean {
   return batchUsable;
 }
 
-/** Variables never passed to a worker. */
-const SECRET_ENV = ['BOTFLEET_ENCRYPTION_KEY', 'WEBHOOK_SECRET'];
+/**
+ * Largest worker -> master frame, bytes. The largest legitimate one is a `dlq`
+ * message carrying a webhook update (body limit 1 MiB; JSON re-encoding can grow
+ * escapes). Memory held for one child's channel is at most this plus one 64 KiB read.
+ */
+export const MAX_FRAME_BYTES = 4 * 1024 * 1024;
+/** Frames per second a worker may send. Workers batch per event-loop turn; under full webhook load one sends < 2000/s. */
+export const FRAME_BUDGET = 20_000;
+/** Channel bytes per second a worker may send. */
+export const FRAME_BYTE_BUDGET = 64 * 1024 * 1024;
+/** Longest stdout/stderr line kept (bytes); longer lines are cut and marked `truncated`. */
+export const MAX_OUTPUT_LINE_BYTES = 16 * 1024;
+/** Bytes the master may hold queued for a worker that does not read its channel before that is a violation. */
+export const MAX_QUEUED_TO_WORKER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The environment a worker gets: this allowlist, not the master's environment
+ * minus a denylist (a key or secret passed to the master by env never reaches a bot).
+ */
+export const WORKER_ENV_ALLOWLIST = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'NODE_ENV', 'NODE_EXTRA_CA_CERTS', 'HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY', 'https_proxy', 'http_proxy', 'no_proxy'];
+
+/** The worker's environment from `env`: the allowlist, plus the variables the worker itself reads. */
+export function workerEnv(env: NodeJS.ProcessEnv, logLevel: string, home?: string): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const k of WORKER_ENV_ALLOWLIST) if (env[k] !== undefined) out[k] = env[k];
+  out.LOG_LEVEL = logLevel;
+  out.BOTFLEET_WORKER = '1';
+  if (home !== undefined) out.HOME = home;
+  return out;
+}
 
 /** How a worker ended. */
 export interface ExitInfo {
@@ -63,7 +109,11 @@ export interface ExitInfo {
 /** A forked worker. */
 export interface WorkerProcess {
   readonly pid: number;
-  /** Send an IPC message. @throws BotfleetError `BF_ERR_IPC_CHANNEL_CLOSED` when the channel is gone. */
+  /**
+   * Send a message on the worker's channel (fd 3).
+   * @throws BotfleetError `BF_ERR_IPC_CHANNEL_CLOSED` when the channel is gone,
+   * `BF_ERR_IPC_SERIALIZE` when the message cannot be serialized (too deep, a cycle).
+   */
   send(m: MasterMessage): void;
   /** SIGKILL (or `signal`) the worker's whole process group; no-op when already gone. */
   kill(signal?: NodeJS.Signals): void;
@@ -72,49 +122,136 @@ export interface WorkerProcess {
   readonly raw: ChildProcess;
 }
 
+/** Per-bot isolation applied at the fork (see master/isolation.ts). */
+export interface ForkIsolation {
+  /** Run as this uid/gid (no supplementary groups: libuv drops them when the master is root). */
+  uid?: number;
+  gid?: number;
+  /** Node flags placed before the entry (the permission model's). */
+  nodeFlags?: string[];
+  /** HOME for the worker (its writable data directory), when it has one. */
+  home?: string;
+  /** Working directory of the worker. */
+  cwd?: string;
+}
+
 /** Options for {@link forkWorker}. */
 export interface ForkOptions {
   /** V8 old-space ceiling (MB) so a runaway heap dies fast instead of eating the machine. */
   maxOldSpaceMb: number;
   logLevel: string;
-  /** Each output line of the worker (stdout JSON or stderr text). */
-  onOutput(line: string, stream: 'stdout' | 'stderr'): void;
+  /** Each output line of the worker (stdout JSON or stderr text); `truncated` when it was cut at {@link MAX_OUTPUT_LINE_BYTES}. */
+  onOutput(line: string, stream: 'stdout' | 'stderr', truncated: boolean): void;
+  /** Each frame the worker sent, JSON-parsed but not yet validated (see parseWorkerMessage). */
   onMessage(m: unknown): void;
+  /** The worker broke the channel's limits (called once; the caller kills it with reason `protocol`). */
+  onViolation(why: string): void;
   entry?: string;
   /** Default `other`; `batch` falls back to `other` where {@link batchSchedulingAvailable} is false. */
   schedPolicy?: WorkerSchedPolicy;
+  isolation?: ForkIsolation;
+  /** Monotonic clock (ms) for the channel budget; default performance.now. */
+  now?: () => number;
 }
 
-/** Fork a worker. @throws when the fork itself fails (no pid). */
-export function forkWorker(o: ForkOptions): WorkerProcess {
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: o.logLevel, BOTFLEET_WORKER: '1' };
-  for (const k of SECRET_ENV) delete env[k];
-  const nodeArgs = [`--max-old-space-size=${o.maxOldSpaceMb}`];
-  // Under `batch`, fork runs `chrt --batch 0 node <args> <entry>`: chrt sets the policy and execs node.
-  const viaChrt = o.schedPolicy === 'batch' && batchSchedulingAvailable();
-  const child = fork(o.entry ?? WORKER_ENTRY, [], {
-    detached: true,
-    env,
-    ...(viaChrt ? { execPath: CHRT, execArgv: ['--batch', '0', process.execPath, ...nodeArgs] } : { execArgv: nodeArgs }),
-    serialization: 'json',
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+/** Read the worker's channel (fd 4): bounded frames, a per-second budget, one violation at most. */
+function readChannel(stream: Readable, o: ForkOptions): void {
+  const now = o.now ?? (() => performance.now());
+  const frames = createBudget(FRAME_BUDGET);
+  const bytes = createBudget(FRAME_BYTE_BUDGET);
+  let broken = false;
+  const violate = (why: string) => {
+    if (broken) return;
+    broken = true;
+    stream.destroy();
+    o.onViolation(why);
+  };
+  const splitter = createLineSplitter({
+    maxLineBytes: MAX_FRAME_BYTES,
+    onLine(line, truncated) {
+      if (broken) return;
+      if (truncated) return violate(`a message over ${MAX_FRAME_BYTES} bytes`);
+      const t = now();
+      if (!frames.take(1, t) || !bytes.take(line.length, t)) return violate(`over ${FRAME_BUDGET} messages or ${FRAME_BYTE_BUDGET} bytes per second`);
+      let m: unknown;
+      try {
+        m = JSON.parse(line.toString('utf8'));
+      } catch {
+        return violate('a message that is not JSON');
+      }
+      o.onMessage(m);
+    },
   });
+  stream.on('data', (chunk: Buffer) => splitter.push(chunk));
+  stream.on('error', () => undefined);
+}
+
+/** Read stdout or stderr: bounded lines, linear time. */
+function readOutput(stream: Readable, name: 'stdout' | 'stderr', o: ForkOptions): void {
+  const splitter = createLineSplitter({
+    maxLineBytes: MAX_OUTPUT_LINE_BYTES,
+    onLine: (line, truncated) => o.onOutput(line.toString('utf8'), name, truncated),
+  });
+  stream.on('data', (chunk: Buffer) => splitter.push(chunk));
+  stream.on('end', () => splitter.end());
+  stream.on('error', () => undefined);
+}
+
+/**
+ * Spawn a worker. @throws BotfleetError `BF_ERR_FORK` when the process could not be
+ * started (EMFILE, EAGAIN, ENOMEM, a bad uid): a failed start of that bot, never
+ * an uncaught error (the 'error' listener is attached before anything can emit).
+ */
+export function forkWorker(o: ForkOptions): WorkerProcess {
+  const iso = o.isolation ?? {};
+  const env = workerEnv(process.env, o.logLevel, iso.home);
+  const nodeArgs = [`--max-old-space-size=${o.maxOldSpaceMb}`, ...(iso.nodeFlags ?? []), o.entry ?? WORKER_ENTRY];
+  // Under `batch`: `chrt --batch 0 node <args> <entry>`: chrt sets the policy and execs node (same pid and fds).
+  const viaChrt = o.schedPolicy === 'batch' && batchSchedulingAvailable();
+  let child: ChildProcess;
+  try {
+    child = spawn(viaChrt ? CHRT : process.execPath, viaChrt ? ['--batch', '0', process.execPath, ...nodeArgs] : nodeArgs, {
+      detached: true,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+      ...(iso.uid !== undefined ? { uid: iso.uid, gid: iso.gid ?? iso.uid } : {}),
+      ...(iso.cwd !== undefined ? { cwd: iso.cwd } : {}),
+    });
+  } catch (err) {
+    throw fail(ErrorCodes.FORK, `fork failed: ${(err as Error).message}`, err);
+  }
+  child.on('error', () => undefined); // spawn errors (EMFILE, EAGAIN: emitted on the next tick) and kill errors; handled where they happen
   const pid = child.pid;
-  if (pid === undefined) throw fail(ErrorCodes.IPC_CHILD_EXITED, 'fork failed: the worker process did not start');
-  forEachLine(child.stdout!, (l) => o.onOutput(l, 'stdout'));
-  forEachLine(child.stderr!, (l) => o.onOutput(l, 'stderr'));
-  child.on('message', o.onMessage);
-  child.on('error', () => undefined); // send/kill errors are handled where they happen; exit follows
+  if (pid === undefined) {
+    for (const s of child.stdio) (s as Readable | null)?.destroy?.();
+    throw fail(ErrorCodes.FORK, 'fork failed: the worker process did not start (out of processes, file descriptors or memory?)');
+  }
+  const toWorker = child.stdio[3] as Writable & Readable;
+  const fromWorker = child.stdio[4] as Readable;
+  // The master never reads fd 3: paused, at most one stream buffer of whatever a worker writes there.
+  toWorker.pause();
+  toWorker.on('error', () => undefined);
+  readOutput(child.stdout!, 'stdout', o);
+  readOutput(child.stderr!, 'stderr', o);
+  readChannel(fromWorker, o);
   const exited = new Promise<ExitInfo>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   return {
     pid,
     raw: child,
     exited,
     send(m) {
-      if (!child.connected) throw fail(ErrorCodes.IPC_CHANNEL_CLOSED, `IPC channel to worker ${pid} is closed`);
-      child.send(m, (err) => {
-        if (err) child.emit('send-error', err);
-      });
+      if (toWorker.destroyed || !toWorker.writable) throw fail(ErrorCodes.IPC_CHANNEL_CLOSED, `channel to worker ${pid} is closed`);
+      let line: string;
+      try {
+        line = JSON.stringify(m) + '\n';
+      } catch (err) {
+        throw fail(ErrorCodes.IPC_SERIALIZE, `message for worker ${pid} cannot be serialized: ${(err as Error).message}`, err);
+      }
+      if (toWorker.writableLength > MAX_QUEUED_TO_WORKER_BYTES) {
+        o.onViolation(`not reading its channel (${toWorker.writableLength} bytes queued)`);
+        throw fail(ErrorCodes.IPC_CHANNEL_CLOSED, `worker ${pid} is not reading its channel`);
+      }
+      toWorker.write(line);
     },
     kill(signal = 'SIGKILL') {
       if (child.exitCode !== null || child.signalCode !== null) return;

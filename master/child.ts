@@ -14,7 +14,7 @@ import type { BotSpec } from './registry.js';
 export type ChildState = 'pending' | 'starting' | 'running' | 'draining' | 'backoff' | 'quarantined' | 'stopped';
 
 /** DESIGN.md's causes of a restart, recorded as `lastExit.reason`. */
-export type ExitReason = 'crash' | 'hung' | 'memory' | 'startup-timeout' | 'operator' | 'rolling-restart' | 'config-change';
+export type ExitReason = 'crash' | 'exited' | 'config' | 'protocol' | 'hung' | 'memory' | 'startup-timeout' | 'operator' | 'rolling-restart' | 'config-change';
 
 /** Every allowed `from -> to`; anything else is a supervisor bug and is refused loudly. */
 export const ALLOWED_TRANSITIONS: Readonly<Record<ChildState, readonly ChildState[]>> = {
@@ -58,6 +58,10 @@ export interface Child {
   endReason: ExitReason | null;
   /** The worker's own last words (an IPC `error`), used as the quarantine reason. */
   fatalMessage: string | null;
+  /** What the current worker did to be killed with reason `protocol`. */
+  protocolDetail: string | null;
+  /** Frames of unknown type dropped (the first few are logged). */
+  unknownMessages: number;
   username: string | null;
   note: string | null;
   messages: number;
@@ -91,7 +95,7 @@ export type DeliverResult = 'acked' | 'failed' | 'dead-lettered' | 'unknown-bot'
 export function newChild(botId: string, name: string, spec: BotSpec | null): Child {
   return {
     botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
-    prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, username: null,
+    prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, protocolDetail: null, unknownMessages: 0, username: null,
     note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0,
     history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, acks: new Map(), outbox: null, inFlight: new Set(), deaths: new Map(), log: null,
   };
@@ -121,17 +125,20 @@ export interface WorkerStatus {
   note: string | null;
 }
 
-/** The status view of a child at `now` (ms, wall clock). */
-export function childStatus(c: Child, now: number, periodMs: number): WorkerStatus {
+/**
+ * The status view of a child at `now` (ms, the supervisor's monotonic clock);
+ * `wall` turns a time on that clock into wall-clock ms for the ISO fields.
+ */
+export function childStatus(c: Child, now: number, periodMs: number, wall: (mono: number) => number = (t) => t): WorkerStatus {
   const live = c.proc !== null && c.startedAt !== null;
   return {
     botId: c.botId, name: c.name, state: c.state, stateReason: c.stateReason, mode: c.mode,
     pid: c.proc?.pid ?? null, uptimeMs: live ? now - c.startedAt! : 0, rssBytes: live ? c.rssBytes : 0, cpuPercent: live ? c.cpuPercent : null,
     restarts: c.restartsTotal, restartsLastHour: c.history.restarts.filter((t) => now - t < periodMs).length,
     messages: c.messages, errors: c.errors, queueDepth: c.queueDepth,
-    lastHeartbeatAt: c.lastHeartbeatAt ? new Date(c.lastHeartbeatAt).toISOString() : null,
+    lastHeartbeatAt: c.lastHeartbeatAt !== null ? new Date(wall(c.lastHeartbeatAt)).toISOString() : null,
     lastExit: c.lastExit, lastError: c.lastError,
-    quarantinedUntil: c.quarantinedUntil ? new Date(c.quarantinedUntil).toISOString() : null,
+    quarantinedUntil: c.quarantinedUntil !== null ? new Date(wall(c.quarantinedUntil)).toISOString() : null,
     username: c.username, note: c.note,
   };
 }

@@ -4,7 +4,7 @@
  * only read children and report through callbacks; the supervisor alone acts.
  */
 import type { Child } from './child.js';
-import { heartbeatCheckEveryMs, heartbeatOverdue } from './policy/deadlines.js';
+import { heartbeatCheckEveryMs, heartbeatOverdue, masterWasPaused } from './policy/deadlines.js';
 import { confirmDelayMs } from './policy/memory.js';
 import { sampleProcesses } from './resource-sampler.js';
 
@@ -17,6 +17,12 @@ export interface MonitorDeps {
   /** A running child missed its heartbeat deadline. */
   onHung(c: Child): void;
   /**
+   * The heartbeat check ran `gapMs` late: the master itself was not running (paused,
+   * suspended, starved). Called before any deadline is judged, so the supervisor can
+   * give every child a fresh deadline instead of killing them as hung.
+   */
+  onPause(gapMs: number): void;
+  /**
    * A fresh RSS/CPU sample of a live child (bytes, percent of one core).
    * @returns true to have that child sampled again soon (a first sample over the cap, to confirm)
    */
@@ -25,12 +31,17 @@ export interface MonitorDeps {
 
 /** Start both monitors. @returns a function that stops them. */
 export function startMonitors(d: MonitorDeps): () => void {
+  const every = heartbeatCheckEveryMs(d.heartbeatTimeoutMs);
+  let lastCheck = d.now();
   const heartbeat = setInterval(() => {
     const t = d.now();
+    const gap = t - lastCheck;
+    lastCheck = t;
+    if (masterWasPaused(gap, every, d.heartbeatTimeoutMs)) return d.onPause(gap);
     for (const c of d.children()) {
       if (c.state === 'running' && c.proc && heartbeatOverdue(c.lastHeartbeatAt, t, d.heartbeatTimeoutMs)) d.onHung(c);
     }
-  }, heartbeatCheckEveryMs(d.heartbeatTimeoutMs));
+  }, every);
 
   // One batched pidusage round per interval; a slow round is never overlapped by the next.
   let sampling = false;

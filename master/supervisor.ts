@@ -13,18 +13,31 @@ import { errorMessage } from '../common/errors.js';
 import { effectiveCapacity, type Config } from '../config/load.js';
 import { EXIT_CONFIG, parseWorkerMessage, type WorkerMessage } from '../worker/protocol.js';
 import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState, type DeliverResult, type ExitReason, type WorkerStatus } from './child.js';
-import { forkWorker, type ExitInfo, type WorkerProcess } from './child-process.js';
+import { forkWorker, type ExitInfo, type ForkIsolation, type WorkerProcess } from './child-process.js';
 import { createChildLog } from './child-log.js';
 import { onAck, onBegin, onWorkerGone, poisonIds, sendAndAwaitAck, takePoison } from './delivery.js';
 import { createForkPacer } from './fork-pacer.js';
 import { createLimiter } from './policy/limiter.js';
 import { memoryVerdict, needsConfirmation } from './policy/memory.js';
-import { decideRestart, emptyHistory, type RestartPolicy } from './policy/restart.js';
+import { decideRestart, emptyHistory, type RestartHistory, type RestartPolicy } from './policy/restart.js';
 import { startMonitors } from './monitors.js';
 import type { BotSpec, InvalidBot } from './registry.js';
 import { prepareDelivery } from './telegram-admin.js';
 
 const HOUR_MS = 3_600_000;
+/** Begun-not-acked updates tracked per polling worker before a flood of `begin` is a protocol violation. */
+const MAX_TRACKED_IN_FLIGHT = 4096;
+
+/**
+ * The reason recorded for an exit: what the master killed it for, else from the
+ * exit itself: 78 (EX_CONFIG) `config`, 0 unasked `exited`, anything else `crash`.
+ */
+export function exitReason(endReason: ExitReason | null, info: ExitInfo): ExitReason {
+  if (endReason) return endReason;
+  if (info.code === EXIT_CONFIG) return 'config';
+  if (info.code === 0 && info.signal === null) return 'exited';
+  return 'crash';
+}
 /** Bot API calls (setWebhook/deleteWebhook) in flight at once while starting bots. */
 const PREPARE_CONCURRENCY = 4;
 /**
@@ -45,9 +58,16 @@ export interface SupervisorDeps {
   logsDir: string;
   secretTokenFor(botId: string): string;
   fork?: typeof forkWorker;
+  /** Monotonic clock (ms) for every deadline and restart window; default performance.now. */
   now?: () => number;
+  /** Per-bot isolation at the fork (uid, permission flags); none when absent. */
+  isolationFor?(botId: string, spec: BotSpec): ForkIsolation;
+  /** Called after a worker's exit (e.g. to end every process left under the bot's uid). */
+  onWorkerExit?(botId: string, pid: number): void;
   /** Told of every worker pid forked and exited (for zombie cleanup after a master crash). */
   onPids?(live: Array<{ pid: number; botId: string }>): void;
+  /** Told of each restart decision: the bot's restart history and quarantine end (monotonic ms), to keep them in the registry. */
+  onHistory?(botId: string, history: RestartHistory, quarantinedUntil: number | null): void;
   /** Told of every dead-lettered update (to keep it in the dead-letter queue); `update` is null when a worker did not send it. */
   onDeadLetter?(botId: string, updateId: number, update: Update | null, reason: string): void;
 }
@@ -81,7 +101,9 @@ export interface Supervisor extends EventEmitter {
 export function createSupervisor(d: SupervisorDeps): Supervisor {
   const { config: cfg, logger } = d;
   const fork = d.fork ?? forkWorker;
-  const now = d.now ?? Date.now;
+  const now = d.now ?? (() => performance.now());
+  /** A monotonic time as wall-clock ms, for what is shown (ISO times in status). */
+  const wall = (mono: number) => Date.now() - (now() - mono);
   const children = new Map<string, Child>();
   const limiter = createLimiter(cfg.startConcurrency);
   const pacer = createForkPacer();
@@ -168,10 +190,11 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         spawn(c, c.spec!, release);
       });
     } catch (err) {
+      // EMFILE, EAGAIN, ENOMEM, a bad uid: a failed start of this bot (backoff), never the master's end.
       release();
       logger.error({ botId: c.botId, err: errorMessage(err) }, 'fork failed');
       c.launching = false;
-      afterFault(c, { code: null, signal: null }, 'crash');
+      afterFault(c, { code: null, signal: null }, 'crash', `fork failed: ${errorMessage(err)}`);
     } finally {
       c.launching = false;
     }
@@ -202,14 +225,19 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   }
 
   function spawn(c: Child, spec: BotSpec, release: () => void): void {
-    c.log ??= createChildLog(d.logsDir, c.botId, cfg.logMaxBytes);
+    c.log ??= createChildLog(d.logsDir, c.botId, cfg.logMaxBytes, cfg.workerLogBytesPerSec, now);
     const log = c.log;
-    const proc = fork({
+    let violation: string | null = null;
+    const proc: WorkerProcess = fork({
       maxOldSpaceMb: cfg.maxMemoryPerWorkerMb,
       logLevel: cfg.logLevel,
       schedPolicy: cfg.workerSchedPolicy,
-      onOutput: (line, stream) => log.line(line, stream, proc.pid, spec.token),
+      now,
+      isolation: d.isolationFor?.(c.botId, spec),
+      onOutput: (line, stream, truncated) => log.line(line, stream, proc?.pid ?? 0, spec.token, truncated),
       onMessage: (m) => onMessage(c, proc, m),
+      // A violation can be found while fork() is still returning: remembered, acted on below.
+      onViolation: (why) => (proc ? protocolViolation(c, proc, why) : (violation = why)),
     });
     Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, memOver: 0, queueDepth: 0 });
     reportPids();
@@ -221,14 +249,30 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       skipUpdateIds: poisonIds(c),
       bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings },
     });
-    c.timer = setTimeout(() => kill(c, 'startup-timeout'), cfg.startupTimeoutMs);
-    logger.info({ botId: c.botId, pid: proc.pid, mode: c.mode }, 'worker forked');
+    // Deferred by one setImmediate: after a pause of the master, expired timers run before
+    // pending pipe data is read, and a `ready` already sent must be seen first.
+    c.timer = setTimeout(() => setImmediate(() => c.proc === proc && c.state === 'starting' && kill(c, 'startup-timeout')), cfg.startupTimeoutMs);
+    logger.info({ botId: c.botId, workerPid: proc.pid, mode: c.mode }, 'worker forked');
+    if (violation) protocolViolation(c, proc, violation);
+  }
+
+  /** The worker broke the protocol or its limits: killed with reason `protocol` (a fault: backoff, quota, quarantine). */
+  function protocolViolation(c: Child, proc: WorkerProcess, why: string): void {
+    if (c.proc !== proc) return;
+    c.fatalMessage = null;
+    c.protocolDetail = why;
+    logger.warn({ botId: c.botId, workerPid: proc.pid, why }, 'protocol violation: killing worker');
+    kill(c, 'protocol');
   }
 
   function onMessage(c: Child, proc: WorkerProcess, raw: unknown): void {
     if (c.proc !== proc) return;
-    const m: WorkerMessage | null = parseWorkerMessage(raw);
-    if (!m) return void logger.warn({ botId: c.botId, type: (raw as { type?: unknown })?.type }, 'unknown IPC message dropped');
+    const m = parseWorkerMessage(raw);
+    if (m === null) return protocolViolation(c, proc, 'a message that breaks the protocol');
+    if (m.type === 'unknown') {
+      if (c.unknownMessages++ < 10) logger.warn({ botId: c.botId, type: m.name }, 'unknown IPC message dropped');
+      return;
+    }
     switch (m.type) {
       case 'ready':
         clearTimer(c);
@@ -242,6 +286,8 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         return;
       case 'begin':
         for (const id of m.updateIds) onBegin(c, id);
+        // A worker holds at most 64 updates in flight plus one getUpdates batch (100): far more is a flood.
+        if (c.inFlight.size > MAX_TRACKED_IN_FLIGHT) protocolViolation(c, proc, `over ${MAX_TRACKED_IN_FLIGHT} updates begun and not acked`);
         return;
       case 'ack':
         for (const a of m.acks) onAck(c, a.updateId, a.ok);
@@ -262,7 +308,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   function kill(c: Child, reason: ExitReason): void {
     if (!c.proc) return;
     c.endReason ??= reason;
-    logger.warn({ botId: c.botId, pid: c.proc.pid, reason }, 'killing worker');
+    logger.warn({ botId: c.botId, workerPid: c.proc.pid, reason }, 'killing worker');
     c.proc.kill('SIGKILL');
   }
 
@@ -272,10 +318,11 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     c.releaseSlot?.();
     Object.assign(c, { proc: null, releaseSlot: null, queueDepth: 0 });
     reportPids();
-    const reason: ExitReason = c.endReason ?? 'crash';
+    d.onWorkerExit?.(c.botId, proc.pid);
+    const reason = exitReason(c.endReason, info);
     onWorkerGone(c, c.intent === 'run' && !shuttingDown);
-    c.lastExit = { code: info.code, signal: info.signal, reason, at: new Date(now()).toISOString() };
-    logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, pid: proc.pid, ...info, reason }, 'worker exited');
+    c.lastExit = { code: info.code, signal: info.signal, reason, at: new Date().toISOString() };
+    logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, workerPid: proc.pid, ...info, reason }, 'worker exited');
     if (c.intent === 'stop' || shuttingDown) return transition(c, 'stopped', c.stateReason);
     if (c.intent === 'restart') {
       c.intent = 'run';
@@ -288,16 +335,18 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   /** A child ended on its own (or was killed for a fault): restart per policy or quarantine. */
   function afterFault(c: Child, info: ExitInfo, reason: ExitReason, detail?: string): void {
     const ranMs = c.startedAt === null ? 0 : now() - c.startedAt;
-    const { next, act } = decideRestart(c.history, policy, now(), ranMs, info.code === EXIT_CONFIG);
+    const { next, act } = decideRestart(c.history, policy, now(), ranMs, reason === 'config');
     c.history = next;
+    d.onHistory?.(c.botId, c.history, act.action === 'quarantine' ? act.until : null);
+    const why = reason === 'protocol' ? `protocol: ${c.protocolDetail ?? 'violation'}` : (detail ?? reason);
     if (act.action === 'quarantine') {
       c.quarantinedUntil = act.until;
-      transition(c, 'quarantined', c.fatalMessage ?? detail ?? act.why);
+      transition(c, 'quarantined', c.fatalMessage ?? (reason === 'protocol' ? `${why}; ${act.why}` : detail ?? act.why));
       if (act.until !== null) c.timer = setTimeout(() => retryQuarantined(c), Math.max(0, act.until - now()));
       return;
     }
     c.restartsTotal++;
-    transition(c, 'backoff', `${detail ?? reason}; restart in ${act.delayMs} ms`);
+    transition(c, 'backoff', `${why}; restart in ${act.delayMs} ms`);
     c.timer = setTimeout(() => void launch(c, `restart after ${reason}`), act.delayMs);
   }
 
@@ -355,6 +404,15 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   const stopMonitors = startMonitors({
     children: () => children.values(), now, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, memoryCheckIntervalMs: cfg.memoryCheckIntervalMs,
     onHung: (c) => kill(c, 'hung'),
+    onPause(gapMs) {
+      // The master itself was not running (SIGSTOP, suspend, starvation): the children were not late, we were.
+      let n = 0;
+      for (const c of children.values()) if (c.proc && c.lastHeartbeatAt !== null) {
+        c.lastHeartbeatAt = now();
+        n++;
+      }
+      logger.warn({ pausedMs: Math.round(gapMs), children: n }, 'the master was not running: heartbeat deadlines renewed');
+    },
     onSample(c, rssBytes, cpuPercent) {
       c.rssBytes = rssBytes;
       c.cpuPercent = cpuPercent;
@@ -492,7 +550,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       stopMonitors();
       for (const c of children.values()) c.proc?.kill('SIGKILL');
     },
-    status: () => [...children.values()].map((c) => childStatus(c, now(), HOUR_MS)),
+    status: () => [...children.values()].map((c) => childStatus(c, now(), HOUR_MS, wall)),
     capacity: () => cap,
     async stopAll() {
       shuttingDown = true;

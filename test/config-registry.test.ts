@@ -152,7 +152,7 @@ test('IPC messages are parsed at the boundary; anything else is null', () => {
   assert.equal(parseWorkerMessage({ v: 1, type: 'ack', acks: [{ updateId: '5', ok: true }] }), null);
   assert.equal(parseWorkerMessage({ v: 1, type: 'begin', updateIds: [1, 2.5] }), null);
   assert.equal(parseWorkerMessage({ v: 2, type: 'ready', username: null }), null);
-  assert.equal(parseWorkerMessage({ v: 1, type: 'launch-missiles' }), null);
+  assert.deepEqual(parseWorkerMessage({ v: 1, type: 'launch-missiles' }), { type: 'unknown', name: 'launch-missiles' });
   assert.equal(parseWorkerMessage('ready'), null);
   assert.equal(parseMasterMessage({ v: 1, type: 'update', updates: [{ update_id: 3 }, { update_id: -1 }] }), null);
   assert.ok(parseMasterMessage({ v: 1, type: 'update', updates: [{ update_id: 3, message: {} }, { update_id: 4 }] }));

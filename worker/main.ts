@@ -5,6 +5,7 @@
  * Exit codes: 0 normal, 78 do-not-restart (token rejected, handler cannot load), 1 crash.
  */
 import { createLogger, lazyLogger, redactingStream } from '../common/logger.js';
+import { openWorkerChannel } from './channel.js';
 import { EXIT_CONFIG, parseMasterMessage, type MasterMessage, type WorkerMessage } from './protocol.js';
 import { createBotRuntime, WorkerFatal, type BotRuntime } from './runtime.js';
 
@@ -14,11 +15,16 @@ const level = process.env.LOG_LEVEL ?? 'info';
 // Created on first use: pino's import stays off the path to `ready`.
 const logger = lazyLogger(level, () => createLogger(redactingStream((l) => process.stdout.write(l), () => [token]), level));
 
-const SEND_OPTIONS = {};
-/** A failed send (the master is gone) is not an error here: the 'disconnect' handler ends the worker. */
-const ignoreSendError = () => undefined;
+/** Last acks get this long to reach the master before the process exits. */
+const FLUSH_MS = 1000;
+// A failed send (the master is gone) is not an error here: the channel's close ends the worker.
+const channel = openWorkerChannel(onRaw, () => void exit(0, 'channel to the master closed'));
 function send(m: WorkerMessage): void {
-  if (process.connected) process.send!(m, undefined, SEND_OPTIONS, ignoreSendError);
+  try {
+    channel.send(m);
+  } catch (err) {
+    logger.warn({ type: m.type, err: String((err as Error)?.message ?? err) }, 'message to the master could not be sent');
+  }
 }
 
 let runtime: BotRuntime | undefined;
@@ -29,6 +35,7 @@ async function exit(code: number, why: string): Promise<void> {
   exiting = true;
   logger.info({ code, why }, 'worker exiting');
   if (runtime) await runtime.shutdown().catch((err: unknown) => logger.error({ err: String(err) }, 'shutdown failed'));
+  await channel.flush(FLUSH_MS);
   logger.flush?.();
   process.exit(code);
 }
@@ -60,7 +67,7 @@ async function onInit(m: Extract<MasterMessage, { type: 'init' }>): Promise<void
 
 const initTimer = setTimeout(() => void exit(1, 'no init message'), INIT_DEADLINE_MS);
 
-process.on('message', (raw) => {
+function onRaw(raw: unknown): void {
   const m = parseMasterMessage(raw);
   if (!m) {
     logger.warn({ type: (raw as { type?: unknown })?.type }, 'unknown IPC message dropped');
@@ -79,8 +86,7 @@ process.on('message', (raw) => {
     case 'shutdown':
       return void exit(0, m.reason);
   }
-});
-process.on('disconnect', () => void exit(0, 'IPC channel closed'));
+}
 // With the master gone our pipes break: a log line must not kill a worker that is
 // still finishing its in-flight updates (EPIPE would otherwise be an uncaught error).
 process.stdout.on('error', () => undefined);

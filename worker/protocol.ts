@@ -1,9 +1,10 @@
 /**
  * The IPC protocol between master and worker: typed, versioned messages, one
- * discriminated union per direction, parsed at the boundary. Anything that does
- * not parse is logged and dropped by the receiver (never a crash).
- * Messages travel on Node's default JSON IPC serialization (measured faster than
- * 'advanced' for update-sized messages, DESIGN.md).
+ * discriminated union per direction, parsed at the boundary. Messages travel as
+ * newline-delimited JSON on two pipes of ours (master/child-process.ts).
+ * On the master's side a message of an unknown type is logged and dropped; one of
+ * a known type that does not parse is a protocol violation (the worker is killed
+ * with reason `protocol`). The worker drops whatever does not parse.
  */
 import type { Update } from 'node-telegram-bot-api';
 
@@ -79,35 +80,82 @@ export type WorkerMessage =
   | { v: 1; type: 'dlq'; updateId: number; error: string; update?: Update }
   | { v: 1; type: 'error'; reason: WorkerFatalReason; message: string };
 
+/** Most update ids in one `begin` or `ack` (a worker holds at most 64 updates in flight; one turn can settle a few hundred). */
+export const MAX_IDS_PER_MESSAGE = 10_000;
+
 type Obj = Record<string, unknown>;
 const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
 const isInt = (x: unknown): x is number => Number.isSafeInteger(x);
 const isStr = (x: unknown): x is string => typeof x === 'string';
 
-/** True when `u` has the one field every Bot API Update has: an integer `update_id`. */
-export function isUpdate(u: unknown): u is Update {
-  return isObj(u) && isInt(u.update_id) && (u.update_id as number) >= 0;
+/**
+ * Deepest nesting accepted in an update (objects and arrays). Real updates nest
+ * about 8 deep (a reply's quoted message's entities); 5,000 deep made the old IPC
+ * serializer fail for every update in the same batch.
+ */
+export const MAX_UPDATE_DEPTH = 32;
+
+/** True when `x` nests no deeper than `max` (iterative: a deep value cannot overflow our stack). */
+export function withinDepth(x: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[x, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (d > max) return false;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (typeof child === 'object' && child !== null) stack.push([child, d + 1]);
+  }
+  return true;
 }
 
-/** Parse a message received by the master. @returns null when it is not a valid {@link WorkerMessage}. */
-export function parseWorkerMessage(m: unknown): WorkerMessage | null {
-  if (!isObj(m) || m.v !== PROTOCOL_VERSION) return null;
+/**
+ * Why `u` is not a Bot API Update (https://core.telegram.org/bots/api#update), or
+ * null when it is one: an object with a non-negative integer `update_id`, whose
+ * every other field (the update's kind: `message`, `callback_query`, ...) is an
+ * object, nesting at most {@link MAX_UPDATE_DEPTH} deep. Unknown kinds are
+ * accepted (the Bot API adds them), but never as null, a number or a string.
+ */
+export function updateProblem(u: unknown): string | null {
+  if (!isObj(u)) return 'not a JSON object';
+  if (!isInt(u.update_id) || (u.update_id as number) < 0) return 'update_id is not a non-negative integer';
+  for (const k in u) if (k !== 'update_id' && !isObj(u[k])) return `field "${k.slice(0, 40)}" is not an object`;
+  if (!withinDepth(u, MAX_UPDATE_DEPTH)) return `nested deeper than ${MAX_UPDATE_DEPTH}`;
+  return null;
+}
+
+/** True when `u` is a well-formed Update ({@link updateProblem} finds nothing). */
+export function isUpdate(u: unknown): u is Update {
+  return updateProblem(u) === null;
+}
+
+/** What the master makes of a worker's frame. */
+export type ParsedWorkerMessage = WorkerMessage | { type: 'unknown'; name: string } | null;
+
+const WORKER_TYPES = new Set(['ready', 'heartbeat', 'begin', 'ack', 'dlq', 'error']);
+
+/**
+ * Parse a message received by the master. @returns the message; `{type:'unknown'}`
+ * for a well-formed frame of a type this master does not know (logged and dropped);
+ * null when it breaks the protocol (a protocol violation).
+ */
+export function parseWorkerMessage(m: unknown): ParsedWorkerMessage {
+  if (!isObj(m) || m.v !== PROTOCOL_VERSION || !isStr(m.type)) return null;
+  if (!WORKER_TYPES.has(m.type)) return { type: 'unknown', name: m.type.slice(0, 40) };
   switch (m.type) {
     case 'ready':
       return m as WorkerMessage;
     case 'heartbeat':
       return [m.messages, m.errors, m.queueDepth, m.rssBytes, m.heapUsedBytes].every((n) => typeof n === 'number') &&
-        (m.lastError === null || (isObj(m.lastError) && isStr(m.lastError.code) && isStr(m.lastError.message))) &&
-        (m.username === null || isStr(m.username))
+        (m.lastError === null || (isObj(m.lastError) && isStr(m.lastError.code) && m.lastError.code.length <= 64 && isStr(m.lastError.message) && m.lastError.message.length <= 1000)) &&
+        (m.username === null || (isStr(m.username) && m.username.length <= 64))
         ? (m as WorkerMessage) : null;
     case 'begin':
-      return Array.isArray(m.updateIds) && m.updateIds.every(isInt) ? (m as WorkerMessage) : null;
+      return Array.isArray(m.updateIds) && m.updateIds.length <= MAX_IDS_PER_MESSAGE && m.updateIds.every(isInt) ? (m as WorkerMessage) : null;
     case 'ack':
-      return Array.isArray(m.acks) && m.acks.every((a) => isObj(a) && isInt(a.updateId) && typeof a.ok === 'boolean') ? (m as WorkerMessage) : null;
+      return Array.isArray(m.acks) && m.acks.length <= MAX_IDS_PER_MESSAGE && m.acks.every((a) => isObj(a) && isInt(a.updateId) && typeof a.ok === 'boolean') ? (m as WorkerMessage) : null;
     case 'dlq':
-      return isInt(m.updateId) && isStr(m.error) && (m.update === undefined || isUpdate(m.update)) ? (m as WorkerMessage) : null;
+      return isInt(m.updateId) && isStr(m.error) && m.error.length <= 1000 && (m.update === undefined || isUpdate(m.update)) ? (m as WorkerMessage) : null;
     case 'error':
-      return ['token-rejected', 'handler-load', 'fatal'].includes(m.reason as string) && isStr(m.message) ? (m as WorkerMessage) : null;
+      return ['token-rejected', 'handler-load', 'fatal'].includes(m.reason as string) && isStr(m.message) && m.message.length <= 1000 ? (m as WorkerMessage) : null;
     default:
       return null;
   }
@@ -125,7 +173,8 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
       return ok ? (m as MasterMessage) : null;
     }
     case 'update':
-      return Array.isArray(m.updates) && m.updates.every(isUpdate) && (m.replay === undefined || m.replay === true) ? (m as MasterMessage) : null;
+      // The master checked each update at its edge (updateProblem): only the id is checked again here.
+      return Array.isArray(m.updates) && m.updates.every((u) => isObj(u) && isInt(u.update_id) && (u.update_id as number) >= 0) && (m.replay === undefined || m.replay === true) ? (m as MasterMessage) : null;
     case 'settings':
       return isObj(m.settings) ? (m as MasterMessage) : null;
     case 'shutdown':

@@ -19,7 +19,7 @@ import { loadHandler } from './handlers/index.js';
 import { BotApiError, botApiFetch, callBotApi } from '../common/bot-api-http.js';
 import type { HandlerHooks } from './handlers/types.js';
 import { createBatcher } from '../common/batcher.js';
-import type { MasterMessage, UpdateAck, WorkerCounters, WorkerFatalReason, WorkerLastError, WorkerMessage } from './protocol.js';
+import { updateProblem, type MasterMessage, type UpdateAck, type WorkerCounters, type WorkerFatalReason, type WorkerLastError, type WorkerMessage } from './protocol.js';
 
 type InitMessage = Extract<MasterMessage, { type: 'init' }>;
 
@@ -68,10 +68,11 @@ export interface BotRuntime {
 
 /** Classify a Telegram error for status: its error_code, or a short name. */
 function toLastError(err: unknown): WorkerLastError {
-  if (err instanceof TelegramApiError) return { code: String(err.errorCode), message: err.description, at: Date.now() };
-  if (err instanceof BotApiError) return { code: err.errorCode === null ? 'network' : String(err.errorCode), message: err.message, at: Date.now() };
+  const cut = (code: string, message: string): WorkerLastError => ({ code: code.slice(0, 64), message: message.slice(0, 500), at: Date.now() });
+  if (err instanceof TelegramApiError) return cut(String(err.errorCode), String(err.description));
+  if (err instanceof BotApiError) return cut(err.errorCode === null ? 'network' : String(err.errorCode), err.message);
   const e = err as { code?: unknown; message?: unknown };
-  return { code: typeof e?.code === 'string' ? e.code : 'error', message: String(e?.message ?? err).split('\n')[0]!, at: Date.now() };
+  return cut(typeof e?.code === 'string' ? e.code : 'error', String(e?.message ?? err).split('\n')[0]!);
 }
 
 /**
@@ -81,10 +82,17 @@ function toLastError(err: unknown): WorkerLastError {
  * its chat (one Context fewer per update on the hot path).
  */
 function chatKey(update: Update, bot: Bot): ChatKey {
-  const chatId = (update as { message?: { chat?: { id?: number } } }).message?.chat?.id;
-  if (chatId !== undefined) return chatId;
-  const ctx = new Context(update, bot.api);
-  return ctx.chat?.id ?? ctx.from?.id ?? `u${update.update_id}`;
+  const chatId = (update as { message?: { chat?: { id?: unknown } } }).message?.chat?.id;
+  if (typeof chatId === 'number') return chatId;
+  // Malformed inside (a chat that is not an object, say): the library may throw; such an update runs unordered.
+  try {
+    const ctx = new Context(update, bot.api);
+    const id = ctx.chat?.id ?? ctx.from?.id;
+    if (typeof id === 'number' || typeof id === 'string') return id;
+  } catch {
+    // fall through
+  }
+  return `u${update.update_id}`;
 }
 
 /**
@@ -125,9 +133,25 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     messages++;
     // The master must know an update is in flight before its handler can kill us.
     if (cfg.mode === 'polling') begins.flushNow();
-    return bot.handleUpdate(update).then(() => acks.push({ updateId: update.update_id, ok: !failed.has(update) }));
+    // A rejection here is the library failing outside any handler (a malformed update): an error, not a crash.
+    return bot.handleUpdate(update).then(() => acks.push({ updateId: update.update_id, ok: !failed.has(update) }), (err: unknown) => {
+      errors++;
+      lastError = toLastError(err);
+      acks.push({ updateId: update.update_id, ok: false });
+    });
   };
   const queue = createChatQueue(handle, MAX_IN_FLIGHT);
+
+  /** Polling: Telegram's updates are checked here (the master checks webhook updates at its edge). */
+  const acceptPolled = (update: Update): void => {
+    const problem = updateProblem(update);
+    if (problem === null) return accept(update);
+    // The culprit is dead-lettered by id, its body not sent (it may not serialize), and its offset passed.
+    const id = typeof (update as { update_id?: unknown })?.update_id === 'number' ? update.update_id : -1;
+    logger.warn({ updateId: id, problem }, 'malformed update dead-lettered');
+    errors++;
+    if (id >= 0) send({ v: 1, type: 'dlq', updateId: id, error: `malformed update: ${problem}` });
+  };
 
   const accept = (update: Update, replay = false): void => {
     if (replay) skip.delete(update.update_id);
@@ -187,8 +211,9 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       retryMs = POLL_RETRY_MIN_MS;
       for (const update of updates) {
         if (poll.signal.aborted) return;
-        accept(update);
-        nextOffset = update.update_id + 1;
+        acceptPolled(update);
+        const id = (update as { update_id?: unknown })?.update_id;
+        if (Number.isSafeInteger(id)) nextOffset = (id as number) + 1;
         await queue.waitForRoom();
       }
     }

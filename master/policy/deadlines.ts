@@ -19,3 +19,13 @@ export function startupOverdue(startedAt: number | null, now: number, timeoutMs:
 export function heartbeatCheckEveryMs(timeoutMs: number): number {
   return Math.min(1000, Math.max(10, Math.floor(timeoutMs / 4)));
 }
+
+/**
+ * True when a check meant to run every `everyMs` ran `gapMs` after the previous one,
+ * late enough that heartbeats may have waited unread in their pipes: more than twice
+ * its period and more than a quarter of the heartbeat timeout. The master was not
+ * running (SIGSTOP, a suspended VM, a long stall): deadlines are renewed, not judged.
+ */
+export function masterWasPaused(gapMs: number, everyMs: number, heartbeatTimeoutMs: number): boolean {
+  return gapMs > 2 * everyMs && gapMs > heartbeatTimeoutMs / 4;
+}

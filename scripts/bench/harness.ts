@@ -4,7 +4,7 @@
  * loop and transitions can be observed), bare baseline children, /proc readings.
  * Every process started here is tracked and ended by {@link cleanupAll}.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -16,7 +16,6 @@ import { loadConfig, homePaths } from '../../config/load.js';
 import { controlRequest } from '../../master/control-server.js';
 import type { FleetStatus } from '../../master/status-server.js';
 import { loadEncryptionKey } from '../../config/secrets.js';
-import { forkWorker } from '../../master/child-process.js';
 import { startMaster, type MasterHandle } from '../../master/main.js';
 import { openRegistry } from '../../master/registry.js';
 import type { TransitionEvent } from '../../master/supervisor.js';
@@ -157,8 +156,11 @@ export async function forkBare(): Promise<{ child: ChildProcess; ms: number }> {
   const t0 = performance.now();
   let ready!: () => void;
   const isReady = new Promise<void>((r) => (ready = r));
-  const w = forkWorker({ entry: BARE_CHILD, maxOldSpaceMb: 150, logLevel: 'warn', onOutput: () => undefined, onMessage: () => ready() });
-  const child = track(w.raw);
+  // Node's own IPC (the baseline is the plain forwarder, not botfleet's bounded channel).
+  const child = track(fork(BARE_CHILD, [], { detached: true, execArgv: ['--max-old-space-size=150'], serialization: 'json', stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }));
+  child.stdout!.resume();
+  child.stderr!.resume();
+  child.once('message', () => ready());
   await isReady;
   return { child, ms: performance.now() - t0 };
 }
