@@ -3,15 +3,15 @@ import fs from 'node:fs';
 import type { Command } from 'commander';
 import { ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, loadConfig } from '../config/load.js';
-import { loadEncryptionKey, maskToken } from '../config/secrets.js';
-import { openRegistry, type BotModeSetting, type Registry } from '../master/registry.js';
+import { maskToken } from '../config/secrets.js';
+import { openHomeRegistry, type BotModeSetting, type Registry } from '../master/registry.js';
 import { table } from './format.js';
 
 /** Run `fn` on the registry of the home (the CLI's own connection, closed after). */
 export function withRegistry<T>(home: string | undefined, fn: (r: Registry) => T): T {
   const cfg = loadConfig(home ? { home } : {});
   const p = homePaths(cfg.home);
-  const r = openRegistry(p.db, loadEncryptionKey(cfg.encryptionKey, p.keyFile));
+  const r = openHomeRegistry(p, cfg.encryptionKey);
   try {
     return fn(r);
   } finally {

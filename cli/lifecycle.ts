@@ -7,12 +7,14 @@ import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey } from '../config/secrets.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
 import { processAlive, readLivePid } from '../master/pid-file.js';
-import { openRegistry } from '../master/registry.js';
+import { lockHeld, lockHolder } from '../master/host/lock.js';
+import path from 'node:path';
+import { openHomeRegistry } from '../master/registry.js';
 
 /** Print which bots would start and how. @returns the exit code: 0 all good, 1 some bot is invalid. */
 export function dryRun(cfg: Config): number {
   const p = homePaths(cfg.home);
-  const registry = openRegistry(p.db, loadEncryptionKey(cfg.encryptionKey, p.keyFile));
+  const registry = openHomeRegistry(p, cfg.encryptionKey);
   const { specs, invalid } = registry.load();
   registry.close();
   let bad = 0;
@@ -51,14 +53,20 @@ export async function daemonize(cfg: Config, argv: string[]): Promise<number> {
   throw new Error(`the master did not come up; see ${p.logs}/master.out`);
 }
 
-/** SIGTERM the master of this home and wait for it to exit. @returns false when none was running. */
+/**
+ * SIGTERM the master of this home and wait until its lock is free. Only the pid
+ * the kernel names as holder of `run/master.lock` is signalled (/proc/locks), never
+ * a pid read from a file alone. @returns false when no master holds the lock.
+ */
 export async function stopMaster(cfg: Config): Promise<boolean> {
-  const pid = readLivePid(homePaths(cfg.home).pidFile);
-  if (pid === null) return false;
+  const lockFile = path.join(homePaths(cfg.home).run, 'master.lock');
+  if (!lockHeld(lockFile)) return false;
+  const pid = lockHolder(lockFile);
+  if (pid === null) throw new Error('a master holds this home but its pid cannot be proven (/proc/locks unreadable); stop it with its service manager');
   process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + cfg.workerTimeoutMs + 30_000;
   while (Date.now() < deadline) {
-    if (!processAlive(pid)) return true;
+    if (!processAlive(pid) || lockHolder(lockFile) !== pid) return true;
     await sleep(100);
   }
   throw new Error(`master ${pid} did not exit within ${cfg.workerTimeoutMs + 30_000} ms`);

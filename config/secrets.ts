@@ -27,9 +27,14 @@ function readOrCreate(file: string, make: () => string): string {
 
 /**
  * The 32-byte token key: `BOTFLEET_ENCRYPTION_KEY` (64 hex chars or base64 of 32
- * bytes) or the key file. @throws BotfleetError `BF_ERR_CRYPTO` on a malformed key.
+ * bytes) or the key file, created when missing unless `mustExist` (the registry
+ * already holds tokens: a new key would silently orphan them).
+ * @throws BotfleetError `BF_ERR_CRYPTO` on a malformed key, `BF_ERR_KEY_MISSING`.
  */
-export function loadEncryptionKey(fromEnv: string | undefined, keyFile: string): Buffer {
+export function loadEncryptionKey(fromEnv: string | undefined, keyFile: string, mustExist = false): Buffer {
+  if (fromEnv === undefined && mustExist && !fs.existsSync(keyFile)) {
+    throw fail(ErrorCodes.KEY_MISSING, `the registry holds encrypted tokens but the key file ${keyFile} is missing: restore it or set BOTFLEET_ENCRYPTION_KEY (no new key was written)`);
+  }
   const raw = fromEnv ?? readOrCreate(keyFile, () => crypto.randomBytes(32).toString('hex'));
   const key = /^[0-9a-fA-F]{64}$/.test(raw) ? Buffer.from(raw, 'hex') : Buffer.from(raw, 'base64');
   if (key.length !== 32) {

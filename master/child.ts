@@ -60,6 +60,8 @@ export interface Child {
   fatalMessage: string | null;
   /** What the current worker did to be killed with reason `protocol`. */
   protocolDetail: string | null;
+  /** The uid the current worker runs as when it has its own (per-bot uids), else null. */
+  uid: number | null;
   /** Frames of unknown type dropped (the first few are logged). */
   unknownMessages: number;
   username: string | null;
@@ -95,7 +97,7 @@ export type DeliverResult = 'acked' | 'failed' | 'dead-lettered' | 'unknown-bot'
 export function newChild(botId: string, name: string, spec: BotSpec | null): Child {
   return {
     botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
-    prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, protocolDetail: null, unknownMessages: 0, username: null,
+    prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, protocolDetail: null, unknownMessages: 0, uid: null, username: null,
     note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0,
     history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, acks: new Map(), outbox: null, inFlight: new Set(), deaths: new Map(), log: null,
   };

@@ -7,7 +7,13 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import { errorMessage } from '../common/errors.js';
+import { createLineSplitter } from '../common/line-splitter.js';
+import { BotfleetError, ErrorCodes, errorMessage } from '../common/errors.js';
+
+/** Longest request line accepted (the largest real one is a few hundred bytes). */
+const MAX_REQUEST_BYTES = 64 * 1024;
+/** A client that has not sent its request line by then is dropped. */
+const REQUEST_DEADLINE_MS = 10_000;
 
 export type ControlRequest = { cmd: 'status' } | { cmd: 'restart'; botId?: string } | { cmd: 'reload' } | { cmd: 'dlq-replay'; id?: number; botId?: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
@@ -16,17 +22,27 @@ export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 export async function startControlServer(socketPath: string, handle: ControlHandler): Promise<net.Server> {
   fs.rmSync(socketPath, { force: true });
   const server = net.createServer((sock) => {
-    let buf = '';
-    sock.setEncoding('utf8');
+    // One request line per connection, at most MAX_REQUEST_BYTES, within REQUEST_DEADLINE_MS.
+    let answered = false;
+    const deadline = setTimeout(() => sock.destroy(), REQUEST_DEADLINE_MS);
+    deadline.unref();
     sock.on('error', () => undefined);
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      const line = buf.slice(0, nl);
-      buf = '';
-      void answer(line).then((res) => sock.end(JSON.stringify(res) + '\n'));
+    sock.on('close', () => clearTimeout(deadline));
+    const splitter = createLineSplitter({
+      maxLineBytes: MAX_REQUEST_BYTES,
+      onLine(line, truncated) {
+        if (answered) return;
+        answered = true;
+        clearTimeout(deadline);
+        sock.pause();
+        const reply = (res: unknown) => {
+          if (!sock.destroyed) sock.end(JSON.stringify(res) + '\n');
+        };
+        if (truncated) return reply({ ok: false, error: `request over ${MAX_REQUEST_BYTES} bytes`, code: ErrorCodes.CONTROL });
+        void answer(line.toString('utf8')).then(reply);
+      },
     });
+    sock.on('data', (chunk: Buffer) => splitter.push(chunk));
   });
   async function answer(line: string): Promise<unknown> {
     let req: ControlRequest;
@@ -39,7 +55,7 @@ export async function startControlServer(socketPath: string, handle: ControlHand
     try {
       return { ok: true, result: await handle(req) };
     } catch (err) {
-      return { ok: false, error: errorMessage(err) };
+      return { ok: false, error: errorMessage(err), code: err instanceof BotfleetError ? err.code : ErrorCodes.CONTROL };
     }
   }
   const old = process.umask(0o177);

@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { createLogger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
@@ -16,11 +17,33 @@ import { startControlServer, type ControlRequest } from './control-server.js';
 import { openLogFile } from './log-file.js';
 import { createMetrics } from './metrics.js';
 import { removePidFile, writePidFile } from './pid-file.js';
-import { openRegistry } from './registry.js';
+import { openHomeRegistry, type Registry } from './registry.js';
+import { acquireLock } from './host/lock.js';
+import { createIsolation } from './host/isolation.js';
 import { fleetStatus, createStatusServer } from './status-server.js';
-import { createSupervisor, type Supervisor } from './supervisor.js';
+import { createSupervisor, type RestoredHistory, type Supervisor } from './supervisor.js';
 import { batchSchedulingAvailable, WORKER_ENTRY } from './child-process.js';
 import { createWorkerRecorder, endZombies } from './zombies.js';
+
+/** Errors of the host (not of our code) that the master survives wherever they surface. */
+const HOST_ERRORS = new Set(['EPIPE', 'ECONNRESET', 'ENOSPC', 'EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM', 'EDQUOT']);
+
+/** Monotonic ms (this process) to wall-clock ms, and back: restart histories are kept in wall-clock time. */
+const toWall = (mono: number) => Date.now() - (performance.now() - mono);
+const toMono = (wall: number) => performance.now() - (Date.now() - wall);
+
+/** Restart histories from the registry, on this process's clock. */
+function restoredHistories(registry: Registry, logger: Logger): Map<string, RestoredHistory> {
+  const out = new Map<string, RestoredHistory>();
+  try {
+    for (const [botId, h] of registry.loadHistories()) {
+      out.set(botId, { history: { restarts: h.restarts.map(toMono), consecutive: h.consecutive }, quarantinedUntil: h.quarantinedUntil === null ? null : toMono(h.quarantinedUntil), doNotRestart: h.doNotRestart });
+    }
+  } catch (err) {
+    logger.warn({ err: errorMessage(err) }, 'could not read restart histories');
+  }
+  return out;
+}
 
 /** The package version, for status. */
 export const VERSION = '0.1.0';
@@ -56,9 +79,17 @@ function masterLogger(cfg: Config, logsDir: string, echo: boolean): Logger {
 export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}): Promise<MasterHandle> {
   const p = homePaths(cfg.home);
   for (const dir of [p.data, p.logs, p.run]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writePidFile(p.pidFile);
+  // The lock first: nothing of this home is touched while another master holds it.
+  const lock = acquireLock(path.join(p.run, 'master.lock'));
+  let registry: Registry;
+  try {
+    writePidFile(p.pidFile);
+    registry = openHomeRegistry(p, cfg.encryptionKey);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   const logger = masterLogger(cfg, p.logs, opts.echoLogs ?? false);
-  const registry = openRegistry(p.db, loadEncryptionKey(cfg.encryptionKey, p.keyFile));
   const secret = loadWebhookSecret(cfg.webhookSecret, p.secretFile);
   const secretTokenFor = (botId: string) => webhookSecretToken(secret, botId);
   const startedAt = Date.now();
@@ -73,8 +104,27 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     if (process.platform === 'linux') logger.warn('WORKER_SCHED_POLICY=batch needs util-linux chrt, which cannot run here: workers run under the default policy');
     else logger.info({ platform: process.platform }, 'SCHED_BATCH is Linux-only: workers run under the default policy');
   }
+  const isolation = createIsolation({
+    setting: cfg.workerIsolation, home: cfg.home, uidBase: cfg.workerUidBase, logger,
+    uidSlot: (botId) => registry.uidSlot(botId), allSlots: () => registry.allUidSlots(),
+  });
+  const leftovers = isolation.endLeftovers();
+  if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
   const supervisor = createSupervisor({
     config: cfg, logger, cores: os.availableParallelism(), logsDir: p.logs, secretTokenFor,
+    isolationFor: (botId, spec) => isolation.forBot(botId, spec),
+    onWorkerExit(botId) {
+      const n = isolation.afterExit(botId);
+      if (n > 0) logger.warn({ botId, processes: n }, "ended processes left under the bot's uid");
+    },
+    histories: restoredHistories(registry, logger),
+    onHistory(botId, h, until, doNotRestart) {
+      try {
+        registry.saveHistory(botId, { restarts: h.restarts.map(toWall), consecutive: h.consecutive, quarantinedUntil: until === null ? null : toWall(until), doNotRestart });
+      } catch (err) {
+        logger.warn({ botId, err: errorMessage(err) }, 'could not keep the restart history');
+      }
+    },
     onDeadLetter: (botId, updateId, update, reason) => {
       if (!update) return; // nothing to keep (the warning is logged by the supervisor)
       try {
@@ -102,10 +152,13 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     })
     : null;
   let webhookUp = false;
-  const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy });
+  const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: isolation.status });
+  /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
+  let undecryptable: string[] = [];
   const statusServer = createStatusServer({
     status, metrics: createMetrics(() => supervisor.status(), () => registry.deadLetters.countsByBot()),
-    unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening' : null),
+    unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
+      : undecryptable.length > 0 ? `the encryption key cannot decrypt the token of ${undecryptable.length} enabled bot(s): ${undecryptable.slice(0, 5).join(', ')}` : null),
   });
   const statusAddr = await statusServer.listen({ host: cfg.statusHost, port: cfg.statusPort });
   const statusPort = Number(new URL(statusAddr).port);
@@ -119,6 +172,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
 
   const reload = () => {
     const { specs, invalid } = registry.load();
+    undecryptable = invalid.filter((b) => b.enabled && b.reason.includes('cannot be decrypted')).map((b) => b.id);
     supervisor.reconcile(specs, invalid);
     return { bots: specs.length, invalid: invalid.length };
   };
@@ -187,6 +241,8 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     fs.rmSync(workersFile, { force: true });
     removePidFile(p.pidFile);
     logger.info({ killed }, 'master stopped');
+    isolation.release();
+    lock.release();
     return killed;
   })());
   return { logger, stop, reload, restart: (botId) => supervisor.restart(botId), forceKill: () => supervisor.forceKill(), supervisor, ports: { status: statusPort, webhook: webhookPort } };
@@ -194,7 +250,17 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
 
 /** Run a master until a signal stops it; exits the process. Used by `botfleet start`. */
 export async function runMaster(cfg: Config): Promise<void> {
+  // A closed stdout (a gone pipe reader, PM2, a FIFO): EPIPE on the next log line must not end the master.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   const master = await startMaster(cfg, { echoLogs: true });
+  process.on('uncaughtException', (err: NodeJS.ErrnoException) => {
+    // Host faults that reach here (a stream without a listener) are survived; anything else is a bug: logged, then exit.
+    if (err.code && HOST_ERRORS.has(err.code)) return void master.logger.error({ err: errorMessage(err), code: err.code }, 'host error survived');
+    master.logger.fatal({ err: String(err.stack ?? err) }, 'uncaught exception: master exiting');
+    master.forceKill();
+    setTimeout(() => process.exit(1), 200);
+  });
   let interrupts = 0;
   const graceful = (sig: string) => {
     master.logger.info({ signal: sig }, 'signal received');

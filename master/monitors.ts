@@ -7,6 +7,30 @@ import type { Child } from './child.js';
 import { heartbeatCheckEveryMs, heartbeatOverdue, masterWasPaused } from './policy/deadlines.js';
 import { confirmDelayMs } from './policy/memory.js';
 import { sampleProcesses } from './resource-sampler.js';
+import { listProcesses } from './host/proc.js';
+
+/** Each live child's process tree: pids of its uid when it has its own, else of its process group; the worker's pid always. */
+export function processTrees(list: Child[]): Map<Child, number[]> {
+  const out = new Map<Child, number[]>();
+  if (list.length === 0) return out;
+  const byUid = new Map<number, number[]>();
+  const byPgrp = new Map<number, number[]>();
+  for (const p of listProcesses()) {
+    let u = byUid.get(p.uid);
+    if (!u) byUid.set(p.uid, (u = []));
+    u.push(p.pid);
+    let g = byPgrp.get(p.pgrp);
+    if (!g) byPgrp.set(p.pgrp, (g = []));
+    g.push(p.pid);
+  }
+  for (const c of list) {
+    if (!c.proc) continue;
+    const pids = new Set((c.uid !== null ? byUid.get(c.uid) : byPgrp.get(c.proc.pid)) ?? []);
+    pids.add(c.proc.pid);
+    out.set(c, [...pids]);
+  }
+  return out;
+}
 
 /** What the monitors need; times in ms. */
 export interface MonitorDeps {
@@ -46,17 +70,31 @@ export function startMonitors(d: MonitorDeps): () => void {
   // One batched pidusage round per interval; a slow round is never overlapped by the next.
   let sampling = false;
   const confirmations = new Set<NodeJS.Timeout>();
-  const report = (list: Child[], samples: Awaited<ReturnType<typeof sampleProcesses>>) => {
+  // A bot's memory and CPU are its whole process tree's: every process of its uid (per-bot
+  // uids), else of its worker's process group, so a grandchild cannot hide 450 MB from the cap.
+  const sampleTrees = async (list: Child[]) => {
+    const trees = processTrees(list);
+    const samples = await sampleProcesses([...trees.values()].flat());
     for (const c of list) {
-      const s = c.proc ? samples.get(c.proc.pid) : undefined;
-      if (s && d.onSample(c, s.rssBytes, s.cpuPercent)) confirmSoon(c);
+      const pids = c.proc ? trees.get(c) : undefined;
+      if (!pids || !samples.has(c.proc!.pid)) continue;
+      let rss = 0;
+      let cpu = 0;
+      for (const pid of pids) {
+        const x = samples.get(pid);
+        if (x) {
+          rss += x.rssBytes;
+          cpu += x.cpuPercent;
+        }
+      }
+      if (d.onSample(c, rss, cpu)) confirmSoon(c);
     }
   };
   const confirmSoon = (c: Child) => {
     const pid = c.proc!.pid;
     const t = setTimeout(() => {
       confirmations.delete(t);
-      if (c.proc?.pid === pid) void sampleProcesses([pid]).then((samples) => report([c], samples));
+      if (c.proc?.pid === pid) void sampleTrees([c]);
     }, confirmDelayMs(d.memoryCheckIntervalMs));
     t.unref();
     confirmations.add(t);
@@ -65,7 +103,7 @@ export function startMonitors(d: MonitorDeps): () => void {
     if (sampling) return;
     sampling = true;
     const live = [...d.children()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting'));
-    void sampleProcesses(live.map((c) => c.proc!.pid)).then((samples) => report(live, samples)).finally(() => (sampling = false));
+    void sampleTrees(live).finally(() => (sampling = false));
   }, d.memoryCheckIntervalMs);
   heartbeat.unref();
   memory.unref();

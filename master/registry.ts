@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ErrorCodes, fail } from '../common/errors.js';
-import { decryptToken, encryptToken, TOKEN_PATTERN } from '../config/secrets.js';
+import { decryptToken, encryptToken, loadEncryptionKey, TOKEN_PATTERN } from '../config/secrets.js';
 import { DEAD_LETTERS_SCHEMA, openDeadLetters, type DeadLetterStore } from './dead-letters.js';
 
 /** A bot's configured mode; `null` means "the master's default". */
@@ -84,6 +84,14 @@ export interface Registry {
   changedSinceLastCheck(): boolean;
   /** The dead-letter queue, in the same database. */
   readonly deadLetters: DeadLetterStore;
+  /** The bot id's uid slot, allocated (max + 1) on first use and never reused. */
+  uidSlot(botId: string): number;
+  /** Every slot ever allocated. */
+  allUidSlots(): number[];
+  /** Keep a bot's restart history (replaces the previous one). */
+  saveHistory(botId: string, h: StoredHistory): void;
+  /** Every stored restart history by bot id. */
+  loadHistories(): Map<string, StoredHistory>;
   close(): void;
 }
 
@@ -105,7 +113,51 @@ const MIGRATIONS: readonly string[] = [
      updated_at INTEGER NOT NULL
    )`,
   DEAD_LETTERS_SCHEMA,
+  // A bot id's uid slot (WORKER_UID_BASE + slot): given once, never reused, so a uid always means one bot.
+  `CREATE TABLE bot_uids (bot_id TEXT PRIMARY KEY, slot INTEGER NOT NULL UNIQUE)`,
+  // Restart history, so a bot that keeps killing its worker stays quarantined across master restarts. Times: wall-clock ms.
+  `CREATE TABLE restart_history (bot_id TEXT PRIMARY KEY, restarts TEXT NOT NULL, consecutive INTEGER NOT NULL, quarantined_until INTEGER, do_not_restart INTEGER NOT NULL DEFAULT 0)`,
 ];
+
+/** A bot's restart history as stored: wall-clock ms. `quarantinedUntil` null with `doNotRestart`: until an operator acts. */
+export interface StoredHistory {
+  restarts: number[];
+  consecutive: number;
+  quarantinedUntil: number | null;
+  doNotRestart: boolean;
+}
+
+/** True when the database at `dbPath` exists and holds at least one encrypted token. */
+export function registryHoldsTokens(dbPath: string): boolean {
+  if (!fs.existsSync(dbPath)) return false;
+  const db = new Database(dbPath, { readonly: true, fileMustExist: true });
+  try {
+    const t = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'bots'").get();
+    return t !== undefined && db.prepare('SELECT 1 FROM bots LIMIT 1').get() !== undefined;
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Open the home's registry with its key (`envKey` or `data/encryption.key`). A key
+ * is generated only for a registry without tokens; with tokens, a missing key is
+ * refused, and so is a key that decrypts none of them.
+ * @throws BotfleetError `BF_ERR_KEY_MISSING`, `BF_ERR_CRYPTO` (one line, no secret)
+ */
+export function openHomeRegistry(p: { db: string; keyFile: string }, envKey: string | undefined): Registry {
+  const holds = registryHoldsTokens(p.db);
+  const registry = openRegistry(p.db, loadEncryptionKey(envKey, p.keyFile, holds));
+  if (holds) {
+    const { specs, invalid } = registry.load();
+    const undecryptable = invalid.filter((b) => b.reason.includes('cannot be decrypted')).length;
+    if (specs.length === 0 && undecryptable > 0 && undecryptable === invalid.length) {
+      registry.close();
+      throw fail(ErrorCodes.CRYPTO, `the encryption key decrypts none of the ${undecryptable} stored tokens: wrong ${envKey !== undefined ? 'BOTFLEET_ENCRYPTION_KEY' : p.keyFile}?`);
+    }
+  }
+  return registry;
+}
 
 /** Lower-case slug of a name, usable as a bot id and in a log file name. */
 export function slugify(name: string): string {
@@ -207,6 +259,36 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
       return changed;
     },
     deadLetters: openDeadLetters(db),
+    uidSlot(botId) {
+      const row = db.prepare('SELECT slot FROM bot_uids WHERE bot_id = ?').get(botId) as { slot: number } | undefined;
+      if (row) return row.slot;
+      db.prepare('INSERT INTO bot_uids (bot_id, slot) SELECT ?, COALESCE(MAX(slot) + 1, 0) FROM bot_uids').run(botId);
+      return (db.prepare('SELECT slot FROM bot_uids WHERE bot_id = ?').get(botId) as { slot: number }).slot;
+    },
+    allUidSlots: () => (db.prepare('SELECT slot FROM bot_uids').all() as Array<{ slot: number }>).map((r) => r.slot),
+    saveHistory(botId, h) {
+      db.prepare(`INSERT INTO restart_history (bot_id, restarts, consecutive, quarantined_until, do_not_restart) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT(bot_id) DO UPDATE SET restarts = excluded.restarts, consecutive = excluded.consecutive, quarantined_until = excluded.quarantined_until, do_not_restart = excluded.do_not_restart`)
+        .run(botId, JSON.stringify(h.restarts), h.consecutive, h.quarantinedUntil, h.doNotRestart ? 1 : 0);
+    },
+    loadHistories() {
+      const out = new Map<string, StoredHistory>();
+      for (const r of db.prepare('SELECT * FROM restart_history').all() as Array<Record<string, unknown>>) {
+        let restarts: unknown;
+        try {
+          restarts = JSON.parse(String(r.restarts));
+        } catch {
+          restarts = [];
+        }
+        out.set(String(r.bot_id), {
+          restarts: Array.isArray(restarts) ? restarts.filter((t): t is number => typeof t === 'number') : [],
+          consecutive: Number(r.consecutive) || 0,
+          quarantinedUntil: typeof r.quarantined_until === 'number' ? r.quarantined_until : null,
+          doNotRestart: r.do_not_restart === 1,
+        });
+      }
+      return out;
+    },
     close() {
       db.close();
     },

@@ -8,11 +8,12 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import type { Registry } from 'prom-client';
 import type { WorkerStatus } from './child.js';
+import type { IsolationStatus } from './host/isolation.js';
 
 /** `GET /api/workers/status` body. Times in ms, memory in bytes. */
 export interface FleetStatus {
   /** `workerSchedPolicy`: the policy children actually run under (`other` when `batch` was asked for but chrt cannot run). */
-  master: { pid: number; uptimeMs: number; mode: string; version: string; capacity: number; workerSchedPolicy: 'batch' | 'other' };
+  master: { pid: number; uptimeMs: number; mode: string; version: string; capacity: number; workerSchedPolicy: 'batch' | 'other'; isolation: IsolationStatus };
   workers: WorkerStatus[];
   totals: { byState: Record<string, number>; messages: number; errors: number };
 }

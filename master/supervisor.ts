@@ -67,10 +67,15 @@ export interface SupervisorDeps {
   /** Told of every worker pid forked and exited (for zombie cleanup after a master crash). */
   onPids?(live: Array<{ pid: number; botId: string }>): void;
   /** Told of each restart decision: the bot's restart history and quarantine end (monotonic ms), to keep them in the registry. */
-  onHistory?(botId: string, history: RestartHistory, quarantinedUntil: number | null): void;
+  onHistory?(botId: string, history: RestartHistory, quarantinedUntil: number | null, doNotRestart: boolean): void;
+  /** Restart histories kept from an earlier master (monotonic ms of this process), applied when each bot is first seen. */
+  histories?: Map<string, RestoredHistory>;
   /** Told of every dead-lettered update (to keep it in the dead-letter queue); `update` is null when a worker did not send it. */
   onDeadLetter?(botId: string, updateId: number, update: Update | null, reason: string): void;
 }
+
+/** A restart history read back from the registry, on this process's monotonic clock. */
+export interface RestoredHistory { history: RestartHistory; quarantinedUntil: number | null; doNotRestart: boolean }
 
 /** Emitted on every state change. */
 export interface TransitionEvent { botId: string; from: ChildState; to: ChildState; reason: string | null }
@@ -228,12 +233,14 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     c.log ??= createChildLog(d.logsDir, c.botId, cfg.logMaxBytes, cfg.workerLogBytesPerSec, now);
     const log = c.log;
     let violation: string | null = null;
+    const isolation = d.isolationFor?.(c.botId, spec);
+    c.uid = isolation?.uid ?? null;
     const proc: WorkerProcess = fork({
       maxOldSpaceMb: cfg.maxMemoryPerWorkerMb,
       logLevel: cfg.logLevel,
       schedPolicy: cfg.workerSchedPolicy,
       now,
-      isolation: d.isolationFor?.(c.botId, spec),
+      isolation,
       onOutput: (line, stream, truncated) => log.line(line, stream, proc?.pid ?? 0, spec.token, truncated),
       onMessage: (m) => onMessage(c, proc, m),
       // A violation can be found while fork() is still returning: remembered, acted on below.
@@ -318,6 +325,13 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     c.releaseSlot?.();
     Object.assign(c, { proc: null, releaseSlot: null, queueDepth: 0 });
     reportPids();
+    // Whatever the worker left in its process group dies with it (a graceful exit left them before).
+    // The group id cannot be reused while a member lives, so this never hits a stranger.
+    try {
+      process.kill(-proc.pid, 'SIGKILL');
+    } catch {
+      // the group is empty
+    }
     d.onWorkerExit?.(c.botId, proc.pid);
     const reason = exitReason(c.endReason, info);
     onWorkerGone(c, c.intent === 'run' && !shuttingDown);
@@ -337,7 +351,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     const ranMs = c.startedAt === null ? 0 : now() - c.startedAt;
     const { next, act } = decideRestart(c.history, policy, now(), ranMs, reason === 'config');
     c.history = next;
-    d.onHistory?.(c.botId, c.history, act.action === 'quarantine' ? act.until : null);
+    d.onHistory?.(c.botId, c.history, act.action === 'quarantine' ? act.until : null, act.action === 'quarantine' && act.until === null);
     const why = reason === 'protocol' ? `protocol: ${c.protocolDetail ?? 'violation'}` : (detail ?? reason);
     if (act.action === 'quarantine') {
       c.quarantinedUntil = act.until;
@@ -392,7 +406,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     let killed = false;
     const deadline = setTimeout(() => {
       killed = true;
-      logger.warn({ botId: c.botId, pid: proc.pid, deadlineMs: cfg.workerTimeoutMs }, 'drain deadline passed, SIGKILL');
+      logger.warn({ botId: c.botId, workerPid: proc.pid, deadlineMs: cfg.workerTimeoutMs }, 'drain deadline passed, SIGKILL');
       proc.kill('SIGKILL');
     }, cfg.workerTimeoutMs);
     await proc.exited;
@@ -427,9 +441,12 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
 
   function reconcileOne(spec: BotSpec): void {
     let c = children.get(spec.id);
+    let restored: RestoredHistory | undefined;
     if (!c) {
       c = newChild(spec.id, spec.name, spec);
       children.set(spec.id, c);
+      restored = d.histories?.get(spec.id);
+      if (restored) c.history = restored.history;
     }
     const old = c.spec;
     c.spec = spec;
@@ -442,9 +459,18 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     if (material) c.prepareDelivery = true;
     if (c.intent !== 'run') {
       c.intent = 'run';
+      if (restored && (restored.doNotRestart || (restored.quarantinedUntil !== null && restored.quarantinedUntil > now()))) return restoreQuarantine(c, restored);
       if (!c.proc) return void launch(c, old ? 'enabled' : 'configured');
     }
     if (old && material && c.proc) return void stopProc(c, 'config-change', 'restart', 'configuration changed');
+    if (old && material && c.state === 'quarantined' && !c.launching) {
+      // A fixed token or handler deserves a fresh try, without waiting for the window.
+      clearTimer(c);
+      c.history = emptyHistory();
+      c.quarantinedUntil = null;
+      d.onHistory?.(c.botId, c.history, null, false);
+      return void launch(c, 'configuration changed');
+    }
     if (old && JSON.stringify(old.settings) !== JSON.stringify(spec.settings) && c.proc && c.state === 'running') {
       try {
         c.proc.send({ v: 1, type: 'settings', settings: spec.settings });
@@ -464,7 +490,15 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     c.intent = 'run';
     c.history = emptyHistory();
     c.quarantinedUntil = null;
+    d.onHistory?.(c.botId, c.history, null, false);
     await launch(c, reason);
+  }
+
+  /** A quarantine from before the master restarted (kept in the registry) goes on where it was. */
+  function restoreQuarantine(c: Child, r: RestoredHistory): void {
+    c.quarantinedUntil = r.doNotRestart ? null : r.quarantinedUntil;
+    transition(c, 'quarantined', r.doNotRestart ? 'quarantined before the master restarted (do not restart: exit 78); restart it once fixed' : 'quarantined before the master restarted (restart quota used up)');
+    if (c.quarantinedUntil !== null) c.timer = setTimeout(() => retryQuarantined(c), Math.max(0, c.quarantinedUntil - now()));
   }
 
   /** Resolves when `c` is running again, or stopped trying, or after `ms`. */

@@ -12,7 +12,7 @@ import { loadConfig, homePaths } from '../config/load.js';
 import { loadEncryptionKey } from '../config/secrets.js';
 import { statusTable } from '../cli/format.js';
 import { startMaster } from '../master/main.js';
-import { openRegistry } from '../master/registry.js';
+import { openHomeRegistry } from '../master/registry.js';
 import { controlRequest } from '../master/control-server.js';
 import { processAlive } from '../master/pid-file.js';
 import type { FleetStatus } from '../master/status-server.js';
@@ -33,7 +33,7 @@ export async function runDemo(): Promise<void> {
     HEARTBEAT_INTERVAL_MS: '1000', HEARTBEAT_TIMEOUT_MS: '5000', WORKER_TIMEOUT_MS: '3000', LOG_LEVEL: 'info',
   });
   const p = homePaths(home);
-  const registry = openRegistry(p.db, loadEncryptionKey(undefined, p.keyFile));
+  const registry = openHomeRegistry(p, undefined);
   const bots = [
     { id: 'echo', name: 'Echo', tg: emulator.createBot('echo_demo_bot'), mode: 'polling' as const, handler: 'echo', settings: {} },
     { id: 'faq', name: 'FAQ', tg: emulator.createBot('faq_demo_bot'), mode: 'polling' as const, handler: 'autoreply', settings: { greeting: 'Welcome to the FAQ bot!', rules: { price: 'It costs nothing.', hours: 'We never close.' }, fallback: 'Ask me about price or hours.' } },

@@ -127,7 +127,9 @@ describe('restart intensity', () => {
   let marker: string;
   before(async () => {
     fleet = await createFleet({ MAX_RESTARTS_PER_HOUR: '3', RESTART_BACKOFF_MS: '200', RESTART_COOLDOWN_MS: '2000' });
-    marker = path.join(fleet.home, 'crash-on-boot');
+    // In the bot's own data directory: under the permission model a handler reads nothing else of the home.
+    marker = path.join(fleet.home, 'bots', 'looper', 'crash-on-boot');
+    fs.mkdirSync(path.dirname(marker), { recursive: true });
     fs.writeFileSync(marker, '');
     await fleet.addBot('looper', { handler: MISBEHAVE, settings: { crashOnBootIfExists: marker } });
     await fleet.addBot('healthy');

@@ -12,7 +12,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import type { Update } from 'node-telegram-bot-api';
-import { isUpdate } from '../worker/protocol.js';
+import { updateProblem } from '../worker/protocol.js';
 import type { DeliverResult } from '../master/child.js';
 import { secretMatches } from './secret.js';
 
@@ -77,13 +77,14 @@ export function createWebhookServer(o: WebhookServerOptions): FastifyInstance {
   }, async (req, reply) => {
     const { botId } = req.params;
     const s = statsOf(botId);
-    if (req.body === NOT_JSON || !isUpdate(req.body)) {
+    const problem = req.body === NOT_JSON ? 'not JSON' : updateProblem(req.body);
+    if (problem !== null) {
       s.rejected++;
-      return reply.code(400).send({ ok: false, error: 'body is not a Telegram Update' });
+      return reply.code(400).send({ ok: false, error: `body is not a Telegram Update: ${problem}` });
     }
     s.received++;
     s.inFlight++;
-    const result = await o.target.deliver(botId, req.body);
+    const result = await o.target.deliver(botId, req.body as Update);
     s.inFlight--;
     switch (result) {
       case 'acked': s.delivered++; return reply.code(200).send({ ok: true });

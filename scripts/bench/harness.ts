@@ -17,7 +17,7 @@ import { controlRequest } from '../../master/control-server.js';
 import type { FleetStatus } from '../../master/status-server.js';
 import { loadEncryptionKey } from '../../config/secrets.js';
 import { startMaster, type MasterHandle } from '../../master/main.js';
-import { openRegistry } from '../../master/registry.js';
+import { openHomeRegistry } from '../../master/registry.js';
 import type { TransitionEvent } from '../../master/supervisor.js';
 
 const here = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
@@ -74,7 +74,7 @@ export function makeHome(emu: EmulatorProcess, opts: { mode: 'polling' | 'webhoo
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-bench-'));
   onCleanup(() => fs.rmSync(home, { recursive: true, force: true }));
   const p = homePaths(home);
-  const r = openRegistry(p.db, loadEncryptionKey(undefined, p.keyFile));
+  const r = openHomeRegistry(p, undefined);
   emu.bots.forEach((b, i) => r.add({ id: `b${String(i).padStart(3, '0')}`, name: b.username, token: b.token, mode: opts.mode, handler: opts.handler }));
   r.close();
   return home;

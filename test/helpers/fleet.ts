@@ -55,6 +55,15 @@ export interface Fleet {
   conflictsSeen(id: string): number;
 }
 
+let fleetsMade = 0;
+/**
+ * A WORKER_UID_BASE of its own for each fleet: test files run in parallel, and two
+ * masters sharing a uid range would end each other's workers (the master refuses that).
+ */
+export function uniqueUidBase(): string {
+  return String(1_000_000 + (process.pid % 100_000) * 1000 + (fleetsMade++ % 50) * 20);
+}
+
 /** Build a fleet in a fresh temporary home. `extraEnv` overrides {@link FAST_ENV}. */
 export async function createFleet(extraEnv: Record<string, string> = {}, opts: { webhook?: boolean } = {}): Promise<Fleet> {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-test-'));
@@ -62,7 +71,7 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: {
   const apiRoot = await emulator.start();
   const webhookPort = await freePort();
   const env: NodeJS.ProcessEnv = {
-    ...process.env, BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, STATUS_PORT: '0', STATUS_HOST: '127.0.0.1', ...FAST_ENV,
+    ...process.env, BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, STATUS_PORT: '0', STATUS_HOST: '127.0.0.1', ...FAST_ENV, WORKER_UID_BASE: uniqueUidBase(),
     ...(opts.webhook ? { WEBHOOK_HOST: `http://127.0.0.1:${webhookPort}`, WEBHOOK_PORT: String(webhookPort), WEBHOOK_LISTEN_HOST: '127.0.0.1' } : {}),
     ...extraEnv,
   };

@@ -1,0 +1,239 @@
+/**
+ * Isolation of bots from each other and from the master (DESIGN.md, Security).
+ * Two layers, each applied where it can be and reported in `master.isolation`:
+ *
+ * - **uid**: when the master may change user (root, or CAP_SETUID and CAP_SETGID),
+ *   each worker runs as its own uid and gid, `WORKER_UID_BASE + slot` with a slot
+ *   the registry gives each bot id once and never reuses (systemd's DynamicUser
+ *   range 61184-65519 by default). libuv drops supplementary groups when a root
+ *   parent sets uid/gid. The home is the master's (`data/`, `run/`, `logs/` 0700),
+ *   so a worker cannot read the key, the registry, the webhook secret, the control
+ *   socket, another worker's /proc, nor signal the master. At a worker's exit every
+ *   process still running under its uid is SIGKILLed (grandchildren, `setsid` ones
+ *   included), and the memory cap counts all of them.
+ * - **permission**: Node's permission model (`--experimental-permission` on Node 20,
+ *   `--permission` from 22): reads only of the code (`dist/`, `node_modules/`,
+ *   `package.json`) and the bot's handler directory, writes only to the bot's data
+ *   directory `<home>/bots/<botId>/`; child processes and worker threads only when
+ *   the bot's settings say `allowChildProcess` / `allowWorkerThreads`.
+ *
+ * The worker's environment is an allowlist in every case (child-process.ts).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
+import { acquireLock, type MasterLock } from './lock.js';
+import { isBuiltinHandler } from '../../worker/handlers/index.js';
+import type { ForkIsolation } from '../child-process.js';
+import { WORKER_ENTRY } from '../child-process.js';
+import type { BotSpec } from '../registry.js';
+import { killUid } from './proc.js';
+
+/** `master.isolation` in status: which layers are in force, and why one is not. */
+export interface IsolationStatus {
+  uid: boolean;
+  permission: boolean;
+  /** Always true: workers get an allowlisted environment. */
+  envAllowlist: true;
+  /** One line per layer that is off, and why. */
+  notes: string[];
+}
+
+/** `WORKER_ISOLATION`: auto (every layer that can apply), uid (required), permission (that layer only), off. */
+export type IsolationSetting = 'auto' | 'uid' | 'permission' | 'off';
+
+/** The package root: dist/worker/bundle.js -> the directory holding dist/ and node_modules/. */
+export const PACKAGE_ROOT = path.resolve(path.dirname(WORKER_ENTRY), '..', '..');
+
+/** True when this process may set another uid/gid on its children: root, or CAP_SETUID (7) and CAP_SETGID (6) effective. */
+export function canChangeUser(): boolean {
+  if (process.getuid?.() === 0) return true;
+  try {
+    const line = fs.readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapEff:'));
+    const caps = BigInt(`0x${line!.split(/\s+/)[1]}`);
+    return (caps & (1n << 7n)) !== 0n && (caps & (1n << 6n)) !== 0n;
+  } catch {
+    return false;
+  }
+}
+
+let permissionFlagProbed: string | null | undefined;
+/** The permission model's flag this node accepts (`--permission`, else `--experimental-permission`), or null. Probed once. */
+export function permissionFlag(): string | null {
+  if (permissionFlagProbed !== undefined) return permissionFlagProbed;
+  permissionFlagProbed = null;
+  for (const flag of ['--permission', '--experimental-permission']) {
+    try {
+      execFileSync(process.execPath, [flag, '--disable-warning=ExperimentalWarning', '-e', '0'], { stdio: 'ignore', timeout: 10_000 });
+      permissionFlagProbed = flag;
+      break;
+    } catch {
+      // not this one
+    }
+  }
+  return permissionFlagProbed;
+}
+
+/**
+ * Node flags of the permission model for one worker. Each path gets its own
+ * `--allow-fs-read`/`--allow-fs-write` (Node 20.16+ and 22 take no comma lists).
+ */
+export function permissionFlags(flag: string, reads: string[], writes: string[], allow: { childProcess: boolean; workerThreads: boolean }): string[] {
+  return [
+    flag, '--disable-warning=ExperimentalWarning',
+    ...reads.map((p) => `--allow-fs-read=${p}`),
+    ...writes.map((p) => `--allow-fs-write=${p}`),
+    ...(allow.childProcess ? ['--allow-child-process'] : []),
+    ...(allow.workerThreads ? ['--allow-worker'] : []),
+  ];
+}
+
+/**
+ * The first path on the way to `file` that a uid with no relation to its owners
+ * cannot pass: a directory without o+x, or the file itself without o+r. Mode
+ * bits only (ACLs are not read). @returns null when the whole path is open to others.
+ */
+export function blockingPath(file: string): string | null {
+  const abs = path.resolve(file);
+  const parts = abs.split(path.sep).filter(Boolean);
+  let cur: string = path.sep;
+  for (let i = 0; i <= parts.length; i++) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(cur);
+    } catch {
+      return cur;
+    }
+    const last = i === parts.length;
+    if (st.isDirectory() && (st.mode & 0o001) === 0) return cur;
+    if (last && !st.isDirectory() && (st.mode & 0o004) === 0) return cur;
+    if (!last) cur = path.join(cur, parts[i]!);
+  }
+  return null;
+}
+
+/** What {@link createIsolation} needs. */
+export interface IsolationDeps {
+  setting: IsolationSetting;
+  home: string;
+  uidBase: number;
+  /** The registry's stable slot for a bot id (allocated on first use, never reused). */
+  uidSlot(botId: string): number;
+  /** Every slot ever allocated (to end leftovers of a crashed master). */
+  allSlots(): number[];
+  logger: Logger;
+}
+
+/** The isolation the supervisor applies per bot. */
+export interface Isolation {
+  readonly status: IsolationStatus;
+  /** Fork options for one bot. @throws BotfleetError `BF_ERR_ISOLATION` (one line: which path blocks it) */
+  forBot(botId: string, spec: BotSpec): ForkIsolation;
+  /** After a worker's exit: end every process left under the bot's uid. @returns how many were killed */
+  afterExit(botId: string): number;
+  /** At master start: end processes left under any bot uid by an earlier master. */
+  endLeftovers(): number;
+  /** Let go of the uid range (at the master's stop). */
+  release(): void;
+}
+
+/** Machine-wide locks of uid ranges, one per WORKER_UID_BASE (root-only, in /run: gone at reboot). */
+export const UID_LOCK_DIR = '/run/botfleet';
+
+/** Code a worker must read: the worker entry and the library, checked for the uid layer at start. */
+const CODE_PATHS = [WORKER_ENTRY, path.join(PACKAGE_ROOT, 'node_modules', 'node-telegram-bot-api', 'package.json')];
+
+/** Decide the layers once (at master start) and say which are off and why. */
+export function createIsolation(d: IsolationDeps): Isolation {
+  const notes: string[] = [];
+  let uid = false;
+  let permission: string | null = null;
+  let rangeLock: MasterLock | null = null;
+  if (d.setting === 'off') notes.push('WORKER_ISOLATION=off: bots run as the master user without the permission model');
+  if (d.setting === 'auto' || d.setting === 'uid') {
+    if (!canChangeUser()) {
+      notes.push('per-bot uids off: the master cannot change user (not root, no CAP_SETUID/CAP_SETGID)');
+      if (d.setting === 'uid') throw fail(ErrorCodes.ISOLATION, 'WORKER_ISOLATION=uid needs a master that may change user (root or CAP_SETUID/CAP_SETGID)');
+    } else {
+      const blocked = CODE_PATHS.map(blockingPath).find((p) => p !== null);
+      if (blocked) {
+        const why = `per-bot uids off: a worker uid cannot read the code, ${blocked} is closed to other users (mode without o+x/o+r)`;
+        if (d.setting === 'uid') throw fail(ErrorCodes.ISOLATION, why);
+        notes.push(why);
+      } else {
+        // Two masters on one uid range would kill each other's workers (every process of a bot uid dies at its exit).
+        try {
+          fs.mkdirSync(UID_LOCK_DIR, { recursive: true, mode: 0o700 });
+          rangeLock = acquireLock(path.join(UID_LOCK_DIR, `uid-base-${d.uidBase}.lock`));
+        } catch (err) {
+          throw fail(ErrorCodes.ISOLATION, `WORKER_UID_BASE=${d.uidBase} is used by the master of another home (${errorMessage(err)}): give each home its own base`, err);
+        }
+        uid = true;
+      }
+    }
+  }
+  if (d.setting !== 'off') {
+    permission = permissionFlag();
+    if (!permission) notes.push(`permission model off: node ${process.version} accepts neither --permission nor --experimental-permission`);
+  }
+  for (const n of notes) d.logger.warn({ isolation: n }, 'isolation layer not in force');
+  const botsDir = path.join(d.home, 'bots');
+  if (uid) prepareHome(d.home, botsDir);
+  const uidOf = (botId: string) => d.uidBase + d.uidSlot(botId);
+  return {
+    status: { uid, permission: permission !== null, envAllowlist: true, notes },
+    forBot(botId, spec) {
+      const dataDir = path.join(botsDir, botId);
+      fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      const out: ForkIsolation = { home: dataDir, cwd: dataDir };
+      const handlerFile = isBuiltinHandler(spec.handler) ? null : path.resolve(d.home, spec.handler);
+      if (uid) {
+        const u = uidOf(botId);
+        fs.chownSync(dataDir, u, u);
+        fs.chmodSync(dataDir, 0o700);
+        const blocked = handlerFile ? blockingPath(handlerFile) : null;
+        if (blocked) throw fail(ErrorCodes.ISOLATION, `bot uid ${u} cannot read its handler: ${blocked} is closed to other users`);
+        Object.assign(out, { uid: u, gid: u });
+      }
+      if (permission) {
+        const reads = [path.join(PACKAGE_ROOT, 'dist'), path.join(PACKAGE_ROOT, 'node_modules'), path.join(PACKAGE_ROOT, 'package.json'), dataDir];
+        if (handlerFile) reads.push(handlerReadScope(handlerFile, d.home));
+        const s = spec.settings;
+        out.nodeFlags = permissionFlags(permission, reads, [dataDir], { childProcess: s.allowChildProcess === true, workerThreads: s.allowWorkerThreads === true });
+      }
+      return out;
+    },
+    afterExit: (botId) => (uid ? killUid(uidOf(botId)) : 0),
+    endLeftovers: () => (uid ? d.allSlots().reduce((n, slot) => n + killUid(d.uidBase + slot), 0) : 0),
+    release: () => rangeLock?.release(),
+  };
+}
+
+/**
+ * What a handler may read: its directory, unless that directory holds the home's
+ * secrets (a handler file placed directly in the home, or above it): then only the file.
+ */
+export function handlerReadScope(handlerFile: string, home: string): string {
+  const dir = path.dirname(handlerFile);
+  const rel = path.relative(dir, path.join(home, 'data'));
+  return rel.startsWith('..') || path.isAbsolute(rel) ? dir : handlerFile;
+}
+
+/**
+ * The home for per-bot uids: the master's own directories closed (0700), the home
+ * itself passable (o+x, not listable) so a worker reaches `bots/<botId>/`, and
+ * `bots/` passable only.
+ */
+function prepareHome(home: string, botsDir: string): void {
+  for (const dir of ['data', 'run', 'logs']) {
+    const p = path.join(home, dir);
+    fs.mkdirSync(p, { recursive: true, mode: 0o700 });
+    fs.chmodSync(p, 0o700);
+  }
+  const st = fs.statSync(home);
+  if ((st.mode & 0o001) === 0) fs.chmodSync(home, (st.mode & 0o7777) | 0o001);
+  fs.mkdirSync(botsDir, { recursive: true, mode: 0o711 });
+  fs.chmodSync(botsDir, 0o711);
+}

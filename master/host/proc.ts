@@ -1,0 +1,64 @@
+/**
+ * Processes as /proc shows them (Linux): each pid with its effective uid (the
+ * owner of /proc/<pid>) and process group. Used to end every process of a bot's
+ * uid when its worker exits (grandchildren, `setsid` ones included) and to count
+ * a bot's whole process tree against its memory cap. Elsewhere (no /proc) the
+ * lists are empty and only the process-group kill applies.
+ */
+import fs from 'node:fs';
+
+/** One process. */
+export interface ProcEntry {
+  pid: number;
+  uid: number;
+  pgrp: number;
+}
+
+/** Every process visible now. Never throws (a process gone between readdir and stat is skipped). */
+export function listProcesses(): ProcEntry[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  const out: ProcEntry[] = [];
+  for (const name of names) {
+    const c = name.charCodeAt(0);
+    if (c < 48 || c > 57) continue;
+    const pid = Number(name);
+    try {
+      const uid = fs.statSync(`/proc/${name}`).uid;
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'latin1');
+      // Fields after the parenthesised command: state ppid pgrp ...
+      const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ', 3)[2]);
+      out.push({ pid, uid, pgrp });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/**
+ * SIGKILL every process whose effective uid is `uid`, in rounds until none is left
+ * (a process forking meanwhile is caught by the next round), at most `rounds`.
+ * @returns how many processes were signalled. Never called for uid 0 or our own uid.
+ */
+export function killUid(uid: number, rounds = 5): number {
+  if (uid === 0 || uid === process.getuid?.()) return 0;
+  let killed = 0;
+  for (let r = 0; r < rounds; r++) {
+    const left = listProcesses().filter((p) => p.uid === uid);
+    if (left.length === 0) break;
+    for (const p of left) {
+      try {
+        process.kill(p.pid, 'SIGKILL');
+        killed++;
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  return killed;
+}
