@@ -5,6 +5,7 @@
  * restart, SIGHUP registry reload.
  */
 import fs from 'node:fs';
+import type { Update } from 'node-telegram-bot-api';
 import os from 'node:os';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -126,9 +127,9 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
       }
     },
     onDeadLetter: (botId, updateId, update, reason) => {
-      if (!update) return; // nothing to keep (the warning is logged by the supervisor)
       try {
-        registry.deadLetters.add(botId, update, reason, Date.now());
+        // A malformed polled update comes without its body (it may not serialize): kept by id, so it is listed.
+        registry.deadLetters.add(botId, update ?? ({ update_id: updateId } as Update), reason, Date.now());
       } catch (err) {
         logger.error({ botId, updateId, err: errorMessage(err) }, 'could not keep a dead letter');
       }

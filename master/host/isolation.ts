@@ -41,7 +41,7 @@ export interface IsolationStatus {
   notes: string[];
 }
 
-/** `WORKER_ISOLATION`: auto (every layer that can apply), uid (required), permission (that layer only), off. */
+/** `WORKER_ISOLATION`: auto (every layer that can apply), uid (that layer only, required), permission (that layer only), off. */
 export type IsolationSetting = 'auto' | 'uid' | 'permission' | 'off';
 
 /** The package root: dist/worker/bundle.js -> the directory holding dist/ and node_modules/. */
@@ -174,7 +174,7 @@ export function createIsolation(d: IsolationDeps): Isolation {
       }
     }
   }
-  if (d.setting !== 'off') {
+  if (d.setting === 'auto' || d.setting === 'permission') {
     permission = permissionFlag();
     if (!permission) notes.push(`permission model off: node ${process.version} accepts neither --permission nor --experimental-permission`);
   }

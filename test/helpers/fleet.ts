@@ -25,6 +25,9 @@ export const FAST_ENV = {
   RESTART_BACKOFF_MS: '100', RESTART_COOLDOWN_MS: '1000', REGISTRY_POLL_MS: '200', STARTUP_TIMEOUT_MS: '15000', LOG_LEVEL: 'debug',
 };
 
+/** `webhook`: a webhook server on loopback; `asUid`: run the CLI and the master as this uid (needs root). */
+export interface FleetOptions { webhook?: boolean; asUid?: number }
+
 export interface Fleet {
   home: string;
   emulator: BotApiEmulator;
@@ -65,8 +68,12 @@ export function uniqueUidBase(): string {
 }
 
 /** Build a fleet in a fresh temporary home. `extraEnv` overrides {@link FAST_ENV}. */
-export async function createFleet(extraEnv: Record<string, string> = {}, opts: { webhook?: boolean } = {}): Promise<Fleet> {
+export async function createFleet(extraEnv: Record<string, string> = {}, opts: FleetOptions = {}): Promise<Fleet> {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-test-'));
+  if (opts.asUid !== undefined) fs.chownSync(home, opts.asUid, opts.asUid);
+  // Through util-linux setpriv: the CLI and the master run as that uid with no groups (a non-root master).
+  const run = (args: string[]): [string, string[]] => opts.asUid === undefined ? [process.execPath, args]
+    : ['setpriv', [`--reuid=${opts.asUid}`, `--regid=${opts.asUid}`, '--clear-groups', process.execPath, ...args]];
   const emulator = new BotApiEmulator({ webhookRetryMs: 100 });
   const apiRoot = await emulator.start();
   const webhookPort = await freePort();
@@ -80,7 +87,7 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: {
   const fleet: Fleet = {
     home, emulator, env, master: null, masterOutput: [],
     async cli(args, input) {
-      const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 });
+      const child = spawn(...run([CLI, ...args]), { env, stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 });
       let stdout = '';
       let stderr = '';
       child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -105,7 +112,7 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: {
       return t;
     },
     async startMaster() {
-      const m = spawn(process.execPath, [CLI, 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const m = spawn(...run([CLI, 'start']), { env, stdio: ['ignore', 'pipe', 'pipe'] });
       fleet.master = m;
       m.stdout!.on('data', (d: Buffer) => fleet.masterOutput.push(d.toString()));
       m.stderr!.on('data', (d: Buffer) => fleet.masterOutput.push(d.toString()));
@@ -161,7 +168,7 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: {
 }
 
 /** Run `fn` with a fresh fleet, and stop it (master, workers, emulator, home) whatever happens. */
-export async function withFleet<T>(extraEnv: Record<string, string>, opts: { webhook?: boolean }, fn: (fleet: Fleet) => Promise<T>): Promise<T> {
+export async function withFleet<T>(extraEnv: Record<string, string>, opts: FleetOptions, fn: (fleet: Fleet) => Promise<T>): Promise<T> {
   const fleet = await createFleet(extraEnv, opts);
   try {
     return await fn(fleet);

@@ -1,0 +1,193 @@
+/**
+ * A bot cannot hurt the fleet (issue: the master distrusts its children, bots are
+ * isolated): a hostile handler fixture attacks the master's channel, floods its
+ * output, probes what it can reach and leaves grandchildren behind, with real
+ * processes, real uids (the suite runs as root in CI) and the emulator on loopback.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
+import { alive, waitFor } from './helpers/wait.js';
+
+const HOSTILE = path.join(FIXTURES, 'hostile.js');
+const isRoot = process.getuid?.() === 0;
+const NOBODY = 65534;
+
+/** CPU seconds (user + system) `pid` has used, from /proc/<pid>/stat (clock ticks at 100 Hz). */
+function cpuSeconds(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/** Resident memory of `pid` in bytes (VmRSS). */
+function rssBytes(pid: number): number {
+  const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
+  return Number(line.split(/\s+/)[1]) * 1024;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Round trips of `n` chats with bot `id` (ms each). */
+async function roundTrips(fleet: Fleet, id: string, chatId: number, n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    assert.equal(await fleet.chat(id, chatId, `rt${i}`), `rt${i}`);
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+describe('the master distrusts its children', () => {
+  test('garbage on the channel kills only that worker, with reason protocol; a crash loop of it ends quarantined', async () => {
+    await withFleet({ MAX_RESTARTS_PER_HOUR: '2' }, {}, async (fleet) => {
+      await fleet.addBot('hostile', { handler: HOSTILE });
+      await fleet.addBot('looper', { handler: HOSTILE, settings: { garbageOnBoot: true } });
+      await fleet.addBot('neighbour');
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['hostile', 'neighbour']);
+      const before = s.workers.find((w) => w.botId === 'hostile')!;
+      const neighbour = s.workers.find((w) => w.botId === 'neighbour')!;
+
+      // The old attack, garbage written into the master -> worker channel, reaches no parser of the master.
+      assert.equal(await fleet.chat('hostile', 1, 'garbage-fd3'), 'wrote fd3');
+      assert.equal(await fleet.chat('hostile', 1, 'still there?'), 'ok: still there?');
+      assert.equal((await fleet.worker('hostile'))!.pid, before.pid);
+
+      fleet.emulator.userSends(fleet.tg('hostile'), 2, 'garbage');
+      const back = await fleet.waitWorker('hostile', (w) => w.state === 'running' && w.pid !== before.pid, 15_000, 'the hostile bot restarted');
+      assert.equal(back.lastExit?.reason, 'protocol');
+      assert.equal(fleet.master!.exitCode, null, 'the master lives');
+      assert.equal(await fleet.chat('neighbour', 3, 'hello'), 'hello');
+      assert.equal((await fleet.worker('neighbour'))!.pid, neighbour.pid, 'the neighbour kept its worker');
+
+      const q = await fleet.waitWorker('looper', (w) => w.state === 'quarantined', 20_000, 'the protocol crash loop quarantined');
+      assert.equal(q.lastExit?.reason, 'protocol');
+      assert.match(q.stateReason ?? '', /protocol/);
+      const log = fs.readFileSync(path.join(fleet.home, 'logs', 'master.log'), 'utf8');
+      assert.match(log, /protocol violation: killing worker/);
+    });
+  });
+
+  test('64 MiB of stdout without a newline: the neighbour keeps its pace, the master its memory', async () => {
+    await withFleet({}, { webhook: true }, async (fleet) => {
+      await fleet.addBot('noisy', { handler: HOSTILE, mode: 'polling' });
+      await fleet.addBot('neighbour', { mode: 'webhook' });
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['noisy', 'neighbour']);
+      const masterPid = s.master.pid;
+      await roundTrips(fleet, 'neighbour', 10, 5); // warm-up
+      const quiet = median(await roundTrips(fleet, 'neighbour', 10, 21));
+      const cpu0 = cpuSeconds(masterPid);
+      const tg = fleet.tg('noisy');
+      const sentBefore = tg.sent.length;
+      fleet.emulator.userSends(tg, 20, 'flood-stdout 64');
+      const during: number[] = [];
+      let peakRss = 0;
+      while (!tg.sent.slice(sentBefore).some((m) => m.text === 'flooded') && during.length < 200) {
+        during.push(...(await roundTrips(fleet, 'neighbour', 11, 3)));
+        peakRss = Math.max(peakRss, rssBytes(masterPid));
+      }
+      await fleet.emulator.waitForSent(tg, (m) => m.text === 'flooded', 30_000, 'the flood finished');
+      const cpu = cpuSeconds(masterPid) - cpu0;
+      const busy = median(during);
+      // 2x, with a 25 ms floor: on a loaded 2-core machine a few ms of jitter is not the flood's doing.
+      assert.ok(busy <= Math.max(2 * quiet, quiet + 25), `neighbour p50 ${busy.toFixed(1)} ms during the flood vs ${quiet.toFixed(1)} ms before`);
+      assert.ok(cpu < 5, `the master spent ${cpu.toFixed(2)} s of CPU on 64 MiB (was 72 s with the old splitter)`);
+      assert.ok(peakRss < 250 * 1024 * 1024, `master RSS ${Math.round(peakRss / 1048576)} MB stays under 250 MB`);
+      const logLines = fs.readFileSync(path.join(fleet.home, 'logs', 'worker_noisy.log'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { truncated?: boolean; msg?: string });
+      const cut = logLines.filter((l) => l.truncated === true);
+      assert.equal(cut.length, 1, 'the 64 MiB line is kept once, cut and marked');
+      assert.ok(cut[0]!.msg!.length <= 16 * 1024);
+      assert.equal((await fleet.worker('noisy'))!.restarts, 0, 'output alone is no fault');
+    });
+  });
+
+  test('a flood of begin messages is a protocol violation, not master memory', async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('flooder', { handler: HOSTILE });
+      await fleet.addBot('neighbour');
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['flooder', 'neighbour']);
+      const before = s.workers.find((w) => w.botId === 'flooder')!;
+      fleet.emulator.userSends(fleet.tg('flooder'), 30, 'flood-begin');
+      const back = await fleet.waitWorker('flooder', (w) => w.pid !== before.pid && w.lastExit !== null, 15_000, 'the flooder killed');
+      assert.equal(back.lastExit?.reason, 'protocol');
+      assert.ok(rssBytes(s.master.pid) < 250 * 1024 * 1024, 'the master did not swallow the flood');
+      assert.equal(await fleet.chat('neighbour', 31, 'fine'), 'fine');
+    });
+  });
+});
+
+describe('bots are isolated from each other and from the master', () => {
+  /** Run the probe in bot `hostile` against the neighbour's worker. */
+  async function probe(fleet: Fleet): Promise<Record<string, string>> {
+    const n = (await fleet.worker('neighbour'))!;
+    return JSON.parse(await fleet.chat('hostile', 40, `probe ${n.pid}`)) as Record<string, string>;
+  }
+  const secrets = ['key', 'db', 'secret', 'masterEnviron', 'neighbourEnviron', 'neighbourMem', 'otherLog', 'writeHome'];
+
+  test('per-bot uids alone (WORKER_ISOLATION=uid, a root master): nothing of the master or a neighbour is reachable', { skip: isRoot ? false : 'needs root (CI runs as root)' }, async () => {
+    await withFleet({ WORKER_ISOLATION: 'uid' }, {}, async (fleet) => {
+      await fleet.addBot('hostile', { handler: HOSTILE, settings: { home: fleet.home } });
+      await fleet.addBot('neighbour');
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['hostile', 'neighbour']);
+      assert.deepEqual({ uid: s.master.isolation.uid, permission: s.master.isolation.permission }, { uid: true, permission: false });
+      const r = await probe(fleet);
+      for (const k of secrets) assert.match(r[k]!, /^(EACCES|EPERM)$/, `${k}: ${r[k]}`);
+      assert.equal(r.signalMaster, 'EPERM');
+      assert.equal(r.signalNeighbour, 'EPERM');
+      assert.equal(r.controlSocket, 'EACCES');
+      assert.equal(r.writeOwnDir, 'ok', 'its own data directory is writable');
+      const groups = fs.readFileSync(`/proc/${s.workers.find((w) => w.botId === 'hostile')!.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('Groups:'))!;
+      assert.equal(groups.trim(), 'Groups:', 'no supplementary groups');
+    });
+  });
+
+  test('the default on a root master: both layers, nothing reachable', { skip: isRoot ? false : 'needs root' }, async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('hostile', { handler: HOSTILE, settings: { home: fleet.home } });
+      await fleet.addBot('neighbour');
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['hostile', 'neighbour']);
+      assert.deepEqual({ uid: s.master.isolation.uid, permission: s.master.isolation.permission }, { uid: true, permission: true });
+      const r = await probe(fleet);
+      for (const k of [...secrets, 'signalMaster', 'signalNeighbour', 'controlSocket']) assert.notEqual(r[k], 'ok', `${k} must be blocked`);
+      assert.equal(r.writeOwnDir, 'ok');
+    });
+  });
+
+  test('a non-root master: the permission model alone blocks files and /proc, and says what it cannot block', { skip: isRoot ? false : 'needs root to become another user' }, async (t) => {
+    await withFleet({}, { asUid: NOBODY }, async (fleet) => {
+      await fleet.addBot('hostile', { handler: HOSTILE, settings: { home: fleet.home } });
+      await fleet.addBot('neighbour');
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['hostile', 'neighbour']);
+      assert.equal(s.master.isolation.uid, false);
+      assert.equal(s.master.isolation.permission, true);
+      assert.match(s.master.isolation.notes.join('\n'), /cannot change user/);
+      const r = await probe(fleet);
+      for (const k of secrets) assert.equal(r[k], 'ERR_ACCESS_DENIED', `${k}: ${r[k]}`);
+      assert.equal(r.writeOwnDir, 'ok');
+      // Not blocked by the permission model (README, threat model): signals and sockets. Reported, not asserted.
+      t.diagnostic(`non-root probe: ${JSON.stringify(r)}`);
+    });
+  });
+
+  test('grandchildren, plain and setsid, are gone within 2 s of their worker\'s exit', { skip: isRoot ? false : 'the setsid case needs per-bot uids (root)' }, async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('spawner', { handler: HOSTILE, settings: { allowChildProcess: true } });
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['spawner']);
+      const before = s.workers[0]!;
+      const kids = JSON.parse(await fleet.chat('spawner', 50, 'spawn')) as { plain: number; setsid: number };
+      assert.ok(alive(kids.plain) && alive(kids.setsid), 'both grandchildren started');
+      fleet.emulator.userSends(fleet.tg('spawner'), 51, 'crash');
+      await waitFor(() => !alive(before.pid!), 10_000, 'the worker exiting');
+      await waitFor(() => !alive(kids.plain) && !alive(kids.setsid), 2000, 'both grandchildren gone');
+    });
+  });
+});
