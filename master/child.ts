@@ -24,7 +24,7 @@ export const ALLOWED_TRANSITIONS: Readonly<Record<ChildState, readonly ChildStat
   draining: ['stopped', 'starting', 'backoff', 'quarantined', 'pending'],
   backoff: ['starting', 'stopped', 'quarantined', 'pending'],
   quarantined: ['starting', 'stopped', 'pending'],
-  stopped: ['starting', 'pending', 'stopped'],
+  stopped: ['starting', 'pending', 'stopped', 'quarantined'],
 };
 
 /** What a stop or kill was for; decides what happens when the process exits. */

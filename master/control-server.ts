@@ -5,6 +5,7 @@
  * `{cmd:"dlq-replay", id?, botId?}` (one dead letter by id, or one bot's).
  * Responses: `{ok:true, result}` or `{ok:false, error}` (one line, no secrets).
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import { createLineSplitter } from '../common/line-splitter.js';
@@ -18,9 +19,23 @@ const REQUEST_DEADLINE_MS = 10_000;
 export type ControlRequest = { cmd: 'status' } | { cmd: 'restart'; botId?: string } | { cmd: 'reload' } | { cmd: 'dlq-replay'; id?: number; botId?: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
-/** Listen on `socketPath` (a stale socket file is replaced). */
+/** The token file beside the socket: `<socket>.token`. */
+export const tokenFileOf = (socketPath: string) => `${socketPath}.token`;
+
+/**
+ * Listen on `socketPath` (a stale socket file is replaced). Every request must carry
+ * the token written to `<socket>.token` (mode 0600, new at each start): a bot running
+ * as the master's user (no per-bot uids) can connect to the socket, but the
+ * permission model keeps it from reading the token.
+ */
 export async function startControlServer(socketPath: string, handle: ControlHandler): Promise<net.Server> {
   fs.rmSync(socketPath, { force: true });
+  const token = crypto.randomBytes(32).toString('base64url');
+  const tokenFile = tokenFileOf(socketPath);
+  fs.rmSync(tokenFile, { force: true });
+  fs.writeFileSync(tokenFile, token + '\n', { mode: 0o600, flag: 'wx' });
+  const expected = Buffer.from(token);
+  const tokenOk = (given: unknown) => typeof given === 'string' && given.length === token.length && crypto.timingSafeEqual(Buffer.from(given), expected);
   const server = net.createServer((sock) => {
     // One request line per connection, at most MAX_REQUEST_BYTES, within REQUEST_DEADLINE_MS.
     let answered = false;
@@ -49,8 +64,9 @@ export async function startControlServer(socketPath: string, handle: ControlHand
     try {
       req = JSON.parse(line) as ControlRequest;
     } catch {
-      return { ok: false, error: 'request is not JSON' };
+      return { ok: false, error: 'request is not JSON', code: ErrorCodes.CONTROL };
     }
+    if (!tokenOk((req as { token?: unknown })?.token)) return { ok: false, error: 'wrong or missing control token', code: ErrorCodes.CONTROL };
     if (!['status', 'restart', 'reload', 'dlq-replay'].includes((req as { cmd?: string }).cmd ?? '')) return { ok: false, error: 'unknown command' };
     try {
       return { ok: true, result: await handle(req) };
@@ -77,7 +93,13 @@ export async function controlRequest(socketPath: string, req: ControlRequest, ti
     let buf = '';
     const timer = setTimeout(() => sock.destroy(new Error(`no answer from the master within ${timeoutMs} ms`)), timeoutMs);
     sock.setEncoding('utf8');
-    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
+    let token: string | undefined;
+    try {
+      token = fs.readFileSync(tokenFileOf(socketPath), 'utf8').trim();
+    } catch {
+      token = undefined; // answered "wrong or missing control token" by a live master
+    }
+    sock.on('connect', () => sock.write(JSON.stringify({ ...req, token }) + '\n'));
     sock.on('data', (c: string) => (buf += c));
     sock.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);

@@ -62,7 +62,8 @@ export function openLogFile(file: string, maxBytes: number, now: () => number = 
         if (now() - failedAt < REOPEN_EVERY_MS) return drop();
         open();
         if (droppedSinceOpen > 0) {
-          const note = JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'log lines dropped: the file could not be written (disk full?)', dropped: droppedSinceOpen }) + '\n';
+          // The leading newline ends a line the failed write may have left half written.
+          const note = '\n' + JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'log lines dropped: the file could not be written (disk full?)', dropped: droppedSinceOpen }) + '\n';
           droppedSinceOpen = 0;
           stream!.write(note);
           size += note.length;

@@ -14,7 +14,7 @@ import { errorMessage } from '../common/errors.js';
 import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey, loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
 import { createWebhookServer } from '../webhook-server/server.js';
-import { startControlServer, type ControlRequest } from './control-server.js';
+import { startControlServer, tokenFileOf, type ControlRequest } from './control-server.js';
 import { openLogFile } from './log-file.js';
 import { createMetrics } from './metrics.js';
 import { removePidFile, writePidFile } from './pid-file.js';
@@ -238,6 +238,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     control.close();
     registry.close();
     fs.rmSync(p.socket, { force: true });
+    fs.rmSync(tokenFileOf(p.socket), { force: true });
     fs.rmSync(p.portsFile, { force: true });
     fs.rmSync(workersFile, { force: true });
     removePidFile(p.pidFile);

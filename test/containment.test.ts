@@ -127,7 +127,7 @@ describe('bots are isolated from each other and from the master', () => {
     const n = (await fleet.worker('neighbour'))!;
     return JSON.parse(await fleet.chat('hostile', 40, `probe ${n.pid}`)) as Record<string, string>;
   }
-  const secrets = ['key', 'db', 'secret', 'masterEnviron', 'neighbourEnviron', 'neighbourMem', 'otherLog', 'writeHome'];
+  const secrets = ['key', 'db', 'secret', 'masterEnviron', 'neighbourEnviron', 'neighbourMem', 'otherLog', 'writeHome', 'controlToken'];
 
   test('per-bot uids alone (WORKER_ISOLATION=uid, a root master): nothing of the master or a neighbour is reachable', { skip: isRoot ? false : 'needs root (CI runs as root)' }, async () => {
     await withFleet({ WORKER_ISOLATION: 'uid' }, {}, async (fleet) => {
@@ -172,6 +172,7 @@ describe('bots are isolated from each other and from the master', () => {
       const r = await probe(fleet);
       for (const k of secrets) assert.equal(r[k], 'ERR_ACCESS_DENIED', `${k}: ${r[k]}`);
       assert.equal(r.writeOwnDir, 'ok');
+      assert.equal(r.controlSocket, 'refused', 'the control socket answers nothing without the token');
       // Not blocked by the permission model (README, threat model): signals and sockets. Reported, not asserted.
       t.diagnostic(`non-root probe: ${JSON.stringify(r)}`);
     });

@@ -157,7 +157,8 @@ export function createIsolation(d: IsolationDeps): Isolation {
       notes.push('per-bot uids off: the master cannot change user (not root, no CAP_SETUID/CAP_SETGID)');
       if (d.setting === 'uid') throw fail(ErrorCodes.ISOLATION, 'WORKER_ISOLATION=uid needs a master that may change user (root or CAP_SETUID/CAP_SETGID)');
     } else {
-      const blocked = CODE_PATHS.map(blockingPath).find((p) => p !== null);
+      // The code must be readable, and the way to <home>/bots/<id>/ passable (the home itself is opened by prepareHome).
+      const blocked = [...CODE_PATHS, path.dirname(path.resolve(d.home))].map(blockingPath).find((p) => p !== null);
       if (blocked) {
         const why = `per-bot uids off: a worker uid cannot read the code, ${blocked} is closed to other users (mode without o+x/o+r)`;
         if (d.setting === 'uid') throw fail(ErrorCodes.ISOLATION, why);

@@ -25,8 +25,8 @@ export const FAST_ENV = {
   RESTART_BACKOFF_MS: '100', RESTART_COOLDOWN_MS: '1000', REGISTRY_POLL_MS: '200', STARTUP_TIMEOUT_MS: '15000', LOG_LEVEL: 'debug',
 };
 
-/** `webhook`: a webhook server on loopback; `asUid`: run the CLI and the master as this uid (needs root). */
-export interface FleetOptions { webhook?: boolean; asUid?: number }
+/** `webhook`: a webhook server on loopback; `asUid`: run the CLI and the master as this uid (needs root); `home`: an existing directory to use. */
+export interface FleetOptions { webhook?: boolean; asUid?: number; home?: string }
 
 export interface Fleet {
   home: string;
@@ -69,7 +69,7 @@ export function uniqueUidBase(): string {
 
 /** Build a fleet in a fresh temporary home. `extraEnv` overrides {@link FAST_ENV}. */
 export async function createFleet(extraEnv: Record<string, string> = {}, opts: FleetOptions = {}): Promise<Fleet> {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-test-'));
+  const home = opts.home ?? fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-test-'));
   if (opts.asUid !== undefined) fs.chownSync(home, opts.asUid, opts.asUid);
   // Through util-linux setpriv: the CLI and the master run as that uid with no groups (a non-root master).
   const run = (args: string[]): [string, string[]] => opts.asUid === undefined ? [process.execPath, args]
