@@ -4,11 +4,12 @@
  * one-line reason on stderr; 2 bad usage.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { BotfleetError } from '../common/errors.js';
+import { BotfleetError, ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, loadConfig, type FlagValues } from '../config/load.js';
 import { SETTINGS } from '../config/settings.js';
 import { controlRequest } from '../master/control-server.js';
 import type { FleetStatus } from '../master/status-server.js';
+import type { RollSummary } from '../master/supervisor.js';
 import { registerBotsCommands } from './bots.js';
 import { registerDlqCommands } from './dlq.js';
 import { statusTable } from './format.js';
@@ -49,8 +50,11 @@ program.command('stop').description('stop the master (SIGTERM) and wait for it t
 });
 
 program.command('restart [botId]').description('rolling restart of every bot, or restart one (also out of quarantine)').action(async (botId?: string) => {
-  await controlRequest(homePaths(config().home).socket, { cmd: 'restart', ...(botId ? { botId } : {}) });
-  console.log(botId ? `bot ${botId} restarted` : 'rolling restart done');
+  // A rolling restart of a large fleet takes minutes: the answer comes when it is done.
+  const r = (await controlRequest(homePaths(config().home).socket, { cmd: 'restart', ...(botId ? { botId } : {}) }, 3_600_000)) as RollSummary;
+  const skipped = r.skipped.map((x) => `${x.botId}: ${x.why}`).join(', ');
+  if (botId && r.restarted.length === 0) throw fail(ErrorCodes.CONTROL, `bot ${botId} was restarted but is ${r.skipped[0]?.why ?? 'not running'}`);
+  console.log(botId ? `bot ${botId} restarted` : `rolling restart done: ${r.restarted.length} restarted, ${r.skipped.length} skipped${skipped ? ` (${skipped})` : ''}`);
 });
 
 program.command('status').description('the fleet as a table').option('--json', 'JSON output').action(async (o: { json?: boolean }) => {

@@ -18,7 +18,7 @@ export type ExitReason = 'crash' | 'exited' | 'config' | 'protocol' | 'hung' | '
 
 /** Every allowed `from -> to`; anything else is a supervisor bug and is refused loudly. */
 export const ALLOWED_TRANSITIONS: Readonly<Record<ChildState, readonly ChildState[]>> = {
-  pending: ['starting', 'stopped', 'quarantined'],
+  pending: ['starting', 'stopped', 'quarantined', 'backoff'],
   starting: ['running', 'draining', 'backoff', 'quarantined', 'stopped', 'pending'],
   running: ['draining', 'backoff', 'quarantined', 'stopped', 'starting'],
   draining: ['stopped', 'starting', 'backoff', 'quarantined', 'pending'],

@@ -17,6 +17,8 @@ export interface LogFile {
   write(line: string): void;
   /** Lines dropped since the file was opened because it could not be written. */
   dropped(): number;
+  /** Resolves once every line written so far is on its way to the disk (or dropped), at most `ms` later. */
+  flush(ms?: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -74,6 +76,17 @@ export function openLogFile(file: string, maxBytes: number, now: () => number = 
       size += Buffer.byteLength(line);
     },
     dropped: () => droppedTotal,
+    flush(ms = 2000) {
+      const s = stream;
+      if (!s || s.destroyed || s.writableLength === 0) return Promise.resolve();
+      return new Promise((resolve) => {
+        const t = setTimeout(resolve, ms);
+        s.write('', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    },
     close() {
       const s = stream;
       if (!s || s.destroyed) return Promise.resolve();

@@ -15,14 +15,14 @@ import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey, loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
 import { createWebhookServer } from '../webhook-server/server.js';
 import { startControlServer, tokenFileOf, type ControlRequest } from './control-server.js';
-import { openLogFile } from './log-file.js';
+import { openLogFile, type LogFile } from './log-file.js';
 import { createMetrics } from './metrics.js';
 import { removePidFile, writePidFile } from './pid-file.js';
 import { openHomeRegistry, type Registry } from './registry.js';
 import { acquireLock } from './host/lock.js';
 import { createIsolation } from './host/isolation.js';
 import { fleetStatus, createStatusServer } from './status-server.js';
-import { createSupervisor, type RestoredHistory, type Supervisor } from './supervisor.js';
+import { createSupervisor, type RestoredHistory, type RollSummary, type Supervisor } from './supervisor.js';
 import { batchSchedulingAvailable, WORKER_ENTRY } from './child-process.js';
 import { createWorkerRecorder, endZombies } from './zombies.js';
 
@@ -52,10 +52,12 @@ export const VERSION = '0.1.0';
 /** A running master, for the CLI and for tests that run it in-process. */
 export interface MasterHandle {
   readonly logger: Logger;
+  /** Resolves once the master's log lines so far are written (before a process exit), at most `ms` later. */
+  flushLog(ms?: number): Promise<void>;
   /** Graceful stop: intake off, drain every worker, close everything. Resolves with the bots that were SIGKILLed. */
   stop(): Promise<string[]>;
-  /** Restart one bot, or all in rolling batches (SIGUSR2). */
-  restart(botId?: string): Promise<void>;
+  /** Restart one bot, or all in rolling batches (SIGUSR2); resolves with what was restarted and skipped. */
+  restart(botId?: string): Promise<RollSummary>;
   /** Re-read the registry now (SIGHUP). */
   reload(): { bots: number; invalid: number };
   /** SIGKILL every worker's process group at once (a second SIGINT). */
@@ -66,11 +68,11 @@ export interface MasterHandle {
 }
 
 /** Open the master's log: `logs/master.log` (size-capped), plus stdout when `echo`. */
-function masterLogger(cfg: Config, logsDir: string, echo: boolean): Logger {
+function masterLogger(cfg: Config, logsDir: string, echo: boolean): { logger: Logger; file: LogFile } {
   const file = openLogFile(`${logsDir}/master.log`, cfg.logMaxBytes);
   const streams: pino.StreamEntry[] = [{ level: cfg.logLevel as pino.Level, stream: file }];
   if (echo) streams.push({ level: cfg.logLevel as pino.Level, stream: process.stdout });
-  return createLogger(pino.multistream(streams), cfg.logLevel, { role: 'master' });
+  return { logger: createLogger(pino.multistream(streams), cfg.logLevel, { role: 'master' }), file };
 }
 
 /**
@@ -90,7 +92,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     lock.release();
     throw err;
   }
-  const logger = masterLogger(cfg, p.logs, opts.echoLogs ?? false);
+  const { logger, file: logFile } = masterLogger(cfg, p.logs, opts.echoLogs ?? false);
   const secret = loadWebhookSecret(cfg.webhookSecret, p.secretFile);
   const secretTokenFor = (botId: string) => webhookSecretToken(secret, botId);
   const startedAt = Date.now();
@@ -183,8 +185,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
       case 'reload': return reload();
       case 'restart':
         logger.info({ botId: req.botId ?? null }, req.botId ? 'operator restart' : 'rolling restart requested');
-        await supervisor.restart(req.botId);
-        return { restarted: req.botId ?? 'all' };
+        return supervisor.restart(req.botId);
       case 'dlq-replay':
         return replayDeadLetters(req);
     }
@@ -245,9 +246,10 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     logger.info({ killed }, 'master stopped');
     isolation.release();
     lock.release();
+    await logFile.flush(); // the stop line reaches master.log before the process exits
     return killed;
   })());
-  return { logger, stop, reload, restart: (botId) => supervisor.restart(botId), forceKill: () => supervisor.forceKill(), supervisor, ports: { status: statusPort, webhook: webhookPort } };
+  return { logger, flushLog: (ms) => logFile.flush(ms), stop, reload, restart: (botId) => supervisor.restart(botId), forceKill: () => supervisor.forceKill(), supervisor, ports: { status: statusPort, webhook: webhookPort } };
 }
 
 /** Run a master until a signal stops it; exits the process. Used by `botfleet start`. */
@@ -261,14 +263,14 @@ export async function runMaster(cfg: Config): Promise<void> {
     if (err.code && HOST_ERRORS.has(err.code)) return void master.logger.error({ err: errorMessage(err), code: err.code }, 'host error survived');
     master.logger.fatal({ err: String(err.stack ?? err) }, 'uncaught exception: master exiting');
     master.forceKill();
-    setTimeout(() => process.exit(1), 200);
+    void master.flushLog(1000).then(() => process.exit(1));
   });
   let interrupts = 0;
   const graceful = (sig: string) => {
     master.logger.info({ signal: sig }, 'signal received');
     void master.stop().then(() => process.exit(0), (err: unknown) => {
       master.logger.error({ err: errorMessage(err) }, 'stop failed');
-      process.exit(1);
+      void master.flushLog(1000).then(() => process.exit(1));
     });
   };
   process.on('SIGTERM', () => graceful('SIGTERM'));

@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
-import { errorMessage } from '../common/errors.js';
+import { ErrorCodes, errorMessage, fail } from '../common/errors.js';
 import { effectiveCapacity, type Config } from '../config/load.js';
 import { EXIT_CONFIG, parseWorkerMessage, type WorkerMessage } from '../worker/protocol.js';
 import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState, type DeliverResult, type ExitReason, type WorkerStatus } from './child.js';
@@ -25,6 +25,8 @@ import type { BotSpec, InvalidBot } from './registry.js';
 import { prepareDelivery } from './telegram-admin.js';
 
 const HOUR_MS = 3_600_000;
+/** Quiet time after the last rolling-restart request before the coalesced trailing roll starts. */
+const ROLL_COALESCE_MS = 1000;
 /** Begun-not-acked updates tracked per polling worker before a flood of `begin` is a protocol violation. */
 const MAX_TRACKED_IN_FLIGHT = 4096;
 
@@ -77,6 +79,9 @@ export interface SupervisorDeps {
 /** A restart history read back from the registry, on this process's monotonic clock. */
 export interface RestoredHistory { history: RestartHistory; quarantinedUntil: number | null; doNotRestart: boolean }
 
+/** The outcome of a restart: bots back `running`, and the others with the state they settled in. */
+export interface RollSummary { restarted: string[]; skipped: Array<{ botId: string; why: string }> }
+
 /** Emitted on every state change. */
 export interface TransitionEvent { botId: string; from: ChildState; to: ChildState; reason: string | null }
 
@@ -93,8 +98,13 @@ export interface Supervisor extends EventEmitter {
    * `unavailable`, `timeout`). A replay that kills the worker counts as a fault as usual.
    */
   replay(botId: string, update: Update): Promise<DeliverResult>;
-  /** Restart one bot (also out of quarantine), or every bot in rolling batches. @throws for an unknown bot */
-  restart(botId?: string): Promise<void>;
+  /**
+   * Restart one bot (also out of quarantine), or every bot in rolling batches; a
+   * rolling restart asked for while one runs joins it. Resolves when done, with what
+   * was restarted and what was skipped and why (quarantined, stopped, backoff, timeout).
+   * @throws BotfleetError `BF_ERR_BOT_NOT_FOUND`, `BF_ERR_BAD_INPUT` (disabled or invalid bot)
+   */
+  restart(botId?: string): Promise<RollSummary>;
   status(): WorkerStatus[];
   capacity(): number;
   /** Stop every child (drain, then SIGKILL at the deadline). Resolves with the bots that had to be killed. */
@@ -168,10 +178,11 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       return;
     }
     c.launching = true;
-    transition(c, 'starting', why);
     const abandoned = () => c.intent !== 'run' || shuttingDown || !c.spec;
     // Telegram-side preparation is I/O, not CPU: done before taking a fork slot so it overlaps other forks.
+    // Shown as `pending` (waiting its turn): `starting` means forked.
     if (!abandoned() && c.prepareDelivery) {
+      if (c.state !== 'pending') transition(c, 'pending', `preparing Telegram's side (${why})`);
       let prepared = false;
       const done = await preparing.acquire();
       try {
@@ -184,6 +195,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       }
       if (!prepared) return;
     }
+    if (c.state !== 'starting') transition(c, 'starting', why);
     const release = await limiter.acquire();
     try {
       await pacer.run(() => {
@@ -501,19 +513,68 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     if (c.quarantinedUntil !== null) c.timer = setTimeout(() => retryQuarantined(c), Math.max(0, c.quarantinedUntil - now()));
   }
 
-  /** Resolves when `c` is running again, or stopped trying, or after `ms`. */
-  const settled = (c: Child, ms: number) => new Promise<void>((resolve) => {
-    const done = () => {
+  /**
+   * Resolves with `c`'s state once it is running again, or in a state that will not
+   * become running soon (quarantined, stopped, backoff), or with `timeout` after `ms`.
+   * The current state counts: a bot already there is not waited for.
+   */
+  const SETTLED: readonly ChildState[] = ['running', 'quarantined', 'stopped', 'backoff'];
+  const settled = (c: Child, ms: number) => new Promise<ChildState | 'timeout'>((resolve) => {
+    if (SETTLED.includes(c.state)) return resolve(c.state);
+    const done = (r: ChildState | 'timeout') => {
       clearTimeout(t);
       events.off('transition', on);
-      resolve();
+      resolve(r);
     };
     const on = (e: TransitionEvent) => {
-      if (e.botId === c.botId && ['running', 'quarantined', 'stopped', 'backoff'].includes(e.to)) done();
+      if (e.botId === c.botId && SETTLED.includes(e.to)) done(e.to);
     };
-    const t = setTimeout(done, ms);
+    const t = setTimeout(() => done('timeout'), ms);
     events.on('transition', on);
   });
+
+  /** One rolling restart: batches of ROLLING_RESTART_PERCENT, each waiting for its replacements to settle. */
+  async function roll(): Promise<RollSummary> {
+    const summary: RollSummary = { restarted: [], skipped: [] };
+    const list = [...children.values()].filter((c) => c.spec?.enabled);
+    const batch = Math.max(1, Math.floor((list.length * cfg.rollingRestartPercent) / 100));
+    for (let i = 0; i < list.length; i += batch) {
+      await Promise.all(list.slice(i, i + batch).map(async (c) => {
+        // DESIGN: a rolling restart never waits on a bot that will not become running soon.
+        if (c.state === 'quarantined' || c.state === 'stopped') return void summary.skipped.push({ botId: c.botId, why: c.state });
+        await restartOne(c, 'rolling-restart');
+        const st = await settled(c, cfg.startupTimeoutMs + cfg.workerTimeoutMs);
+        if (st === 'running') summary.restarted.push(c.botId);
+        else summary.skipped.push({ botId: c.botId, why: st });
+      }));
+    }
+    logger.info({ restarted: summary.restarted.length, skipped: summary.skipped }, 'rolling restart done');
+    return summary;
+  }
+  let rolling: Promise<RollSummary> | null = null;
+  let trailing: { promise: Promise<RollSummary>; fire(): void; timer: NodeJS.Timeout } | null = null;
+  /**
+   * Leading and trailing coalescing: a request with no roll running starts one at once;
+   * requests while one runs become a single trailing roll, started once no request
+   * has come for ROLL_COALESCE_MS and the running roll is done (it picks up whatever
+   * the later requests were for). 20 SIGUSR2 in two seconds: two rolls.
+   */
+  function requestRoll(): Promise<RollSummary> {
+    if (!rolling && !trailing) return (rolling = roll().finally(() => (rolling = null)));
+    if (trailing) {
+      clearTimeout(trailing.timer);
+      trailing.timer = setTimeout(trailing.fire, ROLL_COALESCE_MS);
+      return trailing.promise;
+    }
+    let fire!: () => void;
+    const promise = new Promise<void>((r) => (fire = r)).then(async () => {
+      await rolling?.catch(() => undefined);
+      trailing = null;
+      return (rolling = roll().finally(() => (rolling = null)));
+    });
+    trailing = { promise, fire, timer: setTimeout(fire, ROLL_COALESCE_MS) };
+    return promise;
+  }
 
   return Object.assign(events, {
     reconcile(specs: BotSpec[], invalid: InvalidBot[]) {
@@ -560,24 +621,16 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
       return sendAndAwaitAck(c, c.proc, update, true);
     },
-    async restart(botId?: string) {
+    async restart(botId?: string): Promise<RollSummary> {
       if (botId !== undefined) {
         const c = children.get(botId);
-        if (!c) throw new Error(`no bot with id "${botId}"`);
-        if (!c.spec?.enabled) throw new Error(`bot "${botId}" is ${c.spec ? 'disabled' : 'not valid'}; enable or fix it first`);
+        if (!c) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${botId}"`);
+        if (!c.spec?.enabled) throw fail(ErrorCodes.BAD_INPUT, `bot "${botId}" is ${c.spec ? 'disabled' : 'not valid'}; enable or fix it first`);
         await restartOne(c, 'operator');
-        return settled(c, cfg.startupTimeoutMs + cfg.workerTimeoutMs);
+        const st = await settled(c, cfg.startupTimeoutMs + cfg.workerTimeoutMs);
+        return st === 'running' ? { restarted: [botId], skipped: [] } : { restarted: [], skipped: [{ botId, why: st }] };
       }
-      // Batches of ROLLING_RESTART_PERCENT of the fleet; each waits for its replacements' ready.
-      const list = [...children.values()].filter((c) => c.spec?.enabled);
-      const batch = Math.max(1, Math.floor((list.length * cfg.rollingRestartPercent) / 100));
-      for (let i = 0; i < list.length; i += batch) {
-        const group = list.slice(i, i + batch);
-        await Promise.all(group.map(async (c) => {
-          await restartOne(c, 'rolling-restart');
-          await settled(c, cfg.startupTimeoutMs + cfg.workerTimeoutMs);
-        }));
-      }
+      return requestRoll();
     },
     forceKill() {
       shuttingDown = true;
@@ -588,6 +641,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     capacity: () => cap,
     async stopAll() {
       shuttingDown = true;
+      if (trailing) clearTimeout(trailing.timer); // a coalesced roll never starts once the master stops
       stopMonitors();
       const results = await Promise.all([...children.values()].map(async (c) => ((await stopProc(c, 'operator', 'stop', 'master shutting down')) ? c.botId : null)));
       await Promise.all([...children.values()].map((c) => c.log?.close()));

@@ -1,0 +1,99 @@
+/**
+ * The lifecycle as seen from outside: exit reasons told apart (an unasked exit 0 is
+ * `exited`, exit 78 is `config`), rolling restarts that skip bots which will not run
+ * and coalesce when asked for again, and a master log that keeps its last line.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
+import { waitFor } from './helpers/wait.js';
+
+const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
+const masterLog = (fleet: Fleet) => fs.readFileSync(path.join(fleet.home, 'logs', 'master.log'), 'utf8');
+const transitions = (fleet: Fleet, botId: string, to: string) =>
+  masterLog(fleet).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { botId?: string; to?: string; msg?: string })
+    .filter((l) => l.msg === 'transition' && l.botId === botId && l.to === to).length;
+
+describe('exit reasons', () => {
+  test('an unasked exit 0 is recorded as exited and restarted; exit 78 as config and quarantined', async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('quitter', { handler: MISBEHAVE });
+      await fleet.startMaster();
+      const first = (await fleet.waitRunning(['quitter'])).workers[0]!;
+      fleet.emulator.userSends(fleet.tg('quitter'), 1, 'exit0');
+      const back = await fleet.waitWorker('quitter', (w) => w.state === 'running' && w.pid !== first.pid, 10_000, 'restart after exit 0');
+      assert.equal(back.lastExit?.reason, 'exited');
+      assert.equal(back.lastExit?.code, 0);
+      fleet.emulator.userSends(fleet.tg('quitter'), 2, 'exit78');
+      const q = await fleet.waitWorker('quitter', (w) => w.state === 'quarantined', 10_000, 'quarantine after exit 78');
+      assert.equal(q.lastExit?.reason, 'config');
+      assert.equal(q.lastExit?.code, 78);
+      assert.equal(q.quarantinedUntil, null, 'no retry time: an operator must act');
+    });
+  });
+});
+
+describe('rolling restarts', () => {
+  test('a rolling restart skips quarantined bots, finishes, and answers with its summary', async () => {
+    await withFleet({ MAX_RESTARTS_PER_HOUR: '1', RESTART_BACKOFF_MS: '10' }, {}, async (fleet) => {
+      for (const id of ['l1', 'l2']) {
+        const marker = path.join(fleet.home, 'bots', id, 'crash-on-boot');
+        fs.mkdirSync(path.dirname(marker), { recursive: true });
+        fs.writeFileSync(marker, '');
+        await fleet.addBot(id, { handler: MISBEHAVE, settings: { crashOnBootIfExists: marker } });
+      }
+      await fleet.addBot('r1');
+      await fleet.addBot('r2');
+      await fleet.startMaster();
+      await fleet.waitRunning(['r1', 'r2']);
+      for (const id of ['l1', 'l2']) await fleet.waitWorker(id, (w) => w.state === 'quarantined', 15_000, `${id} quarantined`);
+      const t0 = Date.now();
+      const r = await fleet.cli(['restart']);
+      const ms = Date.now() - t0;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /rolling restart done: 2 restarted, 2 skipped \(l1: quarantined, l2: quarantined\)|rolling restart done: 2 restarted, 2 skipped \(l2: quarantined, l1: quarantined\)/);
+      assert.ok(ms < 20_000, `the roll took ${ms} ms: it did not wait on the quarantined bots`);
+      const s = await fleet.status();
+      for (const id of ['r1', 'r2']) assert.equal(s.workers.find((w) => w.botId === id)?.lastExit?.reason, 'rolling-restart');
+    });
+  });
+
+  test('20 SIGUSR2 in two seconds: each bot restarted at most twice, no refused transition', async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('a');
+      await fleet.addBot('b');
+      await fleet.startMaster();
+      await fleet.waitRunning(['a', 'b']);
+      for (let i = 0; i < 20; i++) {
+        fleet.master!.kill('SIGUSR2');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await waitFor(() => masterLog(fleet).split('rolling restart done').length - 1 >= 1 && !masterLog(fleet).endsWith('rolling restart requested'), 30_000, 'the rolling restarts done');
+      await fleet.waitRunning(['a', 'b'], 30_000);
+      await new Promise((r) => setTimeout(r, 500));
+      for (const id of ['a', 'b']) {
+        const w = (await fleet.worker(id))!;
+        assert.ok(w.restarts <= 2, `${id} restarted ${w.restarts} times`);
+        assert.ok(transitions(fleet, id, 'draining') <= 2);
+      }
+      assert.doesNotMatch(masterLog(fleet), /refused transition/);
+    });
+  });
+});
+
+describe('the master log', () => {
+  test('ends with the stop line after botfleet stop', async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('a');
+      await fleet.startMaster();
+      await fleet.waitRunning(['a']);
+      const r = await fleet.cli(['stop']);
+      assert.equal(r.code, 0, r.stderr);
+      await waitFor(() => fleet.master!.exitCode !== null, 10_000, 'the master exiting');
+      const last = masterLog(fleet).trim().split('\n').pop()!;
+      assert.equal((JSON.parse(last) as { msg: string }).msg, 'master stopped');
+    });
+  });
+});
