@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, loadConfig } from '../config/load.js';
-import { controlRequest } from '../master/control-server.js';
+import { controlRequest } from '../master/surfaces/control-server.js';
 import { withRegistry } from './bots.js';
 import { table } from './format.js';
 

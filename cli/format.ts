@@ -1,5 +1,5 @@
 /** Plain-text formatting for the CLI: the status table, durations and sizes. */
-import type { FleetStatus } from '../master/status-server.js';
+import type { FleetStatus } from '../master/surfaces/status-server.js';
 
 /** `93s`, `12m`, `5h`, `3d`. */
 export function formatDuration(ms: number): string {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey } from '../config/secrets.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
-import { processAlive, readLivePid } from '../master/pid-file.js';
+import { processAlive, readLivePid } from '../master/host/pid-file.js';
 import { lockHeld, lockHolder } from '../master/host/lock.js';
 import path from 'node:path';
 import { openHomeRegistry } from '../master/registry.js';

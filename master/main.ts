@@ -14,17 +14,18 @@ import { errorMessage } from '../common/errors.js';
 import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey, loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
 import { createWebhookServer } from '../webhook-server/server.js';
-import { startControlServer, tokenFileOf, type ControlRequest } from './control-server.js';
-import { openLogFile, type LogFile } from './log-file.js';
-import { createMetrics } from './metrics.js';
-import { removePidFile, writePidFile } from './pid-file.js';
+import { startControlServer, tokenFileOf, type ControlRequest } from './surfaces/control-server.js';
+import { openLogFile, type LogFile } from './host/log-file.js';
+import { createMetrics } from './surfaces/metrics.js';
+import { removePidFile, writePidFile } from './host/pid-file.js';
 import { openHomeRegistry, type Registry } from './registry.js';
+import { replayDeadLetters } from './delivery/replay.js';
 import { acquireLock } from './host/lock.js';
 import { createIsolation } from './host/isolation.js';
-import { fleetStatus, createStatusServer } from './status-server.js';
-import { createSupervisor, type RestoredHistory, type RollSummary, type Supervisor } from './supervisor.js';
-import { batchSchedulingAvailable, WORKER_ENTRY } from './child-process.js';
-import { createWorkerRecorder, endZombies } from './zombies.js';
+import { fleetStatus, createStatusServer } from './surfaces/status-server.js';
+import { createSupervisor, type RestoredHistory, type RollSummary, type Supervisor } from './lifecycle/supervisor.js';
+import { batchSchedulingAvailable, WORKER_ENTRY } from './lifecycle/child-process.js';
+import { createWorkerRecorder, endZombies } from './host/zombies.js';
 
 /** Errors of the host (not of our code) that the master survives wherever they surface. */
 const HOST_ERRORS = new Set(['EPIPE', 'ECONNRESET', 'ENOSPC', 'EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM', 'EDQUOT']);
@@ -187,33 +188,9 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
         logger.info({ botId: req.botId ?? null }, req.botId ? 'operator restart' : 'rolling restart requested');
         return supervisor.restart(req.botId);
       case 'dlq-replay':
-        return replayDeadLetters(req);
+        return replayDeadLetters({ deadLetters: registry.deadLetters, replay: (botId, u) => supervisor.replay(botId, u), logger }, req);
     }
   });
-  /**
-   * `botfleet dlq replay`: each selected dead letter goes to its bot's running worker,
-   * one at a time; an acked one is removed, any other outcome is recorded on its row.
-   */
-  async function replayDeadLetters(req: { id?: number; botId?: string }): Promise<{ replayed: number; kept: Array<{ id: number; result: string }> }> {
-    if (req.id === undefined && req.botId === undefined) throw new Error('dlq replay needs a dead letter id or --bot');
-    const rows = registry.deadLetters.forReplay(req.id !== undefined ? { id: req.id } : { botId: req.botId! });
-    if (rows.length === 0) throw new Error(req.id !== undefined ? `no dead letter with id ${req.id}` : `no dead letters for bot "${req.botId}"`);
-    let replayed = 0;
-    const kept: Array<{ id: number; result: string }> = [];
-    for (const row of rows) {
-      const result = await supervisor.replay(row.botId, row.update);
-      logger.info({ botId: row.botId, updateId: row.updateId, dlqId: row.id, result }, 'dead letter replayed');
-      if (result === 'acked') {
-        registry.deadLetters.remove({ id: row.id });
-        replayed++;
-      } else {
-        registry.deadLetters.replayFailed(row.id, result);
-        kept.push({ id: row.id, result });
-      }
-    }
-    return { replayed, kept };
-  }
-
   reload();
   const poll = setInterval(() => {
     try {

@@ -9,30 +9,11 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ErrorCodes, fail } from '../common/errors.js';
 import { decryptToken, encryptToken, loadEncryptionKey, TOKEN_PATTERN } from '../config/secrets.js';
-import { DEAD_LETTERS_SCHEMA, openDeadLetters, type DeadLetterStore } from './dead-letters.js';
+import { DEAD_LETTERS_SCHEMA, openDeadLetters, type DeadLetterStore } from './delivery/dead-letters.js';
 
-/** A bot's configured mode; `null` means "the master's default". */
-export type BotModeSetting = 'polling' | 'webhook' | 'auto' | null;
+import type { BotModeSetting, BotSpec, InvalidBot } from './lifecycle/child-spec.js';
 
-/** One bot as configured, token decrypted. Only the master holds these. */
-export interface BotSpec {
-  id: string;
-  name: string;
-  token: string;
-  mode: BotModeSetting;
-  handler: string;
-  settings: Record<string, unknown>;
-  apiRoot: string | null;
-  enabled: boolean;
-}
-
-/** A row that could not be turned into a {@link BotSpec}, with the reason (one line). */
-export interface InvalidBot {
-  id: string;
-  name: string;
-  enabled: boolean;
-  reason: string;
-}
+export type { BotModeSetting, BotSpec, InvalidBot };
 
 /** A row as listed to users: never the token, only its masked form. */
 export interface BotListing {

@@ -13,9 +13,9 @@ import { loadEncryptionKey } from '../config/secrets.js';
 import { statusTable } from '../cli/format.js';
 import { startMaster } from '../master/main.js';
 import { openHomeRegistry } from '../master/registry.js';
-import { controlRequest } from '../master/control-server.js';
-import { processAlive } from '../master/pid-file.js';
-import type { FleetStatus } from '../master/status-server.js';
+import { controlRequest } from '../master/surfaces/control-server.js';
+import { processAlive } from '../master/host/pid-file.js';
+import type { FleetStatus } from '../master/surfaces/status-server.js';
 import { BotApiEmulator } from './emulator/emulator.js';
 
 const say = (s: string) => console.log(`\x1b[1m==>\x1b[0m ${s}`);

@@ -9,8 +9,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
-import type { FleetStatus } from '../master/status-server.js';
-import type { DeadLetter } from '../master/dead-letters.js';
+import type { FleetStatus } from '../master/surfaces/status-server.js';
+import type { DeadLetter } from '../master/delivery/dead-letters.js';
 
 const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
-import { batchSchedulingAvailable } from '../master/child-process.js';
+import { batchSchedulingAvailable } from '../master/lifecycle/child-process.js';
 
 /** A process's Linux scheduling policy from /proc/<pid>/stat (field 41): 0 SCHED_OTHER, 3 SCHED_BATCH (sched(7)). */
 function schedPolicy(pid: number): number {

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { Update } from 'node-telegram-bot-api';
-import type { DeadLetter } from '../master/dead-letters.js';
+import type { DeadLetter } from '../master/delivery/dead-letters.js';
 import { CLI, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
 

@@ -1,11 +1,11 @@
 /** Pure policies on a fake clock: restart intensity and backoff, dedup window, per-chat queue, limiter. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { heartbeatCheckEveryMs, heartbeatOverdue, startupOverdue } from '../master/policy/deadlines.js';
-import { createLimiter } from '../master/policy/limiter.js';
-import { confirmDelayMs, memoryVerdict, needsConfirmation } from '../master/policy/memory.js';
-import { decideRestart, emptyHistory, type RestartHistory, type RestartPolicy } from '../master/policy/restart.js';
-import { ALLOWED_TRANSITIONS } from '../master/child.js';
+import { heartbeatCheckEveryMs, heartbeatOverdue, startupOverdue } from '../master/lifecycle/policy/deadlines.js';
+import { createLimiter } from '../master/lifecycle/policy/limiter.js';
+import { confirmDelayMs, memoryVerdict, needsConfirmation } from '../master/lifecycle/policy/memory.js';
+import { decideRestart, emptyHistory, type RestartHistory, type RestartPolicy } from '../master/lifecycle/policy/restart.js';
+import { ALLOWED_TRANSITIONS } from '../master/lifecycle/child.js';
 import { createChatQueue } from '../worker/chat-queue.js';
 import { createDedupWindow } from '../worker/dedup.js';
 

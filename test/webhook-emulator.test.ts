@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Update } from 'node-telegram-bot-api';
 import { Api, TelegramApiError } from 'node-telegram-bot-api';
-import type { DeliverResult } from '../master/child.js';
+import type { DeliverResult } from '../master/lifecycle/child.js';
 import { createWebhookServer } from '../webhook-server/server.js';
 import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import { BotApiEmulator } from '../scripts/emulator/emulator.js';

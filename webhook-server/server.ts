@@ -13,10 +13,16 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import type { Update } from 'node-telegram-bot-api';
 import { updateProblem } from '../worker/protocol.js';
-import type { DeliverResult } from '../master/child.js';
 import { secretMatches } from './secret.js';
 
-/** What the server needs from the supervisor. */
+/**
+ * The result of handing one update on (the delivery port's answer): `acked` and
+ * `failed` (the handler threw) and `dead-lettered` are answered 200, `unknown-bot`
+ * 404, `unavailable` and `timeout` 503 with Retry-After.
+ */
+export type DeliverResult = 'acked' | 'failed' | 'dead-lettered' | 'unknown-bot' | 'unavailable' | 'timeout';
+
+/** The delivery port this server needs; the master's delivery wing implements it. */
 export interface WebhookTarget {
   isWebhookBot(botId: string): boolean;
   deliver(botId: string, update: Update): Promise<DeliverResult>;

@@ -26,9 +26,7 @@ import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
 import { acquireLock, type MasterLock } from './lock.js';
 import { isBuiltinHandler } from '../../worker/handlers/index.js';
-import type { ForkIsolation } from '../child-process.js';
-import { WORKER_ENTRY } from '../child-process.js';
-import type { BotSpec } from '../registry.js';
+import { PACKAGE_ROOT, WORKER_ENTRY } from './worker-entry.js';
 import { killUid } from './proc.js';
 
 /** `master.isolation` in status: which layers are in force, and why one is not. */
@@ -44,8 +42,26 @@ export interface IsolationStatus {
 /** `WORKER_ISOLATION`: auto (every layer that can apply), uid (that layer only, required), permission (that layer only), off. */
 export type IsolationSetting = 'auto' | 'uid' | 'permission' | 'off';
 
-/** The package root: dist/worker/bundle.js -> the directory holding dist/ and node_modules/. */
-export const PACKAGE_ROOT = path.resolve(path.dirname(WORKER_ENTRY), '..', '..');
+export { PACKAGE_ROOT };
+
+/** Per-bot isolation applied at the fork (lifecycle/child-process.ts). */
+export interface ForkIsolation {
+  /** Run as this uid/gid (no supplementary groups: libuv drops them when the master is root). */
+  uid?: number;
+  gid?: number;
+  /** Node flags placed before the entry (the permission model's). */
+  nodeFlags?: string[];
+  /** HOME for the worker (its writable data directory), when it has one. */
+  home?: string;
+  /** Working directory of the worker. */
+  cwd?: string;
+}
+
+/** What isolation needs of a bot's configuration. */
+export interface IsolatedBot {
+  handler: string;
+  settings: Record<string, unknown>;
+}
 
 /** True when this process may set another uid/gid on its children: root, or CAP_SETUID (7) and CAP_SETGID (6) effective. */
 export function canChangeUser(): boolean {
@@ -130,7 +146,7 @@ export interface IsolationDeps {
 export interface Isolation {
   readonly status: IsolationStatus;
   /** Fork options for one bot. @throws BotfleetError `BF_ERR_ISOLATION` (one line: which path blocks it) */
-  forBot(botId: string, spec: BotSpec): ForkIsolation;
+  forBot(botId: string, spec: IsolatedBot): ForkIsolation;
   /** After a worker's exit: end every process left under the bot's uid. @returns how many were killed */
   afterExit(botId: string): number;
   /** At master start: end processes left under any bot uid by an earlier master. */

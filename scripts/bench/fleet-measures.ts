@@ -6,7 +6,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
  * same run.
  */
 
-import { forkWorker } from '../../master/child-process.js';
+import { forkWorker } from '../../master/lifecycle/child-process.js';
 import type { MasterHandle } from '../../master/main.js';
 import { benchEnv, endAll, forkBare, forkBareFleet, makeHome, nextTransition, NOOP_HANDLER, pssBytes, sleep, startEmulator, startFleetIn } from './harness.js';
 import { fmt, fmtSummary, summarize, type Row } from './stats.js';

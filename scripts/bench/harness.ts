@@ -13,12 +13,12 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, homePaths } from '../../config/load.js';
-import { controlRequest } from '../../master/control-server.js';
-import type { FleetStatus } from '../../master/status-server.js';
+import { controlRequest } from '../../master/surfaces/control-server.js';
+import type { FleetStatus } from '../../master/surfaces/status-server.js';
 import { loadEncryptionKey } from '../../config/secrets.js';
 import { startMaster, type MasterHandle } from '../../master/main.js';
 import { openHomeRegistry } from '../../master/registry.js';
-import type { TransitionEvent } from '../../master/supervisor.js';
+import type { TransitionEvent } from '../../master/lifecycle/supervisor.js';
 
 const here = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
 export const BARE_CHILD = here('./bare-child.js');

@@ -18,4 +18,4 @@ export async function waitFor<T>(check: () => T | Promise<T>, ms: number, what: 
 }
 
 /** True when a process with `pid` exists (zombies count as gone). */
-export { processAlive as alive } from '../../master/pid-file.js';
+export { processAlive as alive } from '../../master/host/pid-file.js';

@@ -3,7 +3,7 @@
  * whose process is gone, or is not a botfleet master (pid reused), is stale.
  */
 import fs from 'node:fs';
-import { ErrorCodes, fail } from '../common/errors.js';
+import { ErrorCodes, fail } from '../../common/errors.js';
 
 /** True when `pid` is a live process; a zombie (exited, not yet reaped) counts as gone. */
 export function processAlive(pid: number): boolean {

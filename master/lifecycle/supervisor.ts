@@ -9,19 +9,19 @@
 import { EventEmitter } from 'node:events';
 import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
-import { ErrorCodes, errorMessage, fail } from '../common/errors.js';
-import { effectiveCapacity, type Config } from '../config/load.js';
-import { EXIT_CONFIG, parseWorkerMessage, type WorkerMessage } from '../worker/protocol.js';
+import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
+import { effectiveCapacity, type Config } from '../../config/load.js';
+import { EXIT_CONFIG, parseWorkerMessage, type WorkerMessage } from '../../worker/protocol.js';
 import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState, type DeliverResult, type ExitReason, type WorkerStatus } from './child.js';
 import { forkWorker, type ExitInfo, type ForkIsolation, type WorkerProcess } from './child-process.js';
-import { createChildLog } from './child-log.js';
-import { onAck, onBegin, onWorkerGone, poisonIds, sendAndAwaitAck, takePoison } from './delivery.js';
+import { createChildLog } from '../host/child-log.js';
+import { onAck, onBegin, onWorkerDeadLetter, onWorkerGone, poisonIds, sendAndAwaitAck, takePoison } from '../delivery/outbox.js';
 import { createForkPacer } from './fork-pacer.js';
 import { createLimiter } from './policy/limiter.js';
 import { memoryVerdict, needsConfirmation } from './policy/memory.js';
 import { decideRestart, emptyHistory, type RestartHistory, type RestartPolicy } from './policy/restart.js';
 import { startMonitors } from './monitors.js';
-import type { BotSpec, InvalidBot } from './registry.js';
+import type { BotSpec, InvalidBot } from './child-spec.js';
 import { prepareDelivery } from './telegram-admin.js';
 
 const HOUR_MS = 3_600_000;
@@ -265,7 +265,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     proc.send({
       v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
       pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
-      skipUpdateIds: poisonIds(c),
+      skipUpdateIds: poisonIds(c.delivery),
       bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings },
     });
     // Deferred by one setImmediate: after a pause of the master, expired timers run before
@@ -304,15 +304,16 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         Object.assign(c, { lastHeartbeatAt: now(), messages: m.messages, errors: m.errors, queueDepth: m.queueDepth, rssBytes: c.cpuPercent === null ? m.rssBytes : c.rssBytes, lastError: m.lastError, username: m.username });
         return;
       case 'begin':
-        for (const id of m.updateIds) onBegin(c, id);
+        let begun = 0;
+        for (const id of m.updateIds) begun = onBegin(c.delivery, id);
         // A worker holds at most 64 updates in flight plus one getUpdates batch (100): far more is a flood.
-        if (c.inFlight.size > MAX_TRACKED_IN_FLIGHT) protocolViolation(c, proc, `over ${MAX_TRACKED_IN_FLIGHT} updates begun and not acked`);
+        if (begun > MAX_TRACKED_IN_FLIGHT) protocolViolation(c, proc, `over ${MAX_TRACKED_IN_FLIGHT} updates begun and not acked`);
         return;
       case 'ack':
-        for (const a of m.acks) onAck(c, a.updateId, a.ok);
+        for (const a of m.acks) onAck(c.delivery, a.updateId, a.ok);
         return;
       case 'dlq':
-        c.deaths.delete(m.updateId);
+        onWorkerDeadLetter(c.delivery, m.updateId);
         logger.warn({ botId: c.botId, updateId: m.updateId, err: m.error }, 'update dead-lettered');
         d.onDeadLetter?.(c.botId, m.updateId, m.update ?? null, m.error);
         return;
@@ -346,7 +347,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     }
     d.onWorkerExit?.(c.botId, proc.pid);
     const reason = exitReason(c.endReason, info);
-    onWorkerGone(c, c.intent === 'run' && !shuttingDown);
+    onWorkerGone(c.delivery, c.intent === 'run' && !shuttingDown);
     c.lastExit = { code: info.code, signal: info.signal, reason, at: new Date().toISOString() };
     logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, workerPid: proc.pid, ...info, reason }, 'worker exited');
     if (c.intent === 'stop' || shuttingDown) return transition(c, 'stopped', c.stateReason);
@@ -607,19 +608,21 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     deliver(botId: string, update: Update): Promise<DeliverResult> {
       const c = children.get(botId);
       if (!c || c.mode !== 'webhook' || c.intent === 'stop') return Promise.resolve('unknown-bot');
-      if (takePoison(c, update.update_id)) {
+      if (takePoison(c.delivery, update.update_id)) {
         logger.warn({ botId, updateId: update.update_id }, 'update dead-lettered: it was in flight through repeated worker deaths');
         d.onDeadLetter?.(botId, update.update_id, update, 'in flight through repeated worker deaths');
         return Promise.resolve('dead-lettered');
       }
       if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
-      return sendAndAwaitAck(c, c.proc, update);
+      const proc = c.proc;
+      return sendAndAwaitAck(c.delivery, proc, () => c.proc === proc, update);
     },
     replay(botId: string, update: Update): Promise<DeliverResult> {
       const c = children.get(botId);
       if (!c || c.intent === 'stop') return Promise.resolve('unknown-bot');
       if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
-      return sendAndAwaitAck(c, c.proc, update, true);
+      const proc = c.proc;
+      return sendAndAwaitAck(c.delivery, proc, () => c.proc === proc, update, true);
     },
     async restart(botId?: string): Promise<RollSummary> {
       if (botId !== undefined) {

@@ -7,7 +7,7 @@ import type { Child } from './child.js';
 import { heartbeatCheckEveryMs, heartbeatOverdue, masterWasPaused } from './policy/deadlines.js';
 import { confirmDelayMs } from './policy/memory.js';
 import { sampleProcesses } from './resource-sampler.js';
-import { listProcesses } from './host/proc.js';
+import { listProcesses } from '../host/proc.js';
 
 /** Each live child's process tree: pids of its uid when it has its own, else of its process group; the worker's pid always. */
 export function processTrees(list: Child[]): Map<Child, number[]> {

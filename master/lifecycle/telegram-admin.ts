@@ -4,9 +4,9 @@
  * `secret_token`), `deleteWebhook` for a polling bot (getUpdates answers 409
  * while a webhook is set: https://core.telegram.org/bots/api#getupdates).
  */
-import { BotApiError, callBotApi } from '../common/bot-api-http.js';
-import { errorMessage } from '../common/errors.js';
-import type { DeliveryMode } from '../worker/protocol.js';
+import { BotApiError, callBotApi } from '../../common/bot-api-http.js';
+import { errorMessage } from '../../common/errors.js';
+import type { DeliveryMode } from '../../worker/protocol.js';
 
 /** The outcome, for the supervisor to act on. `tokenRejected` = Telegram said 401. */
 export type AdminResult =

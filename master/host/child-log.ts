@@ -10,7 +10,7 @@
  */
 import path from 'node:path';
 import { openLogFile } from './log-file.js';
-import { createBudget } from './policy/budget.js';
+import { createBudget } from '../../common/budget.js';
 
 export interface ChildLog {
   line(text: string, stream: 'stdout' | 'stderr', pid: number, token: string, truncated?: boolean): void;

@@ -23,20 +23,16 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
-import { createLineSplitter } from '../common/line-splitter.js';
-import { ErrorCodes, fail } from '../common/errors.js';
-import type { MasterMessage } from '../worker/protocol.js';
-import { createBudget } from './policy/budget.js';
+import { createLineSplitter } from '../../common/line-splitter.js';
+import { ErrorCodes, fail } from '../../common/errors.js';
+import type { MasterMessage } from '../../worker/protocol.js';
+import { createBudget } from '../../common/budget.js';
+import type { ForkIsolation } from '../host/isolation.js';
+import { WORKER_ENTRY } from '../host/worker-entry.js';
 
-/**
- * Worker entry: the compiled worker bundled into one file by `npm run build`
- * (esbuild; packages such as node-telegram-bot-api and pino stay external, so a
- * handler importing the library shares the worker's copy). Workers always run
- * compiled JS (tsx costs ~3x start time, DESIGN.md); one file instead of our ~13
- * modules saves ~5 ms of a ~90 ms start (ESM loading is ~0.4 ms per module, measured).
- */
-export const WORKER_ENTRY = fileURLToPath(new URL('../worker/bundle.js', import.meta.url));
+export { WORKER_ENTRY };
+export type { ForkIsolation };
+
 
 /**
  * The Linux scheduling policy workers run under (sched(7); systemd's
@@ -120,19 +116,6 @@ export interface WorkerProcess {
   /** Resolves once the process has exited (a grandchild holding the pipes open does not delay it). */
   readonly exited: Promise<ExitInfo>;
   readonly raw: ChildProcess;
-}
-
-/** Per-bot isolation applied at the fork (see master/isolation.ts). */
-export interface ForkIsolation {
-  /** Run as this uid/gid (no supplementary groups: libuv drops them when the master is root). */
-  uid?: number;
-  gid?: number;
-  /** Node flags placed before the entry (the permission model's). */
-  nodeFlags?: string[];
-  /** HOME for the worker (its writable data directory), when it has one. */
-  home?: string;
-  /** Working directory of the worker. */
-  cwd?: string;
 }
 
 /** Options for {@link forkWorker}. */

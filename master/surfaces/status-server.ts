@@ -5,10 +5,10 @@
  * server are up; 503 with the reason otherwise). No token or secret ever appears.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import { NO_SCHEMAS } from '../common/fastify-schemas.js';
+import { NO_SCHEMAS } from '../../common/fastify-schemas.js';
 import type { Registry } from 'prom-client';
-import type { WorkerStatus } from './child.js';
-import type { IsolationStatus } from './host/isolation.js';
+import type { WorkerStatus } from '../lifecycle/child.js';
+import type { IsolationStatus } from '../host/isolation.js';
 
 /** `GET /api/workers/status` body. Times in ms, memory in bytes. */
 export interface FleetStatus {

@@ -4,7 +4,7 @@
  * and quarantined ones included, and nothing is tracked twice.
  */
 import client from 'prom-client';
-import type { ChildState, WorkerStatus } from './child.js';
+import type { ChildState, WorkerStatus } from '../lifecycle/child.js';
 
 const STATES: readonly ChildState[] = ['pending', 'starting', 'running', 'draining', 'backoff', 'quarantined', 'stopped'];
 

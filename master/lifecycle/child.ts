@@ -2,13 +2,13 @@
  * One supervised child as the supervisor sees it: the state union, the allowed
  * transitions, and the status view. `master/supervisor.ts` alone mutates these.
  */
-import type { Update } from 'node-telegram-bot-api';
-import type { Batcher } from '../common/batcher.js';
-import type { WorkerLastError, DeliveryMode } from '../worker/protocol.js';
-import type { ChildLog } from "./child-log.js";
+import type { WorkerLastError, DeliveryMode } from '../../worker/protocol.js';
+import type { ChildLog } from "../host/child-log.js";
 import type { WorkerProcess } from './child-process.js';
+import type { DeliverResult } from '../../webhook-server/server.js';
+import { newBotDelivery, type BotDelivery } from '../delivery/outbox.js';
 import { emptyHistory, type RestartHistory } from './policy/restart.js';
-import type { BotSpec } from './registry.js';
+import type { BotSpec } from './child-spec.js';
 
 /** DESIGN.md's lifecycle states. */
 export type ChildState = 'pending' | 'starting' | 'running' | 'draining' | 'backoff' | 'quarantined' | 'stopped';
@@ -80,18 +80,12 @@ export interface Child {
   lastExit: LastExit | null;
   timer: NodeJS.Timeout | null;
   releaseSlot: (() => void) | null;
-  acks: Map<number, Array<(r: DeliverResult) => void>>;
-  /** Webhook updates for the current worker, sent once per event-loop turn. */
-  outbox: Batcher<Update> | null;
-  /** Updates a polling worker has begun and not acked. */
-  inFlight: Set<number>;
-  /** update_id -> worker deaths it was in flight through (poison detection). */
-  deaths: Map<number, number>;
+  /** Its updates between intake and ack (the delivery wing's state; only delivery/ changes it). */
+  delivery: BotDelivery;
   log: ChildLog | null;
 }
 
-/** The result of handing one update to a child. */
-export type DeliverResult = 'acked' | 'failed' | 'dead-lettered' | 'unknown-bot' | 'unavailable' | 'timeout';
+export type { DeliverResult };
 
 /** A new record, `stopped` until the supervisor acts on it. */
 export function newChild(botId: string, name: string, spec: BotSpec | null): Child {
@@ -99,7 +93,7 @@ export function newChild(botId: string, name: string, spec: BotSpec | null): Chi
     botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
     prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, protocolDetail: null, unknownMessages: 0, uid: null, username: null,
     note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0,
-    history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, acks: new Map(), outbox: null, inFlight: new Set(), deaths: new Map(), log: null,
+    history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, delivery: newBotDelivery(), log: null,
   };
 }
 

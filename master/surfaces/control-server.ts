@@ -8,8 +8,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
-import { createLineSplitter } from '../common/line-splitter.js';
-import { BotfleetError, ErrorCodes, errorMessage } from '../common/errors.js';
+import { createLineSplitter } from '../../common/line-splitter.js';
+import { BotfleetError, ErrorCodes, errorMessage } from '../../common/errors.js';
 
 /** Longest request line accepted (the largest real one is a few hundred bytes). */
 const MAX_REQUEST_BYTES = 64 * 1024;

@@ -1,0 +1,42 @@
+/**
+ * `botfleet dlq replay`: each selected dead letter goes to its bot's running worker
+ * again, one at a time; an acked one leaves the queue, any other outcome is recorded
+ * on its row (DESIGN.md's dead-letter queue).
+ */
+import type { Update } from 'node-telegram-bot-api';
+import type { Logger } from 'pino';
+import { ErrorCodes, fail } from '../../common/errors.js';
+import type { DeliverResult } from '../../webhook-server/server.js';
+import type { DeadLetterStore } from './dead-letters.js';
+
+/** What a replay needs: the store, and a way to hand an update to a bot's running worker. */
+export interface ReplayDeps {
+  deadLetters: DeadLetterStore;
+  replay(botId: string, update: Update): Promise<DeliverResult>;
+  logger: Logger;
+}
+
+/**
+ * Replay one dead letter (`id`) or all of one bot's (`botId`).
+ * @returns how many were acked, and the ids kept with their result
+ * @throws BotfleetError `BF_ERR_BAD_INPUT` (no selection), `BF_ERR_BOT_NOT_FOUND` (nothing selected)
+ */
+export async function replayDeadLetters(d: ReplayDeps, req: { id?: number; botId?: string }): Promise<{ replayed: number; kept: Array<{ id: number; result: string }> }> {
+  if (req.id === undefined && req.botId === undefined) throw fail(ErrorCodes.BAD_INPUT, 'dlq replay needs a dead letter id or --bot');
+  const rows = d.deadLetters.forReplay(req.id !== undefined ? { id: req.id } : { botId: req.botId! });
+  if (rows.length === 0) throw fail(ErrorCodes.BOT_NOT_FOUND, req.id !== undefined ? `no dead letter with id ${req.id}` : `no dead letters for bot "${req.botId}"`);
+  let replayed = 0;
+  const kept: Array<{ id: number; result: string }> = [];
+  for (const row of rows) {
+    const result = await d.replay(row.botId, row.update);
+    d.logger.info({ botId: row.botId, updateId: row.updateId, dlqId: row.id, result }, 'dead letter replayed');
+    if (result === 'acked') {
+      d.deadLetters.remove({ id: row.id });
+      replayed++;
+    } else {
+      d.deadLetters.replayFailed(row.id, result);
+      kept.push({ id: row.id, result });
+    }
+  }
+  return { replayed, kept };
+}

@@ -1,0 +1,67 @@
+/**
+ * The master's wings and their one-way dependencies (DESIGN.md): host <- delivery <-
+ * lifecycle <- surfaces. A wing may import its own files and the wings below it,
+ * never one above; the webhook server imports nothing of the master (it defines the
+ * delivery port the master implements). Read from the TypeScript sources' import lines.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** Lower ranks are lower layers. */
+export const WINGS = { host: 0, delivery: 1, lifecycle: 2, surfaces: 3 } as const;
+type Wing = keyof typeof WINGS;
+
+function tsFiles(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    return e.isDirectory() ? tsFiles(p) : e.name.endsWith('.ts') ? [p] : [];
+  });
+}
+
+/** Relative imports of a file, resolved to repository paths (`master/host/lock.ts`). */
+function importsOf(file: string): string[] {
+  const src = fs.readFileSync(file, 'utf8');
+  const out: string[] = [];
+  for (const m of src.matchAll(/(?:from|import)\s*\(?\s*['"](\.{1,2}\/[^'"]+)['"]/g)) {
+    out.push(path.relative(ROOT, path.resolve(path.dirname(file), m[1]!)).replace(/\.js$/, '.ts'));
+  }
+  return out;
+}
+
+const wingOf = (rel: string): Wing | null => {
+  const m = /^master\/(host|delivery|lifecycle|surfaces)\//.exec(rel);
+  return m ? (m[1] as Wing) : null;
+};
+
+test('each wing imports only itself and the wings below it', () => {
+  const wrong: string[] = [];
+  let edges = 0;
+  for (const file of tsFiles(path.join(ROOT, 'master'))) {
+    const rel = path.relative(ROOT, file);
+    const from = wingOf(rel);
+    if (!from) continue;
+    for (const target of importsOf(file)) {
+      const to = wingOf(target);
+      if (!to || to === from) continue;
+      edges++;
+      if (WINGS[to] > WINGS[from]) wrong.push(`${rel} -> ${target} (${from} must not depend on ${to})`);
+      if (target === 'master/main.ts') wrong.push(`${rel} -> master/main.ts (only the entry wires)`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+  assert.ok(edges > 0, 'the check saw cross-wing imports at all');
+});
+
+test('every master file but the entry and the registry lives in a wing', () => {
+  const loose = fs.readdirSync(path.join(ROOT, 'master')).filter((n) => n.endsWith('.ts') && !['main.ts', 'registry.ts'].includes(n));
+  assert.deepEqual(loose, []);
+});
+
+test('the webhook server imports nothing of the master', () => {
+  const wrong = tsFiles(path.join(ROOT, 'webhook-server')).flatMap((f) => importsOf(f).filter((t) => t.startsWith('master/')).map((t) => `${path.relative(ROOT, f)} -> ${t}`));
+  assert.deepEqual(wrong, []);
+});
