@@ -5,7 +5,7 @@ import { ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, loadConfig } from '../config/load.js';
 import { maskToken } from '../config/secrets.js';
 import { openHomeRegistry, type BotModeSetting, type Registry } from '../master/registry.js';
-import { table } from './format.js';
+import { table } from '../common/table.js';
 
 /** Run `fn` on the registry of the home (the CLI's own connection, closed after). */
 export function withRegistry<T>(home: string | undefined, fn: (r: Registry) => T): T {

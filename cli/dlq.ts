@@ -8,7 +8,7 @@ import { ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, loadConfig } from '../config/load.js';
 import { controlRequest } from '../master/surfaces/control-server.js';
 import { withRegistry } from './bots.js';
-import { table } from './format.js';
+import { table } from '../common/table.js';
 
 /** `<id>` or `--bot <botId>`, exactly one. @throws `BF_ERR_BAD_INPUT` */
 function selection(id: string | undefined, bot: string | undefined, verb: string): { id: number } | { botId: string } {

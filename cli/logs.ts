@@ -1,5 +1,6 @@
 /** `botfleet logs [botId] [-f] [-n N] [--raw]`: the master's log or a bot's, pretty by default (pino-pretty). */
 import fs from 'node:fs';
+import { escapeControl } from '../common/table.js';
 import path from 'node:path';
 import { ErrorCodes, fail } from '../common/errors.js';
 
@@ -17,17 +18,23 @@ function tail(file: string, n: number): string[] {
   }
 }
 
+/** The line's top-level strings with control characters escaped (a bot's text must not drive the terminal). */
+function escapeFields(o: Record<string, unknown>): Record<string, unknown> {
+  for (const [k, v] of Object.entries(o)) if (typeof v === 'string') o[k] = escapeControl(v);
+  return o;
+}
+
 /** Print the log; with `follow`, keep printing new lines until interrupted. */
 export async function showLogs(logsDir: string, botId: string | undefined, o: { lines: number; follow: boolean; raw: boolean }): Promise<void> {
   const file = path.join(logsDir, botId ? `worker_${botId}.log` : 'master.log');
   if (!fs.existsSync(file)) throw fail(ErrorCodes.BAD_INPUT, `no log file ${file}${botId ? ` (has bot "${botId}" ever started?)` : ''}`);
   // Imported here, not at the top: the CLI module is also the master's entry, and the master never pretty-prints (~8 MB RSS).
-  const pretty = o.raw ? (l: string) => l + '\n' : (await import('pino-pretty')).prettyFactory({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:standard', ignore: 'hostname' });
+  const pretty = o.raw ? null : (await import('pino-pretty')).prettyFactory({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:standard', ignore: 'hostname' });
   const print = (l: string) => {
     try {
-      process.stdout.write(o.raw ? l + '\n' : pretty(JSON.parse(l)));
+      process.stdout.write(pretty ? pretty(escapeFields(JSON.parse(l) as Record<string, unknown>)) : l + '\n');
     } catch {
-      process.stdout.write(l + '\n');
+      process.stdout.write(escapeControl(l) + '\n');
     }
   };
   tail(file, o.lines).forEach(print);

@@ -12,7 +12,7 @@ import type { FleetStatus } from '../master/surfaces/status-server.js';
 import type { RollSummary } from '../master/lifecycle/supervisor.js';
 import { registerBotsCommands } from './bots.js';
 import { registerDlqCommands } from './dlq.js';
-import { statusTable } from './format.js';
+import { statusTable } from '../master/surfaces/status-table.js';
 import { daemonize, dryRun, stopMaster } from './lifecycle.js';
 import { showLogs } from './logs.js';
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { freePort } from '../common/free-port.js';
 import { loadConfig, homePaths } from '../config/load.js';
 import { loadEncryptionKey } from '../config/secrets.js';
-import { statusTable } from '../cli/format.js';
+import { statusTable } from '../master/surfaces/status-table.js';
 import { startMaster } from '../master/main.js';
 import { openHomeRegistry } from '../master/registry.js';
 import { controlRequest } from '../master/surfaces/control-server.js';

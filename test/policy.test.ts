@@ -162,3 +162,56 @@ test('memory cap: a first sample over asks for a confirmation a quarter interval
   assert.deepEqual([0, 1, 2].map(needsConfirmation), [false, true, false]);
   assert.deepEqual([100, 1000, 5000, 60_000].map(confirmDelayMs), [250, 250, 1250, 5000]);
 });
+
+test('text from a bot is escaped for the terminal: control characters become \\xNN', async () => {
+  const { escapeControl } = await import('../common/table.js');
+  assert.equal(escapeControl('ok\u001b[2J\u0007name\r\n\u009b'), 'ok\\x1b[2J\\x07name\\x0d\\x0a\\x9b');
+  assert.equal(escapeControl('plain ünïcode ✓'), 'plain ünïcode ✓');
+});
+
+test('the line splitter is linear and bounded: long lines are cut once, the rest skipped to the newline', async () => {
+  const { createLineSplitter } = await import('../common/line-splitter.js');
+  const lines: Array<[string, boolean]> = [];
+  const s = createLineSplitter({ maxLineBytes: 8, onLine: (l, t) => lines.push([l.toString(), t]) });
+  s.push(Buffer.from('ab\ncdefghijklmn'));
+  assert.ok(s.pendingBytes() <= 8);
+  s.push(Buffer.from('opq\nrs'));
+  s.push(Buffer.from('t\n\n'));
+  s.push(Buffer.from('tail'));
+  s.end();
+  assert.deepEqual(lines, [['ab', false], ['cdefghij', true], ['rst', false], ['tail', false]]);
+  // A megabyte in one-byte chunks without a newline holds at most the cap.
+  const big = createLineSplitter({ maxLineBytes: 1024, onLine: () => undefined });
+  for (let i = 0; i < 100_000; i++) big.push(Buffer.from('x'));
+  assert.ok(big.pendingBytes() === 0 || big.pendingBytes() <= 1024);
+});
+
+test('the per-second budget refuses past its limit and renews each window', async () => {
+  const { createBudget } = await import('../common/budget.js');
+  const b = createBudget(10);
+  assert.equal(b.take(6, 0), true);
+  assert.equal(b.take(5, 500), false, 'over the window limit');
+  assert.equal(b.take(4, 999), true);
+  assert.equal(b.take(10, 1000), true, 'a new window');
+});
+
+test('updateProblem: null kinds, wrong types and deep nesting are named; real updates pass', async () => {
+  const { updateProblem, MAX_UPDATE_DEPTH } = await import('../worker/protocol.js');
+  assert.equal(updateProblem({ update_id: 1, message: { message_id: 1, chat: { id: 1 }, entities: [{ type: 'bold' }] } }), null);
+  assert.match(updateProblem({ update_id: 1, message: null })!, /"message" is not an object/);
+  assert.match(updateProblem({ update_id: 1, callback_query: 'x' })!, /not an object/);
+  assert.match(updateProblem({ update_id: -1 })!, /update_id/);
+  assert.match(updateProblem([1])!, /not a JSON object/);
+  let deep: Record<string, unknown> = {};
+  const root = { update_id: 2, message: deep };
+  for (let i = 0; i < MAX_UPDATE_DEPTH + 5; i++) deep = (deep.a = {}) as Record<string, unknown>;
+  assert.match(updateProblem(root)!, /nested deeper/);
+});
+
+test('masterWasPaused: a heartbeat check far later than its period means the master was not running', async () => {
+  const { masterWasPaused } = await import('../master/lifecycle/policy/deadlines.js');
+  assert.equal(masterWasPaused(260, 250, 1000), false, 'on time');
+  assert.equal(masterWasPaused(600, 250, 1000), true);
+  assert.equal(masterWasPaused(600, 250, 60_000), false, 'not a quarter of the timeout');
+  assert.equal(masterWasPaused(120_000, 1000, 60_000), true);
+});
