@@ -81,10 +81,14 @@ export function makeHome(emu: EmulatorProcess, opts: { mode: 'polling' | 'webhoo
 }
 
 /** Settings for benchmark fleets: room for 300 workers on 2 cores, quiet logs. */
+let homesMade = 0;
 export function benchEnv(home: string, apiRoot: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {
     BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, STATUS_PORT: '0', LOG_LEVEL: 'warn', MAX_WORKERS_PER_CORE: '500',
-    POLLING_TIMEOUT_SEC: '30', WEBHOOK_SECRET: 'bench-secret', ...extra,
+    POLLING_TIMEOUT_SEC: '30', WEBHOOK_SECRET: 'bench-secret',
+    // A uid range of its own per home: masters of two homes alive at once may not share one (the master refuses).
+    WORKER_UID_BASE: String(2_000_000 + (process.pid % 10_000) * 10_000 + (homesMade++ % 10) * 1000),
+    ...extra,
   };
 }
 
