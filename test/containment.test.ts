@@ -6,13 +6,19 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { blockingPath } from '../master/host/isolation.js';
+import { WORKER_ENTRY } from '../master/host/worker-entry.js';
 import { describe, test } from 'node:test';
 import { FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
 
 const HOSTILE = path.join(FIXTURES, 'hostile.js');
 const isRoot = process.getuid?.() === 0;
+/** Another uid can only run our code if the checkout is open to other users (a clone under /root is not). */
+const codeClosed = [WORKER_ENTRY, HOSTILE, os.tmpdir()].map(blockingPath).find((p) => p !== null);
+const uidSkip = !isRoot ? 'needs root (CI runs as root)' : codeClosed ? `the checkout is closed to other users at ${codeClosed}` : false;
 const NOBODY = 65534;
 
 /** CPU seconds (user + system) `pid` has used, from /proc/<pid>/stat (clock ticks at 100 Hz). */
@@ -129,7 +135,7 @@ describe('bots are isolated from each other and from the master', () => {
   }
   const secrets = ['key', 'db', 'secret', 'masterEnviron', 'neighbourEnviron', 'neighbourMem', 'otherLog', 'writeHome', 'controlToken'];
 
-  test('per-bot uids alone (WORKER_ISOLATION=uid, a root master): nothing of the master or a neighbour is reachable', { skip: isRoot ? false : 'needs root (CI runs as root)' }, async () => {
+  test('per-bot uids alone (WORKER_ISOLATION=uid, a root master): nothing of the master or a neighbour is reachable', { skip: uidSkip }, async () => {
     await withFleet({ WORKER_ISOLATION: 'uid' }, {}, async (fleet) => {
       await fleet.addBot('hostile', { handler: HOSTILE, settings: { home: fleet.home } });
       await fleet.addBot('neighbour');
@@ -147,7 +153,7 @@ describe('bots are isolated from each other and from the master', () => {
     });
   });
 
-  test('the default on a root master: both layers, nothing reachable', { skip: isRoot ? false : 'needs root' }, async () => {
+  test('the default on a root master: both layers, nothing reachable', { skip: uidSkip }, async () => {
     await withFleet({}, {}, async (fleet) => {
       await fleet.addBot('hostile', { handler: HOSTILE, settings: { home: fleet.home } });
       await fleet.addBot('neighbour');
@@ -160,7 +166,7 @@ describe('bots are isolated from each other and from the master', () => {
     });
   });
 
-  test('a non-root master: the permission model alone blocks files and /proc, and says what it cannot block', { skip: isRoot ? false : 'needs root to become another user' }, async (t) => {
+  test('a non-root master: the permission model alone blocks files and /proc, and says what it cannot block', { skip: uidSkip }, async (t) => {
     await withFleet({}, { asUid: NOBODY }, async (fleet) => {
       await fleet.addBot('hostile', { handler: HOSTILE, settings: { home: fleet.home } });
       await fleet.addBot('neighbour');
@@ -178,7 +184,7 @@ describe('bots are isolated from each other and from the master', () => {
     });
   });
 
-  test('grandchildren, plain and setsid, are gone within 2 s of their worker\'s exit', { skip: isRoot ? false : 'the setsid case needs per-bot uids (root)' }, async () => {
+  test('grandchildren, plain and setsid, are gone within 2 s of their worker\'s exit', { skip: uidSkip }, async () => {
     await withFleet({}, {}, async (fleet) => {
       await fleet.addBot('spawner', { handler: HOSTILE, settings: { allowChildProcess: true } });
       await fleet.startMaster();

@@ -10,12 +10,28 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import Database from 'better-sqlite3';
 import type { Update } from 'node-telegram-bot-api';
 import type { DeadLetter } from '../master/delivery/dead-letters.js';
 import { CLI, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
 
 const isRoot = process.getuid?.() === 0;
+
+/** Whether this machine lets us mount a tmpfs (root in a container may lack CAP_SYS_ADMIN): probed once. */
+function canMountTmpfs(): boolean {
+  if (!isRoot || process.platform !== 'linux') return false;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'ignore' });
+    execFileSync('umount', [dir], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** Map bot id -> worker pid of a status. */
 async function pids(fleet: Fleet): Promise<Record<string, number | null>> {
@@ -97,6 +113,23 @@ describe('time and identity', () => {
       assert.equal(again.restartsLastHour, q.restartsLastHour);
       assert.equal(again.pid, null, 'no worker was started for it');
       assert.match(again.stateReason ?? '', /before the master restarted/);
+    });
+  });
+
+  test('a token the key cannot decrypt: that bot is stopped with the reason, the others run, /health answers 503', async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('good');
+      await fleet.addBot('sealed');
+      const db = new Database(path.join(fleet.home, 'data', 'botfleet.db'));
+      db.prepare("UPDATE bots SET token_enc = 'v1:AAAAAAAAAAAAAAAA:AAAAAAAAAAAAAAAAAAAAAA:AAAA' WHERE id = 'sealed'").run();
+      db.close();
+      await fleet.startMaster();
+      await fleet.waitRunning(['good']);
+      const sealed = await fleet.waitWorker('sealed', (w) => w.state === 'stopped' && w.stateReason !== null, 5000, 'the undecryptable bot stopped with its reason');
+      assert.match(sealed.stateReason!, /cannot be decrypted/);
+      const health = await fleet.statusHttp('/health');
+      assert.equal(health.status, 503);
+      assert.match(health.body, /cannot decrypt the token of 1 enabled bot\(s\): sealed/);
     });
   });
 
@@ -188,7 +221,7 @@ describe('host faults', () => {
     });
   });
 
-  test('a full disk: log lines are dropped and counted, the bots keep answering, logging resumes', { skip: isRoot && process.platform === 'linux' ? false : 'mounting a tmpfs needs root' }, async () => {
+  test('a full disk: log lines are dropped and counted, the bots keep answering, logging resumes', { skip: canMountTmpfs() ? false : 'mounting a tmpfs needs root with CAP_SYS_ADMIN' }, async () => {
     const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-tmpfs-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0711', 'tmpfs', mnt]);
     try {
