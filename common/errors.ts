@@ -47,3 +47,12 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? String(err);
   return String(err);
 }
+
+/**
+ * The exhaustiveness check of a switch over a union: called in its `default`, it
+ * fails to compile when a member is not handled, and throws if one arrives anyway.
+ * @throws Error naming the unhandled value
+ */
+export function assertNever(x: never): never {
+  throw new Error(`unhandled case: ${JSON.stringify(x)}`);
+}

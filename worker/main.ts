@@ -6,6 +6,7 @@
  */
 import { createLogger, lazyLogger, redactingStream } from '../common/logger.js';
 import { openWorkerChannel } from './channel.js';
+import { assertNever } from '../common/errors.js';
 import { EXIT_CONFIG, parseMasterMessage, type MasterMessage, type WorkerMessage } from './protocol.js';
 import { createBotRuntime, WorkerFatal, type BotRuntime } from './runtime.js';
 
@@ -85,6 +86,8 @@ function onRaw(raw: unknown): void {
       return runtime?.applySettings(m.settings);
     case 'shutdown':
       return void exit(0, m.reason);
+    default:
+      assertNever(m);
   }
 }
 // With the master gone our pipes break: a log line must not kill a worker that is

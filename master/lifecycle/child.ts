@@ -20,7 +20,7 @@ export type ExitReason = 'crash' | 'exited' | 'config' | 'protocol' | 'hung' | '
 export const ALLOWED_TRANSITIONS: Readonly<Record<ChildState, readonly ChildState[]>> = {
   pending: ['starting', 'stopped', 'quarantined', 'backoff'],
   starting: ['running', 'draining', 'backoff', 'quarantined', 'stopped', 'pending'],
-  running: ['draining', 'backoff', 'quarantined', 'stopped', 'starting'],
+  running: ['draining', 'backoff', 'quarantined', 'stopped', 'pending'],
   draining: ['stopped', 'starting', 'backoff', 'quarantined', 'pending'],
   backoff: ['starting', 'stopped', 'quarantined', 'pending'],
   quarantined: ['starting', 'stopped', 'pending'],

@@ -11,7 +11,7 @@ import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
 import { effectiveCapacity, type Config } from '../../config/load.js';
-import { EXIT_CONFIG, parseWorkerMessage, type WorkerMessage } from '../../worker/protocol.js';
+import { parseWorkerMessage } from '../../worker/protocol.js';
 import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState, type DeliverResult, type ExitReason, type WorkerStatus } from './child.js';
 import { forkWorker, type ExitInfo, type ForkIsolation, type WorkerProcess } from './child-process.js';
 import { createChildLog } from '../host/child-log.js';
@@ -19,8 +19,10 @@ import { onAck, onBegin, onWorkerDeadLetter, onWorkerGone, poisonIds, sendAndAwa
 import { createForkPacer } from './fork-pacer.js';
 import { createLimiter } from './policy/limiter.js';
 import { memoryVerdict, needsConfirmation } from './policy/memory.js';
-import { decideRestart, emptyHistory, type RestartHistory, type RestartPolicy } from './policy/restart.js';
+import { emptyHistory, type RestartHistory, type RestartPolicy } from './policy/restart.js';
 import { startMonitors } from './monitors.js';
+import { exitReason, stepExit, stepFault, type ExitContext, type ExitStep } from './step.js';
+import { assertNever } from '../../common/errors.js';
 import type { BotSpec, InvalidBot } from './child-spec.js';
 import { prepareDelivery } from './telegram-admin.js';
 
@@ -30,16 +32,7 @@ const ROLL_COALESCE_MS = 1000;
 /** Begun-not-acked updates tracked per polling worker before a flood of `begin` is a protocol violation. */
 const MAX_TRACKED_IN_FLIGHT = 4096;
 
-/**
- * The reason recorded for an exit: what the master killed it for, else from the
- * exit itself: 78 (EX_CONFIG) `config`, 0 unasked `exited`, anything else `crash`.
- */
-export function exitReason(endReason: ExitReason | null, info: ExitInfo): ExitReason {
-  if (endReason) return endReason;
-  if (info.code === EXIT_CONFIG) return 'config';
-  if (info.code === 0 && info.signal === null) return 'exited';
-  return 'crash';
-}
+export { exitReason };
 /** Bot API calls (setWebhook/deleteWebhook) in flight at once while starting bots. */
 const PREPARE_CONCURRENCY = 4;
 /**
@@ -321,6 +314,8 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         c.fatalMessage = m.message;
         logger.error({ botId: c.botId, reason: m.reason, err: m.message }, 'worker reported a fatal error');
         return;
+      default:
+        assertNever(m); // a new message type must be handled here, or this does not compile
     }
   }
 
@@ -346,35 +341,49 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       // the group is empty
     }
     d.onWorkerExit?.(c.botId, proc.pid);
-    const reason = exitReason(c.endReason, info);
-    onWorkerGone(c.delivery, c.intent === 'run' && !shuttingDown);
-    c.lastExit = { code: info.code, signal: info.signal, reason, at: new Date().toISOString() };
-    logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, workerPid: proc.pid, ...info, reason }, 'worker exited');
-    if (c.intent === 'stop' || shuttingDown) return transition(c, 'stopped', c.stateReason);
-    if (c.intent === 'restart') {
-      c.intent = 'run';
-      c.restartsTotal++;
-      return void launch(c, reason);
-    }
-    afterFault(c, info, reason);
+    const st = stepExit(exitContext(c), info, now(), policy, c.stateReason);
+    onWorkerGone(c.delivery, st.fault);
+    c.lastExit = { code: info.code, signal: info.signal, reason: st.reason, at: new Date().toISOString() };
+    logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, workerPid: proc.pid, ...info, reason: st.reason }, 'worker exited');
+    apply(c, st);
   }
 
-  /** A child ended on its own (or was killed for a fault): restart per policy or quarantine. */
-  function afterFault(c: Child, info: ExitInfo, reason: ExitReason, detail?: string): void {
-    const ranMs = c.startedAt === null ? 0 : now() - c.startedAt;
-    const { next, act } = decideRestart(c.history, policy, now(), ranMs, reason === 'config');
-    c.history = next;
-    d.onHistory?.(c.botId, c.history, act.action === 'quarantine' ? act.until : null, act.action === 'quarantine' && act.until === null);
-    const why = reason === 'protocol' ? `protocol: ${c.protocolDetail ?? 'violation'}` : (detail ?? reason);
-    if (act.action === 'quarantine') {
-      c.quarantinedUntil = act.until;
-      transition(c, 'quarantined', c.fatalMessage ?? (reason === 'protocol' ? `${why}; ${act.why}` : detail ?? act.why));
-      if (act.until !== null) c.timer = setTimeout(() => retryQuarantined(c), Math.max(0, act.until - now()));
-      return;
+  /** What the pure step needs of a child. */
+  const exitContext = (c: Child): ExitContext => ({
+    state: c.state, intent: c.intent, shuttingDown, endReason: c.endReason, history: c.history,
+    ranMs: c.startedAt === null ? 0 : now() - c.startedAt, fatalMessage: c.fatalMessage, protocolDetail: c.protocolDetail,
+  });
+
+  /** Carry out a step: the one state change, then its effects. */
+  function apply(c: Child, st: ExitStep): void {
+    c.intent = st.intent;
+    c.history = st.history;
+    if (st.quarantinedUntil !== undefined) c.quarantinedUntil = st.quarantinedUntil;
+    if (st.countsAsRestart) c.restartsTotal++;
+    transition(c, st.to, st.stateReason);
+    for (const e of st.effects) {
+      switch (e.type) {
+        case 'launch':
+          void launch(c, e.why);
+          break;
+        case 'arm-restart':
+          c.timer = setTimeout(() => void launch(c, e.why), e.delayMs);
+          break;
+        case 'arm-quarantine-end':
+          c.timer = setTimeout(() => retryQuarantined(c), Math.max(0, e.until - now()));
+          break;
+        case 'save-history':
+          d.onHistory?.(c.botId, e.history, e.quarantinedUntil, e.doNotRestart);
+          break;
+        default:
+          assertNever(e);
+      }
     }
-    c.restartsTotal++;
-    transition(c, 'backoff', `${why}; restart in ${act.delayMs} ms`);
-    c.timer = setTimeout(() => void launch(c, `restart after ${reason}`), act.delayMs);
+  }
+
+  /** A child failed before or at its start (prepare or fork failed): restart per policy or quarantine. */
+  function afterFault(c: Child, _info: ExitInfo, reason: ExitReason, detail?: string): void {
+    apply(c, stepFault(exitContext(c), reason, now(), policy, detail));
   }
 
   function retryQuarantined(c: Child): void {
