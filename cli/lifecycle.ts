@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey } from '../config/secrets.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
@@ -50,7 +51,7 @@ export async function daemonize(cfg: Config, argv: string[]): Promise<number> {
     if (fs.existsSync(p.socket) && readLivePid(p.pidFile) === child.pid) return child.pid!;
     if (child.exitCode !== null) break;
   }
-  throw new Error(`the master did not come up; see ${p.logs}/master.out`);
+  throw fail(ErrorCodes.NOT_RUNNING, `the master did not come up; see ${p.logs}/master.out`);
 }
 
 /**
@@ -62,12 +63,12 @@ export async function stopMaster(cfg: Config): Promise<boolean> {
   const lockFile = path.join(homePaths(cfg.home).run, 'master.lock');
   if (!lockHeld(lockFile)) return false;
   const pid = lockHolder(lockFile);
-  if (pid === null) throw new Error('a master holds this home but its pid cannot be proven (/proc/locks unreadable); stop it with its service manager');
+  if (pid === null) throw fail(ErrorCodes.CONTROL, 'a master holds this home but its pid cannot be proven (/proc/locks unreadable); stop it with its service manager');
   process.kill(pid, 'SIGTERM');
   const deadline = Date.now() + cfg.workerTimeoutMs + 30_000;
   while (Date.now() < deadline) {
     if (!processAlive(pid) || lockHolder(lockFile) !== pid) return true;
     await sleep(100);
   }
-  throw new Error(`master ${pid} did not exit within ${cfg.workerTimeoutMs + 30_000} ms`);
+  throw fail(ErrorCodes.IPC_TIMEOUT, `master ${pid} did not exit within ${cfg.workerTimeoutMs + 30_000} ms`);
 }

@@ -29,6 +29,11 @@ export async function showLogs(logsDir: string, botId: string | undefined, o: { 
   const file = path.join(logsDir, botId ? `worker_${botId}.log` : 'master.log');
   if (!fs.existsSync(file)) throw fail(ErrorCodes.BAD_INPUT, `no log file ${file}${botId ? ` (has bot "${botId}" ever started?)` : ''}`);
   // Imported here, not at the top: the CLI module is also the master's entry, and the master never pretty-prints (~8 MB RSS).
+  // `botfleet logs | head`: a closed pipe ends the command quietly (exit 0), as cat does.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   const pretty = o.raw ? null : (await import('pino-pretty')).prettyFactory({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:standard', ignore: 'hostname' });
   const print = (l: string) => {
     try {

@@ -15,9 +15,11 @@ import { registerDlqCommands } from './dlq.js';
 import { statusTable } from '../master/surfaces/status-table.js';
 import { daemonize, dryRun, stopMaster } from './lifecycle.js';
 import { showLogs } from './logs.js';
+import { VERSION } from '../common/version.js';
 
 const program = new Command('botfleet')
   .description('a process supervisor for fleets of Telegram bots')
+  .version(VERSION, '-V, --version')
   .option('--home <dir>', 'botfleet home (data/, logs/, run/); default $BOTFLEET_HOME or the working directory')
   .exitOverride()
   .showHelpAfterError();
@@ -58,7 +60,17 @@ program.command('restart [botId]').description('rolling restart of every bot, or
 });
 
 program.command('status').description('the fleet as a table').option('--json', 'JSON output').action(async (o: { json?: boolean }) => {
-  const s = (await controlRequest(homePaths(config().home).socket, { cmd: 'status' })) as FleetStatus;
+  let s: FleetStatus;
+  try {
+    s = (await controlRequest(homePaths(config().home).socket, { cmd: 'status' })) as FleetStatus;
+  } catch (err) {
+    // LSB: `status` exits 3 when the program is not running.
+    if (err instanceof BotfleetError && err.code === ErrorCodes.NOT_RUNNING) {
+      console.error(`botfleet: ${err.message}`);
+      process.exit(3);
+    }
+    throw err;
+  }
   console.log(o.json ? JSON.stringify(s, null, 2) : statusTable(s));
 });
 

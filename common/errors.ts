@@ -37,6 +37,11 @@ export class BotfleetError extends Error {
   }
 }
 
+/** True when `x` is one of the catalog's codes (e.g. one carried in a control-socket answer). */
+export function isErrorCode(x: unknown): x is ErrorCode {
+  return typeof x === 'string' && (Object.values(ErrorCodes) as string[]).includes(x);
+}
+
 /** Shorthand for `new BotfleetError(code, message, { cause })`. */
 export function fail(code: ErrorCode, message: string, cause?: unknown): BotfleetError {
   return new BotfleetError(code, message, cause === undefined ? undefined : { cause });

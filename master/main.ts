@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { createLogger } from '../common/logger.js';
+import { VERSION } from '../common/version.js';
 import { errorMessage } from '../common/errors.js';
 import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey, loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
@@ -47,8 +48,7 @@ function restoredHistories(registry: Registry, logger: Logger): Map<string, Rest
   return out;
 }
 
-/** The package version, for status. */
-export const VERSION = '0.1.0';
+export { VERSION };
 
 /** A running master, for the CLI and for tests that run it in-process. */
 export interface MasterHandle {

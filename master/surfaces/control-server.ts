@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import { createLineSplitter } from '../../common/line-splitter.js';
-import { BotfleetError, ErrorCodes, errorMessage } from '../../common/errors.js';
+import { BotfleetError, ErrorCodes, errorMessage, fail, isErrorCode } from '../../common/errors.js';
 
 /** Longest request line accepted (the largest real one is a few hundred bytes). */
 const MAX_REQUEST_BYTES = 64 * 1024;
@@ -91,7 +91,7 @@ export async function controlRequest(socketPath: string, req: ControlRequest, ti
   return new Promise((resolve, reject) => {
     const sock = net.connect(socketPath);
     let buf = '';
-    const timer = setTimeout(() => sock.destroy(new Error(`no answer from the master within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => sock.destroy(fail(ErrorCodes.IPC_TIMEOUT, `no answer from the master within ${timeoutMs} ms`)), timeoutMs);
     sock.setEncoding('utf8');
     let token: string | undefined;
     try {
@@ -103,16 +103,16 @@ export async function controlRequest(socketPath: string, req: ControlRequest, ti
     sock.on('data', (c: string) => (buf += c));
     sock.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new Error('botfleet is not running (no control socket)') : err);
+      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? fail(ErrorCodes.NOT_RUNNING, 'botfleet is not running (no control socket)') : err);
     });
     sock.on('end', () => {
       clearTimeout(timer);
       try {
-        const res = JSON.parse(buf) as { ok: boolean; result?: unknown; error?: string };
+        const res = JSON.parse(buf) as { ok: boolean; result?: unknown; error?: string; code?: string };
         if (res.ok) resolve(res.result);
-        else reject(new Error(res.error ?? 'the master refused the request'));
+        else reject(fail(isErrorCode(res.code) ? res.code : ErrorCodes.CONTROL, res.error ?? 'the master refused the request'));
       } catch {
-        reject(new Error('the master sent an unreadable answer'));
+        reject(fail(ErrorCodes.CONTROL, 'the master sent an unreadable answer'));
       }
     });
   });
