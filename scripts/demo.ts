@@ -18,7 +18,9 @@ import { processAlive } from '../master/host/pid-file.js';
 import type { FleetStatus } from '../master/surfaces/status-server.js';
 import { BotApiEmulator } from './emulator/emulator.js';
 
-const say = (s: string) => console.log(`\x1b[1m==>\x1b[0m ${s}`);
+/** Bold only on a terminal, and never with NO_COLOR (https://no-color.org). */
+const bold = process.stdout.isTTY === true && !process.env.NO_COLOR;
+const say = (s: string) => console.log(bold ? `\x1b[1m==>\x1b[0m ${s}` : `==> ${s}`);
 
 /** Run the demo; resolves when everything it started has stopped. */
 export async function runDemo(): Promise<void> {
