@@ -27,8 +27,6 @@ import type { BotSpec, InvalidBot } from './child-spec.js';
 import { prepareDelivery } from './telegram-admin.js';
 
 const HOUR_MS = 3_600_000;
-/** Quiet time after the last rolling-restart request before the coalesced trailing roll starts. */
-const ROLL_COALESCE_MS = 1000;
 /** Begun-not-acked updates tracked per polling worker before a flood of `begin` is a protocol violation. */
 const MAX_TRACKED_IN_FLIGHT = 4096;
 
@@ -72,8 +70,9 @@ export interface SupervisorDeps {
 /** A restart history read back from the registry, on this process's monotonic clock. */
 export interface RestoredHistory { history: RestartHistory; quarantinedUntil: number | null; doNotRestart: boolean }
 
-/** The outcome of a restart: bots back `running`, and the others with the state they settled in. */
-export interface RollSummary { restarted: string[]; skipped: Array<{ botId: string; why: string }> }
+import { createRoller, type RollSummary } from './rolling-restart.js';
+
+export type { RollSummary };
 
 /** Emitted on every state change. */
 export interface TransitionEvent { botId: string; from: ChildState; to: ChildState; reason: string | null }
@@ -523,68 +522,10 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     if (c.quarantinedUntil !== null) c.timer = setTimeout(() => retryQuarantined(c), Math.max(0, c.quarantinedUntil - now()));
   }
 
-  /**
-   * Resolves with `c`'s state once it is running again, or in a state that will not
-   * become running soon (quarantined, stopped, backoff), or with `timeout` after `ms`.
-   * The current state counts: a bot already there is not waited for.
-   */
-  const SETTLED: readonly ChildState[] = ['running', 'quarantined', 'stopped', 'backoff'];
-  const settled = (c: Child, ms: number) => new Promise<ChildState | 'timeout'>((resolve) => {
-    if (SETTLED.includes(c.state)) return resolve(c.state);
-    const done = (r: ChildState | 'timeout') => {
-      clearTimeout(t);
-      events.off('transition', on);
-      resolve(r);
-    };
-    const on = (e: TransitionEvent) => {
-      if (e.botId === c.botId && SETTLED.includes(e.to)) done(e.to);
-    };
-    const t = setTimeout(() => done('timeout'), ms);
-    events.on('transition', on);
+  const roller = createRoller({
+    bots: () => [...children.values()].filter((c) => c.spec?.enabled), restartOne, events, logger,
+    settleMs: cfg.startupTimeoutMs + cfg.workerTimeoutMs, rollingRestartPercent: cfg.rollingRestartPercent,
   });
-
-  /** One rolling restart: batches of ROLLING_RESTART_PERCENT, each waiting for its replacements to settle. */
-  async function roll(): Promise<RollSummary> {
-    const summary: RollSummary = { restarted: [], skipped: [] };
-    const list = [...children.values()].filter((c) => c.spec?.enabled);
-    const batch = Math.max(1, Math.floor((list.length * cfg.rollingRestartPercent) / 100));
-    for (let i = 0; i < list.length; i += batch) {
-      await Promise.all(list.slice(i, i + batch).map(async (c) => {
-        // DESIGN: a rolling restart never waits on a bot that will not become running soon.
-        if (c.state === 'quarantined' || c.state === 'stopped') return void summary.skipped.push({ botId: c.botId, why: c.state });
-        await restartOne(c, 'rolling-restart');
-        const st = await settled(c, cfg.startupTimeoutMs + cfg.workerTimeoutMs);
-        if (st === 'running') summary.restarted.push(c.botId);
-        else summary.skipped.push({ botId: c.botId, why: st });
-      }));
-    }
-    logger.info({ restarted: summary.restarted.length, skipped: summary.skipped }, 'rolling restart done');
-    return summary;
-  }
-  let rolling: Promise<RollSummary> | null = null;
-  let trailing: { promise: Promise<RollSummary>; fire(): void; timer: NodeJS.Timeout } | null = null;
-  /**
-   * Leading and trailing coalescing: a request with no roll running starts one at once;
-   * requests while one runs become a single trailing roll, started once no request
-   * has come for ROLL_COALESCE_MS and the running roll is done (it picks up whatever
-   * the later requests were for). 20 SIGUSR2 in two seconds: two rolls.
-   */
-  function requestRoll(): Promise<RollSummary> {
-    if (!rolling && !trailing) return (rolling = roll().finally(() => (rolling = null)));
-    if (trailing) {
-      clearTimeout(trailing.timer);
-      trailing.timer = setTimeout(trailing.fire, ROLL_COALESCE_MS);
-      return trailing.promise;
-    }
-    let fire!: () => void;
-    const promise = new Promise<void>((r) => (fire = r)).then(async () => {
-      await rolling?.catch(() => undefined);
-      trailing = null;
-      return (rolling = roll().finally(() => (rolling = null)));
-    });
-    trailing = { promise, fire, timer: setTimeout(fire, ROLL_COALESCE_MS) };
-    return promise;
-  }
 
   return Object.assign(events, {
     reconcile(specs: BotSpec[], invalid: InvalidBot[]) {
@@ -639,10 +580,10 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         if (!c) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${botId}"`);
         if (!c.spec?.enabled) throw fail(ErrorCodes.BAD_INPUT, `bot "${botId}" is ${c.spec ? 'disabled' : 'not valid'}; enable or fix it first`);
         await restartOne(c, 'operator');
-        const st = await settled(c, cfg.startupTimeoutMs + cfg.workerTimeoutMs);
+        const st = await roller.settled(c);
         return st === 'running' ? { restarted: [botId], skipped: [] } : { restarted: [], skipped: [{ botId, why: st }] };
       }
-      return requestRoll();
+      return roller.request();
     },
     forceKill() {
       shuttingDown = true;
@@ -653,7 +594,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     capacity: () => cap,
     async stopAll() {
       shuttingDown = true;
-      if (trailing) clearTimeout(trailing.timer); // a coalesced roll never starts once the master stops
+      roller.cancel(); // a coalesced roll never starts once the master stops
       stopMonitors();
       const results = await Promise.all([...children.values()].map(async (c) => ((await stopProc(c, 'operator', 'stop', 'master shutting down')) ? c.botId : null)));
       await Promise.all([...children.values()].map((c) => c.log?.close()));
