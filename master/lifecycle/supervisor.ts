@@ -252,7 +252,6 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     });
     Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, memOver: 0, queueDepth: 0 });
     reportPids();
-    proc.raw.on('send-error', (err: Error) => logger.warn({ botId: c.botId, err: err.message }, 'IPC send failed'));
     void proc.exited.then((info) => onExit(c, proc, info));
     proc.send({
       v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
