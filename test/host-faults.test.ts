@@ -191,6 +191,27 @@ describe('malformed input at both edges', () => {
   });
 });
 
+describe('duplicates', () => {
+  test('the same update posted twice while its handler runs: both answered only once it settled, handled once', async () => {
+    await withFleet({}, { webhook: true }, async (fleet) => {
+      await fleet.addBot('slowpoke', { mode: 'webhook', handler: path.join(FIXTURES, 'misbehave.js') });
+      await fleet.startMaster();
+      await fleet.waitRunning(['slowpoke']);
+      const body = JSON.stringify({ update_id: 4242, message: { message_id: 1, date: 0, chat: { id: 77, type: 'private' }, from: { id: 77, is_bot: false, first_name: 'u' }, text: 'slow' } });
+      const t0 = Date.now();
+      const first = postWebhook(fleet, 'slowpoke', body);
+      await new Promise((r) => setTimeout(r, 200));
+      const second = postWebhook(fleet, 'slowpoke', body);
+      assert.deepEqual(await Promise.all([first, second]), [200, 200]);
+      // The handler takes 1 s: an answer before that would be an ack on the first one's behalf.
+      assert.ok(Date.now() - t0 >= 950, `answered after ${Date.now() - t0} ms`);
+      await fleet.emulator.waitForSent(fleet.tg('slowpoke'), (m) => m.text === 'slow done', 5000, 'the reply');
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(fleet.tg('slowpoke').sent.filter((m) => m.text === 'slow done').length, 1, 'handled once');
+    });
+  });
+});
+
 describe('host faults', () => {
   test('EMFILE at fork: that bot backs off, the master and the others live, and it starts once descriptors free up', { skip: process.platform === 'linux' ? false : 'prlimit is Linux' }, async () => {
     await withFleet({ MAX_RESTARTS_PER_HOUR: '50' }, {}, async (fleet) => {

@@ -129,12 +129,18 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     send({ v: 1, type: 'ack', acks: list });
   });
   // A plain function returning the library's promise: an async wrapper was one more promise per update.
+  /** Updates accepted whose handler has not settled yet (queued or running). */
+  const handling = new Set<number>();
   const handle = (update: Update): Promise<void> => {
     messages++;
     // The master must know an update is in flight before its handler can kill us.
     if (cfg.mode === 'polling') begins.flushNow();
     // A rejection here is the library failing outside any handler (a malformed update): an error, not a crash.
-    return bot.handleUpdate(update).then(() => acks.push({ updateId: update.update_id, ok: !failed.has(update) }), (err: unknown) => {
+    return bot.handleUpdate(update).then(() => {
+      handling.delete(update.update_id);
+      acks.push({ updateId: update.update_id, ok: !failed.has(update) });
+    }, (err: unknown) => {
+      handling.delete(update.update_id);
       errors++;
       lastError = toLastError(err);
       acks.push({ updateId: update.update_id, ok: false });
@@ -163,10 +169,13 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     }
     if (!replay && dedup.seen(update.update_id, Date.now())) {
       logger.debug({ updateId: update.update_id }, 'duplicate update dropped');
-      acks.push({ updateId: update.update_id, ok: true });
+      // Still in its handler: the first one's ack answers for both (the master keys waiters by
+      // update_id). Acking now would tell the master it was handled before it was.
+      if (!handling.has(update.update_id)) acks.push({ updateId: update.update_id, ok: true });
       return;
     }
     if (cfg.mode === 'polling') begins.push(update.update_id);
+    handling.add(update.update_id);
     queue.push(chatKey(update, bot), update);
   };
 
