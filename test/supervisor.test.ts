@@ -15,6 +15,7 @@ import { loadConfig } from '../config/load.js';
 import type { ExitInfo, ForkOptions, WorkerProcess } from '../master/lifecycle/child-process.js';
 import type { BotSpec } from '../master/lifecycle/child-spec.js';
 import { createSupervisor, type Supervisor, type TransitionEvent } from '../master/lifecycle/supervisor.js';
+import { createFakeClock, type FakeClock } from '../master/lifecycle/clock.js';
 import type { MasterMessage } from '../worker/protocol.js';
 import { BotApiEmulator } from '../scripts/emulator/emulator.js';
 
@@ -60,12 +61,12 @@ describe('supervisor with fake children', () => {
     fs.rmSync(home, { recursive: true, force: true });
   });
 
-  function build(env: Record<string, string> = {}): { sup: Supervisor; forks: FakeChild[]; events: TransitionEvent[]; spec: (id: string) => BotSpec } {
+  function build(env: Record<string, string> = {}, clock?: FakeClock): { sup: Supervisor; forks: FakeChild[]; events: TransitionEvent[]; spec: (id: string) => BotSpec } {
     const cfg = loadConfig({}, { BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, HEARTBEAT_INTERVAL_MS: '50', HEARTBEAT_TIMEOUT_MS: '400', RESTART_BACKOFF_MS: '20', RESTART_COOLDOWN_MS: '100', MAX_RESTARTS_PER_HOUR: '3', ...env });
     const forks: FakeChild[] = [];
     const events: TransitionEvent[] = [];
     const sup = createSupervisor({
-      config: cfg, logger: pino({ level: 'silent' }), cores: 2, logsDir: home, secretTokenFor: () => 'secret',
+      config: cfg, logger: pino({ level: 'silent' }), cores: 2, logsDir: home, secretTokenFor: () => 'secret', ...(clock ? { clock } : {}),
       fork: (o) => {
         const f = new FakeChild(o);
         forks.push(f);
@@ -151,6 +152,38 @@ describe('supervisor with fake children', () => {
     await b2;
     assert.equal(sup.status()[0]!.lastExit?.reason, 'protocol');
     assert.match(sup.status()[0]!.stateReason ?? '', /protocol/);
+    await sup.stopAll();
+  });
+
+  test('on a fake clock: hung exactly past the heartbeat deadline, backoff delays exact', async () => {
+    const clock = createFakeClock(1_000_000);
+    const { sup, forks, spec } = build({}, clock);
+    sup.reconcile([spec('e')], []);
+    const f1 = await forked(forks, 1);
+    const r1 = reach(sup, 'e', 'running');
+    f1.say({ type: 'ready' });
+    await r1;
+    // HEARTBEAT_TIMEOUT_MS=400, checked every 100 ms: at 400 ms of silence it is not yet late.
+    clock.advance(400);
+    assert.deepEqual(f1.kills, [], 'not killed at the deadline itself');
+    const backoff = reach(sup, 'e', 'backoff');
+    clock.advance(100);
+    assert.deepEqual(f1.kills, ['SIGKILL'], 'killed at the first check past it');
+    const b1 = await backoff;
+    assert.match(b1.reason ?? '', /^hung; restart in 0 ms$/, 'the first fault restarts at once');
+    clock.advance(0);
+    const f2 = await forked(forks, 2);
+    const r2 = reach(sup, 'e', 'running');
+    f2.say({ type: 'ready' });
+    await r2;
+    const b2 = reach(sup, 'e', 'backoff');
+    f2.exit({ code: 1, signal: null });
+    assert.match((await b2).reason ?? '', /^crash; restart in 20 ms$/, 'the second quick fault waits RESTART_BACKOFF_MS');
+    clock.advance(19);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(forks.length, 2, 'no fork before the backoff ends');
+    clock.advance(1);
+    await forked(forks, 3);
     await sup.stopAll();
   });
 

@@ -5,6 +5,7 @@
 import type { WorkerLastError, DeliveryMode } from '../../worker/protocol.js';
 import type { ChildLog } from "../host/child-log.js";
 import type { WorkerProcess } from './child-process.js';
+import type { Timer } from './clock.js';
 import type { DeliverResult } from '../../webhook-server/server.js';
 import { newBotDelivery, type BotDelivery } from '../delivery/outbox.js';
 import { emptyHistory, type RestartHistory } from './policy/restart.js';
@@ -78,7 +79,7 @@ export interface Child {
   history: RestartHistory;
   quarantinedUntil: number | null;
   lastExit: LastExit | null;
-  timer: NodeJS.Timeout | null;
+  timer: Timer | null;
   releaseSlot: (() => void) | null;
   /** Its updates between intake and ack (the delivery wing's state; only delivery/ changes it). */
   delivery: BotDelivery;

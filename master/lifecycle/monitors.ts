@@ -7,6 +7,7 @@ import type { Child } from './child.js';
 import { heartbeatCheckEveryMs, heartbeatOverdue, masterWasPaused } from './policy/deadlines.js';
 import { confirmDelayMs } from './policy/memory.js';
 import { sampleProcesses } from './resource-sampler.js';
+import { realClock, type Clock, type Timer } from './clock.js';
 import { listProcesses } from '../host/proc.js';
 
 /** Each live child's process tree: pids of its uid when it has its own, else of its process group; the worker's pid always. */
@@ -36,6 +37,8 @@ export function processTrees(list: Child[]): Map<Child, number[]> {
 export interface MonitorDeps {
   children: () => Iterable<Child>;
   now: () => number;
+  /** Timers of the checks (default: Node's). */
+  clock?: Clock;
   heartbeatTimeoutMs: number;
   memoryCheckIntervalMs: number;
   /** A running child missed its heartbeat deadline. */
@@ -55,9 +58,10 @@ export interface MonitorDeps {
 
 /** Start both monitors. @returns a function that stops them. */
 export function startMonitors(d: MonitorDeps): () => void {
+  const clock = d.clock ?? realClock;
   const every = heartbeatCheckEveryMs(d.heartbeatTimeoutMs);
   let lastCheck = d.now();
-  const heartbeat = setInterval(() => {
+  const heartbeat = clock.setInterval(() => {
     const t = d.now();
     const gap = t - lastCheck;
     lastCheck = t;
@@ -69,7 +73,7 @@ export function startMonitors(d: MonitorDeps): () => void {
 
   // One batched pidusage round per interval; a slow round is never overlapped by the next.
   let sampling = false;
-  const confirmations = new Set<NodeJS.Timeout>();
+  const confirmations = new Set<Timer>();
   // A bot's memory and CPU are its whole process tree's: every process of its uid (per-bot
   // uids), else of its worker's process group, so a grandchild cannot hide 450 MB from the cap.
   const sampleTrees = async (list: Child[]) => {
@@ -92,24 +96,24 @@ export function startMonitors(d: MonitorDeps): () => void {
   };
   const confirmSoon = (c: Child) => {
     const pid = c.proc!.pid;
-    const t = setTimeout(() => {
+    const t = clock.setTimeout(() => {
       confirmations.delete(t);
       if (c.proc?.pid === pid) void sampleTrees([c]);
     }, confirmDelayMs(d.memoryCheckIntervalMs));
-    t.unref();
+    t.unref?.();
     confirmations.add(t);
   };
-  const memory = setInterval(() => {
+  const memory = clock.setInterval(() => {
     if (sampling) return;
     sampling = true;
     const live = [...d.children()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting'));
     void sampleTrees(live).finally(() => (sampling = false));
   }, d.memoryCheckIntervalMs);
-  heartbeat.unref();
-  memory.unref();
+  heartbeat.unref?.();
+  memory.unref?.();
   return () => {
-    clearInterval(heartbeat);
-    clearInterval(memory);
-    for (const t of confirmations) clearTimeout(t);
+    clock.clearInterval(heartbeat);
+    clock.clearInterval(memory);
+    for (const t of confirmations) clock.clearTimeout(t);
   };
 }

@@ -7,6 +7,7 @@
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Child, ChildState, ExitReason } from './child.js';
+import { realClock, type Clock, type Timer } from './clock.js';
 
 /** Quiet time after the last rolling-restart request before the coalesced trailing roll starts. */
 export const ROLL_COALESCE_MS = 1000;
@@ -23,6 +24,8 @@ export interface RollerDeps {
   /** How long one bot may take to settle after its restart (ms). */
   settleMs: number;
   rollingRestartPercent: number;
+  /** Timers (default: Node's). */
+  clock?: Clock;
 }
 
 /** The roller: `request` a roll, wait for one bot to `settle`, `cancel` a pending trailing roll. */
@@ -36,6 +39,7 @@ export interface Roller {
 const SETTLED: readonly ChildState[] = ['running', 'quarantined', 'stopped', 'backoff'];
 
 export function createRoller(d: RollerDeps): Roller {
+  const clock = d.clock ?? realClock;
   /**
    * Resolves with `c`'s state once it is running again, or in a state that will not
    * become running soon (quarantined, stopped, backoff), or with `timeout` after settleMs.
@@ -44,14 +48,14 @@ export function createRoller(d: RollerDeps): Roller {
   const settled = (c: Child) => new Promise<ChildState | 'timeout'>((resolve) => {
     if (SETTLED.includes(c.state)) return resolve(c.state);
     const done = (r: ChildState | 'timeout') => {
-      clearTimeout(t);
+      clock.clearTimeout(t);
       d.events.off('transition', on);
       resolve(r);
     };
     const on = (e: { botId: string; to: ChildState }) => {
       if (e.botId === c.botId && SETTLED.includes(e.to)) done(e.to);
     };
-    const t = setTimeout(() => done('timeout'), d.settleMs);
+    const t = clock.setTimeout(() => done('timeout'), d.settleMs);
     d.events.on('transition', on);
   });
 
@@ -74,7 +78,7 @@ export function createRoller(d: RollerDeps): Roller {
   }
 
   let rolling: Promise<RollSummary> | null = null;
-  let trailing: { promise: Promise<RollSummary>; fire(): void; timer: NodeJS.Timeout } | null = null;
+  let trailing: { promise: Promise<RollSummary>; fire(): void; timer: Timer } | null = null;
   /**
    * Leading and trailing coalescing: a request with no roll running starts one at once;
    * requests while one runs become a single trailing roll, started once no request
@@ -84,8 +88,8 @@ export function createRoller(d: RollerDeps): Roller {
   function request(): Promise<RollSummary> {
     if (!rolling && !trailing) return (rolling = roll().finally(() => (rolling = null)));
     if (trailing) {
-      clearTimeout(trailing.timer);
-      trailing.timer = setTimeout(trailing.fire, ROLL_COALESCE_MS);
+      clock.clearTimeout(trailing.timer);
+      trailing.timer = clock.setTimeout(trailing.fire, ROLL_COALESCE_MS);
       return trailing.promise;
     }
     let fire!: () => void;
@@ -94,7 +98,7 @@ export function createRoller(d: RollerDeps): Roller {
       trailing = null;
       return (rolling = roll().finally(() => (rolling = null)));
     });
-    trailing = { promise, fire, timer: setTimeout(fire, ROLL_COALESCE_MS) };
+    trailing = { promise, fire, timer: clock.setTimeout(fire, ROLL_COALESCE_MS) };
     return promise;
   }
 
@@ -102,7 +106,7 @@ export function createRoller(d: RollerDeps): Roller {
     request,
     settled,
     cancel() {
-      if (trailing) clearTimeout(trailing.timer);
+      if (trailing) clock.clearTimeout(trailing.timer);
     },
   };
 }

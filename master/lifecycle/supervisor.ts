@@ -21,6 +21,7 @@ import { createLimiter } from './policy/limiter.js';
 import { memoryVerdict, needsConfirmation } from './policy/memory.js';
 import { emptyHistory, type RestartHistory, type RestartPolicy } from './policy/restart.js';
 import { startMonitors } from './monitors.js';
+import { realClock, type Clock, type Timer } from './clock.js';
 import { exitReason, stepExit, stepFault, type ExitContext, type ExitStep } from './step.js';
 import { assertNever } from '../../common/errors.js';
 import type { BotSpec, InvalidBot } from './child-spec.js';
@@ -53,6 +54,8 @@ export interface SupervisorDeps {
   fork?: typeof forkWorker;
   /** Monotonic clock (ms) for every deadline and restart window; default performance.now. */
   now?: () => number;
+  /** The clock and timers of every deadline, backoff and check (default: the real ones); `now` wins for the time if both are given. */
+  clock?: Clock;
   /** Per-bot isolation at the fork (uid, permission flags); none when absent. */
   isolationFor?(botId: string, spec: BotSpec): ForkIsolation;
   /** Called after a worker's exit (e.g. to end every process left under the bot's uid). */
@@ -108,7 +111,8 @@ export interface Supervisor extends EventEmitter {
 export function createSupervisor(d: SupervisorDeps): Supervisor {
   const { config: cfg, logger } = d;
   const fork = d.fork ?? forkWorker;
-  const now = d.now ?? (() => performance.now());
+  const clock = d.clock ?? realClock;
+  const now = d.now ?? (() => clock.now());
   /** A monotonic time as wall-clock ms, for what is shown (ISO times in status). */
   const wall = (mono: number) => Date.now() - (now() - mono);
   const children = new Map<string, Child>();
@@ -140,7 +144,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   }
 
   const clearTimer = (c: Child) => {
-    if (c.timer) clearTimeout(c.timer);
+    if (c.timer) clock.clearTimeout(c.timer);
     c.timer = null;
   };
   const holdsSlot = (c: Child) => c.proc !== null || c.launching || c.state === 'backoff';
@@ -261,7 +265,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     });
     // Deferred by one setImmediate: after a pause of the master, expired timers run before
     // pending pipe data is read, and a `ready` already sent must be seen first.
-    c.timer = setTimeout(() => setImmediate(() => c.proc === proc && c.state === 'starting' && kill(c, 'startup-timeout')), cfg.startupTimeoutMs);
+    c.timer = clock.setTimeout(() => setImmediate(() => c.proc === proc && c.state === 'starting' && kill(c, 'startup-timeout')), cfg.startupTimeoutMs);
     logger.info({ botId: c.botId, workerPid: proc.pid, mode: c.mode }, 'worker forked');
     if (violation) protocolViolation(c, proc, violation);
   }
@@ -365,10 +369,10 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
           void launch(c, e.why);
           break;
         case 'arm-restart':
-          c.timer = setTimeout(() => void launch(c, e.why), e.delayMs);
+          c.timer = clock.setTimeout(() => void launch(c, e.why), e.delayMs);
           break;
         case 'arm-quarantine-end':
-          c.timer = setTimeout(() => retryQuarantined(c), Math.max(0, e.until - now()));
+          c.timer = clock.setTimeout(() => retryQuarantined(c), Math.max(0, e.until - now()));
           break;
         case 'save-history':
           d.onHistory?.(c.botId, e.history, e.quarantinedUntil, e.doNotRestart);
@@ -390,12 +394,12 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   }
 
   // Throttled (PID_RECORD_EVERY_MS): leading write when idle, one trailing write for a burst.
-  let pidsTimer: NodeJS.Timeout | null = null;
+  let pidsTimer: Timer | null = null;
   let pidsWrittenAt = -Infinity;
   function reportPids(): void {
     if (!d.onPids || pidsTimer || stopped) return;
     const wait = Math.max(0, pidsWrittenAt + PID_RECORD_EVERY_MS - Date.now());
-    pidsTimer = setTimeout(() => {
+    pidsTimer = clock.setTimeout(() => {
       pidsTimer = null;
       if (stopped) return;
       pidsWrittenAt = Date.now();
@@ -424,19 +428,19 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       proc.kill('SIGKILL');
     }
     let killed = false;
-    const deadline = setTimeout(() => {
+    const deadline = clock.setTimeout(() => {
       killed = true;
       logger.warn({ botId: c.botId, workerPid: proc.pid, deadlineMs: cfg.workerTimeoutMs }, 'drain deadline passed, SIGKILL');
       proc.kill('SIGKILL');
     }, cfg.workerTimeoutMs);
     await proc.exited;
-    clearTimeout(deadline);
+    clock.clearTimeout(deadline);
     return killed;
   }
 
   const capBytes = cfg.maxMemoryPerWorkerMb * 1024 * 1024;
   const stopMonitors = startMonitors({
-    children: () => children.values(), now, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, memoryCheckIntervalMs: cfg.memoryCheckIntervalMs,
+    children: () => children.values(), now, clock, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, memoryCheckIntervalMs: cfg.memoryCheckIntervalMs,
     onHung: (c) => kill(c, 'hung'),
     onPause(gapMs) {
       // The master itself was not running (SIGSTOP, suspend, starvation): the children were not late, we were.
@@ -518,11 +522,11 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   function restoreQuarantine(c: Child, r: RestoredHistory): void {
     c.quarantinedUntil = r.doNotRestart ? null : r.quarantinedUntil;
     transition(c, 'quarantined', r.doNotRestart ? 'quarantined before the master restarted (do not restart: exit 78); restart it once fixed' : 'quarantined before the master restarted (restart quota used up)');
-    if (c.quarantinedUntil !== null) c.timer = setTimeout(() => retryQuarantined(c), Math.max(0, c.quarantinedUntil - now()));
+    if (c.quarantinedUntil !== null) c.timer = clock.setTimeout(() => retryQuarantined(c), Math.max(0, c.quarantinedUntil - now()));
   }
 
   const roller = createRoller({
-    bots: () => [...children.values()].filter((c) => c.spec?.enabled), restartOne, events, logger,
+    bots: () => [...children.values()].filter((c) => c.spec?.enabled), restartOne, events, logger, clock,
     settleMs: cfg.startupTimeoutMs + cfg.workerTimeoutMs, rollingRestartPercent: cfg.rollingRestartPercent,
   });
 
@@ -598,7 +602,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       const results = await Promise.all([...children.values()].map(async (c) => ((await stopProc(c, 'operator', 'stop', 'master shutting down')) ? c.botId : null)));
       await Promise.all([...children.values()].map((c) => c.log?.close()));
       stopped = true;
-      if (pidsTimer) clearTimeout(pidsTimer); // the master removes the record after a clean stop
+      if (pidsTimer) clock.clearTimeout(pidsTimer); // the master removes the record after a clean stop
       return results.filter((x): x is string => x !== null);
     },
   });
