@@ -38,6 +38,7 @@ export interface Roller {
 /** States a restarted bot is not waited past: running, or not going to run soon. */
 const SETTLED: readonly ChildState[] = ['running', 'quarantined', 'stopped', 'backoff'];
 
+/** The roller of one supervisor; it changes no child itself (restartOne does). */
 export function createRoller(d: RollerDeps): Roller {
   const clock = d.clock ?? realClock;
   /**
