@@ -160,7 +160,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
   let undecryptable: string[] = [];
   const statusServer = createStatusServer({
-    status, metrics: createMetrics(() => supervisor.status(), () => registry.deadLetters.countsByBot()),
+    status, metrics: createMetrics(() => supervisor.status(), () => registry.deadLetters.countsByBot(), cfg.maxMemoryPerWorkerMb * 1024 * 1024),
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
       : undecryptable.length > 0 ? `the encryption key cannot decrypt the token of ${undecryptable.length} enabled bot(s): ${undecryptable.slice(0, 5).join(', ')}` : null),
   });

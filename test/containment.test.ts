@@ -74,6 +74,10 @@ describe('the master distrusts its children', () => {
       assert.match(q.stateReason ?? '', /protocol/);
       const log = fs.readFileSync(path.join(fleet.home, 'logs', 'master.log'), 'utf8');
       assert.match(log, /protocol violation: killing worker/);
+      const metrics = (await fleet.statusHttp('/metrics')).body;
+      assert.match(metrics, /^botfleet_worker_exits_total\{bot="hostile",reason="protocol"\} [1-9]/m);
+      assert.match(metrics, /^# TYPE botfleet_worker_restarts_total counter$/m);
+      assert.match(metrics, /^botfleet_build_info\{version="[^"]+",node="v\d+/m);
     });
   });
 

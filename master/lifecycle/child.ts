@@ -63,6 +63,8 @@ export interface Child {
   protocolDetail: string | null;
   /** The uid the current worker runs as when it has its own (per-bot uids), else null. */
   uid: number | null;
+  /** Worker exits since the master started, by recorded reason. */
+  exitsByReason: Partial<Record<ExitReason, number>>;
   /** Frames of unknown type dropped (the first few are logged). */
   unknownMessages: number;
   username: string | null;
@@ -92,7 +94,7 @@ export type { DeliverResult };
 export function newChild(botId: string, name: string, spec: BotSpec | null): Child {
   return {
     botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
-    prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, protocolDetail: null, unknownMessages: 0, uid: null, username: null,
+    prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, protocolDetail: null, unknownMessages: 0, uid: null, exitsByReason: {}, username: null,
     note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0,
     history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, delivery: newBotDelivery(), log: null,
   };
@@ -116,6 +118,8 @@ export interface WorkerStatus {
   queueDepth: number;
   lastHeartbeatAt: string | null;
   lastExit: LastExit | null;
+  /** Exits since the master started, by reason (`botfleet_worker_exits_total`). */
+  exitsByReason: Partial<Record<ExitReason, number>>;
   lastError: WorkerLastError | null;
   quarantinedUntil: string | null;
   username: string | null;
@@ -134,7 +138,7 @@ export function childStatus(c: Child, now: number, periodMs: number, wall: (mono
     restarts: c.restartsTotal, restartsLastHour: c.history.restarts.filter((t) => now - t < periodMs).length,
     messages: c.messages, errors: c.errors, queueDepth: c.queueDepth,
     lastHeartbeatAt: c.lastHeartbeatAt !== null ? new Date(wall(c.lastHeartbeatAt)).toISOString() : null,
-    lastExit: c.lastExit, lastError: c.lastError,
+    lastExit: c.lastExit, exitsByReason: { ...c.exitsByReason }, lastError: c.lastError,
     quarantinedUntil: c.quarantinedUntil !== null ? new Date(wall(c.quarantinedUntil)).toISOString() : null,
     username: c.username, note: c.note,
   };

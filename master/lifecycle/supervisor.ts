@@ -346,6 +346,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     const st = stepExit(exitContext(c), info, now(), policy, c.stateReason);
     onWorkerGone(c.delivery, st.fault);
     c.lastExit = { code: info.code, signal: info.signal, reason: st.reason, at: new Date().toISOString() };
+    c.exitsByReason[st.reason] = (c.exitsByReason[st.reason] ?? 0) + 1;
     logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, workerPid: proc.pid, ...info, reason: st.reason }, 'worker exited');
     apply(c, st);
   }

@@ -5,14 +5,16 @@
  */
 import client from 'prom-client';
 import type { ChildState, WorkerStatus } from '../lifecycle/child.js';
+import { VERSION } from '../../common/version.js';
 
 const STATES: readonly ChildState[] = ['pending', 'starting', 'running', 'draining', 'backoff', 'quarantined', 'stopped'];
 
 /**
  * A registry whose gauges read `status()` on each scrape; `deadLetters` gives each
- * bot's dead-letter count (`botfleet_dead_letters`, 0 for configured bots with none).
+ * bot's dead-letter count (`botfleet_dead_letters`, 0 for configured bots with none);
+ * `memoryCapBytes` is exported as `botfleet_worker_memory_cap_bytes`.
  */
-export function createMetrics(status: () => WorkerStatus[], deadLetters: () => Map<string, number> = () => new Map()): client.Registry {
+export function createMetrics(status: () => WorkerStatus[], deadLetters: () => Map<string, number> = () => new Map(), memoryCapBytes?: number): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'botfleet_master_' });
   const perBot = (name: string, help: string, value: (w: WorkerStatus) => number) =>
@@ -30,9 +32,32 @@ export function createMetrics(status: () => WorkerStatus[], deadLetters: () => M
       for (const w of status()) for (const s of STATES) this.set({ bot: w.botId, state: s }, w.state === s ? 1 : 0);
     },
   });
-  perBot('botfleet_worker_restarts_total', 'restarts since the master started', (w) => w.restarts);
-  perBot('botfleet_worker_messages_total', 'updates handled by the current worker', (w) => w.messages);
-  perBot('botfleet_worker_errors_total', 'handler errors in the current worker', (w) => w.errors);
+  // Counters are counters (a `_total` gauge fails `promtool check metrics`). restarts and exits
+  // count since the master started; messages and errors since the worker did (rate() handles the reset).
+  const perBotCounter = (name: string, help: string, value: (w: WorkerStatus) => number) =>
+    new client.Counter({
+      name, help, labelNames: ['bot'], registers: [registry],
+      collect() {
+        this.reset();
+        for (const w of status()) this.inc({ bot: w.botId }, value(w));
+      },
+    });
+  perBotCounter('botfleet_worker_restarts_total', 'restarts since the master started', (w) => w.restarts);
+  perBotCounter('botfleet_worker_messages_total', 'updates handled by the current worker', (w) => w.messages);
+  perBotCounter('botfleet_worker_errors_total', 'handler errors in the current worker', (w) => w.errors);
+  new client.Counter({
+    name: 'botfleet_worker_exits_total', help: 'worker exits by lastExit reason (crash, exited, config, protocol, hung, memory, startup-timeout, operator, rolling-restart, config-change) since the master started', labelNames: ['bot', 'reason'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const w of status()) for (const [reason, n] of Object.entries(w.exitsByReason)) this.inc({ bot: w.botId, reason }, n);
+    },
+  });
+  perBot('botfleet_worker_cpu_percent', 'CPU of the bot\'s processes, percent of one core, at the last sample', (w) => w.cpuPercent ?? 0);
+  perBot('botfleet_worker_heartbeat_age_seconds', 'seconds since the last heartbeat (0 without a live worker)', (w) => (w.lastHeartbeatAt && w.pid !== null ? Math.max(0, (Date.now() - Date.parse(w.lastHeartbeatAt)) / 1000) : 0));
+  if (memoryCapBytes !== undefined) {
+    new client.Gauge({ name: 'botfleet_worker_memory_cap_bytes', help: 'the RSS cap of each bot (MAX_MEMORY_PER_WORKER_MB)', registers: [registry] }).set(memoryCapBytes);
+  }
+  new client.Gauge({ name: 'botfleet_build_info', help: 'always 1; the labels say what runs', labelNames: ['version', 'node'], registers: [registry] }).set({ version: VERSION, node: process.version }, 1);
   perBot('botfleet_worker_rss_bytes', 'resident memory of the worker, bytes', (w) => w.rssBytes);
   perBot('botfleet_worker_queue_depth', 'updates queued or in flight in the worker', (w) => w.queueDepth);
   perBot('botfleet_worker_uptime_seconds', 'seconds since the worker was forked', (w) => w.uptimeMs / 1000);
