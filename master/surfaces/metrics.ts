@@ -17,6 +17,8 @@ const STATES: readonly ChildState[] = ['pending', 'starting', 'running', 'draini
 export function createMetrics(status: () => WorkerStatus[], deadLetters: () => Map<string, number> = () => new Map(), memoryCapBytes?: number): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'botfleet_master_' });
+  // prom-client exports these three gauges with a `_total` suffix, which `promtool check metrics` rejects.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`botfleet_master_${name}`);
   const perBot = (name: string, help: string, value: (w: WorkerStatus) => number) =>
     new client.Gauge({
       name, help, labelNames: ['bot'], registers: [registry],
