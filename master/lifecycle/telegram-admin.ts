@@ -4,6 +4,8 @@
  * `secret_token`), `deleteWebhook` for a polling bot (getUpdates answers 409
  * while a webhook is set: https://core.telegram.org/bots/api#getupdates).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
+import pRetry, { AbortError } from 'p-retry';
 import { BotApiError, callBotApi } from '../../common/bot-api-http.js';
 import { errorMessage } from '../../common/errors.js';
 import type { DeliveryMode } from '../../worker/protocol.js';
@@ -24,18 +26,31 @@ export interface DeliveryRequest {
   autoSwitch: boolean;
 }
 
-/** Admin calls must not hang a start: 10 s each, one retry after 300 ms on a transient error. */
+/**
+ * Admin calls must not hang a start: 10 s each, retried by p-retry up to twice on a
+ * transient error (network, 5xx, 429) with jittered exponential backoff from 300 ms
+ * (at most 3 s); a 429 first waits its `retry_after` (Bot API: "Flood control").
+ * Any other 4xx fails at once with Telegram's description.
+ */
 const ADMIN_TIMEOUT_MS = 10_000;
-const ADMIN_RETRY_MS = 300;
+const ADMIN_RETRIES = 2;
+const ADMIN_RETRY_MIN_MS = 300;
+const ADMIN_RETRY_MAX_MS = 3000;
+/** Longest `retry_after` honoured in a start; a longer flood wait fails the start (it is retried with backoff). */
+const MAX_RETRY_AFTER_MS = 30_000;
 
 async function admin(r: DeliveryRequest, method: string, params: object): Promise<void> {
-  try {
-    await callBotApi(r.apiRoot, r.token, method, params, { timeoutMs: ADMIN_TIMEOUT_MS });
-  } catch (err) {
-    if (!(err instanceof BotApiError) || !err.transient) throw err;
-    await new Promise((resolve) => setTimeout(resolve, Math.max(ADMIN_RETRY_MS, (err.retryAfterSec ?? 0) * 1000)));
-    await callBotApi(r.apiRoot, r.token, method, params, { timeoutMs: ADMIN_TIMEOUT_MS });
-  }
+  await pRetry(async () => {
+    try {
+      await callBotApi(r.apiRoot, r.token, method, params, { timeoutMs: ADMIN_TIMEOUT_MS });
+    } catch (err) {
+      if (!(err instanceof BotApiError) || !err.transient) throw new AbortError(err instanceof Error ? err : String(err));
+      const waitMs = (err.retryAfterSec ?? 0) * 1000;
+      if (waitMs > MAX_RETRY_AFTER_MS) throw new AbortError(err);
+      if (waitMs > 0) await sleep(waitMs);
+      throw err;
+    }
+  }, { retries: ADMIN_RETRIES, minTimeout: ADMIN_RETRY_MIN_MS, maxTimeout: ADMIN_RETRY_MAX_MS, randomize: true });
 }
 
 const rejected = (err: unknown) => err instanceof BotApiError && err.errorCode === 401;
