@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../common/free-port.js';
 import { controlRequest } from '../../master/surfaces/control-server.js';
+import { UID_LOCK_DIR } from '../../master/host/isolation.js';
 import type { FleetStatus } from '../../master/surfaces/status-server.js';
 import type { EmulatedBot } from '../../scripts/emulator/bot-state.js';
 import { BotApiEmulator } from '../../scripts/emulator/emulator.js';
@@ -161,7 +162,9 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: F
         for (const pid of pids) if (alive(pid)) process.kill(-pid, 'SIGKILL');
       }
       await emulator.stop();
-      fs.rmSync(home, { recursive: true, force: true });
+      if (!opts.home) fs.rmSync(home, { recursive: true, force: true });
+      // The machine-wide lock file of this fleet's own uid range (its master has exited).
+      for (const suffix of ['', '-journal']) fs.rmSync(path.join(UID_LOCK_DIR, `uid-base-${env.WORKER_UID_BASE}.lock${suffix}`), { force: true });
     },
   };
   return fleet;
