@@ -26,6 +26,5 @@ export function table(header: string[], rows: string[][]): string {
  * bots are printed with control characters escaped".
  */
 export function escapeControl(text: string): string {
-  // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

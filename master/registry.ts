@@ -61,6 +61,8 @@ export interface Registry {
   update(id: string, patch: BotPatch): void;
   /** Every row as a spec, or as invalid with its reason: one bad row never hides the rest. */
   load(): { specs: BotSpec[]; invalid: InvalidBot[] };
+  /** True when the key decrypts at least one stored token, or none is stored (stops at the first that opens). */
+  keyOpensAToken(): boolean;
   /** True when another connection committed since the last call. */
   changedSinceLastCheck(): boolean;
   /** The dead-letter queue, in the same database. */
@@ -129,13 +131,9 @@ export function registryHoldsTokens(dbPath: string): boolean {
 export function openHomeRegistry(p: { db: string; keyFile: string }, envKey: string | undefined): Registry {
   const holds = registryHoldsTokens(p.db);
   const registry = openRegistry(p.db, loadEncryptionKey(envKey, p.keyFile, holds));
-  if (holds) {
-    const { specs, invalid } = registry.load();
-    const undecryptable = invalid.filter((b) => b.reason.includes('cannot be decrypted')).length;
-    if (specs.length === 0 && undecryptable > 0 && undecryptable === invalid.length) {
-      registry.close();
-      throw fail(ErrorCodes.CRYPTO, `the encryption key decrypts none of the ${undecryptable} stored tokens: wrong ${envKey !== undefined ? 'BOTFLEET_ENCRYPTION_KEY' : p.keyFile}?`);
-    }
+  if (holds && !registry.keyOpensAToken()) {
+    registry.close();
+    throw fail(ErrorCodes.CRYPTO, `the encryption key decrypts none of the stored tokens: wrong ${envKey !== undefined ? 'BOTFLEET_ENCRYPTION_KEY' : p.keyFile}?`);
   }
   return registry;
 }
@@ -232,6 +230,19 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
         else specs.push(parsed);
       }
       return { specs, invalid };
+    },
+    keyOpensAToken() {
+      let stored = 0;
+      for (const r of db.prepare('SELECT token_enc FROM bots').iterate() as Iterable<{ token_enc: string }>) {
+        stored++;
+        try {
+          decryptToken(key, r.token_enc);
+          return true;
+        } catch {
+          // try the next one: a single tampered row is that bot's problem, not the key's
+        }
+      }
+      return stored === 0;
     },
     changedSinceLastCheck() {
       const v = db.pragma('data_version', { simple: true }) as number;

@@ -5,7 +5,7 @@
  * processes, the emulator on loopback, every wait with a deadline.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -138,6 +138,11 @@ describe('time and identity', () => {
       await fleet.addBot('a');
       const keyFile = path.join(fleet.home, 'data', 'encryption.key');
       assert.ok(fs.existsSync(keyFile));
+      // A wrong key (by env) decrypts no stored token: refused too.
+      const wrongEnv = { ...fleet.env, BOTFLEET_ENCRYPTION_KEY: 'ab'.repeat(32) };
+      const wrong = spawnSync(process.execPath, [CLI, 'start'], { env: wrongEnv, encoding: 'utf8', timeout: 30_000 });
+      assert.equal(wrong.status, 1);
+      assert.match(wrong.stderr, /decrypts none of the stored tokens: wrong BOTFLEET_ENCRYPTION_KEY/);
       fs.rmSync(keyFile);
       const r = await fleet.cli(['start']);
       assert.equal(r.code, 1);

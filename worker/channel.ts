@@ -53,12 +53,14 @@ export function openWorkerChannel(onMessage: (m: unknown) => void, onClose: () =
   input.on('end', close);
   input.on('close', close);
   input.on('error', close);
-  output.on('error', close);
   // Neither end keeps the worker alive by itself: timers, the poll and the handler's work do.
   input.unref();
   output.unref();
   let broken = false;
-  output.on('error', () => (broken = true));
+  output.on('error', () => {
+    broken = true;
+    close();
+  });
   return {
     send(m) {
       if (broken || output.destroyed) return;

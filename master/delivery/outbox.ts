@@ -83,10 +83,10 @@ export function onWorkerGone(d: BotDelivery, fault: boolean): void {
  * Queue `update` for the worker behind `sink` (sent with the others of this
  * event-loop turn) and resolve on its ack, its exit, or {@link ACK_TIMEOUT_MS}. A
  * `replay` (from the dead-letter queue) goes alone, flagged so the worker handles it
- * whatever its skip list and dedup window hold. `isCurrent` tells whether `sink` is
- * still the bot's worker when a send fails (otherwise its exit answered them).
+ * whatever its skip list and dedup window hold. `current` gives the bot's worker now:
+ * when a send fails and `sink` is no longer it, its exit has answered the waiters.
  */
-export function sendAndAwaitAck(d: BotDelivery, sink: UpdateSink, isCurrent: () => boolean, update: Update, replay = false): Promise<DeliverResult> {
+export function sendAndAwaitAck(d: BotDelivery, sink: UpdateSink, current: () => UpdateSink | null, update: Update, replay = false): Promise<DeliverResult> {
   return new Promise<DeliverResult>((resolve) => {
     const timer = setTimeout(() => finish('timeout'), ACK_TIMEOUT_MS);
     const finish = (r: DeliverResult) => {
@@ -108,7 +108,7 @@ export function sendAndAwaitAck(d: BotDelivery, sink: UpdateSink, isCurrent: () 
       try {
         sink.send({ v: 1, type: 'update', updates });
       } catch {
-        if (isCurrent()) for (const u of updates) onAck(d, u.update_id, false, 'unavailable');
+        if (current() === sink) for (const u of updates) onAck(d, u.update_id, false, 'unavailable');
       }
     });
     d.outbox.push(update);

@@ -22,7 +22,7 @@ import { memoryVerdict, needsConfirmation } from './policy/memory.js';
 import { emptyHistory, type RestartHistory, type RestartPolicy } from './policy/restart.js';
 import { startMonitors } from './monitors.js';
 import { realClock, type Clock, type Timer } from './clock.js';
-import { exitReason, stepExit, stepFault, type ExitContext, type ExitStep } from './step.js';
+import { stepExit, stepFault, type ExitContext, type ExitStep } from './step.js';
 import { assertNever } from '../../common/errors.js';
 import type { BotSpec, InvalidBot } from './child-spec.js';
 import { prepareDelivery } from './telegram-admin.js';
@@ -31,7 +31,6 @@ const HOUR_MS = 3_600_000;
 /** Begun-not-acked updates tracked per polling worker before a flood of `begin` is a protocol violation. */
 const MAX_TRACKED_IN_FLIGHT = 4096;
 
-export { exitReason };
 /** Bot API calls (setWebhook/deleteWebhook) in flight at once while starting bots. */
 const PREPARE_CONCURRENCY = 4;
 /**
@@ -185,7 +184,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         prepared = await prepare(c);
       } catch (err) {
         c.launching = false;
-        return afterFault(c, { code: null, signal: null }, 'crash', errorMessage(err));
+        return afterFault(c, 'crash', errorMessage(err));
       } finally {
         done();
       }
@@ -207,7 +206,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       release();
       logger.error({ botId: c.botId, err: errorMessage(err) }, 'fork failed');
       c.launching = false;
-      afterFault(c, { code: null, signal: null }, 'crash', `fork failed: ${errorMessage(err)}`);
+      afterFault(c, 'crash', `fork failed: ${errorMessage(err)}`);
     } finally {
       c.launching = false;
     }
@@ -227,7 +226,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       if (r.tokenRejected) {
         c.quarantinedUntil = null;
         transition(c, 'quarantined', r.message);
-      } else afterFault(c, { code: null, signal: null }, 'crash', r.message);
+      } else afterFault(c, 'crash', r.message);
       return false;
     }
     c.mode = r.mode;
@@ -385,7 +384,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   }
 
   /** A child failed before or at its start (prepare or fork failed): restart per policy or quarantine. */
-  function afterFault(c: Child, _info: ExitInfo, reason: ExitReason, detail?: string): void {
+  function afterFault(c: Child, reason: ExitReason, detail?: string): void {
     apply(c, stepFault(exitContext(c), reason, now(), policy, detail));
   }
 
@@ -399,11 +398,11 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   let pidsWrittenAt = -Infinity;
   function reportPids(): void {
     if (!d.onPids || pidsTimer || stopped) return;
-    const wait = Math.max(0, pidsWrittenAt + PID_RECORD_EVERY_MS - Date.now());
+    const wait = Math.max(0, pidsWrittenAt + PID_RECORD_EVERY_MS - now());
     pidsTimer = clock.setTimeout(() => {
       pidsTimer = null;
       if (stopped) return;
-      pidsWrittenAt = Date.now();
+      pidsWrittenAt = now();
       d.onPids!([...children.values()].filter((c) => c.proc).map((c) => ({ pid: c.proc!.pid, botId: c.botId })));
     }, wait);
   }
@@ -568,15 +567,13 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         return Promise.resolve('dead-lettered');
       }
       if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
-      const proc = c.proc;
-      return sendAndAwaitAck(c.delivery, proc, () => c.proc === proc, update);
+      return sendAndAwaitAck(c.delivery, c.proc, c.currentProc, update);
     },
     replay(botId: string, update: Update): Promise<DeliverResult> {
       const c = children.get(botId);
       if (!c || c.intent === 'stop') return Promise.resolve('unknown-bot');
       if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
-      const proc = c.proc;
-      return sendAndAwaitAck(c.delivery, proc, () => c.proc === proc, update, true);
+      return sendAndAwaitAck(c.delivery, c.proc, c.currentProc, update, true);
     },
     async restart(botId?: string): Promise<RollSummary> {
       if (botId !== undefined) {

@@ -19,14 +19,15 @@ export function createMetrics(status: () => WorkerStatus[], deadLetters: () => M
   client.collectDefaultMetrics({ register: registry, prefix: 'botfleet_master_' });
   // prom-client exports these three gauges with a `_total` suffix, which `promtool check metrics` rejects.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`botfleet_master_${name}`);
-  const perBot = (name: string, help: string, value: (w: WorkerStatus) => number) =>
-    new client.Gauge({
-      name, help, labelNames: ['bot'], registers: [registry],
-      collect() {
-        this.reset();
-        for (const w of status()) this.set({ bot: w.botId }, value(w));
-      },
-    });
+  /** One series per configured bot, filled from status() at scrape time; a counter when `counter`. */
+  const perBot = (name: string, help: string, value: (w: WorkerStatus) => number, counter = false) => {
+    const fill = (put: (labels: { bot: string }, v: number) => void) => {
+      for (const w of status()) put({ bot: w.botId }, value(w));
+    };
+    return counter
+      ? new client.Counter({ name, help, labelNames: ['bot'], registers: [registry], collect() { this.reset(); fill((l, v) => this.inc(l, v)); } })
+      : new client.Gauge({ name, help, labelNames: ['bot'], registers: [registry], collect() { this.reset(); fill((l, v) => this.set(l, v)); } });
+  };
   new client.Gauge({
     name: 'botfleet_worker_state', help: '1 for the state each bot is in, 0 for the others', labelNames: ['bot', 'state'], registers: [registry],
     collect() {
@@ -36,17 +37,9 @@ export function createMetrics(status: () => WorkerStatus[], deadLetters: () => M
   });
   // Counters are counters (a `_total` gauge fails `promtool check metrics`). restarts and exits
   // count since the master started; messages and errors since the worker did (rate() handles the reset).
-  const perBotCounter = (name: string, help: string, value: (w: WorkerStatus) => number) =>
-    new client.Counter({
-      name, help, labelNames: ['bot'], registers: [registry],
-      collect() {
-        this.reset();
-        for (const w of status()) this.inc({ bot: w.botId }, value(w));
-      },
-    });
-  perBotCounter('botfleet_worker_restarts_total', 'restarts since the master started', (w) => w.restarts);
-  perBotCounter('botfleet_worker_messages_total', 'updates handled by the current worker', (w) => w.messages);
-  perBotCounter('botfleet_worker_errors_total', 'handler errors in the current worker', (w) => w.errors);
+  perBot('botfleet_worker_restarts_total', 'restarts since the master started', (w) => w.restarts, true);
+  perBot('botfleet_worker_messages_total', 'updates handled by the current worker', (w) => w.messages, true);
+  perBot('botfleet_worker_errors_total', 'handler errors in the current worker', (w) => w.errors, true);
   new client.Counter({
     name: 'botfleet_worker_exits_total', help: 'worker exits by lastExit reason (crash, exited, config, protocol, hung, memory, startup-timeout, operator, rolling-restart, config-change) since the master started', labelNames: ['bot', 'reason'], registers: [registry],
     collect() {
