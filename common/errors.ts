@@ -23,6 +23,7 @@ export const ErrorCodes = {
   IPC_SERIALIZE: 'BF_ERR_IPC_SERIALIZE',
   KEY_MISSING: 'BF_ERR_KEY_MISSING',
   ISOLATION: 'BF_ERR_ISOLATION',
+  JOURNAL: 'BF_ERR_JOURNAL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -106,6 +106,7 @@ export function homePaths(home: string) {
     home,
     data: path.join(home, 'data'),
     db: path.join(home, 'data', 'botfleet.db'),
+    journal: path.join(home, 'data', 'journal.db'),
     keyFile: path.join(home, 'data', 'encryption.key'),
     secretFile: path.join(home, 'data', 'webhook.secret'),
     logs: path.join(home, 'logs'),

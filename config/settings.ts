@@ -44,6 +44,11 @@ export interface Config {
   restartCooldownMs: number;
   healthyRunMs: number;
   dedupWindowMs: number;
+  journalSync: 'full' | 'normal';
+  journalMaxPending: number;
+  deliveryWindow: number;
+  webhookAllowedSources: string | undefined;
+  webhookTrustProxy: string | undefined;
   startConcurrency: number;
   registryPollMs: number;
   rollingRestartPercent: number;
@@ -89,6 +94,11 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'restartCooldownMs', env: 'RESTART_COOLDOWN_MS', flag: 'restart-cooldown-ms', default: '45000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'backoff cap' },
   { key: 'healthyRunMs', env: 'HEALTHY_RUN_MS', flag: 'healthy-run-ms', default: '300000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'a run this long resets the backoff: the next restart is immediate' },
   { key: 'dedupWindowMs', env: 'DEDUP_WINDOW_MS', flag: 'dedup-window-ms', default: '30000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'per-bot update_id dedup window' },
+  { key: 'journalSync', env: 'JOURNAL_SYNC', flag: 'journal-sync', default: 'full', type: { kind: 'enum', values: ['full', 'normal'] }, doc: 'full: a journaled update survives power loss; normal: a process crash' },
+  { key: 'journalMaxPending', env: 'JOURNAL_MAX_PENDING', flag: 'journal-max-pending', default: '10000', type: { kind: 'int', min: 1, max: 1_000_000 }, doc: 'per bot; beyond it the webhook answers 503 with Retry-After' },
+  { key: 'deliveryWindow', env: 'DELIVERY_WINDOW', flag: 'delivery-window', default: '64', type: { kind: 'int', min: 1, max: 1000 }, doc: 'journaled updates in flight to one worker at once' },
+  { key: 'webhookAllowedSources', env: 'WEBHOOK_ALLOWED_SOURCES', flag: 'webhook-allowed-sources', default: undefined, type: { kind: 'string' }, doc: 'comma-separated CIDR ranges allowed to post webhooks; "telegram" for Telegram\'s; unset: any' },
+  { key: 'webhookTrustProxy', env: 'WEBHOOK_TRUST_PROXY', flag: 'webhook-trust-proxy', default: undefined, type: { kind: 'string' }, doc: 'comma-separated proxy addresses whose X-Forwarded-For is believed' },
   { key: 'startConcurrency', env: 'START_CONCURRENCY', flag: 'start-concurrency', default: String(cores), type: { kind: 'int', min: 1, max: 64 }, doc: 'children forked at once (default: the core count)' },
   { key: 'registryPollMs', env: 'REGISTRY_POLL_MS', flag: 'registry-poll-ms', default: '1000', type: { kind: 'int', min: 50, max: MAX_TIMER_MS }, doc: 'how often the master looks for registry changes' },
   { key: 'rollingRestartPercent', env: 'ROLLING_RESTART_PERCENT', flag: 'rolling-restart-percent', default: '10', type: { kind: 'int', min: 1, max: 100 }, doc: 'share of the fleet restarted at once in a rolling restart (at least one bot)' },

@@ -21,6 +21,7 @@ import { createMetrics } from './surfaces/metrics.js';
 import { removePidFile, writePidFile } from './host/pid-file.js';
 import { openHomeRegistry, type Registry } from './registry.js';
 import { replayDeadLetters } from './delivery/replay.js';
+import { openJournal } from './delivery/open-journal.js';
 import { acquireLock } from './host/lock.js';
 import { createIsolation } from './host/isolation.js';
 import { fleetStatus, createStatusServer } from './surfaces/status-server.js';
@@ -30,6 +31,9 @@ import { createWorkerRecorder, endZombies } from './host/zombies.js';
 
 /** Errors of the host (not of our code) that the master survives wherever they surface. */
 const HOST_ERRORS = new Set(['EPIPE', 'ECONNRESET', 'ENOSPC', 'EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM', 'EDQUOT']);
+
+/** A comma-separated setting as a list (empty when unset). */
+const listSetting = (v: string | undefined) => (v ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
 
 /** Monotonic ms (this process) to wall-clock ms, and back: restart histories are kept in wall-clock time. */
 const toWall = (mono: number) => Date.now() - (performance.now() - mono);
@@ -112,6 +116,24 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     setting: cfg.workerIsolation, home: cfg.home, uidBase: cfg.workerUidBase, logger,
     uidSlot: (botId) => registry.uidSlot(botId), allSlots: () => registry.allUidSlots(),
   });
+  /** Keep a dead-lettered update in the registry's dead-letter queue. */
+  const keepDeadLetter = (botId: string, updateId: number, update: Update | null, reason: string) => {
+    try {
+      // A malformed polled update comes without its body (it may not serialize): kept by id, so it is listed.
+      registry.deadLetters.add(botId, update ?? ({ update_id: updateId } as Update), reason, Date.now());
+    } catch (err) {
+      logger.error({ botId, updateId, err: errorMessage(err) }, 'could not keep the dead letter');
+    }
+  };
+  const journal = await openJournal({
+    file: p.journal, sync: cfg.journalSync, maxPending: cfg.journalMaxPending, window: cfg.deliveryWindow,
+    dedupWindowMs: cfg.dedupWindowMs, logger, onDeadLetter: keepDeadLetter,
+  }).catch((err: unknown) => {
+    isolation.release();
+    registry.close();
+    lock.release();
+    throw err;
+  });
   const leftovers = isolation.endLeftovers();
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
   const supervisor = createSupervisor({
@@ -129,14 +151,8 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
         logger.warn({ botId, err: errorMessage(err) }, 'could not keep the restart history');
       }
     },
-    onDeadLetter: (botId, updateId, update, reason) => {
-      try {
-        // A malformed polled update comes without its body (it may not serialize): kept by id, so it is listed.
-        registry.deadLetters.add(botId, update ?? ({ update_id: updateId } as Update), reason, Date.now());
-      } catch (err) {
-        logger.error({ botId, updateId, err: errorMessage(err) }, 'could not keep a dead letter');
-      }
-    },
+    onDeadLetter: keepDeadLetter,
+    journal,
     onPids: (live) => {
       try {
         recordWorkers(live);
@@ -151,7 +167,9 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   let draining = false;
   const webhook = webhookWanted
     ? createWebhookServer({
-      target: supervisor, secretTokenFor, draining: () => draining,
+      target: { isWebhookBot: (id) => supervisor.isWebhookBot(id), deliver: (id, u) => (supervisor.isWebhookBot(id) ? journal.accept(id, u) : Promise.resolve('unknown-bot')) },
+      secretTokenFor, draining: () => draining,
+      allowedSources: listSetting(cfg.webhookAllowedSources), trustProxy: listSetting(cfg.webhookTrustProxy),
       ...(cfg.webhookSslCert && cfg.webhookSslKey ? { https: { cert: fs.readFileSync(cfg.webhookSslCert), key: fs.readFileSync(cfg.webhookSslKey) } } : {}),
     })
     : null;
@@ -160,7 +178,8 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
   let undecryptable: string[] = [];
   const statusServer = createStatusServer({
-    status, metrics: createMetrics(() => supervisor.status(), () => registry.deadLetters.countsByBot(), cfg.maxMemoryPerWorkerMb * 1024 * 1024),
+    status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats() }),
+    metrics: createMetrics(() => supervisor.status(), () => registry.deadLetters.countsByBot(), cfg.maxMemoryPerWorkerMb * 1024 * 1024),
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
       : undecryptable.length > 0 ? `the encryption key cannot decrypt the token of ${undecryptable.length} enabled bot(s): ${undecryptable.slice(0, 5).join(', ')}` : null),
   });
@@ -188,7 +207,10 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
         logger.info({ botId: req.botId ?? null }, req.botId ? 'operator restart' : 'rolling restart requested');
         return supervisor.restart(req.botId);
       case 'dlq-replay':
-        return replayDeadLetters({ deadLetters: registry.deadLetters, replay: (botId, u) => supervisor.replay(botId, u), logger }, req);
+        return replayDeadLetters({
+          deadLetters: registry.deadLetters, logger,
+          replay: (botId, u) => (supervisor.status().some((w) => w.botId === botId) ? journal.accept(botId, u, true) : Promise.resolve('unknown-bot')),
+        }, req);
     }
   });
   reload();
@@ -215,6 +237,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     await statusServer.close();
     control.close();
     registry.close();
+    await journal.close().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'journal close failed'));
     fs.rmSync(p.socket, { force: true });
     fs.rmSync(tokenFileOf(p.socket), { force: true });
     fs.rmSync(p.portsFile, { force: true });

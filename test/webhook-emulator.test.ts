@@ -3,15 +3,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Update } from 'node-telegram-bot-api';
 import { Api, TelegramApiError } from 'node-telegram-bot-api';
-import type { DeliverResult } from '../master/lifecycle/child.js';
-import { createWebhookServer } from '../webhook-server/server.js';
+import { createWebhookServer, type DeliverResult } from '../webhook-server/server.js';
 import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import { BotApiEmulator } from '../scripts/emulator/emulator.js';
 import { waitFor } from './helpers/wait.js';
 
 describe('webhook server', () => {
   const delivered: Array<[string, Update]> = [];
-  let answer: DeliverResult = 'acked';
+  let answer: DeliverResult = 'journaled';
   const app = createWebhookServer({
     target: { isWebhookBot: (id) => id === 'known', deliver: async (id, u) => (delivered.push([id, u]), answer) },
     secretTokenFor: (id) => `secret-${id}`,
@@ -36,16 +35,20 @@ describe('webhook server', () => {
     assert.deepEqual(delivered.map(([id, u]) => [id, u.update_id]), [['known', 7]]);
   });
 
-  test('a worker that is down or does not ack gets 503 so Telegram redelivers; a failed handler still 200', async () => {
-    answer = 'unavailable';
-    assert.equal((await post('known', update, 'secret-known')).statusCode, 503);
-    answer = 'timeout';
-    assert.equal((await post('known', update, 'secret-known')).statusCode, 503);
+  test('a full journal or a failed write gets 503 with Retry-After so Telegram keeps the update; a duplicate 200', async () => {
+    answer = 'full';
+    const full = await post('known', update, 'secret-known');
+    assert.equal(full.statusCode, 503);
+    assert.equal(full.headers['retry-after'], '5');
     answer = 'failed';
+    assert.equal((await post('known', update, 'secret-known')).statusCode, 503);
+    answer = 'duplicate';
     assert.equal((await post('known', update, 'secret-known')).statusCode, 200);
-    const stats = (await app.inject({ method: 'GET', url: '/webhook/stats' })).json() as Record<string, { received: number; failed: number }>;
-    assert.equal(stats.known!.failed, 1);
-    assert.ok(stats.known!.received >= 4);
+    const stats = app.webhookStats() as Record<string, { requests: number; unavailable: number; duplicates: number }>;
+    assert.equal(stats.known!.unavailable, 2);
+    assert.equal(stats.known!.duplicates, 1);
+    assert.ok(stats.known!.requests >= 4);
+    assert.equal((await app.inject({ method: 'GET', url: '/webhook/stats' })).statusCode, 404, 'stats are not served on the public port');
   });
 });
 
@@ -54,7 +57,7 @@ test('webhook server: while draining, a new call gets 503 with Connection: close
   const held = new Promise<void>((r) => (release = r));
   let draining = false;
   const app = createWebhookServer({
-    target: { isWebhookBot: () => true, deliver: async () => (await held, 'acked' as const) },
+    target: { isWebhookBot: () => true, deliver: async () => (await held, 'journaled' as const) },
     secretTokenFor: () => 's', draining: () => draining,
   });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -62,7 +65,7 @@ test('webhook server: while draining, a new call gets 503 with Connection: close
     const body = JSON.stringify({ update_id: 1 });
     const headers = { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': 's' };
     const inFlight = fetch(`${url}/webhook/b`, { method: 'POST', body, headers });
-    await waitFor(async () => ((await (await fetch(`${url}/webhook/stats`)).json()) as { b?: { inFlight: number } }).b?.inFlight === 1, 2000, 'the first update in flight');
+    await waitFor(() => app.webhookStats().b?.requests === 1, 2000, 'the first update in flight');
     draining = true;
     const late = await fetch(`${url}/webhook/b`, { method: 'POST', body, headers });
     assert.equal(late.status, 503);

@@ -1,26 +1,30 @@
 /**
  * The shared webhook server (fastify, inside the master): `POST /webhook/:botId`
  * for every webhook-mode bot. The bot id, never the token, is in the URL.
- * Order of checks: unknown bot 404, wrong or missing secret 401 (both before the
- * body is read), body not JSON or not an Update 400, over the limit 413. A valid
- * update goes to the bot's worker over IPC and is answered 200 after the
- * worker's ack; 503 when the worker is not running or does not ack in time, so
- * Telegram redelivers it. While the master drains, the server keeps listening and
- * answers every new webhook call 503 with `Connection: close` (fastify's drain
- * practice), so intake stops visibly instead of as refused connections.
+ * Order of checks: source address (when an allowlist is set) 403, unknown bot 404,
+ * wrong or missing secret 401 (all before the body is read), body not JSON or not
+ * an Update 400, over the limit 413. A valid update goes to the delivery port (the
+ * master's journal) and is answered 200 once it is committed there; 503 with
+ * Retry-After when it cannot be (journal full for that bot, or a write failed), so
+ * Telegram keeps it and retries. While the master drains, the server keeps
+ * listening and answers every new webhook call 503 with `Connection: close`
+ * (fastify's drain practice), so intake stops visibly instead of as refused
+ * connections. Slow clients are bounded by header, request and idle timeouts and a
+ * connection cap.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import type { Update } from 'node-telegram-bot-api';
 import { updateProblem } from '../worker/protocol.js';
 import { secretMatches } from './secret.js';
+import { sourceAllowlist } from './sources.js';
 
 /**
- * The result of handing one update on (the delivery port's answer): `acked` and
- * `failed` (the handler threw) and `dead-lettered` are answered 200, `unknown-bot`
- * 404, `unavailable` and `timeout` 503 with Retry-After.
+ * The delivery port's answer for one update: `journaled` (committed) and `duplicate`
+ * (already journaled or handled) are answered 200; `full` (the bot's journal bound)
+ * and `failed` (the write failed) 503 with Retry-After; `unknown-bot` 404.
  */
-export type DeliverResult = 'acked' | 'failed' | 'dead-lettered' | 'unknown-bot' | 'unavailable' | 'timeout';
+export type DeliverResult = 'journaled' | 'duplicate' | 'full' | 'failed' | 'unknown-bot';
 
 /** The delivery port this server needs; the master's delivery wing implements it. */
 export interface WebhookTarget {
@@ -28,8 +32,11 @@ export interface WebhookTarget {
   deliver(botId: string, update: Update): Promise<DeliverResult>;
 }
 
-/** Per-bot counters for `GET /webhook/stats`. */
-export interface WebhookStats { received: number; delivered: number; failed: number; rejected: number; inFlight: number }
+/** Per-bot counters of this server (since start), served by the status server's `/webhook/stats`. */
+export interface WebhookStats { requests: number; accepted: number; duplicates: number; rejected: number; unavailable: number }
+
+/** Timeouts (ms) and caps for the public port; defaults are below Telegram's own ~60 s wait. */
+export const INGRESS_DEFAULTS = { headersTimeoutMs: 10_000, requestTimeoutMs: 15_000, idleTimeoutMs: 60_000, maxConnections: 1024 } as const;
 
 export interface WebhookServerOptions {
   target: WebhookTarget;
@@ -39,13 +46,34 @@ export interface WebhookServerOptions {
   https?: { key: Buffer; cert: Buffer };
   /** True once the master is shutting down: intake off, every new call gets 503 (Telegram retries later). */
   draining?(): boolean;
+  /**
+   * Source addresses allowed to post (CIDR list, e.g. Telegram's 149.154.160.0/20 and
+   * 91.108.4.0/22 from https://core.telegram.org/bots/webhooks). Empty or absent: any.
+   */
+  allowedSources?: string[];
+  /** Trust `X-Forwarded-For` from these proxy addresses (fastify's `trustProxy`), so the allowlist sees the client. */
+  trustProxy?: string[];
+  ingress?: Partial<typeof INGRESS_DEFAULTS>;
 }
+
+/** The server and its counters. */
+export type WebhookServer = FastifyInstance & { webhookStats(): Record<string, WebhookStats> };
 
 const NOT_JSON = Symbol('not-json');
 
 /** Build the fastify app (not listening yet: call `listen`, or `inject` in tests). */
-export function createWebhookServer(o: WebhookServerOptions): FastifyInstance {
-  const app = Fastify({ logger: false, schemaController: NO_SCHEMAS, bodyLimit: o.bodyLimit ?? 1024 * 1024, return503OnClosing: true, ...(o.https ? { https: o.https } : {}) }) as unknown as FastifyInstance;
+export function createWebhookServer(o: WebhookServerOptions): WebhookServer {
+  const ing = { ...INGRESS_DEFAULTS, ...o.ingress };
+  const app = Fastify({
+    logger: false, schemaController: NO_SCHEMAS, bodyLimit: o.bodyLimit ?? 1024 * 1024, return503OnClosing: true,
+    // A stalled body must not hold a socket: the whole request has requestTimeoutMs.
+    requestTimeout: ing.requestTimeoutMs, connectionTimeout: ing.idleTimeoutMs, keepAliveTimeout: 5_000,
+    ...(o.trustProxy && o.trustProxy.length > 0 ? { trustProxy: o.trustProxy } : {}),
+    ...(o.https ? { https: o.https } : {}),
+  }) as unknown as FastifyInstance;
+  app.server.headersTimeout = ing.headersTimeoutMs;
+  app.server.maxConnections = ing.maxConnections;
+  const allowed = sourceAllowlist(o.allowedSources ?? []);
   const stats = new Map<string, WebhookStats>();
   // The expected secret_token per bot, computed once (an HMAC per request would be paid on the hot path).
   const expected = new Map<string, Buffer>();
@@ -56,7 +84,7 @@ export function createWebhookServer(o: WebhookServerOptions): FastifyInstance {
   };
   const statsOf = (id: string) => {
     let s = stats.get(id);
-    if (!s) stats.set(id, (s = { received: 0, delivered: 0, failed: 0, rejected: 0, inFlight: 0 }));
+    if (!s) stats.set(id, (s = { requests: 0, accepted: 0, duplicates: 0, rejected: 0, unavailable: 0 }));
     return s;
   };
 
@@ -72,6 +100,7 @@ export function createWebhookServer(o: WebhookServerOptions): FastifyInstance {
   app.post<{ Params: { botId: string } }>('/webhook/:botId', {
     onRequest: async (req, reply) => {
       if (o.draining?.()) return reply.code(503).header('connection', 'close').header('retry-after', '5').send({ ok: false, error: 'shutting down' });
+      if (allowed && !allowed(req.ip)) return reply.code(403).send({ ok: false, error: 'source address not allowed' });
       const { botId } = req.params;
       if (!o.target.isWebhookBot(botId)) return reply.code(404).send({ ok: false, error: 'unknown bot' });
       const given = req.headers['x-telegram-bot-api-secret-token'];
@@ -88,23 +117,21 @@ export function createWebhookServer(o: WebhookServerOptions): FastifyInstance {
       s.rejected++;
       return reply.code(400).send({ ok: false, error: `body is not a Telegram Update: ${problem}` });
     }
-    s.received++;
-    s.inFlight++;
+    s.requests++;
     const result = await o.target.deliver(botId, req.body as Update);
-    s.inFlight--;
     switch (result) {
-      case 'acked': s.delivered++; return reply.code(200).send({ ok: true });
-      // The handler failed: 200 all the same, or Telegram would redeliver a poison update forever.
-      case 'failed': s.failed++; return reply.code(200).send({ ok: true });
-      // In flight through repeated worker deaths: taken off Telegram's queue, logged by the supervisor.
-      case 'dead-lettered': s.failed++; return reply.code(200).send({ ok: true });
+      case 'journaled': s.accepted++; return reply.code(200).send({ ok: true });
+      case 'duplicate': s.duplicates++; return reply.code(200).send({ ok: true });
       case 'unknown-bot': return reply.code(404).send({ ok: false, error: 'unknown bot' });
-      case 'unavailable':
-      case 'timeout': return reply.code(503).header('retry-after', '1').send({ ok: false, error: `worker ${result}` });
+      case 'full':
+        s.unavailable++;
+        return reply.code(503).header('retry-after', '5').send({ ok: false, error: 'journal full for this bot' });
+      case 'failed':
+        s.unavailable++;
+        return reply.code(503).header('retry-after', '1').send({ ok: false, error: 'update could not be journaled' });
     }
   });
 
   app.get('/health', async () => ({ ok: true }));
-  app.get('/webhook/stats', async () => Object.fromEntries(stats));
-  return app;
+  return Object.assign(app, { webhookStats: () => Object.fromEntries(stats) });
 }

@@ -30,7 +30,7 @@ export interface WorkerBotConfig {
 
 /** Master -> worker. */
 export type MasterMessage =
-  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[] }
+  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[]; ackedUpdateIds: number[] }
   /** `replay`: an operator's `dlq replay`; handled even if the worker's skip list or dedup window holds its id. */
   | { v: 1; type: 'update'; updates: Update[]; replay?: true }
   | { v: 1; type: 'settings'; settings: Record<string, unknown> }
@@ -169,7 +169,8 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
       const b = m.bot;
       const ok = isObj(b) && isStr(b.id) && isStr(b.token) && isStr(b.apiRoot) && (b.mode === 'polling' || b.mode === 'webhook') &&
         isStr(b.handler) && isObj(b.settings) && isInt(m.heartbeatIntervalMs) && isInt(m.drainTimeoutMs) && isInt(m.pollingTimeoutSec) &&
-        isInt(m.dedupWindowMs) && isStr(m.home) && Array.isArray(m.skipUpdateIds) && m.skipUpdateIds.every(isInt);
+        isInt(m.dedupWindowMs) && isStr(m.home) && Array.isArray(m.skipUpdateIds) && m.skipUpdateIds.every(isInt) &&
+        Array.isArray(m.ackedUpdateIds) && m.ackedUpdateIds.every(isInt);
       return ok ? (m as MasterMessage) : null;
     }
     case 'update':

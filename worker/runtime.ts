@@ -7,8 +7,14 @@
  * The worker's own Bot API calls (getMe, the getUpdates long poll, the offset
  * confirmation at stop) go through common/bot-api-http.ts rather than the
  * library's `Api`/`longPoll`: an idle bot then never loads the library's HTTP
- * stack (~70 ms CPU and ~7 MB PSS per worker, measured). The loop keeps
- * `longPoll`'s semantics: the offset moves past an update once it is queued.
+ * stack (~70 ms CPU and ~7 MB PSS per worker, measured).
+ *
+ * Polling is at least once: the offset sent with getUpdates (which confirms every
+ * update below it, https://core.telegram.org/bots/api#getupdates) is the lowest
+ * `update_id` whose handler has not settled, so a worker killed mid-stream leaves
+ * Telegram holding what it had not finished; the next worker skips the ids the
+ * master saw acked (`init.ackedUpdateIds`). Twice only for an update whose handler
+ * ran and whose ack died with the process.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Bot, Context, TelegramApiError, type Update } from 'node-telegram-bot-api';
@@ -30,6 +36,12 @@ const POLL_RETRY_MIN_MS = 1000;
 const POLL_RETRY_MAX_MS = 30_000;
 /** Client deadline beyond the long poll's server-side wait (the library's margin too). */
 const POLL_MARGIN_MS = 10_000;
+/**
+ * While an update is unsettled, getUpdates from its offset returns at once with what
+ * this worker already has: such a refetch waits for the lowest one to settle, or
+ * this long, before asking again (the latency a slow handler adds to other chats).
+ */
+const REFETCH_WAIT_MS = 1000;
 /** Deadline of getMe and of the offset confirmation at stop. */
 const CALL_TIMEOUT_MS = 10_000;
 const CONFIRM_TIMEOUT_MS = 2000;
@@ -103,6 +115,8 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   const { bot: cfg } = init;
   const bot = new Bot(cfg.token, { apiRoot: cfg.apiRoot, fetch: botApiFetch });
   const dedup = createDedupWindow(init.dedupWindowMs);
+  // Ids the master saw acked by earlier workers of this bot: not handled again.
+  for (const id of init.ackedUpdateIds) dedup.seen(id, Date.now());
   const failed = new WeakSet<Update>();
   const poll = new AbortController();
   let hooks: HandlerHooks | void = undefined;
@@ -110,7 +124,8 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   let errors = 0;
   let lastError: WorkerLastError | null = null;
   let username: string | null = null;
-  let nextOffset: number | undefined;
+  /** Highest update_id long polling has brought (polling mode). */
+  let maxSeen = -1;
   let pollDone: Promise<void> = Promise.resolve();
   let resolveFatal!: (f: WorkerFatal) => void;
   const fatal = new Promise<WorkerFatal>((r) => (resolveFatal = r));
@@ -131,19 +146,39 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   // A plain function returning the library's promise: an async wrapper was one more promise per update.
   /** Updates accepted whose handler has not settled yet (queued or running). */
   const handling = new Set<number>();
+  /** Woken when an update settles (the polling loop waits on it to refetch). */
+  let settled: (() => void) | null = null;
+  /** Polled updates not settled yet, in update order (insertion order): the offset's source. */
+  const unsettled = new Set<number>();
+  const settle = (id: number) => {
+    handling.delete(id);
+    unsettled.delete(id);
+    if (settled) {
+      const wake = settled;
+      settled = null;
+      wake();
+    }
+  };
+  /**
+   * The offset to confirm: the lowest unsettled update_id, else one past the highest seen.
+   */
+  const offset = (): number | undefined => {
+    for (const id of unsettled) return id;
+    return maxSeen >= 0 ? maxSeen + 1 : undefined;
+  };
   const handle = (update: Update): Promise<void> => {
     messages++;
     // The master must know an update is in flight before its handler can kill us.
     if (cfg.mode === 'polling') begins.flushNow();
     // A rejection here is the library failing outside any handler (a malformed update): an error, not a crash.
     return bot.handleUpdate(update).then(() => {
-      handling.delete(update.update_id);
       acks.push({ updateId: update.update_id, ok: !failed.has(update) });
+      settle(update.update_id);
     }, (err: unknown) => {
-      handling.delete(update.update_id);
+      acks.push({ updateId: update.update_id, ok: false });
+      settle(update.update_id);
       errors++;
       lastError = toLastError(err);
-      acks.push({ updateId: update.update_id, ok: false });
     });
   };
   const queue = createChatQueue(handle, MAX_IN_FLIGHT);
@@ -169,6 +204,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     }
     if (!replay && dedup.seen(update.update_id, Date.now())) {
       logger.debug({ updateId: update.update_id }, 'duplicate update dropped');
+      if (cfg.mode === 'polling') return; // a refetch below the offset: nobody waits for an ack
       // Still in its handler: the first one's ack answers for both (the master keys waiters by
       // update_id). Acking now would tell the master it was handled before it was.
       if (!handling.has(update.update_id)) acks.push({ updateId: update.update_id, ok: true });
@@ -176,6 +212,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     }
     if (cfg.mode === 'polling') begins.push(update.update_id);
     handling.add(update.update_id);
+    if (cfg.mode === 'polling' && !replay) unsettled.add(update.update_id);
     queue.push(chatKey(update, bot), update);
   };
 
@@ -203,7 +240,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     while (!poll.signal.aborted) {
       let updates: Update[];
       try {
-        updates = await call<Update[]>('getUpdates', { offset: nextOffset, timeout: init.pollingTimeoutSec }, init.pollingTimeoutSec * 1000 + POLL_MARGIN_MS, poll.signal);
+        updates = await call<Update[]>('getUpdates', { offset: offset(), timeout: init.pollingTimeoutSec }, init.pollingTimeoutSec * 1000 + POLL_MARGIN_MS, poll.signal);
       } catch (err) {
         if (poll.signal.aborted) return;
         if (tokenRejected(err)) {
@@ -218,14 +255,35 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
         continue;
       }
       retryMs = POLL_RETRY_MIN_MS;
+      let fresh = 0;
       for (const update of updates) {
         if (poll.signal.aborted) return;
-        acceptPolled(update);
         const id = (update as { update_id?: unknown })?.update_id;
-        if (Number.isSafeInteger(id)) nextOffset = (id as number) + 1;
+        // Already taken by this worker (a refetch while something below is unsettled): skip.
+        if (Number.isSafeInteger(id) && (id as number) <= maxSeen) continue;
+        fresh++;
+        if (Number.isSafeInteger(id)) maxSeen = id as number;
+        acceptPolled(update);
         await queue.waitForRoom();
       }
+      if (fresh === 0 && updates.length > 0) await refetchWait();
     }
+  }
+
+  /** Until the lowest unsettled update settles, {@link REFETCH_WAIT_MS} pass, or polling stops. */
+  async function refetchWait(): Promise<void> {
+    const lowest = offset();
+    const deadline = Date.now() + REFETCH_WAIT_MS;
+    while (!poll.signal.aborted && offset() === lowest && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        settled = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+    settled = null;
   }
 
   return {
@@ -254,10 +312,12 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       const drained = await Promise.race([queue.idle().then(() => true), sleep(init.drainTimeoutMs, false)]);
       if (!drained) logger.warn({ inFlight: queue.depth() }, 'drain deadline reached with updates in flight');
       acks.flushNow();
-      if (cfg.mode === 'polling' && nextOffset !== undefined) {
-        // Confirm what was handled so the next worker does not get it again
-        // (getUpdates confirms every update below `offset`; timeout 0 returns at once).
-        await call('getUpdates', { offset: nextOffset, limit: 1, timeout: 0 }, CONFIRM_TIMEOUT_MS).catch((err: unknown) => {
+      const confirm = offset();
+      if (cfg.mode === 'polling' && confirm !== undefined) {
+        // Confirm what was handled so the next worker does not get it again (getUpdates
+        // confirms every update below `offset`; timeout 0 returns at once). An update
+        // still unsettled at the drain deadline stays with Telegram.
+        await call('getUpdates', { offset: confirm, limit: 1, timeout: 0 }, CONFIRM_TIMEOUT_MS).catch((err: unknown) => {
           logger.warn({ err: toLastError(err) }, 'could not confirm the polling offset');
         });
       }

@@ -1,7 +1,9 @@
 /**
- * `botfleet dlq replay`: each selected dead letter goes to its bot's running worker
- * again, one at a time; an acked one leaves the queue, any other outcome is recorded
- * on its row (DESIGN.md's dead-letter queue).
+ * `botfleet dlq replay`: each selected dead letter goes back into the journal (flagged
+ * as a replay: handled even though its id was seen) and leaves the queue once
+ * journaled; any other outcome is recorded on its row (DESIGN.md's dead-letter queue).
+ * The journal delivers it when the bot's worker runs; a replay that kills the worker
+ * counts as a fault as usual.
  */
 import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
@@ -9,7 +11,7 @@ import { ErrorCodes, fail } from '../../common/errors.js';
 import type { DeliverResult } from '../../webhook-server/server.js';
 import type { DeadLetterStore } from './dead-letters.js';
 
-/** What a replay needs: the store, and a way to hand an update to a bot's running worker. */
+/** What a replay needs: the store, and a way to put an update back into a bot's journal. */
 export interface ReplayDeps {
   deadLetters: DeadLetterStore;
   replay(botId: string, update: Update): Promise<DeliverResult>;
@@ -18,7 +20,7 @@ export interface ReplayDeps {
 
 /**
  * Replay one dead letter (`id`) or all of one bot's (`botId`).
- * @returns how many were acked, and the ids kept with their result
+ * @returns how many were journaled again, and the ids kept with their result
  * @throws BotfleetError `BF_ERR_BAD_INPUT` (no selection), `BF_ERR_BOT_NOT_FOUND` (nothing selected)
  */
 export async function replayDeadLetters(d: ReplayDeps, req: { id?: number; botId?: string }): Promise<{ replayed: number; kept: Array<{ id: number; result: string }> }> {
@@ -30,7 +32,7 @@ export async function replayDeadLetters(d: ReplayDeps, req: { id?: number; botId
   for (const row of rows) {
     const result = await d.replay(row.botId, row.update);
     d.logger.info({ botId: row.botId, updateId: row.updateId, dlqId: row.id, result }, 'dead letter replayed');
-    if (result === 'acked') {
+    if (result === 'journaled' || result === 'duplicate') {
       d.deadLetters.remove({ id: row.id });
       replayed++;
     } else {

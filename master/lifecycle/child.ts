@@ -6,7 +6,6 @@ import type { WorkerLastError, DeliveryMode } from '../../worker/protocol.js';
 import type { ChildLog } from "../host/child-log.js";
 import type { WorkerProcess } from './child-process.js';
 import type { Timer } from './clock.js';
-import type { DeliverResult } from '../../webhook-server/server.js';
 import { newBotDelivery, type BotDelivery, type UpdateSink } from '../delivery/outbox.js';
 import { emptyHistory, type RestartHistory } from './policy/restart.js';
 import type { BotSpec } from './child-spec.js';
@@ -85,12 +84,9 @@ export interface Child {
   releaseSlot: (() => void) | null;
   /** Its updates between intake and ack (the delivery wing's state; only delivery/ changes it). */
   delivery: BotDelivery;
-  /** The current worker, as the delivery wing asks for it (made once per child, not per update). */
-  currentProc: () => UpdateSink | null;
   log: ChildLog | null;
 }
 
-export type { DeliverResult };
 
 /** A new record, `stopped` until the supervisor acts on it. */
 export function newChild(botId: string, name: string, spec: BotSpec | null): Child {
@@ -98,7 +94,7 @@ export function newChild(botId: string, name: string, spec: BotSpec | null): Chi
     botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
     prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, protocolDetail: null, unknownMessages: 0, uid: null, exitsByReason: {}, username: null,
     note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0,
-    history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, delivery: newBotDelivery(), currentProc: () => c.proc, log: null,
+    history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, delivery: newBotDelivery(), log: null,
   };
   return c;
 }

@@ -2,9 +2,10 @@
  * The supervisor: the one owner of the children map. It forks one worker per
  * enabled bot (bounded start concurrency, capacity cap), moves each child
  * through the lifecycle with exactly one `transition()`, restarts on exit per
- * the restart policy, detects hung children by heartbeat deadline, delivers
- * webhook updates over IPC and waits for their ack, and stops children the
- * OTP way: ask, wait the deadline, kill (the whole process group).
+ * the restart policy, detects hung children by heartbeat deadline, tells the
+ * delivery wing (the journal) when a bot's worker can take updates and what it
+ * acked, and stops children the OTP way: ask, wait the deadline, kill (the whole
+ * process group).
  */
 import { EventEmitter } from 'node:events';
 import type { Update } from 'node-telegram-bot-api';
@@ -12,10 +13,10 @@ import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
 import { effectiveCapacity, type Config } from '../../config/load.js';
 import { parseWorkerMessage } from '../../worker/protocol.js';
-import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState, type DeliverResult, type ExitReason, type WorkerStatus } from './child.js';
+import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState, type ExitReason, type WorkerStatus } from './child.js';
 import { forkWorker, type ExitInfo, type ForkIsolation, type WorkerProcess } from './child-process.js';
 import { createChildLog } from '../host/child-log.js';
-import { onAck, onBegin, onWorkerDeadLetter, onWorkerGone, poisonIds, sendAndAwaitAck, takePoison } from '../delivery/outbox.js';
+import { onAck, onBegin, onWorkerDeadLetter, onWorkerGone, poisonIds, type UpdateSink } from '../delivery/outbox.js';
 import { createForkPacer } from './fork-pacer.js';
 import { createLimiter } from './policy/limiter.js';
 import { memoryVerdict, needsConfirmation } from './policy/memory.js';
@@ -67,6 +68,17 @@ export interface SupervisorDeps {
   histories?: Map<string, RestoredHistory>;
   /** Told of every dead-lettered update (to keep it in the dead-letter queue); `update` is null when a worker did not send it. */
   onDeadLetter?(botId: string, updateId: number, update: Update | null, reason: string): void;
+  /** The delivery wing's journal (webhook updates, durable dedup); none in tests that do not deliver. */
+  journal?: DeliveryPort;
+}
+
+/** What the supervisor tells the journal (see master/delivery/journal.ts). */
+export interface DeliveryPort {
+  attach(botId: string, sink: UpdateSink): void;
+  pause(botId: string): void;
+  workerGone(botId: string, fault: boolean): void;
+  acked(botId: string, acks: ReadonlyArray<{ updateId: number; ok: boolean }>): void;
+  ackedIds(botId: string): number[];
 }
 
 /** A restart history read back from the registry, on this process's monotonic clock. */
@@ -82,16 +94,8 @@ export interface TransitionEvent { botId: string; from: ChildState; to: ChildSta
 export interface Supervisor extends EventEmitter {
   /** Make the children match the registry: start new, stop disabled/removed, restart or hot-reload changed. */
   reconcile(specs: BotSpec[], invalid: InvalidBot[]): void;
-  /** Hand an update to a webhook bot's worker; resolves on its ack (or why not). */
-  deliver(botId: string, update: Update): Promise<DeliverResult>;
   /** True when `botId` is a configured bot whose resolved mode is webhook. */
   isWebhookBot(botId: string): boolean;
-  /**
-   * Hand a dead-lettered update to a running worker again, in either mode (`botfleet
-   * dlq replay`); resolves on its ack (`acked`, `failed`), or why not (`unknown-bot`,
-   * `unavailable`, `timeout`). A replay that kills the worker counts as a fault as usual.
-   */
-  replay(botId: string, update: Update): Promise<DeliverResult>;
   /**
    * Restart one bot (also out of quarantine), or every bot in rolling batches; a
    * rolling restart asked for while one runs joins it. Resolves when done, with what
@@ -136,6 +140,8 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     c.stateReason = reason;
     logger.info({ botId: c.botId, from, to, reason }, 'transition');
     events.emit('transition', { botId: c.botId, from, to, reason } satisfies TransitionEvent);
+    if (to === 'running' && c.proc) d.journal?.attach(c.botId, c.proc);
+    else if (from === 'running') d.journal?.pause(c.botId);
     if ((to === 'stopped' || to === 'quarantined' || to === 'pending') && !fillQueued) {
       fillQueued = true;
       queueMicrotask(fillCapacity);
@@ -259,7 +265,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     proc.send({
       v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
       pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
-      skipUpdateIds: poisonIds(c.delivery),
+      skipUpdateIds: poisonIds(c.delivery), ackedUpdateIds: d.journal?.ackedIds(c.botId) ?? [],
       bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings },
     });
     // Deferred by one setImmediate: after a pause of the master, expired timers run before
@@ -304,10 +310,12 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
         if (begun > MAX_TRACKED_IN_FLIGHT) protocolViolation(c, proc, `over ${MAX_TRACKED_IN_FLIGHT} updates begun and not acked`);
         return;
       case 'ack':
-        for (const a of m.acks) onAck(c.delivery, a.updateId, a.ok);
+        for (const a of m.acks) onAck(c.delivery, a.updateId);
+        d.journal?.acked(c.botId, m.acks);
         return;
       case 'dlq':
         onWorkerDeadLetter(c.delivery, m.updateId);
+        d.journal?.acked(c.botId, [{ updateId: m.updateId, ok: false }]);
         logger.warn({ botId: c.botId, updateId: m.updateId, err: m.error }, 'update dead-lettered');
         d.onDeadLetter?.(c.botId, m.updateId, m.update ?? null, m.error);
         return;
@@ -344,6 +352,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     d.onWorkerExit?.(c.botId, proc.pid);
     const st = stepExit(exitContext(c), info, now(), policy, c.stateReason);
     onWorkerGone(c.delivery, st.fault);
+    d.journal?.workerGone(c.botId, st.fault);
     c.lastExit = { code: info.code, signal: info.signal, reason: st.reason, at: new Date().toISOString() };
     c.exitsByReason[st.reason] = (c.exitsByReason[st.reason] ?? 0) + 1;
     logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, workerPid: proc.pid, ...info, reason: st.reason }, 'worker exited');
@@ -558,23 +567,6 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       }
     },
     isWebhookBot: (botId: string) => children.get(botId)?.mode === 'webhook' && children.get(botId)?.intent !== 'stop',
-    deliver(botId: string, update: Update): Promise<DeliverResult> {
-      const c = children.get(botId);
-      if (!c || c.mode !== 'webhook' || c.intent === 'stop') return Promise.resolve('unknown-bot');
-      if (takePoison(c.delivery, update.update_id)) {
-        logger.warn({ botId, updateId: update.update_id }, 'update dead-lettered: it was in flight through repeated worker deaths');
-        d.onDeadLetter?.(botId, update.update_id, update, 'in flight through repeated worker deaths');
-        return Promise.resolve('dead-lettered');
-      }
-      if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
-      return sendAndAwaitAck(c.delivery, c.proc, c.currentProc, update);
-    },
-    replay(botId: string, update: Update): Promise<DeliverResult> {
-      const c = children.get(botId);
-      if (!c || c.intent === 'stop') return Promise.resolve('unknown-bot');
-      if (c.state !== 'running' || !c.proc) return Promise.resolve('unavailable');
-      return sendAndAwaitAck(c.delivery, c.proc, c.currentProc, update, true);
-    },
     async restart(botId?: string): Promise<RollSummary> {
       if (botId !== undefined) {
         const c = children.get(botId);

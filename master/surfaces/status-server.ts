@@ -1,6 +1,7 @@
 /**
  * The read-only status server (default 127.0.0.1:3001):
- * `GET /api/workers/status` (DESIGN.md's shape), `GET /metrics` (Prometheus text)
+ * `GET /api/workers/status` (DESIGN.md's shape), `GET /metrics` (Prometheus text),
+ * `GET /webhook/stats` (per-bot webhook and journal counters)
  * and `GET /health` (200 when master, registry and, in webhook mode, the webhook
  * server are up; 503 with the reason otherwise). No token or secret ever appears.
  */
@@ -36,12 +37,15 @@ export interface StatusServerOptions {
   metrics: Registry;
   /** null when healthy, else the reason (one line). */
   unhealthy(): string | null;
+  /** Per-bot webhook and journal counters for `GET /webhook/stats` (kept off the public webhook port). */
+  webhookStats?(): unknown;
 }
 
 export function createStatusServer(o: StatusServerOptions): FastifyInstance {
   const app = Fastify({ logger: false, schemaController: NO_SCHEMAS, return503OnClosing: true });
   app.get('/api/workers/status', async () => o.status());
   app.get('/metrics', async (_req, reply) => reply.type(o.metrics.contentType).send(await o.metrics.metrics()));
+  app.get('/webhook/stats', async () => o.webhookStats?.() ?? {});
   app.get('/health', async (_req, reply) => {
     const why = o.unhealthy();
     return why === null ? { ok: true } : reply.code(503).send({ ok: false, reason: why });

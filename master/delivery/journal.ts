@@ -1,0 +1,293 @@
+/**
+ * The journal (DESIGN.md: "A valid update is journaled, then 200"): every webhook
+ * update is committed to `data/journal.db` before Telegram gets its 200, then
+ * delivered from here to the bot's worker, in `update_id` order (the worker keeps
+ * order per chat and runs chats concurrently), at most `window` in flight per bot.
+ * The worker's ack removes the entry. Updates for a bot whose worker is not running
+ * wait here; after a master restart, SIGKILL included, whatever was not acked is
+ * loaded and delivered again. Dedup is by (bot, `update_id`): an update already
+ * pending, or acked within `dedupWindowMs` (kept durably), is answered 200 and not
+ * handled again. Guarantee: at least once; twice only when a handler ran and its
+ * ack was lost with the process. An update in flight through
+ * {@link MAX_UPDATE_DEATHS} fault deaths leaves the journal for the dead-letter queue.
+ *
+ * The in-memory index here is the truth for decisions (dedup, bounds, order); the
+ * file is its durable copy, written by {@link JournalWriter} off the event loop.
+ */
+import type { Update } from 'node-telegram-bot-api';
+import type { Logger } from 'pino';
+import { errorMessage } from '../../common/errors.js';
+import { MAX_UPDATE_DEATHS, type UpdateSink } from './outbox.js';
+import { PENDING_RETENTION_MS, type PendingRow } from './journal-store.js';
+import type { JournalWriter } from './journal-writer.js';
+
+/** What intake answers: `journaled` and `duplicate` are a 200, `full` and `failed` a 503 with Retry-After. */
+export type IntakeResult = 'journaled' | 'duplicate' | 'full' | 'failed';
+
+/** Bytes of pending updates one bot may hold in the master's memory (beyond: `full`). */
+export const MAX_PENDING_BYTES_PER_BOT = 64 * 1024 * 1024;
+/** Acked ids remembered per bot for dedup (the oldest are forgotten first). */
+export const MAX_ACKED_PER_BOT = 10_000;
+
+/** Per-bot counters (since this master started) and the journal's depth now. Ages in ms. */
+export interface JournalStats {
+  received: number; journaled: number; duplicates: number; refused: number; delivered: number; failed: number; deadLettered: number; expired: number;
+  pending: number; inFlight: number; oldestPendingAgeMs: number | null;
+}
+
+/** The journal as the rest of the master uses it. */
+export interface Journal {
+  /** Intake of one valid update (the webhook server's edge checks are done). `replay` (from `dlq replay`) bypasses dedup. */
+  accept(botId: string, update: Update, replay?: boolean): Promise<IntakeResult>;
+  /** The bot's worker is running: deliver to it. */
+  attach(botId: string, sink: UpdateSink): void;
+  /** Stop sending to the bot's worker (it drains); what is in flight may still be acked. */
+  pause(botId: string): void;
+  /** The worker is gone: what it had in flight goes out again to the next one; `fault` counts toward poison. */
+  workerGone(botId: string, fault: boolean): void;
+  /** Acks from the bot's worker (either mode): pending entries leave, the ids are remembered for dedup. */
+  acked(botId: string, acks: ReadonlyArray<{ updateId: number; ok: boolean }>): void;
+  /** Ids acked within the dedup window, oldest first: a new polling worker skips them. */
+  ackedIds(botId: string): number[];
+  stats(botId: string): JournalStats;
+  allStats(): Record<string, JournalStats>;
+  /** Drop expired entries (pending past 24 h, acked ids past the dedup window). */
+  expire(): void;
+  close(): Promise<void>;
+}
+
+export interface JournalOptions {
+  writer: JournalWriter;
+  /** Rows found in the file at start. */
+  loaded: { pending: PendingRow[]; acked: Array<{ bot: string; update_id: number; acked_at: number }> };
+  maxPending: number;
+  window: number;
+  dedupWindowMs: number;
+  /** Wall-clock ms (journal rows outlive this process). */
+  now(): number;
+  onDeadLetter(botId: string, updateId: number, update: Update, reason: string): void;
+  logger: Logger;
+}
+
+interface Entry { update: Update; bytes: number; receivedAt: number; deaths: number; replay: boolean; committing: Promise<boolean> | null }
+
+interface BotJournal {
+  id: string;
+  /** Insertion order is update order: intake is in Telegram's order, the start-up load sorted. */
+  pending: Map<number, Entry>;
+  /** Ids not yet sent to the current worker, in order, from `head`. */
+  queue: number[];
+  head: number;
+  inFlight: Set<number>;
+  /** id -> acked at (wall ms), oldest first. */
+  acked: Map<number, number>;
+  sink: UpdateSink | null;
+  pendingBytes: number;
+  pumpQueued: boolean;
+  c: Omit<JournalStats, 'pending' | 'inFlight' | 'oldestPendingAgeMs'>;
+}
+
+/** Build the journal over its writer and what the file held. */
+export function createJournal(o: JournalOptions): Journal {
+  const bots = new Map<string, BotJournal>();
+  let writeErrors = 0;
+  const bot = (id: string): BotJournal => {
+    let b = bots.get(id);
+    if (!b) {
+      b = { id, pending: new Map(), queue: [], head: 0, inFlight: new Set(), acked: new Map(), sink: null, pendingBytes: 0, pumpQueued: false,
+        c: { received: 0, journaled: 0, duplicates: 0, refused: 0, delivered: 0, failed: 0, deadLettered: 0, expired: 0 } };
+      bots.set(id, b);
+    }
+    return b;
+  };
+  const logWriteError = (err: unknown) => {
+    if (writeErrors++ % 1000 === 0) o.logger.error({ err: errorMessage(err), count: writeErrors }, 'journal write failed');
+  };
+  for (const r of o.loaded.pending) {
+    let update: Update;
+    try {
+      update = JSON.parse(r.payload) as Update;
+    } catch {
+      o.logger.error({ botId: r.bot, updateId: r.update_id }, 'journal row is not JSON; dropped');
+      continue;
+    }
+    const b = bot(r.bot);
+    b.pending.set(r.update_id, { update, bytes: r.payload.length, receivedAt: r.received_at, deaths: r.deaths, replay: r.replay === 1, committing: null });
+    b.pendingBytes += r.payload.length;
+    b.queue.push(r.update_id);
+  }
+  for (const r of o.loaded.acked) bot(r.bot).acked.set(r.update_id, r.acked_at);
+
+  const remove = (b: BotJournal, id: number, e: Entry) => {
+    b.pending.delete(id);
+    b.pendingBytes -= e.bytes;
+  };
+  const remember = (b: BotJournal, id: number, at: number) => {
+    b.acked.delete(id);
+    b.acked.set(id, at);
+    if (b.acked.size > MAX_ACKED_PER_BOT) b.acked.delete(b.acked.keys().next().value as number);
+  };
+
+  const schedulePump = (b: BotJournal) => {
+    if (b.pumpQueued || !b.sink) return;
+    b.pumpQueued = true;
+    queueMicrotask(() => {
+      b.pumpQueued = false;
+      pump(b);
+    });
+  };
+  /** Send what the window allows, in order; stops at an entry not yet committed. */
+  function pump(b: BotJournal): void {
+    const sink = b.sink;
+    if (!sink) return;
+    const batch: Update[] = [];
+    const replays: Update[] = [];
+    while (b.inFlight.size < o.window && b.head < b.queue.length) {
+      const id = b.queue[b.head]!;
+      const e = b.pending.get(id);
+      if (!e || b.inFlight.has(id)) {
+        b.head++;
+        continue;
+      }
+      if (e.committing) break;
+      b.head++;
+      b.inFlight.add(id);
+      (e.replay ? replays : batch).push(e.update);
+    }
+    if (b.head > 1024 && b.head * 2 > b.queue.length) {
+      b.queue = b.queue.slice(b.head);
+      b.head = 0;
+    }
+    try {
+      if (batch.length > 0) sink.send({ v: 1, type: 'update', updates: batch });
+      for (const u of replays) sink.send({ v: 1, type: 'update', updates: [u], replay: true });
+    } catch {
+      // The worker's channel is closed: its exit calls workerGone, which sends these again.
+    }
+  }
+
+  const deadLetter = (b: BotJournal, id: number, e: Entry, reason: string) => {
+    remove(b, id, e);
+    b.c.deadLettered++;
+    const at = o.now();
+    remember(b, id, at);
+    o.writer.write({ ack: [[b.id, id, at]] }).catch(logWriteError);
+    o.logger.warn({ botId: b.id, updateId: id }, `update dead-lettered: ${reason}`);
+    o.onDeadLetter(b.id, id, e.update, reason);
+  };
+
+  const stats = (b: BotJournal): JournalStats => {
+    const first = b.pending.values().next().value as Entry | undefined;
+    return { ...b.c, pending: b.pending.size, inFlight: b.inFlight.size, oldestPendingAgeMs: first ? Math.max(0, o.now() - first.receivedAt) : null };
+  };
+
+  return {
+    accept(botId, update, replay = false) {
+      const b = bot(botId);
+      const id = update.update_id;
+      b.c.received++;
+      const have = b.pending.get(id);
+      if (have) {
+        b.c.duplicates++;
+        // Answered once the first copy is committed: a 200 before that could lose both.
+        return have.committing ? have.committing.then((ok) => (ok ? 'duplicate' : 'failed')) : Promise.resolve('duplicate');
+      }
+      const now = o.now();
+      if (!replay) {
+        const at = b.acked.get(id);
+        if (at !== undefined && now - at < o.dedupWindowMs) {
+          b.c.duplicates++;
+          return Promise.resolve('duplicate');
+        }
+      }
+      const payload = JSON.stringify(update);
+      if (b.pending.size >= o.maxPending || b.pendingBytes + payload.length > MAX_PENDING_BYTES_PER_BOT) {
+        b.c.refused++;
+        return Promise.resolve('full');
+      }
+      const e: Entry = { update, bytes: payload.length, receivedAt: now, deaths: 0, replay, committing: null };
+      b.pending.set(id, e);
+      b.pendingBytes += e.bytes;
+      b.queue.push(id);
+      if (replay) b.acked.delete(id);
+      e.committing = o.writer.write({ insert: [[botId, id, payload, now, replay ? 1 : 0]] }).then(() => {
+        e.committing = null;
+        b.c.journaled++;
+        schedulePump(b);
+        return true;
+      }, (err: unknown) => {
+        logWriteError(err);
+        if (b.pending.get(id) === e) remove(b, id, e);
+        return false;
+      });
+      return e.committing.then((ok) => (ok ? 'journaled' : 'failed'));
+    },
+    attach(botId, sink) {
+      const b = bot(botId);
+      b.sink = sink;
+      schedulePump(b);
+    },
+    pause(botId) {
+      bot(botId).sink = null;
+    },
+    workerGone(botId, fault) {
+      const b = bot(botId);
+      b.sink = null;
+      const deaths: Array<[string, number, number]> = [];
+      for (const id of b.inFlight) {
+        const e = b.pending.get(id);
+        if (!e || !fault) continue;
+        e.deaths++;
+        if (e.deaths >= MAX_UPDATE_DEATHS) deadLetter(b, id, e, 'in flight through repeated worker deaths');
+        else deaths.push([botId, id, e.deaths]);
+      }
+      if (deaths.length > 0) o.writer.write({ deaths }).catch(logWriteError);
+      b.inFlight.clear();
+      b.queue = [...b.pending.keys()];
+      b.head = 0;
+    },
+    acked(botId, acks) {
+      const b = bot(botId);
+      const at = o.now();
+      const ops: Array<[string, number, number]> = [];
+      for (const { updateId: id, ok } of acks) {
+        const e = b.pending.get(id);
+        if (e) {
+          if (e.committing) continue; // not ours to settle yet: the worker cannot have it
+          remove(b, id, e);
+          if (ok) b.c.delivered++;
+          else b.c.failed++;
+        }
+        b.inFlight.delete(id);
+        remember(b, id, at);
+        ops.push([botId, id, at]);
+      }
+      if (ops.length > 0) o.writer.write({ ack: ops }).catch(logWriteError);
+      schedulePump(b);
+    },
+    ackedIds(botId) {
+      const b = bots.get(botId);
+      if (!b) return [];
+      const since = o.now() - o.dedupWindowMs;
+      return [...b.acked].filter(([, at]) => at >= since).map(([id]) => id);
+    },
+    stats: (botId) => stats(bot(botId)),
+    allStats: () => Object.fromEntries([...bots.values()].map((b) => [b.id, stats(b)])),
+    expire() {
+      const now = o.now();
+      for (const b of bots.values()) {
+        for (const [id, at] of b.acked) {
+          if (now - at < o.dedupWindowMs) break;
+          b.acked.delete(id);
+        }
+        for (const [id, e] of b.pending) {
+          if (now - e.receivedAt < PENDING_RETENTION_MS || b.inFlight.has(id) || e.committing) continue;
+          remove(b, id, e);
+          b.c.expired++;
+        }
+      }
+      o.writer.write({ expire: { pendingBefore: now - PENDING_RETENTION_MS, ackedBefore: now - o.dedupWindowMs } }).catch(logWriteError);
+    },
+    close: () => o.writer.close(),
+  };
+}
