@@ -47,8 +47,14 @@ export interface Config {
   journalSync: 'full' | 'normal';
   journalMaxPending: number;
   deliveryWindow: number;
+  apiMaxRetries: number;
+  apiRetryBackoffMs: number;
+  rateLimitGlobal: number;
+  rateLimitPerChat: number;
   webhookAllowedSources: string | undefined;
   webhookTrustProxy: string | undefined;
+  webhookRequestTimeoutMs: number;
+  webhookMaxConnections: number;
   startConcurrency: number;
   registryPollMs: number;
   rollingRestartPercent: number;
@@ -97,8 +103,14 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'journalSync', env: 'JOURNAL_SYNC', flag: 'journal-sync', default: 'full', type: { kind: 'enum', values: ['full', 'normal'] }, doc: 'full: a journaled update survives power loss; normal: a process crash' },
   { key: 'journalMaxPending', env: 'JOURNAL_MAX_PENDING', flag: 'journal-max-pending', default: '10000', type: { kind: 'int', min: 1, max: 1_000_000 }, doc: 'per bot; beyond it the webhook answers 503 with Retry-After' },
   { key: 'deliveryWindow', env: 'DELIVERY_WINDOW', flag: 'delivery-window', default: '64', type: { kind: 'int', min: 1, max: 1000 }, doc: 'journaled updates in flight to one worker at once' },
+  { key: 'apiMaxRetries', env: 'API_MAX_RETRIES', flag: 'api-max-retries', default: '3', type: { kind: 'int', min: 0, max: 20 }, doc: "a handler's Bot API call: retries of a 429 (after retry_after), a network error or a 5xx (the library's maxRetries); per bot: settings.apiMaxRetries" },
+  { key: 'apiRetryBackoffMs', env: 'API_RETRY_BACKOFF_MS', flag: 'api-retry-backoff-ms', default: '300', type: { kind: 'int', min: 0, max: 60_000 }, doc: "base of the jittered exponential backoff between those retries (the library's retryBackoffMs); per bot: settings.apiRetryBackoffMs" },
+  { key: 'rateLimitGlobal', env: 'RATE_LIMIT_GLOBAL', flag: 'rate-limit-global', default: '30', type: { kind: 'int', min: 0, max: 10_000 }, doc: "a bot's Bot API calls per second (Telegram: about 30 messages/s per bot); 0 = no limiter; per bot: settings.rateLimitGlobal" },
+  { key: 'rateLimitPerChat', env: 'RATE_LIMIT_PER_CHAT', flag: 'rate-limit-per-chat', default: '1', type: { kind: 'int', min: 0, max: 10_000 }, doc: "a bot's calls per second into one chat (Telegram: about 1/s); 0 = no per-chat limit; per bot: settings.rateLimitPerChat" },
   { key: 'webhookAllowedSources', env: 'WEBHOOK_ALLOWED_SOURCES', flag: 'webhook-allowed-sources', default: undefined, type: { kind: 'string' }, doc: 'comma-separated CIDR ranges allowed to post webhooks; "telegram" for Telegram\'s; unset: any' },
   { key: 'webhookTrustProxy', env: 'WEBHOOK_TRUST_PROXY', flag: 'webhook-trust-proxy', default: undefined, type: { kind: 'string' }, doc: 'comma-separated proxy addresses whose X-Forwarded-For is believed' },
+  { key: 'webhookRequestTimeoutMs', env: 'WEBHOOK_REQUEST_TIMEOUT_MS', flag: 'webhook-request-timeout-ms', default: '15000', type: { kind: 'int', min: 100, max: 120_000 }, doc: 'a webhook request (headers and body) must arrive within this; headers within two thirds of it' },
+  { key: 'webhookMaxConnections', env: 'WEBHOOK_MAX_CONNECTIONS', flag: 'webhook-max-connections', default: '1024', type: { kind: 'int', min: 1, max: 100_000 }, doc: 'open connections the webhook port accepts at once; beyond, new ones are closed' },
   { key: 'startConcurrency', env: 'START_CONCURRENCY', flag: 'start-concurrency', default: String(cores), type: { kind: 'int', min: 1, max: 64 }, doc: 'children forked at once (default: the core count)' },
   { key: 'registryPollMs', env: 'REGISTRY_POLL_MS', flag: 'registry-poll-ms', default: '1000', type: { kind: 'int', min: 50, max: MAX_TIMER_MS }, doc: 'how often the master looks for registry changes' },
   { key: 'rollingRestartPercent', env: 'ROLLING_RESTART_PERCENT', flag: 'rolling-restart-percent', default: '10', type: { kind: 'int', min: 1, max: 100 }, doc: 'share of the fleet restarted at once in a rolling restart (at least one bot)' },

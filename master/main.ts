@@ -170,6 +170,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
       target: { isWebhookBot: (id) => supervisor.isWebhookBot(id), deliver: (id, u) => (supervisor.isWebhookBot(id) ? journal.accept(id, u) : Promise.resolve('unknown-bot')) },
       secretTokenFor, draining: () => draining,
       allowedSources: listSetting(cfg.webhookAllowedSources), trustProxy: listSetting(cfg.webhookTrustProxy),
+      ingress: { requestTimeoutMs: cfg.webhookRequestTimeoutMs, headersTimeoutMs: Math.ceil((cfg.webhookRequestTimeoutMs * 2) / 3), maxConnections: cfg.webhookMaxConnections },
       ...(cfg.webhookSslCert && cfg.webhookSslKey ? { https: { cert: fs.readFileSync(cfg.webhookSslCert), key: fs.readFileSync(cfg.webhookSslKey) } } : {}),
     })
     : null;

@@ -26,6 +26,27 @@ export interface WorkerBotConfig {
   mode: DeliveryMode;
   handler: string;
   settings: Record<string, unknown>;
+  /** The library's retry and rate limiter for the handler's calls (node-telegram-bot-api TransportOptions); 0 turns a limit off. */
+  api: BotApiPolicy;
+}
+
+/** Retries and rate limits of a handler's Bot API calls. Rates per second. */
+export interface BotApiPolicy { maxRetries: number; retryBackoffMs: number; rateLimitGlobal: number; rateLimitPerChat: number }
+
+/**
+ * The fleet's policy with a bot's own overrides: settings keys named like the
+ * policy's fields (`apiMaxRetries`, `apiRetryBackoffMs`, `rateLimitGlobal`,
+ * `rateLimitPerChat`), each a non-negative integer; anything else is ignored.
+ */
+export function botApiPolicy(fleet: BotApiPolicy, settings: Record<string, unknown>): BotApiPolicy {
+  const pick = (key: string, dflt: number) => {
+    const v = settings[key];
+    return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : dflt;
+  };
+  return {
+    maxRetries: pick('apiMaxRetries', fleet.maxRetries), retryBackoffMs: pick('apiRetryBackoffMs', fleet.retryBackoffMs),
+    rateLimitGlobal: pick('rateLimitGlobal', fleet.rateLimitGlobal), rateLimitPerChat: pick('rateLimitPerChat', fleet.rateLimitPerChat),
+  };
 }
 
 /** Master -> worker. */
@@ -168,7 +189,8 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
     case 'init': {
       const b = m.bot;
       const ok = isObj(b) && isStr(b.id) && isStr(b.token) && isStr(b.apiRoot) && (b.mode === 'polling' || b.mode === 'webhook') &&
-        isStr(b.handler) && isObj(b.settings) && isInt(m.heartbeatIntervalMs) && isInt(m.drainTimeoutMs) && isInt(m.pollingTimeoutSec) &&
+        isStr(b.handler) && isObj(b.settings) && isObj(b.api) && isInt(b.api.maxRetries) && isInt(b.api.retryBackoffMs) &&
+        isInt(b.api.rateLimitGlobal) && isInt(b.api.rateLimitPerChat) && isInt(m.heartbeatIntervalMs) && isInt(m.drainTimeoutMs) && isInt(m.pollingTimeoutSec) &&
         isInt(m.dedupWindowMs) && isStr(m.home) && Array.isArray(m.skipUpdateIds) && m.skipUpdateIds.every(isInt) &&
         Array.isArray(m.ackedUpdateIds) && m.ackedUpdateIds.every(isInt);
       return ok ? (m as MasterMessage) : null;

@@ -113,7 +113,11 @@ function chatKey(update: Update, bot: Bot): ChatKey {
  */
 export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => void, logger: Logger): BotRuntime {
   const { bot: cfg } = init;
-  const bot = new Bot(cfg.token, { apiRoot: cfg.apiRoot, fetch: botApiFetch });
+  const { api } = cfg;
+  const rateLimit = api.rateLimitGlobal > 0 || api.rateLimitPerChat > 0
+    ? { ...(api.rateLimitGlobal > 0 ? { global: api.rateLimitGlobal } : {}), ...(api.rateLimitPerChat > 0 ? { perChat: api.rateLimitPerChat } : {}) } : undefined;
+  // The library retries a 429 after its retry_after, and network errors and 5xx with jittered backoff.
+  const bot = new Bot(cfg.token, { apiRoot: cfg.apiRoot, fetch: botApiFetch, maxRetries: api.maxRetries, retryBackoffMs: api.retryBackoffMs, ...(rateLimit ? { rateLimit } : {}) });
   const dedup = createDedupWindow(init.dedupWindowMs);
   // Ids the master saw acked by earlier workers of this bot: not handled again.
   for (const id of init.ackedUpdateIds) dedup.seen(id, Date.now());

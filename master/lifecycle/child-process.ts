@@ -113,7 +113,7 @@ export interface WorkerProcess {
   send(m: MasterMessage): void;
   /** SIGKILL (or `signal`) the worker's whole process group; no-op when already gone. */
   kill(signal?: NodeJS.Signals): void;
-  /** Resolves once the process has exited (a grandchild holding the pipes open does not delay it). */
+  /** Resolves once the process has exited and its channel was read to the end (a grandchild holding the pipes open delays it at most 250 ms). */
   readonly exited: Promise<ExitInfo>;
   readonly raw: ChildProcess;
 }
@@ -169,6 +169,9 @@ function readChannel(stream: Readable, o: ForkOptions): void {
   stream.on('error', () => undefined);
 }
 
+/** After a worker's exit, how long its channel may take to deliver what it wrote last (ms). */
+const CHANNEL_DRAIN_MS = 250;
+
 /** Read stdout or stderr: bounded lines, linear time. */
 function readOutput(stream: Readable, name: 'stdout' | 'stderr', o: ForkOptions): void {
   const splitter = createLineSplitter({
@@ -217,7 +220,20 @@ export function forkWorker(o: ForkOptions): WorkerProcess {
   readOutput(child.stdout!, 'stdout', o);
   readOutput(child.stderr!, 'stderr', o);
   readChannel(fromWorker, o);
-  const exited = new Promise<ExitInfo>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  // Acks the worker wrote just before it died are still in the pipe at 'exit': read them
+  // first (else the journal sends those updates again), but wait at most CHANNEL_DRAIN_MS
+  // for the pipe's end (a grandchild may hold it open).
+  const channelEnded = new Promise<void>((resolve) => {
+    fromWorker.once('end', resolve);
+    fromWorker.once('close', resolve);
+  });
+  const exited = new Promise<ExitInfo>((resolve) => child.once('exit', (code, signal) => {
+    const timer = setTimeout(() => resolve({ code, signal }), CHANNEL_DRAIN_MS);
+    void channelEnded.then(() => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  }));
   return {
     pid,
     raw: child,

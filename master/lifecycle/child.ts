@@ -6,7 +6,7 @@ import type { WorkerLastError, DeliveryMode } from '../../worker/protocol.js';
 import type { ChildLog } from "../host/child-log.js";
 import type { WorkerProcess } from './child-process.js';
 import type { Timer } from './clock.js';
-import { newBotDelivery, type BotDelivery, type UpdateSink } from '../delivery/outbox.js';
+import { newBotDelivery, type BotDelivery } from '../delivery/outbox.js';
 import { emptyHistory, type RestartHistory } from './policy/restart.js';
 import type { BotSpec } from './child-spec.js';
 

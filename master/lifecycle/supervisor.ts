@@ -12,7 +12,7 @@ import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
 import { effectiveCapacity, type Config } from '../../config/load.js';
-import { parseWorkerMessage } from '../../worker/protocol.js';
+import { botApiPolicy, parseWorkerMessage } from '../../worker/protocol.js';
 import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState, type ExitReason, type WorkerStatus } from './child.js';
 import { forkWorker, type ExitInfo, type ForkIsolation, type WorkerProcess } from './child-process.js';
 import { createChildLog } from '../host/child-log.js';
@@ -266,7 +266,8 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
       pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
       skipUpdateIds: poisonIds(c.delivery), ackedUpdateIds: d.journal?.ackedIds(c.botId) ?? [],
-      bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings },
+      bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings,
+        api: botApiPolicy({ maxRetries: cfg.apiMaxRetries, retryBackoffMs: cfg.apiRetryBackoffMs, rateLimitGlobal: cfg.rateLimitGlobal, rateLimitPerChat: cfg.rateLimitPerChat }, spec.settings) },
     });
     // Deferred by one setImmediate: after a pause of the master, expired timers run before
     // pending pipe data is read, and a `ready` already sent must be seen first.

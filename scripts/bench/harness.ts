@@ -86,6 +86,8 @@ export function benchEnv(home: string, apiRoot: string, extra: Record<string, st
   return {
     BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, STATUS_PORT: '0', LOG_LEVEL: 'warn', MAX_WORKERS_PER_CORE: '500',
     POLLING_TIMEOUT_SEC: '30', WEBHOOK_SECRET: 'bench-secret',
+    // The baselines' bare children have no rate limiter; neither do ours here.
+    RATE_LIMIT_GLOBAL: '0', RATE_LIMIT_PER_CHAT: '0',
     // A uid range of its own per home: masters of two homes alive at once may not share one (the master refuses).
     WORKER_UID_BASE: String(2_000_000 + (process.pid % 10_000) * 10_000 + (homesMade++ % 10) * 1000),
     ...extra,

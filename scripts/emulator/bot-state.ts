@@ -38,6 +38,12 @@ export class EmulatedBot {
   conflicts = 0;
   /** Updates ever handed out, by getUpdates or webhook delivery (a redelivery counts again). */
   deliveries = 0;
+  /** Webhook POST outcomes: HTTP status (`"200"`, `"503"`, ...) or `"error"` (no answer) -> count. */
+  readonly webhookAnswers: Record<string, number> = {};
+  /** Until this wall-clock ms, sendMessage answers 429 with `retry_after` (a flood wait). */
+  floodUntil = 0;
+  /** sendMessage calls answered 429. */
+  floodRefused = 0;
   private nextUpdateId = 100_000;
   private nextMessageId = 1;
   readonly openCallbacks = new Set<string>();

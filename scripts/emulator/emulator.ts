@@ -269,7 +269,20 @@ export class BotApiEmulator extends EventEmitter {
     };
   }
 
+  /** Answer the bot's sendMessage with 429 and `retry_after` for the next `ms` (Telegram's flood wait). */
+  floodWait(bot: EmulatedBot, ms: number): void {
+    bot.floodUntil = Date.now() + ms;
+  }
+
   private sendMessage(bot: EmulatedBot, p: Params): Answer {
+    const waitMs = bot.floodUntil - Date.now();
+    if (waitMs > 0) {
+      bot.floodRefused++;
+      const retryAfter = Math.ceil(waitMs / 1000);
+      const a = err(429, `Too Many Requests: retry after ${retryAfter}`);
+      a.body.parameters = { retry_after: retryAfter };
+      return a;
+    }
     const chatId = int(p.chat_id);
     if (chatId === undefined) return err(400, 'Bad Request: chat not found');
     const text = typeof p.text === 'string' ? p.text : p.text === undefined ? '' : String(p.text);

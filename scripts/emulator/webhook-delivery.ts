@@ -13,8 +13,8 @@ const delivering = new WeakSet<EmulatedBot>();
 /** Telegram gives a webhook about a minute; so does the emulator. */
 const DELIVERY_TIMEOUT_MS = 60_000;
 
-/** POST one update; @returns null on 2xx, else the error text Telegram would show. */
-async function post(hook: WebhookState, update: Update): Promise<string | null> {
+/** POST one update, counting its outcome in `bot.webhookAnswers`; @returns null on 2xx, else the error text Telegram would show. */
+async function post(bot: EmulatedBot, hook: WebhookState, update: Update): Promise<string | null> {
   try {
     const res = await fetch(hook.url, {
       method: 'POST',
@@ -23,8 +23,10 @@ async function post(hook: WebhookState, update: Update): Promise<string | null> 
       signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
     });
     await res.arrayBuffer();
+    bot.webhookAnswers[res.status] = (bot.webhookAnswers[res.status] ?? 0) + 1;
     return res.ok ? null : `Wrong response from the webhook: ${res.status} ${res.statusText}`;
   } catch (err) {
+    bot.webhookAnswers.error = (bot.webhookAnswers.error ?? 0) + 1;
     const cause = (err as { cause?: { code?: string } }).cause?.code;
     return cause === 'ECONNREFUSED' ? 'Connection refused' : `Connection error: ${cause ?? (err as Error).name}`;
   }
@@ -47,7 +49,7 @@ export async function deliverWebhooks(bot: EmulatedBot, opts: { retryMs: number;
         break;
       }
       bot.deliveries += batch.length;
-      const results = await Promise.all(batch.map((u) => post(hook, u)));
+      const results = await Promise.all(batch.map((u) => post(bot, hook, u)));
       const done = new Set(batch.filter((_, i) => results[i] === null).map((u) => u.update_id));
       bot.pending = bot.pending.filter((u) => !done.has(u.update_id));
       const failure = results.find((r) => r !== null);

@@ -24,6 +24,8 @@ export const FIXTURES = fileURLToPath(new URL('../fixtures/', import.meta.url));
 export const FAST_ENV = {
   POLLING_TIMEOUT_SEC: '2', HEARTBEAT_INTERVAL_MS: '300', HEARTBEAT_TIMEOUT_MS: '3000', WORKER_TIMEOUT_MS: '3000',
   RESTART_BACKOFF_MS: '100', RESTART_COOLDOWN_MS: '1000', REGISTRY_POLL_MS: '200', STARTUP_TIMEOUT_MS: '15000', LOG_LEVEL: 'debug',
+  // Test fleets stream hundreds of updates through a few chats: Telegram's 1/s per chat would make them minutes long.
+  RATE_LIMIT_GLOBAL: '0', RATE_LIMIT_PER_CHAT: '0',
 };
 
 /** `webhook`: a webhook server on loopback; `asUid`: run the CLI and the master as this uid (needs root); `home`: an existing directory to use. */
@@ -46,6 +48,8 @@ export interface Fleet {
   statusHttp(path: string): Promise<{ status: number; body: string }>;
   worker(id: string): Promise<FleetStatus['workers'][number] | undefined>;
   waitRunning(ids: string[], ms?: number): Promise<FleetStatus>;
+  /** POST `body` (a string) to bot `id`'s webhook with its real secret token; resolves with the HTTP status. */
+  postWebhook(id: string, body: string): Promise<number>;
   /** Wait until bot `id`'s status row satisfies `pred`; resolves with that row. */
   waitWorker(id: string, pred: (w: FleetStatus['workers'][number]) => boolean, ms: number, what: string): Promise<FleetStatus['workers'][number]>;
   /** The user `chatId` says `text` to bot `id`; resolves with the reply text. */
@@ -134,6 +138,12 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: F
         const s = await fleet.status();
         return ids.every((id) => s.workers.find((w) => w.botId === id)?.state === 'running') ? s : null;
       }, ms, `bots ${ids.join(', ')} all running`);
+    },
+    async postWebhook(id, body) {
+      const hook = fleet.tg(id).webhook!;
+      const res = await fetch(hook.url, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-telegram-bot-api-secret-token': hook.secretToken! }, signal: AbortSignal.timeout(10_000) });
+      await res.arrayBuffer();
+      return res.status;
     },
     waitWorker(id, pred, ms, what) {
       return waitFor(async () => {

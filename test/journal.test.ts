@@ -1,0 +1,164 @@
+/**
+ * The journal and at-least-once delivery, end to end: a real master, real
+ * workers, the emulator delivering webhooks (and serving long polls), real
+ * SIGKILLs, and the journal's file read back with the `sqlite3` CLI (Debian's
+ * sqlite3; better-sqlite3 when the CLI is missing).
+ */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { journalQuery } from './helpers/journal-file.js';
+import type { SentMessage } from '../scripts/emulator/bot-state.js';
+import { FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
+import { waitFor } from './helpers/wait.js';
+
+const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
+
+/**
+ * The replies of each chat as a list of texts; `collapsed` with consecutive
+ * repeats merged (a redelivery after a kill repeats the update just handled).
+ */
+function repliesByChat(sent: SentMessage[], chats: number[]): Map<number, { all: string[]; collapsed: string[] }> {
+  const out = new Map(chats.map((c) => [c, { all: [] as string[], collapsed: [] as string[] }]));
+  for (const m of sent) {
+    const r = out.get(m.chat_id);
+    if (!r) continue;
+    r.all.push(m.text);
+    if (r.collapsed[r.collapsed.length - 1] !== m.text) r.collapsed.push(m.text);
+  }
+  return out;
+}
+
+/** SIGKILL bot `id`'s current worker once `sent` has at least `after` replies; resolves with its pid. */
+async function killWorkerAfter(fleet: Fleet, id: string, after: number, seenPids: Set<number>): Promise<number> {
+  const w = await fleet.waitWorker(id, (x) => x.state === 'running' && x.pid !== null && !seenPids.has(x.pid), 20_000, `a new running worker of ${id}`);
+  await waitFor(() => fleet.tg(id).sent.length >= after, 30_000, `${after} replies`, 5);
+  process.kill(w.pid!, 'SIGKILL');
+  seenPids.add(w.pid!);
+  return w.pid!;
+}
+
+describe('journal', () => {
+  test('1000 updates over 20 chats, the worker SIGKILLed twice mid-stream: every POST 200, each handled, in order per chat', async (t) => {
+    await withFleet({ RESTART_BACKOFF_MS: '50' }, { webhook: true }, async (fleet) => {
+      await fleet.addBot('hook', { mode: 'webhook', handler: MISBEHAVE, settings: { delayMs: 5 } });
+      await fleet.startMaster();
+      await fleet.waitRunning(['hook']);
+      const tg = fleet.tg('hook');
+      const chats = Array.from({ length: 20 }, (_, i) => 1000 + i);
+      const expected = new Map(chats.map((c) => [c, [] as string[]]));
+      for (let n = 0; n < 50; n++) {
+        for (const c of chats) {
+          fleet.emulator.userSends(tg, c, `m${n}`);
+          expected.get(c)!.push(`ok: m${n}`);
+        }
+      }
+      const seen = new Set<number>();
+      await killWorkerAfter(fleet, 'hook', 300, seen);
+      await killWorkerAfter(fleet, 'hook', 650, seen);
+      await waitFor(() => [...repliesByChat(tg.sent, chats).values()].every((r) => r.collapsed.length >= 50), 60_000, 'a reply to each of the 1000 updates');
+      await fleet.waitWorker('hook', (w) => w.state === 'running', 10_000, 'the bot running again');
+      const byChat = repliesByChat(tg.sent, chats);
+      let duplicates = 0;
+      for (const c of chats) {
+        const r = byChat.get(c)!;
+        assert.deepEqual(r.collapsed, expected.get(c), `chat ${c}: every update once, in order`);
+        duplicates += r.all.length - r.collapsed.length;
+      }
+      assert.deepEqual(Object.keys(tg.webhookAnswers), ['200'], `every webhook POST answered 200: ${JSON.stringify(tg.webhookAnswers)}`);
+      assert.equal(tg.webhookAnswers['200'], 1000, 'no POST repeated: none was refused');
+      // A handler that replied and died before its ack was seen runs again (at least once): at most one per chat per kill.
+      assert.ok(duplicates <= 2 * chats.length, `${duplicates} handled twice`);
+      t.diagnostic(`webhook: ${duplicates} of 1000 handled twice`);
+      const w = (await fleet.worker('hook'))!;
+      assert.ok(w.restarts >= 2, 'both kills restarted the worker');
+      const stats = JSON.parse((await fleet.statusHttp('/webhook/stats')).body) as { journal: Record<string, { journaled: number; pending: number; deadLettered: number }> };
+      assert.equal(stats.journal.hook!.journaled, 1000);
+      assert.equal(stats.journal.hook!.deadLettered, 0);
+      await waitFor(async () => (JSON.parse((await fleet.statusHttp('/webhook/stats')).body) as typeof stats).journal.hook!.pending === 0, 5000, 'the journal empty');
+    });
+  });
+
+  test('the master SIGKILLed with updates journaled and not acked, then started: each handled once, the same update again is not, the file ends empty', async () => {
+    await withFleet({ HEARTBEAT_TIMEOUT_MS: '60000', WORKER_TIMEOUT_MS: '60000' }, { webhook: true }, async (fleet) => {
+      await fleet.addBot('hook', { mode: 'webhook', handler: MISBEHAVE });
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['hook']);
+      const tg = fleet.tg('hook');
+      const worker = s.workers[0]!.pid!;
+      // A frozen worker: what the master sends waits in the pipe, never handled, never acked.
+      process.kill(worker, 'SIGSTOP');
+      type TextUpdate = { update_id: number; message: { text: string; [k: string]: unknown } };
+      const updates = Array.from({ length: 20 }, (_, i) => fleet.emulator.userSends(tg, 2000 + (i % 4), `j${i}`) as unknown as TextUpdate);
+      await waitFor(() => tg.webhookAnswers['200'] === 20, 10_000, 'all 20 answered 200');
+      assert.equal(tg.sent.length, 0, 'nothing handled yet');
+      assert.equal(journalQuery(fleet.home, "SELECT count(*) AS n FROM pending WHERE bot = 'hook'")[0]!.n, 20, 'all 20 in the file');
+      fleet.master!.kill('SIGKILL');
+      await waitFor(() => fleet.master!.signalCode !== null, 5000, 'the master dying');
+      process.kill(worker, 'SIGKILL');
+
+      await fleet.startMaster();
+      await fleet.waitRunning(['hook']);
+      await waitFor(() => tg.sent.length >= 20, 20_000, 'the 20 journaled updates handled');
+      // Telegram redelivers one whose 200 it never saw: it was acked, so it is answered and not handled again.
+      assert.equal(await fleet.postWebhook('hook', JSON.stringify(updates[3])), 200);
+      assert.equal(await fleet.postWebhook('hook', JSON.stringify({ ...updates[3]!, update_id: updates[19]!.update_id + 1, message: { ...updates[3]!.message, text: 'last' } })), 200);
+      await fleet.emulator.waitForSent(tg, (m) => m.text === 'ok: last', 5000, 'the reply to a later update of that chat');
+      const texts = tg.sent.map((m) => m.text).filter((t) => t !== 'ok: last').sort();
+      assert.deepEqual(texts, updates.map((u) => `ok: ${u.message.text}`).sort(), 'each once');
+      await waitFor(() => journalQuery(fleet.home, 'SELECT count(*) AS n FROM pending')[0]!.n === 0, 5000, 'no leftover in the file');
+      const acked = journalQuery(fleet.home, "SELECT count(*) AS n FROM acked WHERE bot = 'hook'")[0]!.n as number;
+      assert.equal(acked, 21, 'acked ids kept for dedup');
+    });
+  });
+
+  test('a polling bot with a 40 ms handler, 300 updates over 10 chats, the worker SIGKILLed twice: none lost, order per chat, repeats only of what was in flight', async (t) => {
+    await withFleet({ RESTART_BACKOFF_MS: '50' }, {}, async (fleet) => {
+      await fleet.addBot('poller', { handler: MISBEHAVE, settings: { delayMs: 40 } });
+      await fleet.startMaster();
+      await fleet.waitRunning(['poller']);
+      const tg = fleet.tg('poller');
+      const chats = Array.from({ length: 10 }, (_, i) => 3000 + i);
+      const expected = new Map(chats.map((c) => [c, [] as string[]]));
+      for (let n = 0; n < 30; n++) {
+        for (const c of chats) {
+          fleet.emulator.userSends(tg, c, `p${n}`);
+          expected.get(c)!.push(`ok: p${n}`);
+        }
+      }
+      const seen = new Set<number>();
+      await killWorkerAfter(fleet, 'poller', 100, seen);
+      await killWorkerAfter(fleet, 'poller', 200, seen);
+      await waitFor(() => [...repliesByChat(tg.sent, chats).values()].every((r) => r.collapsed.length >= 30), 60_000, 'a reply to each of the 300 updates');
+      const byChat = repliesByChat(tg.sent, chats);
+      let duplicates = 0;
+      for (const c of chats) {
+        const r = byChat.get(c)!;
+        assert.deepEqual(r.collapsed, expected.get(c), `chat ${c}: none lost, in order`);
+        duplicates += r.all.length - r.collapsed.length;
+      }
+      // Only a handler that had replied when its worker died runs twice: one per chat per kill at most.
+      assert.ok(duplicates <= 2 * chats.length, `${duplicates} handled twice`);
+      t.diagnostic(`polling: ${duplicates} of 300 handled twice`);
+      await waitFor(() => tg.pending.length === 0, 10_000, 'every update confirmed to Telegram');
+    });
+  });
+
+  test('429 with retry_after on sendMessage for 3 s: every reply arrives after the wait, no handler error', async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('flood');
+      await fleet.startMaster();
+      await fleet.waitRunning(['flood']);
+      const tg = fleet.tg('flood');
+      const t0 = Date.now();
+      fleet.emulator.floodWait(tg, 3000);
+      for (let i = 0; i < 5; i++) fleet.emulator.userSends(tg, 4000 + i, `f${i}`);
+      await waitFor(() => tg.sent.length >= 5, 20_000, 'all 5 replies');
+      assert.ok(Date.now() - t0 >= 2900, 'not before the flood wait ended');
+      assert.ok(tg.floodRefused >= 5, 'each was refused first');
+      assert.deepEqual(tg.sent.map((m) => m.text).sort(), ['f0', 'f1', 'f2', 'f3', 'f4']);
+      const w = await fleet.waitWorker('flood', (x) => x.messages >= 5, 5000, 'the counters');
+      assert.equal(w.errors, 0, 'no handler error counted');
+    });
+  });
+});
