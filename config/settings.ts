@@ -55,6 +55,7 @@ export interface Config {
   webhookTrustProxy: string | undefined;
   webhookRequestTimeoutMs: number;
   webhookMaxConnections: number;
+  webhookCheckMs: number;
   startConcurrency: number;
   registryPollMs: number;
   rollingRestartPercent: number;
@@ -111,6 +112,7 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'webhookTrustProxy', env: 'WEBHOOK_TRUST_PROXY', flag: 'webhook-trust-proxy', default: undefined, type: { kind: 'string' }, doc: 'comma-separated proxy addresses whose X-Forwarded-For is believed' },
   { key: 'webhookRequestTimeoutMs', env: 'WEBHOOK_REQUEST_TIMEOUT_MS', flag: 'webhook-request-timeout-ms', default: '15000', type: { kind: 'int', min: 100, max: 120_000 }, doc: 'a webhook request (headers and body) must arrive within this; headers within two thirds of it' },
   { key: 'webhookMaxConnections', env: 'WEBHOOK_MAX_CONNECTIONS', flag: 'webhook-max-connections', default: '1024', type: { kind: 'int', min: 1, max: 100_000 }, doc: 'open connections the webhook port accepts at once; beyond, new ones are closed' },
+  { key: 'webhookCheckMs', env: 'WEBHOOK_CHECK_MS', flag: 'webhook-check-ms', default: '300000', type: { kind: 'int', min: 100, max: 2_147_483_647 }, doc: "how often each running webhook bot's registration is compared with getWebhookInfo and set again if it drifted" },
   { key: 'startConcurrency', env: 'START_CONCURRENCY', flag: 'start-concurrency', default: String(cores), type: { kind: 'int', min: 1, max: 64 }, doc: 'children forked at once (default: the core count)' },
   { key: 'registryPollMs', env: 'REGISTRY_POLL_MS', flag: 'registry-poll-ms', default: '1000', type: { kind: 'int', min: 50, max: MAX_TIMER_MS }, doc: 'how often the master looks for registry changes' },
   { key: 'rollingRestartPercent', env: 'ROLLING_RESTART_PERCENT', flag: 'rolling-restart-percent', default: '10', type: { kind: 'int', min: 1, max: 100 }, doc: 'share of the fleet restarted at once in a rolling restart (at least one bot)' },

@@ -180,7 +180,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   let undecryptable: string[] = [];
   const statusServer = createStatusServer({
     status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats() }),
-    metrics: createMetrics(() => supervisor.status(), () => registry.deadLetters.countsByBot(), cfg.maxMemoryPerWorkerMb * 1024 * 1024),
+    metrics: createMetrics(() => supervisor.status(), () => registry.deadLetters.countsByBot(), cfg.maxMemoryPerWorkerMb * 1024 * 1024, () => journal.allStats()),
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
       : undecryptable.length > 0 ? `the encryption key cannot decrypt the token of ${undecryptable.length} enabled bot(s): ${undecryptable.slice(0, 5).join(', ')}` : null),
   });
@@ -222,12 +222,20 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
       logger.error({ err: errorMessage(err) }, 'registry poll failed');
     }
   }, cfg.registryPollMs);
+  // Another tool may overwrite a bot's webhook; one check at a time, never overlapping.
+  let checkingWebhooks = false;
+  const webhookCheck = webhook ? setInterval(() => {
+    if (checkingWebhooks) return;
+    checkingWebhooks = true;
+    void supervisor.checkWebhooks().finally(() => (checkingWebhooks = false));
+  }, cfg.webhookCheckMs) : null;
   logger.info({ pid: process.pid, home: cfg.home, statusPort, webhookPort, capacity: supervisor.capacity(), workerSchedPolicy }, 'master started');
 
   let stopping: Promise<string[]> | null = null;
   const stop = () => (stopping ??= (async () => {
     logger.info('master stopping: intake off, draining workers');
     clearInterval(poll);
+    if (webhookCheck) clearInterval(webhookCheck);
     draining = true;
     const killed = await supervisor.stopAll();
     // Every in-flight webhook call has its answer now; keep-alive connections would

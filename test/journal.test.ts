@@ -161,4 +161,28 @@ describe('journal', () => {
       assert.equal(w.errors, 0, 'no handler error counted');
     });
   });
+
+  test('another tool overwrites the webhook: the periodic check finds the drift, sets it again, counts it, and updates flow', async () => {
+    await withFleet({ WEBHOOK_CHECK_MS: '300' }, { webhook: true }, async (fleet) => {
+      await fleet.addBot('hook', { mode: 'webhook' });
+      await fleet.startMaster();
+      await fleet.waitRunning(['hook']);
+      const tg = fleet.tg('hook');
+      const ours = tg.webhook!.url;
+      assert.equal(tg.webhook!.maxConnections, 40);
+      const res = await fetch(`${fleet.emulator.apiRoot}/bot${tg.token}/setWebhook`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: 'https://elsewhere.invalid/hook' }) });
+      assert.equal(res.status, 200);
+      const w = await fleet.waitWorker('hook', (x) => x.webhookDrifts >= 1, 10_000, 'the drift counted');
+      assert.equal(tg.webhook?.url, ours, 'set again');
+      assert.equal(w.state, 'running');
+      assert.equal(await fleet.chat('hook', 5000, 'back'), 'back');
+      // The reply reaches the emulator before the ack reaches the master.
+      const metrics = await waitFor(async () => {
+        const m = (await fleet.statusHttp('/metrics')).body;
+        return /botfleet_journal_pending\{bot="hook"\} 0/.test(m) ? m : null;
+      }, 5000, 'the journal empty in /metrics');
+      assert.match(metrics, /botfleet_webhook_drifts_total\{bot="hook"\} [1-9]/);
+      assert.match(metrics, /botfleet_journal_journaled_total\{bot="hook"\} [1-9]/);
+    });
+  });
 });

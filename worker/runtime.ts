@@ -17,6 +17,7 @@
  * ran and whose ack died with the process.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import pRetry, { AbortError } from 'p-retry';
 import { Bot, Context, TelegramApiError, type Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import { createChatQueue, type ChatKey } from './chat-queue.js';
@@ -224,14 +225,29 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     callBotApi<T>(cfg.apiRoot, cfg.token, method, params, { timeoutMs, signal });
   const tokenRejected = (err: unknown) => err instanceof BotApiError && err.errorCode === 401;
 
-  /** getMe: learns the @username for status; 401 is fatal; a transient failure is retried with backoff (1 s doubling to 30 s). */
-  function checkToken(retryMs: number): void {
-    call<{ username?: string }>('getMe', {}, CALL_TIMEOUT_MS, poll.signal).then((me) => (username = me.username ?? null), (err: unknown) => {
-      if (poll.signal.aborted) return;
-      if (tokenRejected(err)) return resolveFatal(new WorkerFatal('token-rejected', 'Telegram rejected the token (401 Unauthorized)'));
-      lastError = toLastError(err);
-      if (err instanceof BotApiError && err.transient) setTimeout(() => checkToken(Math.min(retryMs * 2, POLL_RETRY_MAX_MS)), retryMs).unref();
-    });
+  /**
+   * getMe: learns the @username for status. 401 is fatal; a transient failure (network,
+   * 5xx, 429 after its retry_after) is retried by p-retry with jittered backoff from 1 s
+   * to 30 s until it answers or the worker stops; another 4xx is shown as lastError.
+   */
+  function checkToken(): void {
+    pRetry(async () => {
+      try {
+        const me = await call<{ username?: string }>('getMe', {}, CALL_TIMEOUT_MS, poll.signal);
+        username = me.username ?? null;
+      } catch (err) {
+        if (poll.signal.aborted) throw new AbortError('stopped');
+        if (tokenRejected(err)) {
+          resolveFatal(new WorkerFatal('token-rejected', 'Telegram rejected the token (401 Unauthorized)'));
+          throw new AbortError('token rejected');
+        }
+        lastError = toLastError(err);
+        if (!(err instanceof BotApiError) || !err.transient) throw new AbortError(lastError.message);
+        const waitMs = (err.retryAfterSec ?? 0) * 1000;
+        if (waitMs > 0) await sleep(waitMs, undefined, { signal: poll.signal }).catch(() => undefined);
+        throw err;
+      }
+    }, { forever: true, minTimeout: POLL_RETRY_MIN_MS, maxTimeout: POLL_RETRY_MAX_MS, randomize: true, signal: poll.signal }).catch(() => undefined);
   }
 
   /**
@@ -303,7 +319,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     },
     begin() {
       if (cfg.mode === 'polling') pollDone = pollLoop();
-      checkToken(POLL_RETRY_MIN_MS);
+      checkToken();
     },
     deliver: accept,
     applySettings(settings) {

@@ -77,6 +77,8 @@ export interface Child {
   memOver: number;
   lastError: WorkerLastError | null;
   restartsTotal: number;
+  /** Times its webhook registration was found changed and set again. */
+  webhookDrifts: number;
   history: RestartHistory;
   quarantinedUntil: number | null;
   lastExit: LastExit | null;
@@ -93,7 +95,7 @@ export function newChild(botId: string, name: string, spec: BotSpec | null): Chi
   const c: Child = {
     botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
     prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, protocolDetail: null, unknownMessages: 0, uid: null, exitsByReason: {}, username: null,
-    note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0,
+    note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0, webhookDrifts: 0,
     history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, delivery: newBotDelivery(), log: null,
   };
   return c;
@@ -123,6 +125,8 @@ export interface WorkerStatus {
   quarantinedUntil: string | null;
   username: string | null;
   note: string | null;
+  /** Times its webhook registration was found changed (another tool?) and set again, since the master started. */
+  webhookDrifts: number;
 }
 
 /**
@@ -139,6 +143,6 @@ export function childStatus(c: Child, now: number, periodMs: number, wall: (mono
     lastHeartbeatAt: c.lastHeartbeatAt !== null ? new Date(wall(c.lastHeartbeatAt)).toISOString() : null,
     lastExit: c.lastExit, exitsByReason: { ...c.exitsByReason }, lastError: c.lastError,
     quarantinedUntil: c.quarantinedUntil !== null ? new Date(wall(c.quarantinedUntil)).toISOString() : null,
-    username: c.username, note: c.note,
+    username: c.username, note: c.note, webhookDrifts: c.webhookDrifts,
   };
 }

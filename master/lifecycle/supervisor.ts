@@ -12,7 +12,7 @@ import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
 import { effectiveCapacity, type Config } from '../../config/load.js';
-import { botApiPolicy, parseWorkerMessage } from '../../worker/protocol.js';
+import { botApiPolicy, parseWorkerMessage, type DeliveryMode } from '../../worker/protocol.js';
 import { ALLOWED_TRANSITIONS, childStatus, newChild, type Child, type ChildState, type ExitReason, type WorkerStatus } from './child.js';
 import { forkWorker, type ExitInfo, type ForkIsolation, type WorkerProcess } from './child-process.js';
 import { createChildLog } from '../host/child-log.js';
@@ -26,7 +26,7 @@ import { realClock, type Clock, type Timer } from './clock.js';
 import { stepExit, stepFault, type ExitContext, type ExitStep } from './step.js';
 import { assertNever } from '../../common/errors.js';
 import type { BotSpec, InvalidBot } from './child-spec.js';
-import { prepareDelivery } from './telegram-admin.js';
+import { checkWebhook, prepareDelivery, type DeliveryRequest } from './telegram-admin.js';
 
 const HOUR_MS = 3_600_000;
 /** Begun-not-acked updates tracked per polling worker before a flood of `begin` is a protocol violation. */
@@ -109,6 +109,12 @@ export interface Supervisor extends EventEmitter {
   stopAll(): Promise<string[]>;
   /** SIGKILL every worker's process group now, no drain. */
   forceKill(): void;
+  /**
+   * Check every running webhook bot's registration with Telegram (getWebhookInfo) and
+   * set it again where it drifted; each drift is logged and counted (`webhookDrifts`).
+   * Never throws: a failed check is logged. @returns the bots that had drifted
+   */
+  checkWebhooks(): Promise<string[]>;
 }
 
 export function createSupervisor(d: SupervisorDeps): Supervisor {
@@ -218,15 +224,17 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     }
   }
 
+  const deliveryRequest = (c: Child, spec: BotSpec, mode: DeliveryMode): DeliveryRequest => ({
+    botId: c.botId, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode,
+    webhookHost: cfg.webhookHost, secretToken: d.secretTokenFor(c.botId), autoSwitch: cfg.autoSwitchMode,
+  });
+
   /** Align Telegram with the bot's mode. @returns false when the child went to backoff/quarantine instead. */
   async function prepare(c: Child): Promise<boolean> {
     const spec = c.spec!;
     const wanted = spec.mode ?? cfg.mode;
     const mode = wanted === 'auto' ? (cfg.webhookHost ? 'webhook' : 'polling') : wanted;
-    const r = await prepareDelivery({
-      botId: c.botId, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode,
-      webhookHost: cfg.webhookHost, secretToken: d.secretTokenFor(c.botId), autoSwitch: cfg.autoSwitchMode,
-    });
+    const r = await prepareDelivery(deliveryRequest(c, spec, mode));
     if (!r.ok) {
       c.launching = false;
       if (r.tokenRejected) {
@@ -583,6 +591,24 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       shuttingDown = true;
       stopMonitors();
       for (const c of children.values()) c.proc?.kill('SIGKILL');
+    },
+    async checkWebhooks() {
+      const drifted: string[] = [];
+      // One bot at a time: a few calls a minute for a big fleet, never a burst.
+      for (const c of [...children.values()]) {
+        if (shuttingDown) break;
+        if (c.state !== 'running' || c.mode !== 'webhook' || !c.spec) continue;
+        try {
+          const drift = await checkWebhook(deliveryRequest(c, c.spec, 'webhook'));
+          if (drift === null) continue;
+          c.webhookDrifts++;
+          drifted.push(c.botId);
+          logger.warn({ botId: c.botId, drift }, 'webhook registration had drifted (another tool set it?); set again');
+        } catch (err) {
+          logger.warn({ botId: c.botId, err: errorMessage(err) }, 'webhook registration check failed');
+        }
+      }
+      return drifted;
     },
     status: () => [...children.values()].map((c) => childStatus(c, now(), HOUR_MS, wall)),
     capacity: () => cap,

@@ -53,6 +53,32 @@ async function admin(r: DeliveryRequest, method: string, params: object): Promis
   }, { retries: ADMIN_RETRIES, minTimeout: ADMIN_RETRY_MIN_MS, maxTimeout: ADMIN_RETRY_MAX_MS, randomize: true });
 }
 
+/** `max_connections` botfleet sets (Telegram's default, https://core.telegram.org/bots/api#setwebhook). */
+export const WEBHOOK_MAX_CONNECTIONS = 40;
+
+const webhookParams = (r: DeliveryRequest) => ({
+  url: `${r.webhookHost}/webhook/${encodeURIComponent(r.botId)}`, secret_token: r.secretToken, max_connections: WEBHOOK_MAX_CONNECTIONS,
+});
+
+/**
+ * Compare the bot's registration (getWebhookInfo) with what botfleet sets, and set it
+ * again on a mismatch: another tool that called setWebhook or deleteWebhook with this
+ * token (a common failure of hosts running many bots). The secret cannot be read back
+ * (WebhookInfo has no such field); a foreign secret shows as 401s in `/webhook/stats`.
+ * @returns what had drifted (e.g. `url "https://other/x"`), or null when all matched
+ * @throws BotApiError when Telegram cannot be asked or the new setWebhook fails
+ */
+export async function checkWebhook(r: DeliveryRequest): Promise<string | null> {
+  const want = webhookParams(r);
+  const info = await callBotApi<{ url?: unknown; max_connections?: unknown }>(r.apiRoot, r.token, 'getWebhookInfo', {}, { timeoutMs: ADMIN_TIMEOUT_MS });
+  const drift: string[] = [];
+  if (info.url !== want.url) drift.push(`url ${JSON.stringify(String(info.url ?? '')).slice(0, 200)}`);
+  if (info.max_connections !== undefined && info.max_connections !== want.max_connections) drift.push(`max_connections ${String(info.max_connections).slice(0, 20)}`);
+  if (drift.length === 0) return null;
+  await admin(r, 'setWebhook', want);
+  return drift.join(', ');
+}
+
 const rejected = (err: unknown) => err instanceof BotApiError && err.errorCode === 401;
 
 /** Make Telegram's side match the bot's mode; falls back to polling when allowed and `setWebhook` fails. */
@@ -60,7 +86,7 @@ export async function prepareDelivery(r: DeliveryRequest): Promise<AdminResult> 
   if (r.mode === 'webhook') {
     try {
       if (!r.webhookHost) throw new Error('WEBHOOK_HOST is not set');
-      await admin(r, 'setWebhook', { url: `${r.webhookHost}/webhook/${encodeURIComponent(r.botId)}`, secret_token: r.secretToken });
+      await admin(r, 'setWebhook', webhookParams(r));
       return { ok: true, mode: 'webhook', note: null };
     } catch (err) {
       if (rejected(err)) return { ok: false, tokenRejected: true, message: 'Telegram rejected the token (401 Unauthorized)' };

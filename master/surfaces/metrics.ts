@@ -6,6 +6,7 @@
 import client from 'prom-client';
 import type { ChildState, WorkerStatus } from '../lifecycle/child.js';
 import { VERSION } from '../../common/version.js';
+import type { JournalStats } from '../delivery/journal.js';
 
 const STATES: readonly ChildState[] = ['pending', 'starting', 'running', 'draining', 'backoff', 'quarantined', 'stopped'];
 
@@ -14,7 +15,8 @@ const STATES: readonly ChildState[] = ['pending', 'starting', 'running', 'draini
  * bot's dead-letter count (`botfleet_dead_letters`, 0 for configured bots with none);
  * `memoryCapBytes` is exported as `botfleet_worker_memory_cap_bytes`.
  */
-export function createMetrics(status: () => WorkerStatus[], deadLetters: () => Map<string, number> = () => new Map(), memoryCapBytes?: number): client.Registry {
+export function createMetrics(status: () => WorkerStatus[], deadLetters: () => Map<string, number> = () => new Map(), memoryCapBytes?: number,
+  journal: () => Record<string, JournalStats> = () => ({})): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, prefix: 'botfleet_master_' });
   // prom-client exports these three gauges with a `_total` suffix, which `promtool check metrics` rejects.
@@ -47,6 +49,24 @@ export function createMetrics(status: () => WorkerStatus[], deadLetters: () => M
       for (const w of status()) for (const [reason, n] of Object.entries(w.exitsByReason)) this.inc({ bot: w.botId, reason }, n);
     },
   });
+  perBot('botfleet_webhook_drifts_total', 'times the bot\'s webhook registration was found changed (getWebhookInfo) and set again, since the master started', (w) => w.webhookDrifts, true);
+  /** Journal series per bot with journal state (webhook bots, and polling bots' acked ids). */
+  const perJournal = (name: string, help: string, value: (j: JournalStats) => number, counter: boolean) => {
+    const fill = (put: (labels: { bot: string }, v: number) => void) => {
+      for (const [bot, j] of Object.entries(journal())) put({ bot }, value(j));
+    };
+    return counter
+      ? new client.Counter({ name, help, labelNames: ['bot'], registers: [registry], collect() { this.reset(); fill((l, v) => this.inc(l, v)); } })
+      : new client.Gauge({ name, help, labelNames: ['bot'], registers: [registry], collect() { this.reset(); fill((l, v) => this.set(l, v)); } });
+  };
+  perJournal('botfleet_journal_received_total', 'webhook updates that reached the journal since the master started', (j) => j.received, true);
+  perJournal('botfleet_journal_journaled_total', 'updates committed to the journal (answered 200)', (j) => j.journaled, true);
+  perJournal('botfleet_journal_duplicates_total', 'updates already pending or acked, answered 200 and not handled again', (j) => j.duplicates, true);
+  perJournal('botfleet_journal_refused_total', 'updates refused with 503 (JOURNAL_MAX_PENDING)', (j) => j.refused, true);
+  perJournal('botfleet_journal_delivered_total', 'journaled updates acked by a worker', (j) => j.delivered + j.failed, true);
+  perJournal('botfleet_journal_dead_lettered_total', 'journaled updates moved to the dead-letter queue', (j) => j.deadLettered, true);
+  perJournal('botfleet_journal_pending', 'updates in the journal not yet acked', (j) => j.pending, false);
+  perJournal('botfleet_journal_oldest_pending_age_seconds', 'age of the oldest pending update (0 when none)', (j) => (j.oldestPendingAgeMs ?? 0) / 1000, false);
   perBot('botfleet_worker_cpu_percent', 'CPU of the bot\'s processes, percent of one core, at the last sample', (w) => w.cpuPercent ?? 0);
   perBot('botfleet_worker_heartbeat_age_seconds', 'seconds since the last heartbeat (0 without a live worker)', (w) => (w.lastHeartbeatAt && w.pid !== null ? Math.max(0, (Date.now() - Date.parse(w.lastHeartbeatAt)) / 1000) : 0));
   if (memoryCapBytes !== undefined) {
