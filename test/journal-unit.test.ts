@@ -1,0 +1,150 @@
+/**
+ * The journal on its own, over a real SQLite file and its real writer thread:
+ * the per-bot bound, dedup at insert and after the ack, order and the in-flight
+ * window, redelivery to the next worker, poison to the dead-letter queue, and
+ * everything not acked coming back when the file is opened again (a restart).
+ */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import type { Update } from 'node-telegram-bot-api';
+import { openJournal } from '../master/delivery/open-journal.js';
+import type { Journal } from '../master/delivery/journal.js';
+import type { MasterMessage } from '../worker/protocol.js';
+
+const quiet = pino({ level: 'silent' });
+const upd = (id: number, chat = 1): Update => ({ update_id: id, message: { message_id: id, date: 0, chat: { id: chat, type: 'private' }, text: `t${id}` } } as unknown as Update);
+
+/** A worker stand-in: records what the journal sends it. */
+function sink() {
+  const got: Array<{ ids: number[]; replay: boolean }> = [];
+  return {
+    got,
+    ids: () => got.flatMap((g) => g.ids),
+    send(m: MasterMessage) {
+      if (m.type === 'update') got.push({ ids: m.updates.map((u) => u.update_id), replay: m.replay === true });
+    },
+  };
+}
+const tick = () => new Promise((r) => setImmediate(r));
+
+async function withJournal(opts: { maxPending?: number; window?: number }, fn: (open: () => Promise<Journal>, dead: Array<[string, number, string]>) => Promise<void>) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-journal-'));
+  const dead: Array<[string, number, string]> = [];
+  const open = () => openJournal({
+    file: path.join(dir, 'journal.db'), sync: 'full', maxPending: opts.maxPending ?? 100, window: opts.window ?? 64, dedupWindowMs: 60_000, logger: quiet,
+    onDeadLetter: (bot, id, _u, reason) => dead.push([bot, id, reason]),
+  });
+  try {
+    await fn(open, dead);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('journal (real file, real writer thread)', () => {
+  test('JOURNAL_MAX_PENDING: beyond the bound intake is "full" (a 503) and nothing is lost; an ack makes room', async () => {
+    await withJournal({ maxPending: 3 }, async (open) => {
+      const j = await open();
+      assert.deepEqual(await Promise.all([1, 2, 3, 4].map((id) => j.accept('a', upd(id)))), ['journaled', 'journaled', 'journaled', 'full']);
+      assert.equal(await j.accept('b', upd(4)), 'journaled', 'the bound is per bot');
+      const w = sink();
+      j.attach('a', w);
+      await tick();
+      assert.deepEqual(w.ids(), [1, 2, 3]);
+      j.acked('a', [{ updateId: 1, ok: true }]);
+      assert.equal(await j.accept('a', upd(4)), 'journaled', 'Telegram retries after the 503 and it fits now');
+      assert.equal(j.stats('a').refused, 1);
+      await j.close();
+    });
+  });
+
+  test('dedup: a copy of a pending update waits for its commit, an acked one is "duplicate", across a reopen too', async () => {
+    await withJournal({}, async (open) => {
+      const j = await open();
+      const [first, second] = await Promise.all([j.accept('a', upd(10)), j.accept('a', upd(10))]);
+      assert.deepEqual([first, second], ['journaled', 'duplicate']);
+      const w = sink();
+      j.attach('a', w);
+      await tick();
+      assert.deepEqual(w.ids(), [10], 'sent once');
+      j.acked('a', [{ updateId: 10, ok: true }]);
+      assert.equal(await j.accept('a', upd(10)), 'duplicate', 'a redelivery after the ack');
+      await j.close();
+      const j2 = await open();
+      assert.equal(await j2.accept('a', upd(10)), 'duplicate', 'remembered by the file across a restart');
+      assert.deepEqual(j2.ackedIds('a'), [10], 'handed to a new polling worker as ackedUpdateIds');
+      await j2.close();
+    });
+  });
+
+  test('delivery: in order, at most the window in flight, only while attached; the next worker gets what the dead one had', async () => {
+    await withJournal({ window: 2 }, async (open) => {
+      const j = await open();
+      for (const id of [1, 2, 3, 4, 5]) assert.equal(await j.accept('a', upd(id)), 'journaled');
+      const w1 = sink();
+      j.attach('a', w1);
+      await tick();
+      assert.deepEqual(w1.ids(), [1, 2], 'the window');
+      j.acked('a', [{ updateId: 1, ok: true }]);
+      await tick();
+      assert.deepEqual(w1.ids(), [1, 2, 3]);
+      j.pause('a');
+      j.acked('a', [{ updateId: 2, ok: true }]);
+      await tick();
+      assert.deepEqual(w1.ids(), [1, 2, 3], 'nothing new while draining');
+      j.workerGone('a', false);
+      const w2 = sink();
+      j.attach('a', w2);
+      await tick();
+      assert.deepEqual(w2.ids(), [3, 4], 'what the dead worker held first, in order');
+      assert.equal(j.stats('a').pending, 3);
+      await j.close();
+    });
+  });
+
+  test('a restart (the file reopened) delivers every update not acked, in order, and not the acked ones', async () => {
+    await withJournal({}, async (open) => {
+      const j = await open();
+      for (const id of [7, 8, 9]) await j.accept('a', upd(id));
+      const w = sink();
+      j.attach('a', w);
+      await tick();
+      j.acked('a', [{ updateId: 8, ok: true }]);
+      await j.close(); // what a SIGKILL leaves is the same: every write above was committed before its promise resolved
+      const j2 = await open();
+      const w2 = sink();
+      j2.attach('a', w2);
+      await tick();
+      assert.deepEqual(w2.ids(), [7, 9]);
+      await j2.close();
+    });
+  });
+
+  test('poison: in flight through two fault deaths, it leaves the journal for the dead-letter queue; a replay puts it back', async () => {
+    await withJournal({}, async (open, dead) => {
+      const j = await open();
+      await j.accept('a', upd(20));
+      await j.accept('a', upd(21));
+      for (let death = 0; death < 2; death++) {
+        const w = sink();
+        j.attach('a', w);
+        await tick();
+        if (death === 0) j.acked('a', [{ updateId: 21, ok: true }]);
+        j.workerGone('a', true);
+      }
+      assert.deepEqual(dead, [['a', 20, 'in flight through repeated worker deaths']]);
+      assert.equal(j.stats('a').pending, 0);
+      assert.equal(await j.accept('a', upd(20)), 'duplicate', 'Telegram\'s redelivery is not handled again');
+      assert.equal(await j.accept('a', upd(20), true), 'journaled', 'dlq replay bypasses dedup');
+      const w = sink();
+      j.attach('a', w);
+      await tick();
+      assert.deepEqual(w.got, [{ ids: [20], replay: true }]);
+      await j.close();
+    });
+  });
+});
