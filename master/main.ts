@@ -167,7 +167,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   let draining = false;
   const webhook = webhookWanted
     ? createWebhookServer({
-      target: { isWebhookBot: (id) => supervisor.isWebhookBot(id), deliver: (id, u) => (supervisor.isWebhookBot(id) ? journal.accept(id, u) : Promise.resolve('unknown-bot')) },
+      target: { isWebhookBot: (id) => supervisor.isWebhookBot(id), deliver: (id, u, raw) => (supervisor.isWebhookBot(id) ? journal.accept(id, u, false, raw) : Promise.resolve('unknown-bot')) },
       secretTokenFor, draining: () => draining,
       allowedSources: listSetting(cfg.webhookAllowedSources), trustProxy: listSetting(cfg.webhookTrustProxy),
       ingress: { requestTimeoutMs: cfg.webhookRequestTimeoutMs, headersTimeoutMs: Math.ceil((cfg.webhookRequestTimeoutMs * 2) / 3), maxConnections: cfg.webhookMaxConnections },
@@ -179,7 +179,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
   let undecryptable: string[] = [];
   const statusServer = createStatusServer({
-    status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats() }),
+    status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats(), deliveryLatency: journal.deliveryLatency() }),
     metrics: createMetrics(() => supervisor.status(), () => registry.deadLetters.countsByBot(), cfg.maxMemoryPerWorkerMb * 1024 * 1024, () => journal.allStats()),
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
       : undecryptable.length > 0 ? `the encryption key cannot decrypt the token of ${undecryptable.length} enabled bot(s): ${undecryptable.slice(0, 5).join(', ')}` : null),

@@ -31,7 +31,8 @@ export type DeliverResult = 'journaled' | 'duplicate' | 'full' | 'failed' | 'unk
 /** The delivery port this server needs; the master's delivery wing implements it. */
 export interface WebhookTarget {
   isWebhookBot(botId: string): boolean;
-  deliver(botId: string, update: Update): Promise<DeliverResult>;
+  /** `raw`: the body as received (the journal stores it as is instead of serializing the update again). */
+  deliver(botId: string, update: Update, raw: string): Promise<DeliverResult>;
 }
 
 /** Per-bot counters of this server (since start), served by the status server's `/webhook/stats`. */
@@ -97,9 +98,12 @@ export function createWebhookServer(o: WebhookServerOptions): WebhookServer {
   };
 
   app.removeAllContentTypeParsers();
+  const rawBodies = new WeakMap<object, string>();
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
     try {
-      done(null, JSON.parse(body as string));
+      const parsed = JSON.parse(body as string) as unknown;
+      if (typeof parsed === 'object' && parsed !== null) rawBodies.set(parsed, body as string);
+      done(null, parsed);
     } catch {
       done(null, NOT_JSON);
     }
@@ -126,7 +130,7 @@ export function createWebhookServer(o: WebhookServerOptions): WebhookServer {
       return reply.code(400).send({ ok: false, error: `body is not a Telegram Update: ${problem}` });
     }
     s.requests++;
-    const result = await o.target.deliver(botId, req.body as Update);
+    const result = await o.target.deliver(botId, req.body as Update, rawBodies.get(req.body as object) ?? JSON.stringify(req.body));
     switch (result) {
       case 'journaled': s.accepted++; return reply.code(200).send({ ok: true });
       case 'duplicate': s.duplicates++; return reply.code(200).send({ ok: true });

@@ -1,7 +1,11 @@
 /**
- * The master's side of the journal's writer thread ({@link ./journal-thread.ts}): ops
- * queued during one event-loop turn are posted as one batch, so they commit in one
- * transaction, and each `write` resolves when its batch is committed.
+ * The master's side of the journal's writer thread ({@link ./journal-thread.ts}).
+ * Group commit: one batch is in the thread at a time, and whatever is queued while
+ * it commits goes as the next batch, in one transaction (under load batches grow,
+ * idle a write waits for one commit). Each `write` resolves when its batch is
+ * committed. Writes marked `lazy` (acks: losing one only repeats an update) do not
+ * start a batch themselves: they ride with the next one, at most
+ * {@link LAZY_FLUSH_MS} later.
  */
 import { Worker } from 'node:worker_threads';
 import { ErrorCodes, fail } from '../../common/errors.js';
@@ -9,13 +13,20 @@ import type { JournalOps, JournalSync } from './journal-store.js';
 
 /** Queue of changes to `journal.db`. */
 export interface JournalWriter {
-  /** Queue ops for this turn's batch. @returns resolves once committed; rejects (BF_ERR_JOURNAL) when the batch failed */
-  write(ops: Partial<JournalOps>): Promise<void>;
+  /**
+   * Queue ops for the next batch; `lazy`: do not start a batch for them (they go
+   * with the next one, within {@link LAZY_FLUSH_MS}).
+   * @returns resolves once committed; rejects (BF_ERR_JOURNAL) when the batch failed
+   */
+  write(ops: Partial<JournalOps>, lazy?: boolean): Promise<void>;
   /** Commit what is queued and end the thread. */
   close(): Promise<void>;
 }
 
 type Waiter = { resolve: () => void; reject: (e: Error) => void };
+
+/** Longest a lazy write (an ack) waits for a batch to ride with, ms. */
+export const LAZY_FLUSH_MS = 50;
 
 /** Start the writer thread on `file`. @returns once the thread has opened the file; @throws BF_ERR_JOURNAL when it cannot */
 export async function startJournalWriter(file: string, sync: JournalSync): Promise<JournalWriter> {
@@ -25,6 +36,13 @@ export async function startJournalWriter(file: string, sync: JournalSync): Promi
   let waiters: Waiter[] = [];
   const inFlight = new Map<number, Waiter[]>();
   let scheduled: NodeJS.Immediate | null = null;
+  let lazyTimer: NodeJS.Timeout | null = null;
+  /** A batch is in the thread: the next one waits for its answer. */
+  let busy = false;
+  /** Something not lazy is queued. */
+  let urgent = false;
+  /** A lazy write has waited its LAZY_FLUSH_MS. */
+  let lazyDue = false;
   let dead: Error | null = null;
   const failAll = (e: Error) => {
     for (const ws of inFlight.values()) for (const w of ws) w.reject(e);
@@ -37,8 +55,10 @@ export async function startJournalWriter(file: string, sync: JournalSync): Promi
   worker.on('message', (m: { seq: number; error?: string }) => {
     const ws = inFlight.get(m.seq) ?? [];
     inFlight.delete(m.seq);
+    busy = false;
     const e = m.error === undefined ? null : fail(ErrorCodes.JOURNAL, `journal write failed: ${m.error}`);
     for (const w of ws) (e ? w.reject(e) : w.resolve());
+    if (urgent || lazyDue) flush();
   });
   worker.on('error', (e) => {
     dead = fail(ErrorCodes.JOURNAL, `journal writer thread failed: ${e.message.split('\n')[0]}`, e);
@@ -49,25 +69,41 @@ export async function startJournalWriter(file: string, sync: JournalSync): Promi
     failAll(dead);
   });
   const flush = () => {
+    if (scheduled) clearImmediate(scheduled);
     scheduled = null;
-    if (waiters.length === 0) return;
+    if (waiters.length === 0 || busy || dead) return;
+    if (lazyTimer) clearTimeout(lazyTimer);
+    lazyTimer = null;
+    busy = true;
+    urgent = false;
+    lazyDue = false;
     inFlight.set(++seq, waiters);
     worker.postMessage({ seq, ops });
     ops = { insert: [], ack: [], deaths: [] };
     waiters = [];
   };
   return {
-    write(o) {
+    write(o, lazy = false) {
       if (dead) return Promise.reject(dead);
       if (o.insert) for (const r of o.insert) ops.insert.push(r);
       if (o.ack) for (const r of o.ack) ops.ack.push(r);
       if (o.deaths) for (const r of o.deaths) ops.deaths.push(r);
       if (o.expire) ops.expire = o.expire;
-      scheduled ??= setImmediate(flush);
+      if (!lazy) {
+        urgent = true;
+        if (!busy) scheduled ??= setImmediate(flush);
+      } else lazyTimer ??= setTimeout(() => {
+        lazyTimer = null;
+        lazyDue = true;
+        flush();
+      }, LAZY_FLUSH_MS);
       return new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
     },
     async close() {
-      if (scheduled) clearImmediate(scheduled);
+      if (lazyTimer) clearTimeout(lazyTimer);
+      lazyTimer = null;
+      // The batch in the thread, then what is queued.
+      while (busy && !dead) await new Promise((r) => setImmediate(r));
       flush();
       if (dead) return;
       // The thread answers batches in order, so every earlier batch is answered before it exits.

@@ -26,6 +26,8 @@ export type IntakeResult = 'journaled' | 'duplicate' | 'full' | 'failed';
 
 /** Bytes of pending updates one bot may hold in the master's memory (beyond: `full`). */
 export const MAX_PENDING_BYTES_PER_BOT = 64 * 1024 * 1024;
+/** Acks whose commit-to-ack time is kept for {@link Journal.deliveryLatency}. */
+export const LATENCY_SAMPLES = 8192;
 /** Acked ids remembered per bot for dedup (the oldest are forgotten first). */
 export const MAX_ACKED_PER_BOT = 10_000;
 
@@ -37,8 +39,12 @@ export interface JournalStats {
 
 /** The journal as the rest of the master uses it. */
 export interface Journal {
-  /** Intake of one valid update (the webhook server's edge checks are done). `replay` (from `dlq replay`) bypasses dedup. */
-  accept(botId: string, update: Update, replay?: boolean): Promise<IntakeResult>;
+  /**
+   * Intake of one valid update (the webhook server's edge checks are done). `replay`
+   * (from `dlq replay`) bypasses dedup; `raw` is the update's JSON as received (else
+   * it is serialized here).
+   */
+  accept(botId: string, update: Update, replay?: boolean, raw?: string): Promise<IntakeResult>;
   /** The bot's worker is running: deliver to it. */
   attach(botId: string, sink: UpdateSink): void;
   /** Stop sending to the bot's worker (it drains); what is in flight may still be acked. */
@@ -51,6 +57,11 @@ export interface Journal {
   ackedIds(botId: string): number[];
   stats(botId: string): JournalStats;
   allStats(): Record<string, JournalStats>;
+  /**
+   * Time from commit (Telegram's 200) to the worker's ack, over the last
+   * {@link LATENCY_SAMPLES} acks of the fleet, in ms; null values before any ack.
+   */
+  deliveryLatency(): { samples: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
   /** Drop expired entries (pending past 24 h, acked ids past the dedup window). */
   expire(): void;
   close(): Promise<void>;
@@ -69,7 +80,7 @@ export interface JournalOptions {
   logger: Logger;
 }
 
-interface Entry { update: Update; bytes: number; receivedAt: number; deaths: number; replay: boolean; committing: Promise<boolean> | null }
+interface Entry { update: Update; bytes: number; receivedAt: number; committedAt: number; deaths: number; replay: boolean; committing: Promise<boolean> | null }
 
 interface BotJournal {
   id: string;
@@ -91,6 +102,8 @@ interface BotJournal {
 export function createJournal(o: JournalOptions): Journal {
   const bots = new Map<string, BotJournal>();
   let writeErrors = 0;
+  const latency = new Float64Array(LATENCY_SAMPLES);
+  let latencyCount = 0;
   const bot = (id: string): BotJournal => {
     let b = bots.get(id);
     if (!b) {
@@ -112,7 +125,7 @@ export function createJournal(o: JournalOptions): Journal {
       continue;
     }
     const b = bot(r.bot);
-    b.pending.set(r.update_id, { update, bytes: r.payload.length, receivedAt: r.received_at, deaths: r.deaths, replay: r.replay === 1, committing: null });
+    b.pending.set(r.update_id, { update, bytes: r.payload.length, receivedAt: r.received_at, committedAt: r.received_at, deaths: r.deaths, replay: r.replay === 1, committing: null });
     b.pendingBytes += r.payload.length;
     b.queue.push(r.update_id);
   }
@@ -182,7 +195,7 @@ export function createJournal(o: JournalOptions): Journal {
   };
 
   return {
-    accept(botId, update, replay = false) {
+    accept(botId, update, replay = false, raw) {
       const b = bot(botId);
       const id = update.update_id;
       b.c.received++;
@@ -200,18 +213,19 @@ export function createJournal(o: JournalOptions): Journal {
           return Promise.resolve('duplicate');
         }
       }
-      const payload = JSON.stringify(update);
+      const payload = raw ?? JSON.stringify(update);
       if (b.pending.size >= o.maxPending || b.pendingBytes + payload.length > MAX_PENDING_BYTES_PER_BOT) {
         b.c.refused++;
         return Promise.resolve('full');
       }
-      const e: Entry = { update, bytes: payload.length, receivedAt: now, deaths: 0, replay, committing: null };
+      const e: Entry = { update, bytes: payload.length, receivedAt: now, committedAt: now, deaths: 0, replay, committing: null };
       b.pending.set(id, e);
       b.pendingBytes += e.bytes;
       b.queue.push(id);
       if (replay) b.acked.delete(id);
       e.committing = o.writer.write({ insert: [[botId, id, payload, now, replay ? 1 : 0]] }).then(() => {
         e.committing = null;
+        e.committedAt = o.now();
         b.c.journaled++;
         schedulePump(b);
         return true;
@@ -255,6 +269,7 @@ export function createJournal(o: JournalOptions): Journal {
         if (e) {
           if (e.committing) continue; // not ours to settle yet: the worker cannot have it
           remove(b, id, e);
+          latency[latencyCount++ % LATENCY_SAMPLES] = at - e.committedAt;
           if (ok) b.c.delivered++;
           else b.c.failed++;
         }
@@ -262,7 +277,8 @@ export function createJournal(o: JournalOptions): Journal {
         remember(b, id, at);
         ops.push([botId, id, at]);
       }
-      if (ops.length > 0) o.writer.write({ ack: ops }).catch(logWriteError);
+      // Lazy: an ack lost with the master only repeats its update; it rides with the next intake commit.
+      if (ops.length > 0) o.writer.write({ ack: ops }, true).catch(logWriteError);
       schedulePump(b);
     },
     ackedIds(botId) {
@@ -272,6 +288,12 @@ export function createJournal(o: JournalOptions): Journal {
       return [...b.acked].filter(([, at]) => at >= since).map(([id]) => id);
     },
     stats: (botId) => stats(bot(botId)),
+    deliveryLatency() {
+      const n = Math.min(latencyCount, LATENCY_SAMPLES);
+      if (n === 0) return { samples: 0, p50Ms: null, p99Ms: null, maxMs: null };
+      const xs = latency.slice(0, n).sort();
+      return { samples: n, p50Ms: xs[Math.floor(n * 0.5)]!, p99Ms: xs[Math.min(n - 1, Math.floor(n * 0.99))]!, maxMs: xs[n - 1]! };
+    },
     allStats: () => Object.fromEntries([...bots.values()].map((b) => [b.id, stats(b)])),
     expire() {
       const now = o.now();

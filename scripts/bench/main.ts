@@ -14,7 +14,7 @@ import { fleetMeasures, workerStart } from './fleet-measures.js';
 import { faultMeasures } from './fault-measures.js';
 import { pm2Measures } from './pm2-measures.js';
 import { cleanupAll } from './harness.js';
-import { webhookMeasures } from './webhook-measures.js';
+import { restartWaitMeasures, webhookMeasures } from './webhook-measures.js';
 import { renderTable, type Row } from './stats.js';
 
 const args = process.argv.slice(2);
@@ -55,6 +55,9 @@ await group('webhook', async () => {
   const r = quick ? await webhookMeasures(2, 4, false) : await webhookMeasures(3, 15, true);
   rows.push(...r.rows);
   raw.webhook = r.raw;
+  const w = await restartWaitMeasures(quick ? 3 : 8);
+  rows.push(...w.rows);
+  raw.restartWait = w.raw;
 });
 await group('faults', async () => {
   const r = await faultMeasures(quick ? 2 : 4);
