@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { ErrorCodes, fail } from '../common/errors.js';
 import { SETTINGS, type Config, type SettingDef } from './settings.js';
+import { sourceAllowlist } from '../webhook-server/sources.js';
 
 export type { Config } from './settings.js';
 
@@ -88,6 +89,14 @@ function crossCheck(c: Config): string[] {
   }
   if (c.restartCooldownMs < c.restartBackoffMs) {
     problems.push(`RESTART_COOLDOWN_MS (${c.restartCooldownMs}) must be at least RESTART_BACKOFF_MS (${c.restartBackoffMs})`);
+  }
+  for (const [env, value] of [['WEBHOOK_ALLOWED_SOURCES', c.webhookAllowedSources], ['WEBHOOK_TRUST_PROXY', c.webhookTrustProxy]] as const) {
+    if (value === undefined) continue;
+    try {
+      sourceAllowlist(value.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+    } catch (err) {
+      problems.push(`${env}: ${(err as Error).message}`);
+    }
   }
   if ((c.webhookSslCert === undefined) !== (c.webhookSslKey === undefined)) {
     problems.push('WEBHOOK_SSL_CERT and WEBHOOK_SSL_KEY must be set together');

@@ -52,6 +52,9 @@ test('flags win over env; every bad value is one line naming its source', () => 
   });
   assert.throws(() => loadConfig({ statusPort: '70000' }, {}), /--status-port must be between 0 and 65535/);
   assert.throws(() => loadConfig({}, { HEARTBEAT_INTERVAL_MS: '5000', HEARTBEAT_TIMEOUT_MS: '4000' }), /HEARTBEAT_TIMEOUT_MS \(4000\) must be greater/);
+  assert.throws(() => loadConfig({}, { WEBHOOK_ALLOWED_SOURCES: 'telegram, 10.0.0.0/40' }), /WEBHOOK_ALLOWED_SOURCES: not an address or CIDR range: "10.0.0.0\/40"$/m);
+  assert.equal(loadConfig({}, { WEBHOOK_ALLOWED_SOURCES: 'telegram,10.0.0.0/8', JOURNAL_SYNC: 'normal' }).journalSync, 'normal');
+  assert.throws(() => loadConfig({}, { JOURNAL_SYNC: 'sometimes' }), /JOURNAL_SYNC must be one of full, normal/);
 });
 
 test('tokens: AES-256-GCM round trip, tamper and wrong key detected, masking', () => {

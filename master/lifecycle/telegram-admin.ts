@@ -39,10 +39,10 @@ const ADMIN_RETRY_MAX_MS = 3000;
 /** Longest `retry_after` honoured in a start; a longer flood wait fails the start (it is retried with backoff). */
 const MAX_RETRY_AFTER_MS = 30_000;
 
-async function admin(r: DeliveryRequest, method: string, params: object): Promise<void> {
-  await pRetry(async () => {
+async function admin<T = unknown>(r: DeliveryRequest, method: string, params: object): Promise<T> {
+  return pRetry(async () => {
     try {
-      await callBotApi(r.apiRoot, r.token, method, params, { timeoutMs: ADMIN_TIMEOUT_MS });
+      return await callBotApi<T>(r.apiRoot, r.token, method, params, { timeoutMs: ADMIN_TIMEOUT_MS });
     } catch (err) {
       if (!(err instanceof BotApiError) || !err.transient) throw new AbortError(err instanceof Error ? err : String(err));
       const waitMs = (err.retryAfterSec ?? 0) * 1000;
@@ -70,7 +70,7 @@ const webhookParams = (r: DeliveryRequest) => ({
  */
 export async function checkWebhook(r: DeliveryRequest): Promise<string | null> {
   const want = webhookParams(r);
-  const info = await callBotApi<{ url?: unknown; max_connections?: unknown }>(r.apiRoot, r.token, 'getWebhookInfo', {}, { timeoutMs: ADMIN_TIMEOUT_MS });
+  const info = await admin<{ url?: unknown; max_connections?: unknown }>(r, 'getWebhookInfo', {});
   const drift: string[] = [];
   if (info.url !== want.url) drift.push(`url ${JSON.stringify(String(info.url ?? '')).slice(0, 200)}`);
   if (info.max_connections !== undefined && info.max_connections !== want.max_connections) drift.push(`max_connections ${String(info.max_connections).slice(0, 20)}`);
