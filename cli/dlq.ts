@@ -36,6 +36,12 @@ export function registerDlqCommands(program: Command, home: () => string | undef
       console.log(`replayed ${res.replayed}${res.kept.length ? `; kept ${res.kept.map((k) => `${k.id} (${k.result})`).join(', ')}` : ''}`);
       if (res.kept.length > 0) process.exitCode = 1;
     });
+  dlq.command('take').description("move a stopped (disabled or removed) bot's journaled, undelivered webhook updates into the dead-letter queue")
+    .requiredOption('--bot <botId>', 'the bot')
+    .action(async (o: { bot: string }) => {
+      const res = (await controlRequest(homePaths(loadConfig(home() ? { home: home() } : {}).home).socket, { cmd: 'dlq-take', botId: o.bot })) as { taken: number };
+      console.log(`moved ${res.taken} to the dead-letter queue`);
+    });
   dlq.command('rm [id]').description('forget dead letters').option('--bot <botId>', "every dead letter of this bot")
     .action((id: string | undefined, o: { bot?: string }) => {
       const n = withRegistry(home(), (r) => r.deadLetters.remove(selection(id, o.bot, 'rm')));

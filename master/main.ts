@@ -11,7 +11,7 @@ import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { createLogger } from '../common/logger.js';
 import { VERSION } from '../common/version.js';
-import { errorMessage } from '../common/errors.js';
+import { ErrorCodes, errorMessage, fail } from '../common/errors.js';
 import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey, loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
 import { createWebhookServer } from '../webhook-server/server.js';
@@ -212,6 +212,13 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
           deadLetters: registry.deadLetters, logger,
           replay: (botId, u) => (supervisor.status().some((w) => w.botId === botId) ? journal.accept(botId, u, true) : Promise.resolve('unknown-bot')),
         }, req);
+      case 'dlq-take': {
+        const w = supervisor.status().find((x) => x.botId === req.botId);
+        if (w && w.state === 'running') throw fail(ErrorCodes.BAD_INPUT, `bot "${req.botId}" is running: its journal is being delivered (disable it first)`);
+        const taken = journal.take(String(req.botId));
+        logger.info({ botId: req.botId, taken }, 'journaled updates moved to the dead-letter queue by an operator');
+        return { taken };
+      }
     }
   });
   reload();

@@ -147,4 +147,23 @@ describe('journal (real file, real writer thread)', () => {
       await j.close();
     });
   });
+
+  test('dlq take: a stopped bot\'s pending updates move to the dead-letter queue, remembered as handled', async () => {
+    await withJournal({}, async (open, dead) => {
+      const j = await open();
+      for (const id of [30, 31]) await j.accept('gone', upd(id));
+      assert.equal(j.take('gone'), 2);
+      assert.deepEqual(dead.map(([bot, id]) => [bot, id]), [['gone', 30], ['gone', 31]]);
+      assert.equal(j.stats('gone').pending, 0);
+      assert.equal(await j.accept('gone', upd(30)), 'duplicate', 'not journaled again on Telegram\'s redelivery');
+      assert.equal(j.take('nobody'), 0);
+      await j.close();
+      const j2 = await open();
+      const w = sink();
+      j2.attach('gone', w);
+      await tick();
+      assert.deepEqual(w.ids(), [], 'gone from the file too');
+      await j2.close();
+    });
+  });
 });

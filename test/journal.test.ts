@@ -185,4 +185,29 @@ describe('journal', () => {
       assert.match(metrics, /botfleet_journal_journaled_total\{bot="hook"\} [1-9]/);
     });
   });
+
+  test('a disabled bot keeps its journaled updates; `dlq take` moves them to the dead-letter queue, refused while it runs', async () => {
+    await withFleet({ WORKER_TIMEOUT_MS: '1500', HEARTBEAT_TIMEOUT_MS: '60000' }, { webhook: true }, async (fleet) => {
+      await fleet.addBot('hook', { mode: 'webhook' });
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['hook']);
+      const refused = await fleet.cli(['dlq', 'take', '--bot', 'hook']);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /is running/);
+      const tg = fleet.tg('hook');
+      process.kill(s.workers[0]!.pid!, 'SIGSTOP'); // nothing it is sent gets handled
+      for (let i = 0; i < 3; i++) fleet.emulator.userSends(tg, 6000, `d${i}`);
+      await waitFor(() => tg.webhookAnswers['200'] === 3, 10_000, 'the 3 updates journaled');
+      assert.equal((await fleet.cli(['bots', 'disable', 'hook'])).code, 0);
+      await fleet.waitWorker('hook', (w) => w.state === 'stopped', 15_000, 'the frozen worker killed at the drain deadline');
+      assert.equal(journalQuery(fleet.home, "SELECT count(*) AS n FROM pending WHERE bot = 'hook'")[0]!.n, 3, 'kept while disabled');
+      const took = await fleet.cli(['dlq', 'take', '--bot', 'hook']);
+      assert.equal(took.code, 0, took.stderr);
+      assert.match(took.stdout, /moved 3/);
+      const list = JSON.parse((await fleet.cli(['dlq', 'list', '--json'])).stdout) as Array<{ botId: string; reason: string }>;
+      assert.equal(list.filter((d) => d.botId === 'hook' && /dlq take/.test(d.reason)).length, 3);
+      await waitFor(() => journalQuery(fleet.home, "SELECT count(*) AS n FROM pending WHERE bot = 'hook'")[0]!.n === 0, 5000, 'the journal file empty for that bot');
+      assert.equal(tg.sent.length, 0, 'none was handled');
+    });
+  });
 });

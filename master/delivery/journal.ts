@@ -62,6 +62,12 @@ export interface Journal {
    * {@link LATENCY_SAMPLES} acks of the fleet, in ms; null values before any ack.
    */
   deliveryLatency(): { samples: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
+  /**
+   * `botfleet dlq take`: move a bot's pending updates (those not in flight) to the
+   * dead-letter queue, for a disabled or removed bot whose updates should not wait
+   * out the 24 h. @returns how many moved
+   */
+  take(botId: string): number;
   /** Drop expired entries (pending past 24 h, acked ids past the dedup window). */
   expire(): void;
   close(): Promise<void>;
@@ -286,6 +292,17 @@ export function createJournal(o: JournalOptions): Journal {
       if (!b) return [];
       const since = o.now() - o.dedupWindowMs;
       return [...b.acked].filter(([, at]) => at >= since).map(([id]) => id);
+    },
+    take(botId) {
+      const b = bots.get(botId);
+      if (!b) return 0;
+      let n = 0;
+      for (const [id, e] of [...b.pending]) {
+        if (b.inFlight.has(id) || e.committing) continue;
+        deadLetter(b, id, e, 'taken from the journal by an operator (dlq take)');
+        n++;
+      }
+      return n;
     },
     stats: (botId) => stats(bot(botId)),
     deliveryLatency() {
