@@ -38,6 +38,38 @@ async function killWorkerAfter(fleet: Fleet, id: string, after: number, seenPids
   return w.pid!;
 }
 
+/**
+ * Stream `perChat` updates into each of `chatCount` chats of bot `id` (its handler
+ * answers `ok: <text>`), SIGKILL its worker once `killAt[i]` replies have arrived,
+ * wait for a reply to every update, and check each chat got every update, in order
+ * (a redelivery repeats the update just handled, so consecutive repeats are merged).
+ * @returns how many updates were handled twice
+ */
+async function streamThroughKills(fleet: Fleet, id: string, chatCount: number, perChat: number, killAt: number[]): Promise<number> {
+  const tg = fleet.tg(id);
+  const chats = Array.from({ length: chatCount }, (_, i) => 1000 + i);
+  const expected = new Map(chats.map((c) => [c, [] as string[]]));
+  for (let n = 0; n < perChat; n++) {
+    for (const c of chats) {
+      fleet.emulator.userSends(tg, c, `m${n}`);
+      expected.get(c)!.push(`ok: m${n}`);
+    }
+  }
+  const seen = new Set<number>();
+  for (const after of killAt) await killWorkerAfter(fleet, id, after, seen);
+  await waitFor(() => [...repliesByChat(tg.sent, chats).values()].every((r) => r.collapsed.length >= perChat), 60_000, `a reply to each of the ${chatCount * perChat} updates`);
+  const byChat = repliesByChat(tg.sent, chats);
+  let duplicates = 0;
+  for (const c of chats) {
+    const r = byChat.get(c)!;
+    assert.deepEqual(r.collapsed, expected.get(c), `chat ${c}: every update, in order`);
+    duplicates += r.all.length - r.collapsed.length;
+  }
+  // A handler that replied and died before its ack was seen runs again (at least once): at most one per chat per kill.
+  assert.ok(duplicates <= killAt.length * chatCount, `${duplicates} handled twice`);
+  return duplicates;
+}
+
 describe('journal', () => {
   test('1000 updates over 20 chats, the worker SIGKILLed twice mid-stream: every POST 200, each handled, in order per chat', async (t) => {
     await withFleet({ RESTART_BACKOFF_MS: '50' }, { webhook: true }, async (fleet) => {
@@ -45,30 +77,10 @@ describe('journal', () => {
       await fleet.startMaster();
       await fleet.waitRunning(['hook']);
       const tg = fleet.tg('hook');
-      const chats = Array.from({ length: 20 }, (_, i) => 1000 + i);
-      const expected = new Map(chats.map((c) => [c, [] as string[]]));
-      for (let n = 0; n < 50; n++) {
-        for (const c of chats) {
-          fleet.emulator.userSends(tg, c, `m${n}`);
-          expected.get(c)!.push(`ok: m${n}`);
-        }
-      }
-      const seen = new Set<number>();
-      await killWorkerAfter(fleet, 'hook', 300, seen);
-      await killWorkerAfter(fleet, 'hook', 650, seen);
-      await waitFor(() => [...repliesByChat(tg.sent, chats).values()].every((r) => r.collapsed.length >= 50), 60_000, 'a reply to each of the 1000 updates');
+      const duplicates = await streamThroughKills(fleet, 'hook', 20, 50, [300, 650]);
       await fleet.waitWorker('hook', (w) => w.state === 'running', 10_000, 'the bot running again');
-      const byChat = repliesByChat(tg.sent, chats);
-      let duplicates = 0;
-      for (const c of chats) {
-        const r = byChat.get(c)!;
-        assert.deepEqual(r.collapsed, expected.get(c), `chat ${c}: every update once, in order`);
-        duplicates += r.all.length - r.collapsed.length;
-      }
       assert.deepEqual(Object.keys(tg.webhookAnswers), ['200'], `every webhook POST answered 200: ${JSON.stringify(tg.webhookAnswers)}`);
       assert.equal(tg.webhookAnswers['200'], 1000, 'no POST repeated: none was refused');
-      // A handler that replied and died before its ack was seen runs again (at least once): at most one per chat per kill.
-      assert.ok(duplicates <= 2 * chats.length, `${duplicates} handled twice`);
       t.diagnostic(`webhook: ${duplicates} of 1000 handled twice`);
       const w = (await fleet.worker('hook'))!;
       assert.ok(w.restarts >= 2, 'both kills restarted the worker');
@@ -118,27 +130,7 @@ describe('journal', () => {
       await fleet.startMaster();
       await fleet.waitRunning(['poller']);
       const tg = fleet.tg('poller');
-      const chats = Array.from({ length: 10 }, (_, i) => 3000 + i);
-      const expected = new Map(chats.map((c) => [c, [] as string[]]));
-      for (let n = 0; n < 30; n++) {
-        for (const c of chats) {
-          fleet.emulator.userSends(tg, c, `p${n}`);
-          expected.get(c)!.push(`ok: p${n}`);
-        }
-      }
-      const seen = new Set<number>();
-      await killWorkerAfter(fleet, 'poller', 100, seen);
-      await killWorkerAfter(fleet, 'poller', 200, seen);
-      await waitFor(() => [...repliesByChat(tg.sent, chats).values()].every((r) => r.collapsed.length >= 30), 60_000, 'a reply to each of the 300 updates');
-      const byChat = repliesByChat(tg.sent, chats);
-      let duplicates = 0;
-      for (const c of chats) {
-        const r = byChat.get(c)!;
-        assert.deepEqual(r.collapsed, expected.get(c), `chat ${c}: none lost, in order`);
-        duplicates += r.all.length - r.collapsed.length;
-      }
-      // Only a handler that had replied when its worker died runs twice: one per chat per kill at most.
-      assert.ok(duplicates <= 2 * chats.length, `${duplicates} handled twice`);
+      const duplicates = await streamThroughKills(fleet, 'poller', 10, 30, [100, 200]);
       t.diagnostic(`polling: ${duplicates} of 300 handled twice`);
       await waitFor(() => tg.pending.length === 0, 10_000, 'every update confirmed to Telegram');
     });
