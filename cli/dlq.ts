@@ -4,18 +4,18 @@
  * which hands each update to its bot's running worker and removes it once acked.
  */
 import type { Command } from 'commander';
-import { ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, loadConfig } from '../config/load.js';
 import { controlRequest } from '../master/surfaces/control-server.js';
 import { withRegistry } from './bots.js';
 import { table } from '../common/table.js';
+import { usage } from './usage.js';
 
 /** `<id>` or `--bot <botId>`, exactly one. @throws `BF_ERR_BAD_INPUT` */
 function selection(id: string | undefined, bot: string | undefined, verb: string): { id: number } | { botId: string } {
-  if ((id === undefined) === (bot === undefined)) throw fail(ErrorCodes.BAD_INPUT, `dlq ${verb} needs a dead letter id or --bot <botId> (one of them)`);
+  if ((id === undefined) === (bot === undefined)) throw usage(`dlq ${verb} needs a dead letter id or --bot <botId> (one of them)`);
   if (bot !== undefined) return { botId: bot };
   const n = Number(id);
-  if (!Number.isSafeInteger(n) || n <= 0) throw fail(ErrorCodes.BAD_INPUT, `dead letter id must be a positive whole number, got "${id}"`);
+  if (!Number.isSafeInteger(n) || n <= 0) throw usage(`dead letter id must be a positive whole number, got "${id}"`);
   return { id: n };
 }
 

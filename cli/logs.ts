@@ -12,7 +12,7 @@ function tail(file: string, n: number): string[] {
   try {
     const buf = Buffer.alloc(size - start);
     fs.readSync(fd, buf, 0, buf.length, start);
-    return buf.toString('utf8').split('\n').filter((l) => l !== '').slice(-n);
+    return n === 0 ? [] : buf.toString('utf8').split('\n').filter((l) => l !== '').slice(-n);
   } finally {
     fs.closeSync(fd);
   }

@@ -16,6 +16,7 @@ import { statusTable } from '../master/surfaces/status-table.js';
 import { daemonize, dryRun, stopMaster } from './lifecycle.js';
 import { showLogs } from './logs.js';
 import { VERSION } from '../common/version.js';
+import { usage, USAGE } from './usage.js';
 
 const program = new Command('botfleet')
   .description('a process supervisor for fleets of Telegram bots')
@@ -77,7 +78,9 @@ program.command('status').description('the fleet as a table').option('--json', '
 program.command('logs [botId]').description("the master's log, or a bot's").option('-f, --follow', 'keep printing new lines')
   .option('-n, --lines <n>', 'lines to show', '50').option('--raw', 'JSON lines as stored')
   .action(async (botId: string | undefined, o: { follow?: boolean; lines: string; raw?: boolean }) => {
-    await showLogs(homePaths(config().home).logs, botId, { lines: Number(o.lines) || 50, follow: o.follow === true, raw: o.raw === true });
+    const lines = Number(o.lines);
+    if (!/^\d+$/.test(o.lines) || !Number.isSafeInteger(lines)) throw usage(`-n/--lines must be a whole number >= 0, got "${o.lines}"`);
+    await showLogs(homePaths(config().home).logs, botId, { lines, follow: o.follow === true, raw: o.raw === true });
   });
 
 registerBotsCommands(program, home);
@@ -91,7 +94,10 @@ program.command('demo').description('the whole system offline: emulator, bots, u
 try {
   await program.parseAsync();
 } catch (err) {
-  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
+  if (err instanceof CommanderError) {
+    if (err.code === USAGE) console.error(`botfleet: ${err.message}`);
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
   const message = err instanceof BotfleetError || err instanceof Error ? err.message : String(err);
   for (const line of message.split('\n')) console.error(`botfleet: ${line}`);
   process.exit(1);

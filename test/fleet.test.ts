@@ -127,6 +127,15 @@ describe('a fleet of polling and webhook bots', () => {
     assert.ok(!pretty.stdout.trim().startsWith('{'), 'pretty, not JSON');
     const master = await fleet.cli(['logs', '--raw', '-n', '50']);
     assert.ok(master.stdout.split('\n').some((l) => l.includes('"role":"master"')));
+    const none = await fleet.cli(['logs', 'poller', '--raw', '-n', '0']);
+    assert.equal(none.code, 0, none.stderr);
+    assert.equal(none.stdout, '', '-n 0 prints no line');
+    const bad = await fleet.cli(['logs', '-n', 'lots']);
+    assert.equal(bad.code, 2, 'bad usage exits 2');
+    assert.match(bad.stderr, /^botfleet: -n\/--lines must be a whole number >= 0, got "lots"/);
+    const noArg = await fleet.cli(['dlq', 'replay']);
+    assert.equal(noArg.code, 2);
+    assert.match(noArg.stderr, /^botfleet: dlq replay needs a dead letter id or --bot/);
     const missing = await fleet.cli(['logs', 'nobody']);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /^botfleet: no log file .*worker_nobody\.log/);
