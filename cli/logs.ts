@@ -34,7 +34,7 @@ export async function showLogs(logsDir: string, botId: string | undefined, o: { 
     if (err.code === 'EPIPE') process.exit(0);
     throw err;
   });
-  const pretty = o.raw ? null : (await import('pino-pretty')).prettyFactory({ colorize: process.stdout.isTTY === true, translateTime: 'SYS:standard', ignore: 'hostname' });
+  const pretty = o.raw ? null : (await import('pino-pretty')).prettyFactory({ colorize: process.stdout.isTTY === true && !process.env.NO_COLOR, translateTime: 'SYS:standard', ignore: 'hostname' });
   const print = (l: string) => {
     try {
       process.stdout.write(pretty ? pretty(escapeFields(JSON.parse(l) as Record<string, unknown>)) : l + '\n');
