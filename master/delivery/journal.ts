@@ -19,6 +19,9 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../../common/errors.js';
 import { MAX_UPDATE_DEATHS, type UpdateSink } from './outbox.js';
 import { PENDING_RETENTION_MS, type PendingRow } from './journal-store.js';
+import { botStats, newBotJournal, nextToSend, rememberAck, removeEntry, type BotJournal, type Entry, type JournalStats } from './journal-index.js';
+
+export type { JournalStats } from './journal-index.js';
 import type { JournalWriter } from './journal-writer.js';
 
 /** What intake answers: `journaled` and `duplicate` are a 200, `full` and `failed` a 503 with Retry-After. */
@@ -28,14 +31,6 @@ export type IntakeResult = 'journaled' | 'duplicate' | 'full' | 'failed';
 export const MAX_PENDING_BYTES_PER_BOT = 64 * 1024 * 1024;
 /** Acks whose commit-to-ack time is kept for {@link Journal.deliveryLatency}. */
 export const LATENCY_SAMPLES = 8192;
-/** Acked ids remembered per bot for dedup (the oldest are forgotten first). */
-export const MAX_ACKED_PER_BOT = 10_000;
-
-/** Per-bot counters (since this master started) and the journal's depth now. Ages in ms. */
-export interface JournalStats {
-  received: number; journaled: number; duplicates: number; refused: number; delivered: number; failed: number; deadLettered: number; expired: number;
-  pending: number; inFlight: number; oldestPendingAgeMs: number | null;
-}
 
 /** The journal as the rest of the master uses it. */
 export interface Journal {
@@ -86,24 +81,6 @@ export interface JournalOptions {
   logger: Logger;
 }
 
-interface Entry { update: Update; bytes: number; receivedAt: number; committedAt: number; deaths: number; replay: boolean; committing: Promise<boolean> | null }
-
-interface BotJournal {
-  id: string;
-  /** Insertion order is update order: intake is in Telegram's order, the start-up load sorted. */
-  pending: Map<number, Entry>;
-  /** Ids not yet sent to the current worker, in order, from `head`. */
-  queue: number[];
-  head: number;
-  inFlight: Set<number>;
-  /** id -> acked at (wall ms), oldest first. */
-  acked: Map<number, number>;
-  sink: UpdateSink | null;
-  pendingBytes: number;
-  pumpQueued: boolean;
-  c: Omit<JournalStats, 'pending' | 'inFlight' | 'oldestPendingAgeMs'>;
-}
-
 /** Build the journal over its writer and what the file held. */
 export function createJournal(o: JournalOptions): Journal {
   const bots = new Map<string, BotJournal>();
@@ -112,13 +89,12 @@ export function createJournal(o: JournalOptions): Journal {
   let latencyCount = 0;
   const bot = (id: string): BotJournal => {
     let b = bots.get(id);
-    if (!b) {
-      b = { id, pending: new Map(), queue: [], head: 0, inFlight: new Set(), acked: new Map(), sink: null, pendingBytes: 0, pumpQueued: false,
-        c: { received: 0, journaled: 0, duplicates: 0, refused: 0, delivered: 0, failed: 0, deadLettered: 0, expired: 0 } };
-      bots.set(id, b);
-    }
+    if (!b) bots.set(id, (b = newBotJournal(id)));
     return b;
   };
+  const remove = removeEntry;
+  const remember = rememberAck;
+  const stats = (b: BotJournal) => botStats(b, o.now());
   const logWriteError = (err: unknown) => {
     if (writeErrors++ % 1000 === 0) o.logger.error({ err: errorMessage(err), count: writeErrors }, 'journal write failed');
   };
@@ -137,16 +113,6 @@ export function createJournal(o: JournalOptions): Journal {
   }
   for (const r of o.loaded.acked) bot(r.bot).acked.set(r.update_id, r.acked_at);
 
-  const remove = (b: BotJournal, id: number, e: Entry) => {
-    b.pending.delete(id);
-    b.pendingBytes -= e.bytes;
-  };
-  const remember = (b: BotJournal, id: number, at: number) => {
-    b.acked.delete(id);
-    b.acked.set(id, at);
-    if (b.acked.size > MAX_ACKED_PER_BOT) b.acked.delete(b.acked.keys().next().value as number);
-  };
-
   const schedulePump = (b: BotJournal) => {
     if (b.pumpQueued || !b.sink) return;
     b.pumpQueued = true;
@@ -159,24 +125,7 @@ export function createJournal(o: JournalOptions): Journal {
   function pump(b: BotJournal): void {
     const sink = b.sink;
     if (!sink) return;
-    const batch: Update[] = [];
-    const replays: Update[] = [];
-    while (b.inFlight.size < o.window && b.head < b.queue.length) {
-      const id = b.queue[b.head]!;
-      const e = b.pending.get(id);
-      if (!e || b.inFlight.has(id)) {
-        b.head++;
-        continue;
-      }
-      if (e.committing) break;
-      b.head++;
-      b.inFlight.add(id);
-      (e.replay ? replays : batch).push(e.update);
-    }
-    if (b.head > 1024 && b.head * 2 > b.queue.length) {
-      b.queue = b.queue.slice(b.head);
-      b.head = 0;
-    }
+    const { batch, replays } = nextToSend(b, o.window);
     try {
       if (batch.length > 0) sink.send({ v: 1, type: 'update', updates: batch });
       for (const u of replays) sink.send({ v: 1, type: 'update', updates: [u], replay: true });
@@ -193,11 +142,6 @@ export function createJournal(o: JournalOptions): Journal {
     o.writer.write({ ack: [[b.id, id, at]] }).catch(logWriteError);
     o.logger.warn({ botId: b.id, updateId: id }, `update dead-lettered: ${reason}`);
     o.onDeadLetter(b.id, id, e.update, reason);
-  };
-
-  const stats = (b: BotJournal): JournalStats => {
-    const first = b.pending.values().next().value as Entry | undefined;
-    return { ...b.c, pending: b.pending.size, inFlight: b.inFlight.size, oldestPendingAgeMs: first ? Math.max(0, o.now() - first.receivedAt) : null };
   };
 
   return {

@@ -1,0 +1,91 @@
+/**
+ * The journal's in-memory index of one bot, and the pure rules over it: no I/O,
+ * no timers, no clock of its own (callers pass `now`, wall-clock ms). What is
+ * pending (in update order), what goes out next within the in-flight window,
+ * the acked ids kept for dedup, and the counters. master/delivery/journal.ts
+ * drives it and writes each change to the file.
+ */
+import type { Update } from 'node-telegram-bot-api';
+import type { UpdateSink } from './outbox.js';
+
+/** Acked ids remembered per bot for dedup (the oldest are forgotten first). */
+export const MAX_ACKED_PER_BOT = 10_000;
+
+/** Per-bot counters (since this master started) and the journal's depth now. Ages in ms. */
+export interface JournalStats {
+  received: number; journaled: number; duplicates: number; refused: number; delivered: number; failed: number; deadLettered: number; expired: number;
+  pending: number; inFlight: number; oldestPendingAgeMs: number | null;
+}
+
+/** One pending update. Times are wall-clock ms; `committing` is set until its insert is committed. */
+export interface Entry { update: Update; bytes: number; receivedAt: number; committedAt: number; deaths: number; replay: boolean; committing: Promise<boolean> | null }
+
+/** One bot's index. */
+export interface BotJournal {
+  id: string;
+  /** Insertion order is update order: intake is in Telegram's order, the start-up load sorted. */
+  pending: Map<number, Entry>;
+  /** Ids not yet sent to the current worker, in order, from `head`. */
+  queue: number[];
+  head: number;
+  inFlight: Set<number>;
+  /** id -> acked at (wall ms), oldest first. */
+  acked: Map<number, number>;
+  sink: UpdateSink | null;
+  pendingBytes: number;
+  pumpQueued: boolean;
+  c: Omit<JournalStats, 'pending' | 'inFlight' | 'oldestPendingAgeMs'>;
+}
+
+/** An empty index for bot `id`. */
+export function newBotJournal(id: string): BotJournal {
+  return { id, pending: new Map(), queue: [], head: 0, inFlight: new Set(), acked: new Map(), sink: null, pendingBytes: 0, pumpQueued: false,
+    c: { received: 0, journaled: 0, duplicates: 0, refused: 0, delivered: 0, failed: 0, deadLettered: 0, expired: 0 } };
+}
+
+/** Forget pending entry `id` (acked, dead-lettered or expired). */
+export function removeEntry(b: BotJournal, id: number, e: Entry): void {
+  b.pending.delete(id);
+  b.pendingBytes -= e.bytes;
+}
+
+/** Remember `id` as acked at `at`, as the newest; past {@link MAX_ACKED_PER_BOT} the oldest is forgotten. */
+export function rememberAck(b: BotJournal, id: number, at: number): void {
+  b.acked.delete(id);
+  b.acked.set(id, at);
+  if (b.acked.size > MAX_ACKED_PER_BOT) b.acked.delete(b.acked.keys().next().value as number);
+}
+
+/**
+ * Take what goes to the worker next, in order, while fewer than `window` are in
+ * flight; stops at an entry not yet committed (order before speed). Marks them in flight.
+ * `replays` (from `dlq replay`) are sent one per message, flagged.
+ */
+export function nextToSend(b: BotJournal, window: number): { batch: Update[]; replays: Update[] } {
+  const batch: Update[] = [];
+  const replays: Update[] = [];
+  while (b.inFlight.size < window && b.head < b.queue.length) {
+    const id = b.queue[b.head]!;
+    const e = b.pending.get(id);
+    if (!e || b.inFlight.has(id)) {
+      b.head++;
+      continue;
+    }
+    if (e.committing) break;
+    b.head++;
+    b.inFlight.add(id);
+    (e.replay ? replays : batch).push(e.update);
+  }
+  if (b.head > 1024 && b.head * 2 > b.queue.length) {
+    b.queue = b.queue.slice(b.head);
+    b.head = 0;
+  }
+  return { batch, replays };
+}
+
+/** The bot's counters and depth at `now`. */
+export function botStats(b: BotJournal, now: number): JournalStats {
+  const first = b.pending.values().next().value as Entry | undefined;
+  return { ...b.c, pending: b.pending.size, inFlight: b.inFlight.size, oldestPendingAgeMs: first ? Math.max(0, now - first.receivedAt) : null };
+}
+
