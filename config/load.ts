@@ -81,6 +81,9 @@ export function loadConfig(flags: FlagValues = {}, env: NodeJS.ProcessEnv = proc
   return config;
 }
 
+/** A comma-separated setting (WEBHOOK_ALLOWED_SOURCES, WEBHOOK_TRUST_PROXY) as a list; empty when unset. */
+export const listSetting = (v: string | undefined): string[] => (v ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+
 /** Rules between settings, each a one-line problem. */
 function crossCheck(c: Config): string[] {
   const problems: string[] = [];
@@ -93,7 +96,7 @@ function crossCheck(c: Config): string[] {
   for (const [env, value] of [['WEBHOOK_ALLOWED_SOURCES', c.webhookAllowedSources], ['WEBHOOK_TRUST_PROXY', c.webhookTrustProxy]] as const) {
     if (value === undefined) continue;
     try {
-      sourceAllowlist(value.split(',').map((x) => x.trim()).filter((x) => x !== ''));
+      sourceAllowlist(listSetting(value));
     } catch (err) {
       problems.push(`${env}: ${(err as Error).message}`);
     }

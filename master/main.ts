@@ -12,7 +12,7 @@ import pino, { type Logger } from 'pino';
 import { createLogger } from '../common/logger.js';
 import { VERSION } from '../common/version.js';
 import { ErrorCodes, errorMessage, fail } from '../common/errors.js';
-import { homePaths, type Config } from '../config/load.js';
+import { homePaths, listSetting, type Config } from '../config/load.js';
 import { loadEncryptionKey, loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
 import { createWebhookServer } from '../webhook-server/server.js';
 import { startControlServer, tokenFileOf, type ControlRequest } from './surfaces/control-server.js';
@@ -31,9 +31,6 @@ import { createWorkerRecorder, endZombies } from './host/zombies.js';
 
 /** Errors of the host (not of our code) that the master survives wherever they surface. */
 const HOST_ERRORS = new Set(['EPIPE', 'ECONNRESET', 'ENOSPC', 'EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM', 'EDQUOT']);
-
-/** A comma-separated setting as a list (empty when unset). */
-const listSetting = (v: string | undefined) => (v ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
 
 /** Monotonic ms (this process) to wall-clock ms, and back: restart histories are kept in wall-clock time. */
 const toWall = (mono: number) => Date.now() - (performance.now() - mono);
@@ -207,11 +204,13 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
       case 'restart':
         logger.info({ botId: req.botId ?? null }, req.botId ? 'operator restart' : 'rolling restart requested');
         return supervisor.restart(req.botId);
-      case 'dlq-replay':
+      case 'dlq-replay': {
+        const configured = new Set(supervisor.status().map((w) => w.botId));
         return replayDeadLetters({
           deadLetters: registry.deadLetters, logger,
-          replay: (botId, u) => (supervisor.status().some((w) => w.botId === botId) ? journal.accept(botId, u, true) : Promise.resolve('unknown-bot')),
+          replay: (botId, u) => (configured.has(botId) ? journal.accept(botId, u, true) : Promise.resolve('unknown-bot')),
         }, req);
+      }
       case 'dlq-take': {
         const w = supervisor.status().find((x) => x.botId === req.botId);
         if (w && w.state === 'running') throw fail(ErrorCodes.BAD_INPUT, `bot "${req.botId}" is running: its journal is being delivered (disable it first)`);

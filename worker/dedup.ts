@@ -2,9 +2,11 @@
  * Dedup window: a pure record of recently seen `update_id`s per bot, so an update
  * Telegram (or the master) delivers twice is handled once. An id is remembered
  * for `windowMs`, at most `maxEntries` ids are kept (oldest dropped first, a tenth
- * of the bound at a time), and expired ids are swept at most every `sweepEveryMs`. No timers, no I/O: the
+ * of the bound at a time: common/bounded-map.ts), and expired ids are swept at most every `sweepEveryMs`. No timers, no I/O: the
  * caller passes `now` (ms, monotonic or wall, consistently).
  */
+import { trimOldest } from '../common/bounded-map.js';
+
 export interface DedupWindow {
   /** True if `updateId` was seen within the window (then it is a duplicate); records it otherwise. */
   seen(updateId: number, now: number): boolean;
@@ -16,7 +18,6 @@ export function createDedupWindow(windowMs: number, maxEntries = 10_000, sweepEv
   // A Map iterates in insertion order, so the first keys are the oldest.
   const seenAt = new Map<number, number>();
   let lastSweep = -Infinity;
-  const evictBatch = Math.max(1, Math.floor(maxEntries / 10));
   const sweep = (now: number) => {
     for (const [id, at] of seenAt) {
       if (now - at < windowMs) break;
@@ -33,16 +34,7 @@ export function createDedupWindow(windowMs: number, maxEntries = 10_000, sweepEv
         seenAt.delete(updateId); // re-inserted below as the newest
       }
       seenAt.set(updateId, now);
-      if (seenAt.size > maxEntries) {
-        // Oldest first, in one walk per batch: V8 leaves deleted Map slots in place until
-        // it rehashes, so taking keys().next() on every insert walked them all each time
-        // (measured: most of a worker's CPU per update once a busy bot passed the bound).
-        let drop = seenAt.size - maxEntries + evictBatch - 1;
-        for (const id of seenAt.keys()) {
-          if (drop-- <= 0) break;
-          seenAt.delete(id);
-        }
-      }
+      trimOldest(seenAt, maxEntries);
       return false;
     },
     size: () => seenAt.size,

@@ -210,8 +210,8 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     if (!replay && dedup.seen(update.update_id, Date.now())) {
       logger.debug({ updateId: update.update_id }, 'duplicate update dropped');
       if (cfg.mode === 'polling') return; // a refetch below the offset: nobody waits for an ack
-      // Still in its handler: the first one's ack answers for both (the master keys waiters by
-      // update_id). Acking now would tell the master it was handled before it was.
+      // Still in its handler: the first one's ack answers for both. Acking now would tell
+      // the master it was handled before it was.
       if (!handling.has(update.update_id)) acks.push({ updateId: update.update_id, ok: true });
       return;
     }

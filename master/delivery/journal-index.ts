@@ -7,6 +7,7 @@
  */
 import type { Update } from 'node-telegram-bot-api';
 import type { UpdateSink } from './outbox.js';
+import { trimOldest } from '../../common/bounded-map.js';
 
 /** Acked ids remembered per bot for dedup (the oldest are forgotten first). */
 export const MAX_ACKED_PER_BOT = 10_000;
@@ -49,11 +50,11 @@ export function removeEntry(b: BotJournal, id: number, e: Entry): void {
   b.pendingBytes -= e.bytes;
 }
 
-/** Remember `id` as acked at `at`, as the newest; past {@link MAX_ACKED_PER_BOT} the oldest is forgotten. */
+/** Remember `id` as acked at `at`, as the newest; past {@link MAX_ACKED_PER_BOT} the oldest tenth is forgotten. */
 export function rememberAck(b: BotJournal, id: number, at: number): void {
   b.acked.delete(id);
   b.acked.set(id, at);
-  if (b.acked.size > MAX_ACKED_PER_BOT) b.acked.delete(b.acked.keys().next().value as number);
+  trimOldest(b.acked, MAX_ACKED_PER_BOT);
 }
 
 /**

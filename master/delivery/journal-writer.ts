@@ -44,9 +44,17 @@ export async function startJournalWriter(file: string, sync: JournalSync): Promi
   /** A lazy write has waited its LAZY_FLUSH_MS. */
   let lazyDue = false;
   let dead: Error | null = null;
+  /** Resolves close() once the batch in the thread is answered. */
+  let onAnswer: (() => void) | null = null;
+  /** The thread is gone: every write, sent or still queued, fails (intake answers 503). */
   const failAll = (e: Error) => {
     for (const ws of inFlight.values()) for (const w of ws) w.reject(e);
     inFlight.clear();
+    for (const w of waiters) w.reject(e);
+    waiters = [];
+    ops = { insert: [], ack: [], deaths: [] };
+    busy = false;
+    onAnswer?.();
   };
   await new Promise<void>((resolve, reject) => {
     worker.once('message', () => resolve());
@@ -58,6 +66,7 @@ export async function startJournalWriter(file: string, sync: JournalSync): Promi
     busy = false;
     const e = m.error === undefined ? null : fail(ErrorCodes.JOURNAL, `journal write failed: ${m.error}`);
     for (const w of ws) (e ? w.reject(e) : w.resolve());
+    onAnswer?.();
     if (urgent || lazyDue) flush();
   });
   worker.on('error', (e) => {
@@ -103,7 +112,8 @@ export async function startJournalWriter(file: string, sync: JournalSync): Promi
       if (lazyTimer) clearTimeout(lazyTimer);
       lazyTimer = null;
       // The batch in the thread, then what is queued.
-      while (busy && !dead) await new Promise((r) => setImmediate(r));
+      if (busy) await new Promise<void>((r) => (onAnswer = r));
+      onAnswer = null;
       flush();
       if (dead) return;
       // The thread answers batches in order, so every earlier batch is answered before it exits.

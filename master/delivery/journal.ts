@@ -8,7 +8,8 @@
  * loaded and delivered again. Dedup is by (bot, `update_id`): an update already
  * pending, or acked within `dedupWindowMs` (kept durably), is answered 200 and not
  * handled again. Guarantee: at least once; twice only when a handler ran and its
- * ack was lost with the process. An update in flight through
+ * ack was lost with the worker, or with the master within the acks' lazy write
+ * ({@link LAZY_FLUSH_MS}). An update in flight through
  * {@link MAX_UPDATE_DEATHS} fault deaths leaves the journal for the dead-letter queue.
  *
  * The in-memory index here is the truth for decisions (dedup, bounds, order); the
@@ -20,9 +21,9 @@ import { errorMessage } from '../../common/errors.js';
 import { MAX_UPDATE_DEATHS, type UpdateSink } from './outbox.js';
 import { PENDING_RETENTION_MS, type PendingRow } from './journal-store.js';
 import { botStats, newBotJournal, nextToSend, rememberAck, removeEntry, type BotJournal, type Entry, type JournalStats } from './journal-index.js';
+import type { JournalWriter, LAZY_FLUSH_MS } from './journal-writer.js';
 
 export type { JournalStats } from './journal-index.js';
-import type { JournalWriter } from './journal-writer.js';
 
 /** What intake answers: `journaled` and `duplicate` are a 200, `full` and `failed` a 503 with Retry-After. */
 export type IntakeResult = 'journaled' | 'duplicate' | 'full' | 'failed';
@@ -92,8 +93,6 @@ export function createJournal(o: JournalOptions): Journal {
     if (!b) bots.set(id, (b = newBotJournal(id)));
     return b;
   };
-  const remove = removeEntry;
-  const remember = rememberAck;
   const stats = (b: BotJournal) => botStats(b, o.now());
   const logWriteError = (err: unknown) => {
     if (writeErrors++ % 1000 === 0) o.logger.error({ err: errorMessage(err), count: writeErrors }, 'journal write failed');
@@ -135,10 +134,10 @@ export function createJournal(o: JournalOptions): Journal {
   }
 
   const deadLetter = (b: BotJournal, id: number, e: Entry, reason: string) => {
-    remove(b, id, e);
+    removeEntry(b, id, e);
     b.c.deadLettered++;
     const at = o.now();
-    remember(b, id, at);
+    rememberAck(b, id, at);
     o.writer.write({ ack: [[b.id, id, at]] }).catch(logWriteError);
     o.logger.warn({ botId: b.id, updateId: id }, `update dead-lettered: ${reason}`);
     o.onDeadLetter(b.id, id, e.update, reason);
@@ -181,7 +180,7 @@ export function createJournal(o: JournalOptions): Journal {
         return true;
       }, (err: unknown) => {
         logWriteError(err);
-        if (b.pending.get(id) === e) remove(b, id, e);
+        if (b.pending.get(id) === e) removeEntry(b, id, e);
         return false;
       });
       return e.committing.then((ok) => (ok ? 'journaled' : 'failed'));
@@ -218,13 +217,13 @@ export function createJournal(o: JournalOptions): Journal {
         const e = b.pending.get(id);
         if (e) {
           if (e.committing) continue; // not ours to settle yet: the worker cannot have it
-          remove(b, id, e);
+          removeEntry(b, id, e);
           latency[latencyCount++ % LATENCY_SAMPLES] = at - e.committedAt;
           if (ok) b.c.delivered++;
           else b.c.failed++;
         }
         b.inFlight.delete(id);
-        remember(b, id, at);
+        rememberAck(b, id, at);
         ops.push([botId, id, at]);
       }
       // Lazy: an ack lost with the master only repeats its update; it rides with the next intake commit.
@@ -265,7 +264,7 @@ export function createJournal(o: JournalOptions): Journal {
         }
         for (const [id, e] of b.pending) {
           if (now - e.receivedAt < PENDING_RETENTION_MS || b.inFlight.has(id) || e.committing) continue;
-          remove(b, id, e);
+          removeEntry(b, id, e);
           b.c.expired++;
         }
       }

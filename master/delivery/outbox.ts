@@ -7,6 +7,7 @@
  * the journal (journal.ts). The lifecycle holds one {@link BotDelivery} per bot.
  */
 import type { Update } from 'node-telegram-bot-api';
+import { trimOldest } from '../../common/bounded-map.js';
 
 /** An update in flight through this many worker deaths is dead-lettered, not retried (poison update). */
 export const MAX_UPDATE_DEATHS = 2;
@@ -53,7 +54,7 @@ export function onAck(d: BotDelivery, updateId: number): void {
 export function onWorkerGone(d: BotDelivery, fault: boolean): void {
   if (fault) {
     for (const id of d.inFlight) d.deaths.set(id, (d.deaths.get(id) ?? 0) + 1);
-    while (d.deaths.size > MAX_DEATH_RECORDS) d.deaths.delete(d.deaths.keys().next().value as number);
+    trimOldest(d.deaths, MAX_DEATH_RECORDS);
   }
   d.inFlight.clear();
 }

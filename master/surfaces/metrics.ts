@@ -15,21 +15,29 @@ const STATES: readonly ChildState[] = ['pending', 'starting', 'running', 'draini
  * bot's dead-letter count (`botfleet_dead_letters`, 0 for configured bots with none);
  * `memoryCapBytes` is exported as `botfleet_worker_memory_cap_bytes`.
  */
-export function createMetrics(status: () => WorkerStatus[], deadLetters: () => Map<string, number> = () => new Map(), memoryCapBytes?: number,
-  journal: () => Record<string, JournalStats> = () => ({})): client.Registry {
+export function createMetrics(statusNow: () => WorkerStatus[], deadLetters: () => Map<string, number> = () => new Map(), memoryCapBytes?: number,
+  journalNow: () => Record<string, JournalStats> = () => ({})): client.Registry {
   const registry = new client.Registry();
+  // Every series of one scrape reads the same snapshot, taken once: the collects of a
+  // scrape run in one event-loop turn, and the snapshot is dropped at the next.
+  const status = perScrape(statusNow);
+  const journalRows = perScrape(() => Object.entries(journalNow()));
   client.collectDefaultMetrics({ register: registry, prefix: 'botfleet_master_' });
   // prom-client exports these three gauges with a `_total` suffix, which `promtool check metrics` rejects.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(`botfleet_master_${name}`);
-  /** One series per configured bot, filled from status() at scrape time; a counter when `counter`. */
-  const perBot = (name: string, help: string, value: (w: WorkerStatus) => number, counter = false) => {
+  /** One series per bot of `rows()` at scrape time; a counter when `counter`. */
+  const series = <T>(rows: () => Iterable<[string, T]>) => (name: string, help: string, value: (row: T) => number, counter = false) => {
     const fill = (put: (labels: { bot: string }, v: number) => void) => {
-      for (const w of status()) put({ bot: w.botId }, value(w));
+      for (const [bot, row] of rows()) put({ bot }, value(row));
     };
     return counter
       ? new client.Counter({ name, help, labelNames: ['bot'], registers: [registry], collect() { this.reset(); fill((l, v) => this.inc(l, v)); } })
       : new client.Gauge({ name, help, labelNames: ['bot'], registers: [registry], collect() { this.reset(); fill((l, v) => this.set(l, v)); } });
   };
+  /** Series per configured bot, from status. */
+  const perBot = series(perScrape(() => status().map((w): [string, WorkerStatus] => [w.botId, w])));
+  /** Series per bot with journal state (webhook bots, and polling bots' acked ids). */
+  const perJournal = series(journalRows);
   new client.Gauge({
     name: 'botfleet_worker_state', help: '1 for the state each bot is in, 0 for the others', labelNames: ['bot', 'state'], registers: [registry],
     collect() {
@@ -50,23 +58,14 @@ export function createMetrics(status: () => WorkerStatus[], deadLetters: () => M
     },
   });
   perBot('botfleet_webhook_drifts_total', 'times the bot\'s webhook registration was found changed (getWebhookInfo) and set again, since the master started', (w) => w.webhookDrifts, true);
-  /** Journal series per bot with journal state (webhook bots, and polling bots' acked ids). */
-  const perJournal = (name: string, help: string, value: (j: JournalStats) => number, counter: boolean) => {
-    const fill = (put: (labels: { bot: string }, v: number) => void) => {
-      for (const [bot, j] of Object.entries(journal())) put({ bot }, value(j));
-    };
-    return counter
-      ? new client.Counter({ name, help, labelNames: ['bot'], registers: [registry], collect() { this.reset(); fill((l, v) => this.inc(l, v)); } })
-      : new client.Gauge({ name, help, labelNames: ['bot'], registers: [registry], collect() { this.reset(); fill((l, v) => this.set(l, v)); } });
-  };
   perJournal('botfleet_journal_received_total', 'webhook updates that reached the journal since the master started', (j) => j.received, true);
   perJournal('botfleet_journal_journaled_total', 'updates committed to the journal (answered 200)', (j) => j.journaled, true);
   perJournal('botfleet_journal_duplicates_total', 'updates already pending or acked, answered 200 and not handled again', (j) => j.duplicates, true);
   perJournal('botfleet_journal_refused_total', 'updates refused with 503 (JOURNAL_MAX_PENDING)', (j) => j.refused, true);
   perJournal('botfleet_journal_delivered_total', 'journaled updates acked by a worker', (j) => j.delivered + j.failed, true);
   perJournal('botfleet_journal_dead_lettered_total', 'journaled updates moved to the dead-letter queue', (j) => j.deadLettered, true);
-  perJournal('botfleet_journal_pending', 'updates in the journal not yet acked', (j) => j.pending, false);
-  perJournal('botfleet_journal_oldest_pending_age_seconds', 'age of the oldest pending update (0 when none)', (j) => (j.oldestPendingAgeMs ?? 0) / 1000, false);
+  perJournal('botfleet_journal_pending', 'updates in the journal not yet acked', (j) => j.pending);
+  perJournal('botfleet_journal_oldest_pending_age_seconds', 'age of the oldest pending update (0 when none)', (j) => (j.oldestPendingAgeMs ?? 0) / 1000);
   perBot('botfleet_worker_cpu_percent', 'CPU of the bot\'s processes, percent of one core, at the last sample', (w) => w.cpuPercent ?? 0);
   perBot('botfleet_worker_heartbeat_age_seconds', 'seconds since the last heartbeat (0 without a live worker)', (w) => (w.lastHeartbeatAt && w.pid !== null ? Math.max(0, (Date.now() - Date.parse(w.lastHeartbeatAt)) / 1000) : 0));
   if (memoryCapBytes !== undefined) {
@@ -86,4 +85,15 @@ export function createMetrics(status: () => WorkerStatus[], deadLetters: () => M
     },
   });
   return registry;
+}
+
+/** `fn`'s value, computed at most once per event-loop turn. */
+function perScrape<T>(fn: () => T): () => T {
+  let cached: { v: T } | null = null;
+  return () => {
+    if (cached) return cached.v;
+    cached = { v: fn() };
+    setImmediate(() => (cached = null));
+    return cached.v;
+  };
 }
