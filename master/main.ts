@@ -5,49 +5,29 @@
  * restart, SIGHUP registry reload.
  */
 import fs from 'node:fs';
-import type { Update } from 'node-telegram-bot-api';
-import os from 'node:os';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { createLogger } from '../common/logger.js';
 import { VERSION } from '../common/version.js';
-import { ErrorCodes, errorMessage, fail } from '../common/errors.js';
-import { homePaths, listSetting, type Config } from '../config/load.js';
-import { loadEncryptionKey, loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
-import { createWebhookServer } from '../webhook-server/server.js';
-import { startControlServer, tokenFileOf, type ControlRequest } from './surfaces/control-server.js';
+import { errorMessage } from '../common/errors.js';
+import { homePaths, type Config } from '../config/load.js';
+import { loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
+import { startControlServer, tokenFileOf } from './surfaces/control-server.js';
 import { openLogFile, type LogFile } from './host/log-file.js';
 import { createMetrics } from './surfaces/metrics.js';
 import { removePidFile, writePidFile } from './host/pid-file.js';
 import { openHomeRegistry, type Registry } from './registry.js';
-import { replayDeadLetters } from './delivery/replay.js';
 import { openJournal } from './delivery/open-journal.js';
 import { acquireLock } from './host/lock.js';
 import { createIsolation } from './host/isolation.js';
 import { fleetStatus, createStatusServer } from './surfaces/status-server.js';
-import { createSupervisor, type RestoredHistory, type RollSummary, type Supervisor } from './lifecycle/supervisor.js';
-import { batchSchedulingAvailable, WORKER_ENTRY } from './lifecycle/child-process.js';
+import type { RollSummary, Supervisor } from './lifecycle/supervisor.js';
+import { controlCommands, deadLetterKeeper, openIngress, schedPolicyInForce, startPeriodic, superviseFleet } from './wiring.js';
+import { WORKER_ENTRY } from './lifecycle/child-process.js';
 import { createWorkerRecorder, endZombies } from './host/zombies.js';
 
 /** Errors of the host (not of our code) that the master survives wherever they surface. */
 const HOST_ERRORS = new Set(['EPIPE', 'ECONNRESET', 'ENOSPC', 'EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM', 'EDQUOT']);
-
-/** Monotonic ms (this process) to wall-clock ms, and back: restart histories are kept in wall-clock time. */
-const toWall = (mono: number) => Date.now() - (performance.now() - mono);
-const toMono = (wall: number) => performance.now() - (Date.now() - wall);
-
-/** Restart histories from the registry, on this process's clock. */
-function restoredHistories(registry: Registry, logger: Logger): Map<string, RestoredHistory> {
-  const out = new Map<string, RestoredHistory>();
-  try {
-    for (const [botId, h] of registry.loadHistories()) {
-      out.set(botId, { history: { restarts: h.restarts.map(toMono), consecutive: h.consecutive }, quarantinedUntil: h.quarantinedUntil === null ? null : toMono(h.quarantinedUntil), doNotRestart: h.doNotRestart });
-    }
-  } catch (err) {
-    logger.warn({ err: errorMessage(err) }, 'could not read restart histories');
-  }
-  return out;
-}
 
 export { VERSION };
 
@@ -102,26 +82,12 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   // Before any worker starts: end what a crashed master left behind.
   await endZombies(workersFile, WORKER_ENTRY, logger);
   const recordWorkers = createWorkerRecorder(workersFile);
-  // Probed once here, before any fork: without chrt (not Linux, or no util-linux) workers run under SCHED_OTHER.
-  const workerSchedPolicy = cfg.workerSchedPolicy === 'batch' && !batchSchedulingAvailable() ? 'other' : cfg.workerSchedPolicy;
-  if (workerSchedPolicy !== cfg.workerSchedPolicy) {
-    // Expected off Linux (SCHED_BATCH is a Linux policy); on Linux it means chrt is missing or not allowed.
-    if (process.platform === 'linux') logger.warn('WORKER_SCHED_POLICY=batch needs util-linux chrt, which cannot run here: workers run under the default policy');
-    else logger.info({ platform: process.platform }, 'SCHED_BATCH is Linux-only: workers run under the default policy');
-  }
+  const workerSchedPolicy = schedPolicyInForce(cfg, logger);
   const isolation = createIsolation({
     setting: cfg.workerIsolation, home: cfg.home, uidBase: cfg.workerUidBase, logger,
     uidSlot: (botId) => registry.uidSlot(botId), allSlots: () => registry.allUidSlots(),
   });
-  /** Keep a dead-lettered update in the registry's dead-letter queue. */
-  const keepDeadLetter = (botId: string, updateId: number, update: Update | null, reason: string) => {
-    try {
-      // A malformed polled update comes without its body (it may not serialize): kept by id, so it is listed.
-      registry.deadLetters.add(botId, update ?? ({ update_id: updateId } as Update), reason, Date.now());
-    } catch (err) {
-      logger.error({ botId, updateId, err: errorMessage(err) }, 'could not keep the dead letter');
-    }
-  };
+  const keepDeadLetter = deadLetterKeeper(registry, logger);
   const journal = await openJournal({
     file: p.journal, sync: cfg.journalSync, maxPending: cfg.journalMaxPending, window: cfg.deliveryWindow,
     dedupWindowMs: cfg.dedupWindowMs, logger, onDeadLetter: keepDeadLetter,
@@ -133,44 +99,10 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   });
   const leftovers = isolation.endLeftovers();
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
-  const supervisor = createSupervisor({
-    config: cfg, logger, cores: os.availableParallelism(), logsDir: p.logs, secretTokenFor,
-    isolationFor: (botId, spec) => isolation.forBot(botId, spec),
-    onWorkerExit(botId) {
-      const n = isolation.afterExit(botId);
-      if (n > 0) logger.warn({ botId, processes: n }, "ended processes left under the bot's uid");
-    },
-    histories: restoredHistories(registry, logger),
-    onHistory(botId, h, until, doNotRestart) {
-      try {
-        registry.saveHistory(botId, { restarts: h.restarts.map(toWall), consecutive: h.consecutive, quarantinedUntil: until === null ? null : toWall(until), doNotRestart });
-      } catch (err) {
-        logger.warn({ botId, err: errorMessage(err) }, 'could not keep the restart history');
-      }
-    },
-    onDeadLetter: keepDeadLetter,
-    journal,
-    onPids: (live) => {
-      try {
-        recordWorkers(live);
-      } catch (err) {
-        // Bookkeeping for zombie cleanup must never take the master down.
-        logger.warn({ err: errorMessage(err) }, 'could not record live workers');
-      }
-    },
-  });
+  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter });
 
-  const webhookWanted = cfg.mode === 'webhook' || cfg.webhookHost !== undefined;
   let draining = false;
-  const webhook = webhookWanted
-    ? createWebhookServer({
-      target: { isWebhookBot: (id) => supervisor.isWebhookBot(id), deliver: (id, u, raw) => (supervisor.isWebhookBot(id) ? journal.accept(id, u, false, raw) : Promise.resolve('unknown-bot')) },
-      secretTokenFor, draining: () => draining,
-      allowedSources: listSetting(cfg.webhookAllowedSources), trustProxy: listSetting(cfg.webhookTrustProxy),
-      ingress: { requestTimeoutMs: cfg.webhookRequestTimeoutMs, headersTimeoutMs: Math.ceil((cfg.webhookRequestTimeoutMs * 2) / 3), maxConnections: cfg.webhookMaxConnections },
-      ...(cfg.webhookSslCert && cfg.webhookSslKey ? { https: { cert: fs.readFileSync(cfg.webhookSslCert), key: fs.readFileSync(cfg.webhookSslKey) } } : {}),
-    })
-    : null;
+  const webhook = openIngress(cfg, supervisor, journal, secretTokenFor, () => draining);
   let webhookUp = false;
   const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: isolation.status });
   /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
@@ -197,51 +129,15 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     supervisor.reconcile(specs, invalid);
     return { bots: specs.length, invalid: invalid.length };
   };
-  const control = await startControlServer(p.socket, async (req: ControlRequest) => {
-    switch (req.cmd) {
-      case 'status': return status();
-      case 'reload': return reload();
-      case 'restart':
-        logger.info({ botId: req.botId ?? null }, req.botId ? 'operator restart' : 'rolling restart requested');
-        return supervisor.restart(req.botId);
-      case 'dlq-replay': {
-        const configured = new Set(supervisor.status().map((w) => w.botId));
-        return replayDeadLetters({
-          deadLetters: registry.deadLetters, logger,
-          replay: (botId, u) => (configured.has(botId) ? journal.accept(botId, u, true) : Promise.resolve('unknown-bot')),
-        }, req);
-      }
-      case 'dlq-take': {
-        const w = supervisor.status().find((x) => x.botId === req.botId);
-        if (w && w.state === 'running') throw fail(ErrorCodes.BAD_INPUT, `bot "${req.botId}" is running: its journal is being delivered (disable it first)`);
-        const taken = journal.take(String(req.botId));
-        logger.info({ botId: req.botId, taken }, 'journaled updates moved to the dead-letter queue by an operator');
-        return { taken };
-      }
-    }
-  });
+  const control = await startControlServer(p.socket, controlCommands({ supervisor, registry, journal, logger, status, reload }));
   reload();
-  const poll = setInterval(() => {
-    try {
-      if (registry.changedSinceLastCheck()) reload();
-    } catch (err) {
-      logger.error({ err: errorMessage(err) }, 'registry poll failed');
-    }
-  }, cfg.registryPollMs);
-  // Another tool may overwrite a bot's webhook; one check at a time, never overlapping.
-  let checkingWebhooks = false;
-  const webhookCheck = webhook ? setInterval(() => {
-    if (checkingWebhooks) return;
-    checkingWebhooks = true;
-    void supervisor.checkWebhooks().finally(() => (checkingWebhooks = false));
-  }, cfg.webhookCheckMs) : null;
+  const stopPeriodic = startPeriodic(cfg, registry, supervisor, logger, reload, webhook !== null);
   logger.info({ pid: process.pid, home: cfg.home, statusPort, webhookPort, capacity: supervisor.capacity(), workerSchedPolicy }, 'master started');
 
   let stopping: Promise<string[]> | null = null;
   const stop = () => (stopping ??= (async () => {
     logger.info('master stopping: intake off, draining workers');
-    clearInterval(poll);
-    if (webhookCheck) clearInterval(webhookCheck);
+    stopPeriodic();
     draining = true;
     const killed = await supervisor.stopAll();
     // Every in-flight webhook call has its answer now; keep-alive connections would

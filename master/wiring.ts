@@ -1,0 +1,177 @@
+/**
+ * The master's wiring, apart from its entry (main.ts): the supervisor joined to the
+ * registry, the isolation layer and the journal; the control socket's commands.
+ * Each function only joins parts; the behaviour lives in the wings.
+ */
+import os from 'node:os';
+import type { Update } from 'node-telegram-bot-api';
+import type { Logger } from 'pino';
+import { ErrorCodes, errorMessage, fail } from '../common/errors.js';
+import fs from 'node:fs';
+import { listSetting, type Config } from '../config/load.js';
+import { createWebhookServer, type WebhookServer } from '../webhook-server/server.js';
+import { batchSchedulingAvailable } from './lifecycle/child-process.js';
+import type { ControlHandler, ControlRequest } from './surfaces/control-server.js';
+import type { Registry } from './registry.js';
+import { replayDeadLetters } from './delivery/replay.js';
+import type { Journal } from './delivery/journal.js';
+import type { Isolation } from './host/isolation.js';
+import { createSupervisor, type RestoredHistory, type Supervisor } from './lifecycle/supervisor.js';
+
+/** Monotonic ms (this process) to wall-clock ms, and back: restart histories are kept in wall-clock time. */
+const toWall = (mono: number) => Date.now() - (performance.now() - mono);
+const toMono = (wall: number) => performance.now() - (Date.now() - wall);
+
+/** Restart histories from the registry, on this process's clock. */
+function restoredHistories(registry: Registry, logger: Logger): Map<string, RestoredHistory> {
+  const out = new Map<string, RestoredHistory>();
+  try {
+    for (const [botId, h] of registry.loadHistories()) {
+      out.set(botId, { history: { restarts: h.restarts.map(toMono), consecutive: h.consecutive }, quarantinedUntil: h.quarantinedUntil === null ? null : toMono(h.quarantinedUntil), doNotRestart: h.doNotRestart });
+    }
+  } catch (err) {
+    logger.warn({ err: errorMessage(err) }, 'could not read restart histories');
+  }
+  return out;
+}
+
+/** What the fleet's supervisor is joined to. */
+export interface FleetParts {
+  cfg: Config;
+  logsDir: string;
+  logger: Logger;
+  registry: Registry;
+  isolation: Isolation;
+  journal: Journal;
+  secretTokenFor(botId: string): string;
+  /** Writes run/workers.json (zombie cleanup after a master crash). @throws on a write error */
+  recordWorkers(live: Array<{ pid: number; botId: string }>): void;
+  keepDeadLetter(botId: string, updateId: number, update: Update | null, reason: string): void;
+}
+
+/** The supervisor of the fleet: per-bot isolation, restart histories kept in the registry, dead letters and journal. */
+export function superviseFleet(f: FleetParts): Supervisor {
+  const { cfg, logsDir, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
+  return createSupervisor({
+    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor,
+    isolationFor: (botId, spec) => isolation.forBot(botId, spec),
+    onWorkerExit(botId) {
+      const n = isolation.afterExit(botId);
+      if (n > 0) logger.warn({ botId, processes: n }, "ended processes left under the bot's uid");
+    },
+    histories: restoredHistories(registry, logger),
+    onHistory(botId, h, until, doNotRestart) {
+      try {
+        registry.saveHistory(botId, { restarts: h.restarts.map(toWall), consecutive: h.consecutive, quarantinedUntil: until === null ? null : toWall(until), doNotRestart });
+      } catch (err) {
+        logger.warn({ botId, err: errorMessage(err) }, 'could not keep the restart history');
+      }
+    },
+    onDeadLetter: keepDeadLetter,
+    journal,
+    onPids: (live) => {
+      try {
+        recordWorkers(live);
+      } catch (err) {
+        // Bookkeeping for zombie cleanup must never take the master down.
+        logger.warn({ err: errorMessage(err) }, 'could not record live workers');
+      }
+    },
+  });
+}
+
+/** What the control socket's commands reach. */
+export interface ControlParts {
+  supervisor: Supervisor;
+  registry: Registry;
+  journal: Journal;
+  logger: Logger;
+  status(): unknown;
+  reload(): { bots: number; invalid: number };
+}
+
+/** The control socket's commands (surfaces/control-server.ts answers with their result or error code). */
+export function controlCommands(c: ControlParts): ControlHandler {
+  const { supervisor, registry, journal, logger, status, reload } = c;
+  return async (req: ControlRequest) => {
+    switch (req.cmd) {
+      case 'status': return status();
+      case 'reload': return reload();
+      case 'restart':
+        logger.info({ botId: req.botId ?? null }, req.botId ? 'operator restart' : 'rolling restart requested');
+        return supervisor.restart(req.botId);
+      case 'dlq-replay': {
+        const configured = new Set(supervisor.status().map((w) => w.botId));
+        return replayDeadLetters({
+          deadLetters: registry.deadLetters, logger,
+          replay: (botId, u) => (configured.has(botId) ? journal.accept(botId, u, true) : Promise.resolve('unknown-bot')),
+        }, req);
+      }
+      case 'dlq-take': {
+        const w = supervisor.status().find((x) => x.botId === req.botId);
+        if (w && w.state === 'running') throw fail(ErrorCodes.BAD_INPUT, `bot "${req.botId}" is running: its journal is being delivered (disable it first)`);
+        const taken = journal.take(String(req.botId));
+        logger.info({ botId: req.botId, taken }, 'journaled updates moved to the dead-letter queue by an operator');
+        return { taken };
+      }
+    }
+  };
+}
+
+/** The scheduling policy workers get: SCHED_BATCH needs util-linux chrt, probed once here before any fork. */
+export function schedPolicyInForce(cfg: Config, logger: Logger): Config['workerSchedPolicy'] {
+  if (cfg.workerSchedPolicy !== 'batch' || batchSchedulingAvailable()) return cfg.workerSchedPolicy;
+  // Expected off Linux (SCHED_BATCH is a Linux policy); on Linux it means chrt is missing or not allowed.
+  if (process.platform === 'linux') logger.warn('WORKER_SCHED_POLICY=batch needs util-linux chrt, which cannot run here: workers run under the default policy');
+  else logger.info({ platform: process.platform }, 'SCHED_BATCH is Linux-only: workers run under the default policy');
+  return 'other';
+}
+
+/** Keeps a dead-lettered update in the registry's dead-letter queue; a failed write is logged, never thrown. */
+export function deadLetterKeeper(registry: Registry, logger: Logger): FleetParts['keepDeadLetter'] {
+  return (botId, updateId, update, reason) => {
+    try {
+      // A malformed polled update comes without its body (it may not serialize): kept by id, so it is listed.
+      registry.deadLetters.add(botId, update ?? ({ update_id: updateId } as Update), reason, Date.now());
+    } catch (err) {
+      logger.error({ botId, updateId, err: errorMessage(err) }, 'could not keep the dead letter');
+    }
+  };
+}
+
+/** The webhook server when any bot may use webhooks (MODE=webhook or WEBHOOK_HOST set), else null; updates go to the journal. */
+export function openIngress(cfg: Config, supervisor: Supervisor, journal: Journal, secretTokenFor: (botId: string) => string, draining: () => boolean): WebhookServer | null {
+  if (cfg.mode !== 'webhook' && cfg.webhookHost === undefined) return null;
+  return createWebhookServer({
+    target: { isWebhookBot: (id) => supervisor.isWebhookBot(id), deliver: (id, u, raw) => (supervisor.isWebhookBot(id) ? journal.accept(id, u, false, raw) : Promise.resolve('unknown-bot')) },
+    secretTokenFor, draining,
+    allowedSources: listSetting(cfg.webhookAllowedSources), trustProxy: listSetting(cfg.webhookTrustProxy),
+    ingress: { requestTimeoutMs: cfg.webhookRequestTimeoutMs, headersTimeoutMs: Math.ceil((cfg.webhookRequestTimeoutMs * 2) / 3), maxConnections: cfg.webhookMaxConnections },
+    ...(cfg.webhookSslCert && cfg.webhookSslKey ? { https: { cert: fs.readFileSync(cfg.webhookSslCert), key: fs.readFileSync(cfg.webhookSslKey) } } : {}),
+  });
+}
+
+/**
+ * The master's periodic work: the registry poll (REGISTRY_POLL_MS; reload on a change) and,
+ * with a webhook server, the registration check (WEBHOOK_CHECK_MS; one at a time, never
+ * overlapping: another tool may overwrite a bot's webhook). @returns stop
+ */
+export function startPeriodic(cfg: Config, registry: Registry, supervisor: Supervisor, logger: Logger, reload: () => unknown, webhooks: boolean): () => void {
+  const poll = setInterval(() => {
+    try {
+      if (registry.changedSinceLastCheck()) reload();
+    } catch (err) {
+      logger.error({ err: errorMessage(err) }, 'registry poll failed');
+    }
+  }, cfg.registryPollMs);
+  let checkingWebhooks = false;
+  const webhookCheck = webhooks ? setInterval(() => {
+    if (checkingWebhooks) return;
+    checkingWebhooks = true;
+    void supervisor.checkWebhooks().finally(() => (checkingWebhooks = false));
+  }, cfg.webhookCheckMs) : null;
+  return () => {
+    clearInterval(poll);
+    if (webhookCheck) clearInterval(webhookCheck);
+  };
+}
