@@ -8,7 +8,7 @@ import { errorMessage } from '../../common/errors.js';
 import { newChild, type Child } from './child.js';
 import type { BotSpec, InvalidBot } from './child-spec.js';
 import type { SupervisorCore } from './supervisor-core.js';
-import type { RestoredHistory } from './supervisor.js';
+import type { RestoredHistory } from './supervisor-deps.js';
 
 /** Apply one registry listing: `specs` (valid rows) and `invalid` (rows that did not parse, with why). */
 export function reconcileAll(core: SupervisorCore, specs: BotSpec[], invalid: InvalidBot[]): void {

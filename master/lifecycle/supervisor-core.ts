@@ -14,13 +14,12 @@ import type { BotSpec } from './child-spec.js';
 import type { ExitInfo, WorkerProcess } from './child-process.js';
 import type { Clock } from './clock.js';
 import { createForkPacer } from './fork-pacer.js';
-import { launchChild } from './launch.js';
 import { createLimiter } from './policy/limiter.js';
 import { emptyHistory, type RestartPolicy } from './policy/restart.js';
 import { stepExit, stepFault, type ExitContext, type ExitStep } from './step.js';
 import type { DeliveryRequest } from './telegram-admin.js';
 import { onWorkerGone } from '../delivery/outbox.js';
-import type { RestoredHistory, SupervisorDeps, TransitionEvent } from './supervisor.js';
+import type { RestoredHistory, SupervisorDeps, TransitionEvent } from './supervisor-deps.js';
 
 export const HOUR_MS = 3_600_000;
 /** Bot API calls (setWebhook/deleteWebhook) in flight at once while starting bots. */
@@ -56,7 +55,8 @@ export class SupervisorCore {
   private pidsTimer: ReturnType<Clock['setTimeout']> | null = null;
   private pidsWrittenAt = -Infinity;
 
-  constructor(readonly d: SupervisorDeps, readonly events: EventEmitter, clock: Clock) {
+  /** `launcher` brings a child up (launch.ts's launchChild, given by supervisor.ts so this module does not import it). */
+  constructor(readonly d: SupervisorDeps, readonly events: EventEmitter, clock: Clock, private readonly launcher: (c: Child, why: string) => Promise<void>) {
     this.cfg = d.config;
     this.logger = d.logger;
     this.clock = clock;
@@ -126,7 +126,7 @@ export class SupervisorCore {
 
   /** Prepare Telegram's side and fork `c`'s worker (launch.ts). Never throws. */
   launch(c: Child, why: string): Promise<void> {
-    return launchChild(this, c, why);
+    return this.launcher(c, why);
   }
 
   deliveryRequest(c: Child, spec: BotSpec, mode: DeliveryMode): DeliveryRequest {

@@ -1,0 +1,57 @@
+/**
+ * What the supervisor is given (its ports): configuration, logger, the fork and clock
+ * seams, isolation, the registry's keeping of histories and dead letters, and the
+ * delivery wing's journal. Types only, so every lifecycle module can name them.
+ */
+import type { Update } from 'node-telegram-bot-api';
+import type { Logger } from 'pino';
+import type { Config } from '../../config/load.js';
+import type { ChildState } from './child.js';
+import type { forkWorker, ForkIsolation } from './child-process.js';
+import type { BotSpec } from './child-spec.js';
+import type { Clock } from './clock.js';
+import type { RestartHistory } from './policy/restart.js';
+import type { UpdateSink } from '../delivery/outbox.js';
+
+/** What the supervisor needs from outside; `fork` and `now` are seams for tests. */
+export interface SupervisorDeps {
+  config: Config;
+  logger: Logger;
+  cores: number;
+  logsDir: string;
+  secretTokenFor(botId: string): string;
+  fork?: typeof forkWorker;
+  /** Monotonic clock (ms) for every deadline and restart window; default performance.now. */
+  now?: () => number;
+  /** The clock and timers of every deadline, backoff and check (default: the real ones); `now` wins for the time if both are given. */
+  clock?: Clock;
+  /** Per-bot isolation at the fork (uid, permission flags); none when absent. */
+  isolationFor?(botId: string, spec: BotSpec): ForkIsolation;
+  /** Called after a worker's exit (e.g. to end every process left under the bot's uid). */
+  onWorkerExit?(botId: string, pid: number): void;
+  /** Told of every worker pid forked and exited (for zombie cleanup after a master crash). */
+  onPids?(live: Array<{ pid: number; botId: string }>): void;
+  /** Told of each restart decision: the bot's restart history and quarantine end (monotonic ms), to keep them in the registry. */
+  onHistory?(botId: string, history: RestartHistory, quarantinedUntil: number | null, doNotRestart: boolean): void;
+  /** Restart histories kept from an earlier master (monotonic ms of this process), applied when each bot is first seen. */
+  histories?: Map<string, RestoredHistory>;
+  /** Told of every dead-lettered update (to keep it in the dead-letter queue); `update` is null when a worker did not send it. */
+  onDeadLetter?(botId: string, updateId: number, update: Update | null, reason: string): void;
+  /** The delivery wing's journal (webhook updates, durable dedup); none in tests that do not deliver. */
+  journal?: DeliveryPort;
+}
+
+/** What the supervisor tells the journal (see master/delivery/journal.ts). */
+export interface DeliveryPort {
+  attach(botId: string, sink: UpdateSink): void;
+  pause(botId: string): void;
+  workerGone(botId: string, fault: boolean): void;
+  acked(botId: string, acks: ReadonlyArray<{ updateId: number; ok: boolean }>): void;
+  ackedIds(botId: string): number[];
+}
+
+/** A restart history read back from the registry, on this process's monotonic clock. */
+export interface RestoredHistory { history: RestartHistory; quarantinedUntil: number | null; doNotRestart: boolean }
+
+/** Emitted on every state change. */
+export interface TransitionEvent { botId: string; from: ChildState; to: ChildState; reason: string | null }
