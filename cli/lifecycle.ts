@@ -49,9 +49,9 @@ export async function daemonize(cfg: Config, argv: string[]): Promise<number> {
   child.unref();
   for (const deadline = Date.now() + 15_000; Date.now() < deadline; await sleep(100)) {
     if (fs.existsSync(p.socket) && readLivePid(p.pidFile) === child.pid) return child.pid!;
-    if (child.exitCode !== null) break;
+    if (child.exitCode !== null) throw fail(ErrorCodes.IPC_CHILD_EXITED, `the master exited with code ${child.exitCode} before it came up; see ${p.logs}/master.out`);
   }
-  throw fail(ErrorCodes.NOT_RUNNING, `the master did not come up; see ${p.logs}/master.out`);
+  throw fail(ErrorCodes.NOT_RUNNING, `the master did not come up within 15 s; see ${p.logs}/master.out`);
 }
 
 /**

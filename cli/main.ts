@@ -99,6 +99,7 @@ try {
     process.exit(err.exitCode === 0 ? 0 : 2);
   }
   const message = err instanceof BotfleetError || err instanceof Error ? err.message : String(err);
-  for (const line of message.split('\n')) console.error(`botfleet: ${line}`);
+  // The catalog code ends the message, so a script can branch on it without parsing the text.
+  for (const line of (err instanceof BotfleetError ? `${message} (${err.code})` : message).split('\n')) console.error(`botfleet: ${line}`);
   process.exit(1);
 }

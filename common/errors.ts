@@ -24,6 +24,8 @@ export const ErrorCodes = {
   KEY_MISSING: 'BF_ERR_KEY_MISSING',
   ISOLATION: 'BF_ERR_ISOLATION',
   JOURNAL: 'BF_ERR_JOURNAL',
+  /** A worker gave up on an error of its own (its `error` message's `fatal` reason). */
+  WORKER_FATAL: 'BF_ERR_WORKER_FATAL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

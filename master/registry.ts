@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { ErrorCodes, fail } from '../common/errors.js';
+import { BotfleetError, ErrorCodes, errorMessage, fail } from '../common/errors.js';
 import { decryptToken, encryptToken, loadEncryptionKey, TOKEN_PATTERN } from '../config/secrets.js';
 import { DEAD_LETTERS_SCHEMA, openDeadLetters, type DeadLetterStore } from './delivery/dead-letters.js';
 
@@ -164,10 +164,17 @@ function checkFields(b: BotPatch): void {
  */
 export function openRegistry(dbPath: string, key: Buffer): Registry {
   fs.mkdirSync(path.dirname(dbPath), { recursive: true, mode: 0o700 });
-  const db = new Database(dbPath);
-  db.pragma('journal_mode = WAL');
-  db.pragma('busy_timeout = 5000');
-  migrate(db);
+  let db: Database.Database;
+  try {
+    db = new Database(dbPath);
+    db.pragma('journal_mode = WAL');
+    db.pragma('busy_timeout = 5000');
+    migrate(db);
+  } catch (err) {
+    if (err instanceof BotfleetError) throw err;
+    // Not a database, a newer schema, a read-only or full disk: one line naming the file, never the master's crash.
+    throw fail(ErrorCodes.REGISTRY, `cannot open the registry ${dbPath}: ${errorMessage(err)}`, err);
+  }
   let lastVersion = db.pragma('data_version', { simple: true }) as number;
 
   const getRow = db.prepare('SELECT * FROM bots WHERE id = ?');

@@ -31,6 +31,30 @@ describe('exit reasons', () => {
       assert.equal(q.lastExit?.reason, 'config');
       assert.equal(q.lastExit?.code, 78);
       assert.equal(q.quarantinedUntil, null, 'no retry time: an operator must act');
+      assert.equal(q.lastExit?.errorCode, undefined, 'a bare exit 78 sent no cause');
+    });
+  });
+
+  test("a handler that cannot load (missing, or throwing at import): config, quarantined at once with the cause and its catalog code", async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('missing', { handler: path.join(FIXTURES, 'not-there.js') });
+      await fleet.addBot('throws', { handler: path.join(FIXTURES, 'throw-at-load.js') });
+      await fleet.addBot('fine', { handler: MISBEHAVE });
+      await fleet.startMaster();
+      const gone = await fleet.waitWorker('missing', (w) => w.state === 'quarantined', 15_000, 'quarantine of a missing handler');
+      assert.match(gone.stateReason ?? '', /handler .*not-there\.js.* not found/);
+      assert.equal(gone.quarantinedUntil, null, 'do not restart: an operator must act');
+      assert.equal(gone.restarts, 0, 'never retried');
+      const q = await fleet.waitWorker('throws', (w) => w.state === 'quarantined', 15_000, 'quarantine of a handler that throws at load');
+      assert.equal(q.lastExit?.reason, 'config');
+      assert.equal(q.lastExit?.code, 78);
+      assert.equal(q.lastExit?.errorCode, 'BF_ERR_HANDLER_LOAD');
+      assert.match(q.stateReason ?? '', /refuses to load/);
+      assert.equal(q.quarantinedUntil, null);
+      await fleet.waitRunning(['fine']);
+      const lines = masterLog(fleet).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg?: string; botId?: string; code?: string });
+      assert.equal(lines.find((l) => l.msg === 'worker reported a fatal error' && l.botId === 'throws')?.code, 'BF_ERR_HANDLER_LOAD');
+      assert.equal(lines.find((l) => l.botId === 'missing' && l.code !== undefined)?.code, 'BF_ERR_HANDLER_LOAD');
     });
   });
 });

@@ -7,6 +7,7 @@
  * with reason `protocol`). The worker drops whatever does not parse.
  */
 import type { Update } from 'node-telegram-bot-api';
+import { ErrorCodes, type ErrorCode } from '../common/errors.js';
 
 /** Bumped on any incompatible change; both sides are built together, so a mismatch is a bug. */
 export const PROTOCOL_VERSION = 1;
@@ -84,6 +85,13 @@ export interface UpdateAck {
 
 /** Why a worker is giving up; `token-rejected` and `handler-load` come with exit 78. */
 export type WorkerFatalReason = 'token-rejected' | 'handler-load' | 'fatal';
+
+/** The error catalog's code of each fatal reason (common/errors.ts), carried into the master's log line and `lastExit.errorCode`. */
+export const FATAL_CODES: Readonly<Record<WorkerFatalReason, ErrorCode>> = {
+  'token-rejected': ErrorCodes.BAD_TOKEN,
+  'handler-load': ErrorCodes.HANDLER_LOAD,
+  fatal: ErrorCodes.WORKER_FATAL,
+};
 
 /**
  * Worker -> master. In polling mode a worker sends `begin` when it takes updates

@@ -206,6 +206,8 @@ export function createIsolation(d: IsolationDeps): Isolation {
       fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       const out: ForkIsolation = { home: dataDir, cwd: dataDir };
       const handlerFile = isBuiltinHandler(spec.handler) ? null : path.resolve(d.home, spec.handler);
+      // A handler that is not there is the bot's configuration error (do not restart), not a closed path.
+      if (handlerFile && !fs.existsSync(handlerFile)) throw fail(ErrorCodes.HANDLER_LOAD, `handler "${spec.handler}" not found (${handlerFile})`);
       if (uid) {
         const u = uidOf(botId);
         fs.chownSync(dataDir, u, u);

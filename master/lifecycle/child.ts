@@ -2,6 +2,7 @@
  * One supervised child as the supervisor sees it: the state union, the allowed
  * transitions, and the status view. `master/supervisor.ts` alone mutates these.
  */
+import type { ErrorCode } from '../../common/errors.js';
 import type { WorkerLastError, DeliveryMode } from '../../worker/protocol.js';
 import type { ChildLog } from "../host/child-log.js";
 import type { WorkerProcess } from './child-process.js';
@@ -36,6 +37,8 @@ export interface LastExit {
   signal: string | null;
   reason: ExitReason;
   at: string;
+  /** The catalog code of the worker's own fatal error (BF_ERR_BAD_TOKEN, BF_ERR_HANDLER_LOAD, BF_ERR_WORKER_FATAL), when it sent one. */
+  errorCode?: ErrorCode;
 }
 
 /** The supervisor's record of one bot. */
@@ -58,6 +61,8 @@ export interface Child {
   endReason: ExitReason | null;
   /** The worker's own last words (an IPC `error`), used as the quarantine reason. */
   fatalMessage: string | null;
+  /** The catalog code of that message (worker/protocol.ts FATAL_CODES). */
+  fatalCode: ErrorCode | null;
   /** What the current worker did to be killed with reason `protocol`. */
   protocolDetail: string | null;
   /** The uid the current worker runs as when it has its own (per-bot uids), else null. */
@@ -94,7 +99,7 @@ export interface Child {
 export function newChild(botId: string, name: string, spec: BotSpec | null): Child {
   const c: Child = {
     botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
-    prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, protocolDetail: null, unknownMessages: 0, uid: null, exitsByReason: {}, username: null,
+    prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, protocolDetail: null, unknownMessages: 0, uid: null, exitsByReason: {}, username: null,
     note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0, webhookDrifts: 0,
     history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, delivery: newBotDelivery(), log: null,
   };

@@ -3,7 +3,7 @@
  * then a fork slot (START_CONCURRENCY, paced), the fork, and the `init` message.
  * `starting` means forked; `running` comes with the worker's `ready` (worker-messages.ts).
  */
-import { errorMessage } from '../../common/errors.js';
+import { BotfleetError, ErrorCodes, errorMessage } from '../../common/errors.js';
 import { botApiPolicy } from '../../worker/protocol.js';
 import type { Child } from './child.js';
 import type { BotSpec } from './child-spec.js';
@@ -44,8 +44,13 @@ export async function launchChild(core: SupervisorCore, c: Child, why: string): 
   } catch (err) {
     // EMFILE, EAGAIN, ENOMEM, a bad uid: a failed start of this bot (backoff), never the master's end.
     release();
-    core.logger.error({ botId: c.botId, err: errorMessage(err) }, 'fork failed');
     c.launching = false;
+    if (err instanceof BotfleetError && err.code === ErrorCodes.HANDLER_LOAD) {
+      // The bot's configuration, not the host: quarantined until an operator fixes it, as a worker's exit 78 would be.
+      core.logger.error({ botId: c.botId, code: err.code, err: err.message }, 'handler cannot load: quarantined until it is fixed');
+      return core.afterFault(c, 'config', err.message);
+    }
+    core.logger.error({ botId: c.botId, err: errorMessage(err) }, 'fork failed');
     core.afterFault(c, 'crash', `fork failed: ${errorMessage(err)}`);
   } finally {
     c.launching = false;
@@ -77,6 +82,7 @@ async function prepare(core: SupervisorCore, c: Child): Promise<boolean> {
   if (!r.ok) {
     c.launching = false;
     if (r.tokenRejected) {
+      core.logger.error({ botId: c.botId, code: ErrorCodes.BAD_TOKEN, err: r.message }, 'token rejected: quarantined until it is fixed');
       c.quarantinedUntil = null;
       core.transition(c, 'quarantined', r.message);
     } else core.afterFault(c, 'crash', r.message);
@@ -108,7 +114,7 @@ function spawn(core: SupervisorCore, c: Child, spec: BotSpec, release: () => voi
     // A violation can be found while fork() is still returning: remembered, acted on below.
     onViolation: (why) => (proc ? core.protocolViolation(c, proc, why) : (violation = why)),
   });
-  Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, memOver: 0, queueDepth: 0 });
+  Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, memOver: 0, queueDepth: 0 });
   core.reportPids();
   void proc.exited.then((info) => core.onExit(c, proc, info));
   proc.send({

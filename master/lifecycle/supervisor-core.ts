@@ -149,6 +149,7 @@ export class SupervisorCore {
   protocolViolation(c: Child, proc: WorkerProcess, why: string): void {
     if (c.proc !== proc) return;
     c.fatalMessage = null;
+    c.fatalCode = null;
     c.protocolDetail = why;
     this.logger.warn({ botId: c.botId, workerPid: proc.pid, why }, 'protocol violation: killing worker');
     this.kill(c, 'protocol');
@@ -172,7 +173,7 @@ export class SupervisorCore {
     const st = stepExit(this.exitContext(c), info, this.now(), this.policy, c.stateReason);
     onWorkerGone(c.delivery, st.fault);
     this.d.journal?.workerGone(c.botId, st.fault);
-    c.lastExit = { code: info.code, signal: info.signal, reason: st.reason, at: new Date().toISOString() };
+    c.lastExit = { code: info.code, signal: info.signal, reason: st.reason, at: new Date().toISOString(), ...(c.fatalCode ? { errorCode: c.fatalCode } : {}) };
     c.exitsByReason[st.reason] = (c.exitsByReason[st.reason] ?? 0) + 1;
     this.logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, workerPid: proc.pid, ...info, reason: st.reason }, 'worker exited');
     this.apply(c, st);

@@ -4,7 +4,7 @@
  * that breaks the protocol, or a flood of `begin`, kills the worker with reason `protocol`.
  */
 import { assertNever } from '../../common/errors.js';
-import { parseWorkerMessage } from '../../worker/protocol.js';
+import { FATAL_CODES, parseWorkerMessage } from '../../worker/protocol.js';
 import type { Child } from './child.js';
 import type { WorkerProcess } from './child-process.js';
 import { onAck, onBegin, onWorkerDeadLetter } from '../delivery/outbox.js';
@@ -57,7 +57,8 @@ export function onWorkerMessage(core: SupervisorCore, c: Child, proc: WorkerProc
       return;
     case 'error':
       c.fatalMessage = m.message;
-      core.logger.error({ botId: c.botId, reason: m.reason, err: m.message }, 'worker reported a fatal error');
+      c.fatalCode = FATAL_CODES[m.reason];
+      core.logger.error({ botId: c.botId, reason: m.reason, code: c.fatalCode, err: m.message }, 'worker reported a fatal error');
       return;
     default:
       assertNever(m); // a new message type must be handled here, or this does not compile

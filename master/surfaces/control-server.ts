@@ -68,7 +68,7 @@ export async function startControlServer(socketPath: string, handle: ControlHand
       return { ok: false, error: 'request is not JSON', code: ErrorCodes.CONTROL };
     }
     if (!tokenOk((req as { token?: unknown })?.token)) return { ok: false, error: 'wrong or missing control token', code: ErrorCodes.CONTROL };
-    if (!['status', 'restart', 'reload', 'dlq-replay', 'dlq-take'].includes((req as { cmd?: string }).cmd ?? '')) return { ok: false, error: 'unknown command' };
+    if (!['status', 'restart', 'reload', 'dlq-replay', 'dlq-take'].includes((req as { cmd?: string }).cmd ?? '')) return { ok: false, error: 'unknown command', code: ErrorCodes.CONTROL };
     try {
       return { ok: true, result: await handle(req) };
     } catch (err) {
