@@ -1,18 +1,75 @@
-/** `botfleet logs [botId] [-f] [-n N] [--raw]`: the master's log or a bot's, pretty by default (pino-pretty). */
+/**
+ * `botfleet logs [botId] [-f] [-n N] [--level L] [--since 10m] [--json]`: the master's log
+ * or a bot's, pretty by default (pino-pretty), JSON lines as stored with `--json`. `-f`
+ * follows across rotation (the rest of the file that became `.1` first, then the new
+ * file), as `tail -F` does. A closed pipe (`| head`) ends it quietly with exit 0.
+ */
 import fs from 'node:fs';
 import { escapeControl } from '../common/table.js';
 import path from 'node:path';
 import { ErrorCodes, fail } from '../common/errors.js';
 
-/** The last `n` lines of `file`, reading at most the last 4 MiB. */
-function tail(file: string, n: number): string[] {
-  const size = fs.statSync(file).size;
+/** pino's level values (https://getpino.io/#/docs/api?id=loggerlevels-object). */
+export const LEVELS: Readonly<Record<string, number>> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+const UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `10m`, `90s`, `2h`, `1d`, `500ms` in ms. @returns null when it is not such a duration */
+export function parseDuration(s: string): number | null {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(s.trim());
+  return m ? Number(m[1]) * UNITS[m[2]!]! : null;
+}
+
+/** Which lines to show: at least `minLevel` (pino value), no older than `sinceMs` (epoch ms). */
+export interface LineFilter { minLevel: number; sinceMs: number | null }
+
+/**
+ * Whether a stored line passes `f`. A line that is not JSON, or has no level or time,
+ * passes (it is shown rather than hidden: it may be the one that explains a crash).
+ */
+export function passes(line: string, f: LineFilter): boolean {
+  if (f.minLevel <= 10 && f.sinceMs === null) return true;
+  let o: { level?: unknown; time?: unknown };
+  try {
+    o = JSON.parse(line) as typeof o;
+  } catch {
+    return true;
+  }
+  if (typeof o.level === 'number' && o.level < f.minLevel) return false;
+  if (f.sinceMs !== null) {
+    const t = typeof o.time === 'string' ? Date.parse(o.time) : typeof o.time === 'number' ? o.time : NaN;
+    if (Number.isFinite(t) && t < f.sinceMs) return false;
+  }
+  return true;
+}
+
+/** The last `n` lines of `file`'s first `size` bytes that pass `f`, reading at most the last 4 MiB. */
+function tail(file: string, size: number, n: number, f: LineFilter): string[] {
+  if (n === 0) return [];
   const start = Math.max(0, size - 4 * 1024 * 1024);
   const fd = fs.openSync(file, 'r');
   try {
     const buf = Buffer.alloc(size - start);
     fs.readSync(fd, buf, 0, buf.length, start);
-    return n === 0 ? [] : buf.toString('utf8').split('\n').filter((l) => l !== '').slice(-n);
+    return buf.toString('utf8').split('\n').filter((l) => l !== '' && passes(l, f)).slice(-n);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Bytes of `file` from `pos` to its end (empty when it is gone). */
+function readFrom(file: string, pos: number): string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    if (size <= pos) return '';
+    const buf = Buffer.alloc(size - pos);
+    fs.readSync(fd, buf, 0, buf.length, pos);
+    return buf.toString('utf8');
   } finally {
     fs.closeSync(fd);
   }
@@ -24,40 +81,52 @@ function escapeFields(o: Record<string, unknown>): Record<string, unknown> {
   return o;
 }
 
-/** Print the log; with `follow`, keep printing new lines until interrupted. */
-export async function showLogs(logsDir: string, botId: string | undefined, o: { lines: number; follow: boolean; raw: boolean }): Promise<void> {
+/** What `showLogs` prints. */
+export interface LogsOptions { lines: number; follow: boolean; json: boolean; filter: LineFilter }
+
+/** Print the log; with `follow`, keep printing new lines until interrupted. @throws BF_ERR_BAD_INPUT when there is no such log */
+export async function showLogs(logsDir: string, botId: string | undefined, o: LogsOptions): Promise<void> {
   const file = path.join(logsDir, botId ? `worker_${botId}.log` : 'master.log');
   if (!fs.existsSync(file)) throw fail(ErrorCodes.BAD_INPUT, `no log file ${file}${botId ? ` (has bot "${botId}" ever started?)` : ''}`);
   // Imported here, not at the top: the CLI module is also the master's entry, and the master never pretty-prints (~8 MB RSS).
-  // `botfleet logs | head`: a closed pipe ends the command quietly (exit 0), as cat does.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(0);
     throw err;
   });
-  const pretty = o.raw ? null : (await import('pino-pretty')).prettyFactory({ colorize: process.stdout.isTTY === true && !process.env.NO_COLOR, translateTime: 'SYS:standard', ignore: 'hostname' });
+  const pretty = o.json ? null : (await import('pino-pretty')).prettyFactory({ colorize: process.stdout.isTTY === true && !process.env.NO_COLOR, translateTime: 'SYS:standard', ignore: 'hostname' });
   const print = (l: string) => {
+    if (!passes(l, o.filter)) return;
     try {
       process.stdout.write(pretty ? pretty(escapeFields(JSON.parse(l) as Record<string, unknown>)) : l + '\n');
     } catch {
       process.stdout.write(escapeControl(l) + '\n');
     }
   };
-  tail(file, o.lines).forEach(print);
+  let st = fs.statSync(file);
+  // Followed from exactly where the tail ended, so no line falls between them.
+  tail(file, st.size, o.lines, o.filter).forEach(print);
   if (!o.follow) return;
-  let pos = fs.statSync(file).size;
+  let pos = st.size;
   let rest = '';
+  const emit = (text: string) => {
+    const parts = (rest + text).split('\n');
+    rest = parts.pop() ?? '';
+    parts.filter((l) => l !== '').forEach(print);
+  };
   await new Promise<void>(() => {
     fs.watchFile(file, { interval: 250 }, (cur) => {
-      if (cur.size < pos) pos = 0; // rotated
+      if (cur.ino !== 0 && cur.ino !== st.ino) {
+        // Rotated: the file we read is now `.1` (when it is the same inode); finish it, then start the new one.
+        const old = fs.statSync(`${file}.1`, { throwIfNoEntry: false });
+        if (old && old.ino === st.ino) emit(readFrom(`${file}.1`, pos));
+        st = cur;
+        pos = 0;
+      } else if (cur.size < pos) pos = 0; // truncated in place
+      st = cur;
       if (cur.size === pos) return;
-      const fd = fs.openSync(file, 'r');
-      const buf = Buffer.alloc(cur.size - pos);
-      fs.readSync(fd, buf, 0, buf.length, pos);
-      fs.closeSync(fd);
-      pos = cur.size;
-      const parts = (rest + buf.toString('utf8')).split('\n');
-      rest = parts.pop() ?? '';
-      parts.filter((l) => l !== '').forEach(print);
+      const text = readFrom(file, pos);
+      pos += Buffer.byteLength(text);
+      emit(text);
     });
   });
 }

@@ -13,8 +13,12 @@ import type { RollSummary } from '../master/lifecycle/supervisor.js';
 import { registerBotsCommands } from './bots.js';
 import { registerDlqCommands } from './dlq.js';
 import { statusTable } from '../master/surfaces/status-table.js';
+import type { BotDescription } from '../master/lifecycle/supervisor.js';
+import { describeText, logFiles, registryPart } from './describe.js';
+import { colour, watchStatus } from './watch.js';
+import { withRegistry } from './bots.js';
 import { daemonize, dryRun, stopMaster } from './lifecycle.js';
-import { showLogs } from './logs.js';
+import { LEVELS, parseDuration, showLogs } from './logs.js';
 import { VERSION } from '../common/version.js';
 import { usage, USAGE } from './usage.js';
 
@@ -60,27 +64,54 @@ program.command('restart [botId]').description('rolling restart of every bot, or
   console.log(botId ? `bot ${botId} restarted` : `rolling restart done: ${r.restarted.length} restarted, ${r.skipped.length} skipped${skipped ? ` (${skipped})` : ''}`);
 });
 
-program.command('status').description('the fleet as a table').option('--json', 'JSON output').action(async (o: { json?: boolean }) => {
-  let s: FleetStatus;
-  try {
-    s = (await controlRequest(homePaths(config().home).socket, { cmd: 'status' })) as FleetStatus;
-  } catch (err) {
-    // LSB: `status` exits 3 when the program is not running.
-    if (err instanceof BotfleetError && err.code === ErrorCodes.NOT_RUNNING) {
-      console.error(`botfleet: ${err.message}`);
-      process.exit(3);
-    }
-    throw err;
-  }
-  console.log(o.json ? JSON.stringify(s, null, 2) : statusTable(s));
-});
+/** The fleet's status from the running master. @throws BF_ERR_NOT_RUNNING when there is none */
+const fetchStatus = async () => (await controlRequest(homePaths(config().home).socket, { cmd: 'status' })) as FleetStatus;
 
-program.command('logs [botId]').description("the master's log, or a bot's").option('-f, --follow', 'keep printing new lines')
-  .option('-n, --lines <n>', 'lines to show', '50').option('--raw', 'JSON lines as stored')
-  .action(async (botId: string | undefined, o: { follow?: boolean; lines: string; raw?: boolean }) => {
+program.command('status').description('the fleet as a table').option('--json', 'JSON output')
+  .option('-w, --watch', 'redraw every second until interrupted (like watch / pm2 monit)')
+  .action(async (o: { json?: boolean; watch?: boolean }) => {
+    if (o.watch) return watchStatus(fetchStatus);
+    let s: FleetStatus;
+    try {
+      s = await fetchStatus();
+    } catch (err) {
+      // LSB: `status` exits 3 when the program is not running.
+      if (err instanceof BotfleetError && err.code === ErrorCodes.NOT_RUNNING) {
+        console.error(`botfleet: ${err.message}`);
+        process.exit(3);
+      }
+      throw err;
+    }
+    console.log(o.json ? JSON.stringify(s, null, 2) : statusTable(s, colour()));
+  });
+
+program.command('describe <botId>').description('everything known about one bot (config without secrets, state history, exits, logs)')
+  .option('--json', 'JSON output').action(async (botId: string, o: { json?: boolean }) => {
+    const reg = withRegistry(home(), (r) => registryPart(r, botId));
+    let live: BotDescription | null = null;
+    try {
+      live = (await controlRequest(homePaths(config().home).socket, { cmd: 'describe', botId })) as BotDescription;
+    } catch (err) {
+      if (!(err instanceof BotfleetError && err.code === ErrorCodes.NOT_RUNNING)) throw err;
+    }
+    const logs = logFiles(homePaths(config().home).logs, botId);
+    console.log(o.json ? JSON.stringify({ registry: reg, ...(live ?? {}), logFiles: logs }, null, 2) : describeText(reg, live, logs));
+  });
+
+program.command('logs [botId]').description("the master's log, or a bot's").option('-f, --follow', 'keep printing new lines (across rotation)')
+  .option('-n, --lines <n>', 'lines to show', '50').option('--level <level>', `lines at this level or above (${Object.keys(LEVELS).join(', ')})`)
+  .option('--since <duration>', 'lines of the last duration only (500ms, 90s, 10m, 2h, 1d)')
+  .option('--json', 'JSON lines as stored').option('--raw', 'the same as --json')
+  .action(async (botId: string | undefined, o: { follow?: boolean; lines: string; raw?: boolean; json?: boolean; level?: string; since?: string }) => {
     const lines = Number(o.lines);
     if (!/^\d+$/.test(o.lines) || !Number.isSafeInteger(lines)) throw usage(`-n/--lines must be a whole number >= 0, got "${o.lines}"`);
-    await showLogs(homePaths(config().home).logs, botId, { lines, follow: o.follow === true, raw: o.raw === true });
+    const minLevel = o.level === undefined ? 0 : LEVELS[o.level];
+    if (minLevel === undefined) throw usage(`--level must be one of ${Object.keys(LEVELS).join(', ')}, got "${o.level}"`);
+    const since = o.since === undefined ? null : parseDuration(o.since);
+    if (o.since !== undefined && since === null) throw usage(`--since must be a duration such as 90s, 10m, 2h or 1d, got "${o.since}"`);
+    await showLogs(homePaths(config().home).logs, botId, {
+      lines, follow: o.follow === true, json: o.json === true || o.raw === true, filter: { minLevel, sinceMs: since === null ? null : Date.now() - since },
+    });
   });
 
 registerBotsCommands(program, home);

@@ -72,6 +72,8 @@ export interface Config {
   home: string;
   logLevel: string;
   logMaxBytes: number;
+  logKeepFiles: number;
+  logToStdout: boolean;
   workerLogBytesPerSec: number;
   workerUidBase: number;
   workerIsolation: 'auto' | 'uid' | 'permission' | 'off';
@@ -128,7 +130,9 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'pollingTimeoutSec', env: 'POLLING_TIMEOUT_SEC', flag: 'polling-timeout-sec', default: '30', type: { kind: 'int', min: 0, max: 50 }, doc: 'getUpdates long-poll timeout (s)' },
   { key: 'home', env: 'BOTFLEET_HOME', flag: 'home', default: undefined, type: { kind: 'string' }, doc: 'holds data/, logs/, run/ (default: the working directory)' },
   { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', default: 'info', type: { kind: 'enum', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] }, doc: 'pino level for master and workers' },
-  { key: 'logMaxBytes', env: 'LOG_MAX_BYTES', flag: 'log-max-bytes', default: '10485760', type: { kind: 'int', min: 4096 }, doc: 'size at which a log file is rotated (one old copy kept)' },
+  { key: 'logMaxBytes', env: 'LOG_MAX_BYTES', flag: 'log-max-bytes', default: '10485760', type: { kind: 'int', min: 4096 }, doc: 'size at which a log file is rotated' },
+  { key: 'logKeepFiles', env: 'LOG_KEEP_FILES', flag: 'log-keep-files', default: '5', type: { kind: 'int', min: 1, max: 100 }, doc: 'rotated copies kept per log (`.1` newest); a bot holds at most (LOG_KEEP_FILES + 1) x LOG_MAX_BYTES' },
+  { key: 'logToStdout', env: 'LOG_TO_STDOUT', flag: 'log-to-stdout', default: 'false', type: { kind: 'bool' }, doc: "also write every worker's lines to the master's stdout as JSON with botId (containers); the master's own lines go there when it runs in the foreground" },
   { key: 'workerLogBytesPerSec', env: 'WORKER_LOG_BYTES_PER_SEC', flag: 'worker-log-bytes-per-sec', default: '1048576', type: { kind: 'int', min: 1024, max: MAX_TIMER_MS }, doc: "a bot's stdout+stderr budget per second; lines beyond it are dropped and counted" },
   { key: 'workerUidBase', env: 'WORKER_UID_BASE', flag: 'worker-uid-base', default: '61184', type: { kind: 'int', min: 1000, max: 4_294_000_000 }, doc: "first per-bot uid (systemd's DynamicUser range 61184-65519); bot N runs as base+N when the master may change user" },
   { key: 'workerIsolation', env: 'WORKER_ISOLATION', flag: 'worker-isolation', default: 'auto', type: { kind: 'enum', values: ['auto', 'uid', 'permission', 'off'] }, doc: 'auto: per-bot uids where the master may change user, plus the Node permission model; uid: per-bot uids only (required); permission: the permission model only; off: neither (development)' },

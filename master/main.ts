@@ -51,7 +51,7 @@ export interface MasterHandle {
 
 /** Open the master's log: `logs/master.log` (size-capped), plus stdout when `echo`. */
 function masterLogger(cfg: Config, logsDir: string, echo: boolean): { logger: Logger; file: LogFile } {
-  const file = openLogFile(`${logsDir}/master.log`, cfg.logMaxBytes);
+  const file = openLogFile(`${logsDir}/master.log`, cfg.logMaxBytes, cfg.logKeepFiles);
   const streams: pino.StreamEntry[] = [{ level: cfg.logLevel as pino.Level, stream: file }];
   if (echo) streams.push({ level: cfg.logLevel as pino.Level, stream: process.stdout });
   return { logger: createLogger(pino.multistream(streams), cfg.logLevel, { role: 'master' }), file };
@@ -101,15 +101,19 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
   const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter });
 
+  const metrics = createMetrics({
+    status: () => supervisor.status(), totals: () => supervisor.totals(), deadLetters: () => registry.deadLetters.countsByBot(),
+    memoryCapBytes: cfg.maxMemoryPerWorkerMb * 1024 * 1024, journal: () => journal.allStats(),
+  });
   let draining = false;
-  const webhook = openIngress(cfg, supervisor, journal, secretTokenFor, () => draining);
+  const webhook = openIngress(cfg, supervisor, journal, secretTokenFor, () => draining, metrics.observeWebhook);
   let webhookUp = false;
   const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: isolation.status });
   /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
   let undecryptable: string[] = [];
   const statusServer = createStatusServer({
     status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats(), deliveryLatency: journal.deliveryLatency() }),
-    metrics: createMetrics(() => supervisor.status(), () => registry.deadLetters.countsByBot(), cfg.maxMemoryPerWorkerMb * 1024 * 1024, () => journal.allStats()),
+    metrics: metrics.registry,
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
       : undecryptable.length > 0 ? `the encryption key cannot decrypt the token of ${undecryptable.length} enabled bot(s): ${undecryptable.slice(0, 5).join(', ')}` : null),
   });

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage, fail } from '../common/errors.js';
 import fs from 'node:fs';
 import { listSetting, type Config } from '../config/load.js';
-import { createWebhookServer, type WebhookServer } from '../webhook-server/server.js';
+import { createWebhookServer, type WebhookServer, type WebhookServerOptions } from '../webhook-server/server.js';
 import { batchSchedulingAvailable } from './lifecycle/child-process.js';
 import type { ControlHandler, ControlRequest } from './surfaces/control-server.js';
 import type { Registry } from './registry.js';
@@ -54,6 +54,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
   const { cfg, logsDir, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
   return createSupervisor({
     config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor,
+    ...(cfg.logToStdout ? { echoWorkerLine: stdoutLines() } : {}),
     isolationFor: (botId, spec) => isolation.forBot(botId, spec),
     onWorkerExit(botId) {
       const n = isolation.afterExit(botId);
@@ -96,6 +97,7 @@ export function controlCommands(c: ControlParts): ControlHandler {
   return async (req: ControlRequest) => {
     switch (req.cmd) {
       case 'status': return status();
+      case 'describe': return supervisor.describe(String(req.botId));
       case 'reload': return reload();
       case 'restart':
         logger.info({ botId: req.botId ?? null }, req.botId ? 'operator restart' : 'rolling restart requested');
@@ -140,11 +142,12 @@ export function deadLetterKeeper(registry: Registry, logger: Logger): FleetParts
 }
 
 /** The webhook server when any bot may use webhooks (MODE=webhook or WEBHOOK_HOST set), else null; updates go to the journal. */
-export function openIngress(cfg: Config, supervisor: Supervisor, journal: Journal, secretTokenFor: (botId: string) => string, draining: () => boolean): WebhookServer | null {
+export function openIngress(cfg: Config, supervisor: Supervisor, journal: Journal, secretTokenFor: (botId: string) => string, draining: () => boolean,
+  onResponse?: WebhookServerOptions['onResponse']): WebhookServer | null {
   if (cfg.mode !== 'webhook' && cfg.webhookHost === undefined) return null;
   return createWebhookServer({
     target: { isWebhookBot: (id) => supervisor.isWebhookBot(id), deliver: (id, u, raw) => (supervisor.isWebhookBot(id) ? journal.accept(id, u, false, raw) : Promise.resolve('unknown-bot')) },
-    secretTokenFor, draining,
+    secretTokenFor, draining, onResponse,
     allowedSources: listSetting(cfg.webhookAllowedSources), trustProxy: listSetting(cfg.webhookTrustProxy),
     ingress: { requestTimeoutMs: cfg.webhookRequestTimeoutMs, headersTimeoutMs: Math.ceil((cfg.webhookRequestTimeoutMs * 2) / 3), maxConnections: cfg.webhookMaxConnections },
     ...(cfg.webhookSslCert && cfg.webhookSslKey ? { https: { cert: fs.readFileSync(cfg.webhookSslCert), key: fs.readFileSync(cfg.webhookSslKey) } } : {}),
@@ -173,5 +176,24 @@ export function startPeriodic(cfg: Config, registry: Registry, supervisor: Super
   return () => {
     clearInterval(poll);
     if (webhookCheck) clearInterval(webhookCheck);
+  };
+}
+
+/** Bytes queued to stdout before worker lines are dropped: a slow reader of the master's stdout (a stuck `docker logs` pipe) must not grow it. */
+const MAX_STDOUT_QUEUED_BYTES = 8 * 1024 * 1024;
+
+/** Writes lines to the master's stdout, dropping (and counting, in the next line) what a slow reader leaves queued past the bound. */
+function stdoutLines(): (line: string) => void {
+  let dropped = 0;
+  return (line) => {
+    if (process.stdout.writableLength > MAX_STDOUT_QUEUED_BYTES) {
+      dropped++;
+      return;
+    }
+    if (dropped > 0) {
+      process.stdout.write(JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'worker lines dropped: stdout did not keep up', dropped }) + '\n');
+      dropped = 0;
+    }
+    process.stdout.write(line + '\n');
   };
 }

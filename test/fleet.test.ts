@@ -9,13 +9,6 @@ import { after, before, describe, test } from 'node:test';
 import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
 import { batchSchedulingAvailable } from '../master/lifecycle/child-process.js';
-import { spawnSync } from 'node:child_process';
-
-/** promtool's path, or null when it is not installed. */
-function promtool(): string | null {
-  const r = spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : null;
-}
 
 /** A process's Linux scheduling policy from /proc/<pid>/stat (field 41): 0 SCHED_OTHER, 3 SCHED_BATCH (sched(7)). */
 function schedPolicy(pid: number): number {
@@ -64,16 +57,9 @@ describe('a fleet of polling and webhook bots', () => {
     const metrics = await fleet.statusHttp('/metrics');
     assert.equal(metrics.status, 200);
     assert.match(metrics.body, /^botfleet_worker_state\{bot="poller",state="running"\} 1$/m);
-    assert.match(metrics.body, /^botfleet_worker_state\{bot="poller",state="quarantined"\} 0$/m);
     assert.match(metrics.body, /^botfleet_dead_letters\{bot="hooked"\} 0$/m);
-    assert.match(metrics.body, /^botfleet_master_process_resident_memory_bytes \d+/m);
+    assert.match(metrics.body, /^process_resident_memory_bytes \d+/m);
     assert.equal((await fleet.statusHttp('/health')).status, 200);
-  });
-
-  test('/metrics passes promtool check metrics', { skip: promtool() ? false : 'promtool not installed (.ci/run installs Debian\'s prometheus package)' }, async () => {
-    const metrics = await fleet.statusHttp('/metrics');
-    const r = spawnSync(promtool()!, ['check', 'metrics'], { input: metrics.body, encoding: 'utf8', timeout: 30_000 });
-    assert.equal(r.status, 0, `promtool: ${r.stdout}${r.stderr}`);
   });
 
   test('a handler that throws on one update keeps serving the next ones', async () => {

@@ -14,7 +14,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import type { Update } from 'node-telegram-bot-api';
 import { updateProblem } from '../worker/protocol.js';
@@ -58,6 +58,8 @@ export interface WebhookServerOptions {
   /** Trust `X-Forwarded-For` from these proxy addresses (fastify's `trustProxy`), so the allowlist sees the client. */
   trustProxy?: string[];
   ingress?: Partial<Ingress>;
+  /** Told of every answer on the webhook route (for /metrics): the bot when it is a webhook bot (null otherwise), the status, seconds since the request arrived. */
+  onResponse?(botId: string | null, code: number, seconds: number): void;
 }
 
 /** The server and its counters. */
@@ -109,7 +111,15 @@ export function createWebhookServer(o: WebhookServerOptions): WebhookServer {
     }
   });
 
+  const onResponse = o.onResponse;
   app.post<{ Params: { botId: string } }>('/webhook/:botId', {
+    ...(onResponse ? {
+      onResponse: (req: FastifyRequest<{ Params: { botId: string } }>, reply: FastifyReply, done: () => void) => {
+        const { botId } = req.params;
+        onResponse(o.target.isWebhookBot(botId) ? botId : null, reply.statusCode, reply.elapsedTime / 1000);
+        done();
+      },
+    } : {}),
     onRequest: async (req, reply) => {
       if (o.draining?.()) return reply.code(503).header('connection', 'close').header('retry-after', '5').send({ ok: false, error: 'shutting down' });
       if (allowed && !allowed(req.ip)) return reply.code(403).send({ ok: false, error: 'source address not allowed' });

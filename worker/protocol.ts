@@ -75,6 +75,30 @@ export interface WorkerCounters {
   lastError: WorkerLastError | null;
   /** The bot's @username once getMe has answered (it runs after `ready`, off the start path). */
   username: string | null;
+  /** For /metrics; absent from workers of an older build. */
+  telemetry?: WorkerTelemetry;
+}
+
+/**
+ * Upper bounds (seconds) of the handler-duration histogram's buckets, a last +Inf bucket
+ * after them: ten, so a bot costs 13 series for it (Prometheus clients' default has 11
+ * from 5 ms to 10 s; handlers that call Telegram take tens of ms, slow ones seconds).
+ */
+export const HANDLER_BUCKETS_S: readonly number[] = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** Distinct (method, code) pairs a worker reports; more go under method `other`. */
+export const MAX_API_ERROR_SERIES = 48;
+
+/** A worker's counts since it started (worker/telemetry.ts). */
+export interface WorkerTelemetry {
+  /** Updates that reached the worker (polled or delivered), redeliveries included. */
+  received: number;
+  /** Updates dropped as already handled (the dedup window). */
+  deduplicated: number;
+  /** Handlers settled per bucket of HANDLER_BUCKETS_S (not cumulative), +Inf last. */
+  handlerBuckets: number[];
+  handlerSecondsSum: number;
+  /** [method, code, count]: Bot API calls that failed, by Telegram method and HTTP status (or `network`). */
+  apiErrors: Array<[string, string, number]>;
 }
 
 /** One settled update: `ok` is false when its handler failed. */
@@ -156,6 +180,16 @@ export function isUpdate(u: unknown): u is Update {
   return updateProblem(u) === null;
 }
 
+const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n) && n >= 0;
+
+/** A well-formed, bounded {@link WorkerTelemetry}. */
+function isTelemetry(t: unknown): t is WorkerTelemetry {
+  return isObj(t) && isCount(t.received) && isCount(t.deduplicated) && isCount(t.handlerSecondsSum) &&
+    Array.isArray(t.handlerBuckets) && t.handlerBuckets.length === HANDLER_BUCKETS_S.length + 1 && t.handlerBuckets.every(isCount) &&
+    Array.isArray(t.apiErrors) && t.apiErrors.length <= MAX_API_ERROR_SERIES + 16 &&
+    t.apiErrors.every((r) => Array.isArray(r) && r.length === 3 && isStr(r[0]) && /^[A-Za-z]{1,40}$/.test(r[0]) && isStr(r[1]) && /^(\d{3}|network)$/.test(r[1]) && isCount(r[2]));
+}
+
 /** What the master makes of a worker's frame. */
 export type ParsedWorkerMessage = WorkerMessage | { type: 'unknown'; name: string } | null;
 
@@ -175,7 +209,7 @@ export function parseWorkerMessage(m: unknown): ParsedWorkerMessage {
     case 'heartbeat':
       return [m.messages, m.errors, m.queueDepth, m.rssBytes, m.heapUsedBytes].every((n) => typeof n === 'number') &&
         (m.lastError === null || (isObj(m.lastError) && isStr(m.lastError.code) && m.lastError.code.length <= 64 && isStr(m.lastError.message) && m.lastError.message.length <= 1000)) &&
-        (m.username === null || (isStr(m.username) && m.username.length <= 64))
+        (m.username === null || (isStr(m.username) && m.username.length <= 64)) && (m.telemetry === undefined || isTelemetry(m.telemetry))
         ? (m as WorkerMessage) : null;
     case 'begin':
       return Array.isArray(m.updateIds) && m.updateIds.length <= MAX_IDS_PER_MESSAGE && m.updateIds.every(isInt) ? (m as WorkerMessage) : null;

@@ -24,6 +24,8 @@ import { createChatQueue, type ChatKey } from './chat-queue.js';
 import { createDedupWindow } from './dedup.js';
 import { loadHandler } from './handlers/index.js';
 import { BotApiError, botApiFetch, callBotApi } from '../common/bot-api-http.js';
+import { countingFetch, createTelemetry } from './telemetry.js';
+import { createRepeatFilter } from '../common/repeat-filter.js';
 import type { HandlerHooks } from './handlers/types.js';
 import { createBatcher } from '../common/batcher.js';
 import { updateProblem, type MasterMessage, type UpdateAck, type WorkerCounters, type WorkerFatalReason, type WorkerLastError, type WorkerMessage } from './protocol.js';
@@ -32,6 +34,8 @@ type InitMessage = Extract<MasterMessage, { type: 'init' }>;
 
 /** Updates handled at once across chats before long polling waits for room. */
 const MAX_IN_FLIGHT = 64;
+/** Identical handler errors within this window are logged once (ms). */
+const ERROR_REPEAT_WINDOW_MS = 30_000;
 /** Backoff between long-polling attempts after an error: 1 s doubling to 30 s (a 429's retry_after when longer). */
 const POLL_RETRY_MIN_MS = 1000;
 const POLL_RETRY_MAX_MS = 30_000;
@@ -118,7 +122,8 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   const rateLimit = api.rateLimitGlobal > 0 || api.rateLimitPerChat > 0
     ? { ...(api.rateLimitGlobal > 0 ? { global: api.rateLimitGlobal } : {}), ...(api.rateLimitPerChat > 0 ? { perChat: api.rateLimitPerChat } : {}) } : undefined;
   // The library retries a 429 after its retry_after, and network errors and 5xx with jittered backoff.
-  const bot = new Bot(cfg.token, { apiRoot: cfg.apiRoot, fetch: botApiFetch, maxRetries: api.maxRetries, retryBackoffMs: api.retryBackoffMs, ...(rateLimit ? { rateLimit } : {}) });
+  const telemetry = createTelemetry();
+  const bot = new Bot(cfg.token, { apiRoot: cfg.apiRoot, fetch: countingFetch(botApiFetch, telemetry), maxRetries: api.maxRetries, retryBackoffMs: api.retryBackoffMs, ...(rateLimit ? { rateLimit } : {}) });
   const dedup = createDedupWindow(init.dedupWindowMs);
   // Ids the master saw acked by earlier workers of this bot: not handled again.
   for (const id of init.ackedUpdateIds) dedup.seen(id, Date.now());
@@ -135,11 +140,19 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   let resolveFatal!: (f: WorkerFatal) => void;
   const fatal = new Promise<WorkerFatal>((r) => (resolveFatal = r));
 
+  // The same handler error is logged once per ERROR_REPEAT_WINDOW_MS, then one line says how many were suppressed.
+  const repeats = createRepeatFilter(ERROR_REPEAT_WINDOW_MS);
+  const summarizeRepeats = (all = false) => {
+    for (const s of repeats.flush(Date.now(), all)) logger.warn({ err: s.key, suppressed: s.suppressed, windowMs: ERROR_REPEAT_WINDOW_MS }, 'identical handler errors suppressed');
+  };
+  const repeatTimer = setInterval(summarizeRepeats, ERROR_REPEAT_WINDOW_MS);
+  repeatTimer.unref();
   bot.catch((err, ctx) => {
     errors++;
     failed.add(ctx.update);
     lastError = toLastError(err);
-    logger.warn({ updateId: ctx.update.update_id, err: lastError }, 'handler failed on update');
+    summarizeRepeats();
+    if (repeats.seen(`${lastError.code}: ${lastError.message}`, Date.now())) logger.warn({ updateId: ctx.update.update_id, err: lastError }, 'handler failed on update');
   });
 
   const skip = new Set(init.skipUpdateIds);
@@ -173,15 +186,18 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   };
   const handle = (update: Update): Promise<void> => {
     messages++;
+    const began = performance.now();
     // The master must know an update is in flight before its handler can kill us.
     if (cfg.mode === 'polling') begins.flushNow();
     // A rejection here is the library failing outside any handler (a malformed update): an error, not a crash.
     return bot.handleUpdate(update).then(() => {
       acks.push({ updateId: update.update_id, ok: !failed.has(update) });
       settle(update.update_id);
+      telemetry.handler((performance.now() - began) / 1000);
     }, (err: unknown) => {
       acks.push({ updateId: update.update_id, ok: false });
       settle(update.update_id);
+      telemetry.handler((performance.now() - began) / 1000);
       errors++;
       lastError = toLastError(err);
     });
@@ -200,6 +216,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   };
 
   const accept = (update: Update, replay = false): void => {
+    telemetry.received();
     if (replay) skip.delete(update.update_id);
     else if (skip.delete(update.update_id)) {
       // It was in flight when earlier workers of this bot died: a poison update.
@@ -208,6 +225,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       return;
     }
     if (!replay && dedup.seen(update.update_id, Date.now())) {
+      telemetry.deduplicated();
       logger.debug({ updateId: update.update_id }, 'duplicate update dropped');
       if (cfg.mode === 'polling') return; // a refetch below the offset: nobody waits for an ack
       // Still in its handler: the first one's ack answers for both. Acking now would tell
@@ -222,7 +240,10 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   };
 
   const call = <T>(method: string, params: object, timeoutMs: number, signal?: AbortSignal) =>
-    callBotApi<T>(cfg.apiRoot, cfg.token, method, params, { timeoutMs, signal });
+    callBotApi<T>(cfg.apiRoot, cfg.token, method, params, { timeoutMs, signal }).catch((err: unknown) => {
+      if (err instanceof BotApiError) telemetry.apiError(method, err.errorCode ?? 'network');
+      throw err;
+    });
   const tokenRejected = (err: unknown) => err instanceof BotApiError && err.errorCode === 401;
 
   /**
@@ -312,7 +333,8 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       let setup;
       try {
         setup = await loadHandler(cfg.handler, init.home);
-        hooks = await setup(bot, { botId: cfg.id, settings: cfg.settings, logger: logger.child({ handler: cfg.handler }) });
+        const handlerLogger = logger.child({ handler: cfg.handler });
+        hooks = await setup(bot, { botId: cfg.id, settings: cfg.settings, logger: handlerLogger, loggerFor: (c) => handlerLogger.child({ updateId: c.update.update_id }) });
       } catch (err) {
         throw new WorkerFatal('handler-load', `handler "${cfg.handler}" failed to load: ${(err as Error).message.split('\n')[0]}`);
       }
@@ -327,6 +349,8 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       logger.info({ keys: Object.keys(settings) }, 'settings reloaded');
     },
     async shutdown() {
+      clearInterval(repeatTimer);
+      summarizeRepeats(true);
       poll.abort();
       await pollDone;
       const drained = await Promise.race([queue.idle().then(() => true), sleep(init.drainTimeoutMs, false)]);
@@ -344,7 +368,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     },
     counters() {
       const mem = process.memoryUsage();
-      return { messages, errors, queueDepth: queue.depth(), rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, lastError, username };
+      return { messages, errors, queueDepth: queue.depth(), rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, lastError, username, telemetry: telemetry.snapshot() };
     },
   };
 }

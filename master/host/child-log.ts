@@ -19,9 +19,31 @@ export interface ChildLog {
   close(): Promise<void>;
 }
 
-/** Open the bot's log (size-capped at `maxBytes`, one rotated copy; `bytesPerSec` output budget). */
-export function createChildLog(logsDir: string, botId: string, maxBytes: number, bytesPerSec = 1024 * 1024, now: () => number = () => performance.now()): ChildLog {
-  const file = openLogFile(path.join(logsDir, `worker_${botId}.log`), maxBytes);
+/** How a bot's log is kept. */
+export interface ChildLogOptions {
+  /** Rotate at this size (LOG_MAX_BYTES). */
+  maxBytes: number;
+  /** Rotated copies kept (LOG_KEEP_FILES). */
+  keep?: number;
+  /** The bot's output budget (WORKER_LOG_BYTES_PER_SEC). */
+  bytesPerSec?: number;
+  now?: () => number;
+  /** Also given every line written, with its botId (LOG_TO_STDOUT). */
+  echo?: (line: string) => void;
+}
+
+/** Open the bot's log `logs/worker_<botId>.log`. */
+export function createChildLog(logsDir: string, botId: string, o: ChildLogOptions): ChildLog {
+  const bytesPerSec = o.bytesPerSec ?? 1024 * 1024;
+  const now = o.now ?? (() => performance.now());
+  const file = openLogFile(path.join(logsDir, `worker_${botId}.log`), o.maxBytes, o.keep ?? 1);
+  const echo = o.echo;
+  // A worker's own JSON lines carry its botId unless they come from before its logger knew it.
+  const idField = `"botId":${JSON.stringify(botId)}`;
+  const write = (line: string) => {
+    file.write(line + '\n');
+    if (echo) echo(line.includes(idField) ? line : `{${idField},${line.slice(1)}`);
+  };
   const budget = createBudget(bytesPerSec);
   let dropped = 0;
   let droppedBytes = 0;
@@ -35,13 +57,13 @@ export function createChildLog(logsDir: string, botId: string, maxBytes: number,
         return;
       }
       if (dropped > 0) {
-        file.write(JSON.stringify({ level: 40, time: new Date().toISOString(), botId, msg: 'output over budget: lines dropped', dropped, droppedBytes }) + '\n');
+        write(JSON.stringify({ level: 40, time: new Date().toISOString(), botId, msg: 'output over budget: lines dropped', dropped, droppedBytes }));
         dropped = 0;
         droppedBytes = 0;
       }
       const clean = token && text.includes(token) ? text.replaceAll(token, '[redacted]') : text;
-      if (stream === 'stdout' && !truncated && clean.startsWith('{')) file.write(clean + '\n');
-      else file.write(JSON.stringify({ level: stream === 'stderr' ? 50 : 30, time: new Date().toISOString(), workerPid: pid, botId, stream, msg: clean, ...(truncated ? { truncated: true } : {}) }) + '\n');
+      if (stream === 'stdout' && !truncated && clean.startsWith('{')) write(clean);
+      else write(JSON.stringify({ level: stream === 'stderr' ? 50 : 30, time: new Date().toISOString(), workerPid: pid, botId, stream, msg: clean, ...(truncated ? { truncated: true } : {}) }));
     },
     droppedLines: () => droppedTotal,
     close: () => file.close(),

@@ -1,7 +1,11 @@
 /**
- * A size-capped log file: when it passes `maxBytes` it is renamed to `<file>.1`
- * (replacing the previous one) and a new file is started, so one bot never holds
- * more than about 2 x maxBytes of disk. Lines are written as given.
+ * A size-capped log file with retention: when it passes `maxBytes` the rotated copies
+ * shift (`<file>.1` becomes `.2`, ..., the oldest past `keep` is removed), the file
+ * becomes `<file>.1`, and a new file is started, so one log never holds more than
+ * about (keep + 1) x maxBytes of disk (logrotate's `rotate N` numbering, newest `.1`).
+ * Lines are written as given. Our writer rather than pino-roll: it must survive a full
+ * disk and a removed directory (below) and rotate by size from the master's own count,
+ * with no worker thread per bot file (pino-roll runs in pino's transport thread).
  *
  * A log file never takes the master down: a write error (ENOSPC on a full disk,
  * EIO, a removed directory) closes the stream, later lines are dropped and
@@ -12,6 +16,11 @@ import fs from 'node:fs';
 
 /** How long after a write error the file is tried again. */
 export const REOPEN_EVERY_MS = 1000;
+/**
+ * Bytes queued to one file before lines are dropped (and counted) instead: the
+ * back-pressure of a disk slower than its writers, so memory stays bounded.
+ */
+export const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 
 export interface LogFile {
   write(line: string): void;
@@ -22,8 +31,11 @@ export interface LogFile {
   close(): Promise<void>;
 }
 
-/** Open (append) a rotated log file at `file`. Never throws: an unopenable file drops lines until it can be opened. */
-export function openLogFile(file: string, maxBytes: number, now: () => number = () => performance.now()): LogFile {
+/**
+ * Open (append) a rotated log file at `file`, keeping `keep` rotated copies. Never
+ * throws: an unopenable file drops lines until it can be opened.
+ */
+export function openLogFile(file: string, maxBytes: number, keep = 1, now: () => number = () => performance.now()): LogFile {
   let size = 0;
   try {
     size = fs.statSync(file).size;
@@ -34,8 +46,20 @@ export function openLogFile(file: string, maxBytes: number, now: () => number = 
   let failedAt = -Infinity;
   let droppedTotal = 0;
   let droppedSinceOpen = 0;
+  let droppedSlow = 0;
   const open = (): void => {
-    const s = fs.createWriteStream(file, { flags: 'a', mode: 0o600 });
+    // Opened synchronously: the file exists before the first write, so a rotation in the same
+    // event-loop turn renames the file these lines go to (an async open would let the old
+    // stream and the new one both open the new file after the rename).
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'a', 0o600);
+    } catch {
+      stream = null;
+      failedAt = now();
+      return;
+    }
+    const s = fs.createWriteStream('', { fd, mode: 0o600 });
     s.on('error', () => {
       // The stream is destroyed after an error: drop until reopened.
       if (stream === s) stream = null;
@@ -46,6 +70,14 @@ export function openLogFile(file: string, maxBytes: number, now: () => number = 
   open();
   const rotate = () => {
     stream?.end();
+    fs.rmSync(`${file}.${keep}`, { force: true });
+    for (let i = keep - 1; i >= 1; i--) {
+      try {
+        fs.renameSync(`${file}.${i}`, `${file}.${i + 1}`);
+      } catch {
+        // no such copy yet
+      }
+    }
     try {
       fs.renameSync(file, `${file}.1`);
     } catch {
@@ -63,16 +95,29 @@ export function openLogFile(file: string, maxBytes: number, now: () => number = 
       if (!stream) {
         if (now() - failedAt < REOPEN_EVERY_MS) return drop();
         open();
+        if (!stream) return drop();
         if (droppedSinceOpen > 0) {
           // The leading newline ends a line the failed write may have left half written.
           const note = '\n' + JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'log lines dropped: the file could not be written (disk full?)', dropped: droppedSinceOpen }) + '\n';
           droppedSinceOpen = 0;
-          stream!.write(note);
+          (stream as fs.WriteStream).write(note);
           size += note.length;
         }
       }
+      if (stream!.writableLength > MAX_QUEUED_BYTES) {
+        droppedTotal++;
+        droppedSlow++;
+        return;
+      }
+      if (droppedSlow > 0) {
+        const note = JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'log lines dropped: the disk did not keep up', dropped: droppedSlow }) + '\n';
+        droppedSlow = 0;
+        stream!.write(note);
+        size += note.length;
+      }
       if (size >= maxBytes) rotate();
-      stream!.write(line);
+      if (!stream) return drop();
+      stream.write(line);
       size += Buffer.byteLength(line);
     },
     dropped: () => droppedTotal,

@@ -9,6 +9,7 @@ import type { WorkerProcess } from './child-process.js';
 import type { Timer } from './clock.js';
 import { newBotDelivery, type BotDelivery } from '../delivery/outbox.js';
 import { emptyHistory, type RestartHistory } from './policy/restart.js';
+import { newTotals, type BeatCounts, type BotTotals } from './counters.js';
 import type { BotSpec } from './child-spec.js';
 
 /** DESIGN.md's lifecycle states. */
@@ -92,6 +93,25 @@ export interface Child {
   /** Its updates between intake and ack (the delivery wing's state; only delivery/ changes it). */
   delivery: BotDelivery;
   log: ChildLog | null;
+  /** Counters since the master started, across worker restarts (counters.ts). */
+  totals: BotTotals;
+  /** The current worker's previous heartbeat counts (null until its first). */
+  lastBeat: BeatCounts | null;
+  /** Its last HISTORY_KEPT state changes and exits, oldest first (`botfleet describe`, the status page). */
+  transitions: TransitionRecord[];
+  exits: LastExit[];
+}
+
+/** State changes and exits kept per bot. */
+export const HISTORY_KEPT = 20;
+
+/** One state change; `at` is an ISO time. */
+export interface TransitionRecord { from: ChildState; to: ChildState; reason: string | null; at: string }
+
+/** Append `item` to `list`, keeping the last HISTORY_KEPT. */
+export function keepRecent<T>(list: T[], item: T): void {
+  list.push(item);
+  if (list.length > HISTORY_KEPT) list.splice(0, list.length - HISTORY_KEPT);
 }
 
 
@@ -102,6 +122,7 @@ export function newChild(botId: string, name: string, spec: BotSpec | null): Chi
     prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, protocolDetail: null, unknownMessages: 0, uid: null, exitsByReason: {}, username: null,
     note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0, webhookDrifts: 0,
     history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, delivery: newBotDelivery(), log: null,
+    totals: newTotals(), lastBeat: null, transitions: [], exits: [],
   };
   return c;
 }
@@ -132,6 +153,8 @@ export interface WorkerStatus {
   note: string | null;
   /** Times its webhook registration was found changed (another tool?) and set again, since the master started. */
   webhookDrifts: number;
+  /** Updates since the master started, across worker restarts: reached a worker, handled, failed in the handler, dropped as duplicates. */
+  updates: { received: number; handled: number; failed: number; deduplicated: number };
 }
 
 /**
@@ -149,5 +172,6 @@ export function childStatus(c: Child, now: number, periodMs: number, wall: (mono
     lastExit: c.lastExit, exitsByReason: { ...c.exitsByReason }, lastError: c.lastError,
     quarantinedUntil: c.quarantinedUntil !== null ? new Date(wall(c.quarantinedUntil)).toISOString() : null,
     username: c.username, note: c.note, webhookDrifts: c.webhookDrifts,
+    updates: { received: c.totals.received, handled: c.totals.handled, failed: c.totals.failed, deduplicated: c.totals.deduplicated },
   };
 }

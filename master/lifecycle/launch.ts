@@ -98,7 +98,7 @@ async function prepare(core: SupervisorCore, c: Child): Promise<boolean> {
 /** Fork the worker, send `init`, and arm the startup deadline (STARTUP_TIMEOUT_MS). */
 function spawn(core: SupervisorCore, c: Child, spec: BotSpec, release: () => void): void {
   const { cfg, d, now } = core;
-  c.log ??= createChildLog(d.logsDir, c.botId, cfg.logMaxBytes, cfg.workerLogBytesPerSec, now);
+  c.log ??= createChildLog(d.logsDir, c.botId, { maxBytes: cfg.logMaxBytes, keep: cfg.logKeepFiles, bytesPerSec: cfg.workerLogBytesPerSec, now, echo: d.echoWorkerLine });
   const log = c.log;
   let violation: string | null = null;
   const isolation = d.isolationFor?.(c.botId, spec);
@@ -114,7 +114,7 @@ function spawn(core: SupervisorCore, c: Child, spec: BotSpec, release: () => voi
     // A violation can be found while fork() is still returning: remembered, acted on below.
     onViolation: (why) => (proc ? core.protocolViolation(c, proc, why) : (violation = why)),
   });
-  Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, memOver: 0, queueDepth: 0 });
+  Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, lastBeat: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, memOver: 0, queueDepth: 0 });
   core.reportPids();
   void proc.exited.then((info) => core.onExit(c, proc, info));
   proc.send({

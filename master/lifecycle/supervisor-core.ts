@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { assertNever } from '../../common/errors.js';
 import { effectiveCapacity, type Config } from '../../config/load.js';
 import type { DeliveryMode } from '../../worker/protocol.js';
-import { ALLOWED_TRANSITIONS, type Child, type ChildState, type ExitReason } from './child.js';
+import { ALLOWED_TRANSITIONS, keepRecent, type Child, type ChildState, type ExitReason } from './child.js';
 import type { BotSpec } from './child-spec.js';
 import type { ExitInfo, WorkerProcess } from './child-process.js';
 import type { Clock } from './clock.js';
@@ -80,6 +80,7 @@ export class SupervisorCore {
     }
     c.state = to;
     c.stateReason = reason;
+    keepRecent(c.transitions, { from, to, reason, at: new Date().toISOString() });
     this.logger.info({ botId: c.botId, from, to, reason }, 'transition');
     this.events.emit('transition', { botId: c.botId, from, to, reason } satisfies TransitionEvent);
     if (to === 'running' && c.proc) this.d.journal?.attach(c.botId, c.proc);
@@ -175,6 +176,7 @@ export class SupervisorCore {
     this.d.journal?.workerGone(c.botId, st.fault);
     c.lastExit = { code: info.code, signal: info.signal, reason: st.reason, at: new Date().toISOString(), ...(c.fatalCode ? { errorCode: c.fatalCode } : {}) };
     c.exitsByReason[st.reason] = (c.exitsByReason[st.reason] ?? 0) + 1;
+    keepRecent(c.exits, c.lastExit);
     this.logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, workerPid: proc.pid, ...info, reason: st.reason }, 'worker exited');
     this.apply(c, st);
   }

@@ -37,6 +37,8 @@ export interface SupervisorDeps {
   histories?: Map<string, RestoredHistory>;
   /** Told of every dead-lettered update (to keep it in the dead-letter queue); `update` is null when a worker did not send it. */
   onDeadLetter?(botId: string, updateId: number, update: Update | null, reason: string): void;
+  /** Given each line written to a bot's log, with its botId (LOG_TO_STDOUT); none by default. */
+  echoWorkerLine?(line: string): void;
   /** The delivery wing's journal (webhook updates, durable dedup); none in tests that do not deliver. */
   journal?: DeliveryPort;
 }

@@ -9,7 +9,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
-import { childStatus, type Child, type WorkerStatus } from './child.js';
+import { childStatus, type Child, type LastExit, type TransitionRecord, type WorkerStatus } from './child.js';
 import { memoryVerdict, needsConfirmation } from './policy/memory.js';
 import { startMonitors } from './monitors.js';
 import { realClock } from './clock.js';
@@ -23,7 +23,22 @@ import type { SupervisorDeps } from './supervisor-deps.js';
 export type { DeliveryPort, RestoredHistory, SupervisorDeps, TransitionEvent } from './supervisor-deps.js';
 export type { RollSummary };
 import { reconcileAll } from './reconcile.js';
+import type { BotTotals } from './counters.js';
 
+
+/** One bot as `botfleet describe` shows it (besides its registry row): never a token. */
+export interface BotDescription {
+  status: WorkerStatus;
+  /** The last state changes and exits, oldest first (at most HISTORY_KEPT each). */
+  transitions: TransitionRecord[];
+  exits: LastExit[];
+  /** The restart window: restarts counted against MAX_RESTARTS_PER_HOUR (ISO times). */
+  restartWindow: { max: number; periodMs: number; restarts: string[] };
+  /** The uid its current worker runs as (per-bot uids), else null. */
+  uid: number | null;
+  /** Output lines dropped over WORKER_LOG_BYTES_PER_SEC since its log was opened. */
+  droppedLogLines: number;
+}
 
 export interface Supervisor extends EventEmitter {
   /** Make the children match the registry: start new, stop disabled/removed, restart or hot-reload changed. */
@@ -38,7 +53,11 @@ export interface Supervisor extends EventEmitter {
    */
   restart(botId?: string): Promise<RollSummary>;
   status(): WorkerStatus[];
+  /** Everything the supervisor knows of one bot. @throws BotfleetError `BF_ERR_BOT_NOT_FOUND` */
+  describe(botId: string): BotDescription;
   capacity(): number;
+  /** Each configured bot's counters since the master started (handler-duration buckets, API errors): read by /metrics. */
+  totals(): Array<[string, BotTotals]>;
   /** Stop every child (drain, then SIGKILL at the deadline). Resolves with the bots that had to be killed. */
   stopAll(): Promise<string[]>;
   /** SIGKILL every worker's process group now, no drain. */
@@ -84,7 +103,17 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     },
     checkWebhooks: () => checkWebhooks(core),
     status: () => [...children.values()].map((c) => childStatus(c, now(), HOUR_MS, (t) => core.wall(t))),
+    describe(botId: string): BotDescription {
+      const c = children.get(botId);
+      if (!c) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${botId}"`);
+      return {
+        status: childStatus(c, now(), HOUR_MS, (t) => core.wall(t)), transitions: [...c.transitions], exits: [...c.exits],
+        restartWindow: { max: d.config.maxRestartsPerHour, periodMs: HOUR_MS, restarts: c.history.restarts.map((t) => new Date(core.wall(t)).toISOString()) },
+        uid: c.uid, droppedLogLines: c.log?.droppedLines() ?? 0,
+      };
+    },
     capacity: () => core.cap,
+    totals: () => [...children.values()].map((c): [string, BotTotals] => [c.botId, c.totals]),
     async stopAll() {
       core.shuttingDown = true;
       roller.cancel(); // a coalesced roll never starts once the master stops

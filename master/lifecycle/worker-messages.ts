@@ -9,6 +9,7 @@ import type { Child } from './child.js';
 import type { WorkerProcess } from './child-process.js';
 import { onAck, onBegin, onWorkerDeadLetter } from '../delivery/outbox.js';
 import type { SupervisorCore } from './supervisor-core.js';
+import { addBeat } from './counters.js';
 
 /**
  * Begun-not-acked updates tracked per polling worker before a flood of `begin` is a protocol
@@ -37,6 +38,8 @@ export function onWorkerMessage(core: SupervisorCore, c: Child, proc: WorkerProc
       if (c.state === 'starting') core.transition(c, 'running', null);
       return;
     case 'heartbeat':
+      addBeat(c.totals, c.lastBeat, m);
+      c.lastBeat = { messages: m.messages, errors: m.errors, ...(m.telemetry ? { telemetry: m.telemetry } : {}) };
       Object.assign(c, { lastHeartbeatAt: now(), messages: m.messages, errors: m.errors, queueDepth: m.queueDepth, rssBytes: c.cpuPercent === null ? m.rssBytes : c.rssBytes, lastError: m.lastError, username: m.username });
       return;
     case 'begin': {

@@ -1,7 +1,7 @@
 /**
  * The control socket (`<home>/run/botfleet.sock`, owner-only): the CLI's way to
  * talk to a running master. One JSON request line, one JSON response line.
- * Requests: `{cmd:"status"}`, `{cmd:"restart", botId?}`, `{cmd:"reload"}`,
+ * Requests: `{cmd:"status"}`, `{cmd:"describe", botId}`, `{cmd:"restart", botId?}`, `{cmd:"reload"}`,
  * `{cmd:"dlq-replay", id?, botId?}` (one dead letter by id, or one bot's),
  * `{cmd:"dlq-take", botId}` (a bot's journaled updates into the dead-letter queue).
  * Responses: `{ok:true, result}` or `{ok:false, error}` (one line, no secrets).
@@ -17,7 +17,7 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 /** A client that has not sent its request line by then is dropped. */
 const REQUEST_DEADLINE_MS = 10_000;
 
-export type ControlRequest = { cmd: 'status' } | { cmd: 'restart'; botId?: string } | { cmd: 'reload' } | { cmd: 'dlq-replay'; id?: number; botId?: string } | { cmd: 'dlq-take'; botId: string };
+export type ControlRequest = { cmd: 'status' } | { cmd: 'describe'; botId: string } | { cmd: 'restart'; botId?: string } | { cmd: 'reload' } | { cmd: 'dlq-replay'; id?: number; botId?: string } | { cmd: 'dlq-take'; botId: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
 /** The token file beside the socket: `<socket>.token`. */
@@ -68,7 +68,7 @@ export async function startControlServer(socketPath: string, handle: ControlHand
       return { ok: false, error: 'request is not JSON', code: ErrorCodes.CONTROL };
     }
     if (!tokenOk((req as { token?: unknown })?.token)) return { ok: false, error: 'wrong or missing control token', code: ErrorCodes.CONTROL };
-    if (!['status', 'restart', 'reload', 'dlq-replay', 'dlq-take'].includes((req as { cmd?: string }).cmd ?? '')) return { ok: false, error: 'unknown command', code: ErrorCodes.CONTROL };
+    if (!['status', 'describe', 'restart', 'reload', 'dlq-replay', 'dlq-take'].includes((req as { cmd?: string }).cmd ?? '')) return { ok: false, error: 'unknown command', code: ErrorCodes.CONTROL };
     try {
       return { ok: true, result: await handle(req) };
     } catch (err) {

@@ -107,7 +107,7 @@ export async function webhookMeasures(seconds: number, rounds: number, withOther
   ];
   /** The master's event-loop delay p99 over one load (prom-client resets its histogram at each scrape), ms. */
   const loopP99: Record<'ours' | 'normal', number[]> = { ours: [], normal: [] };
-  const lagP99 = async (p: BotfleetPath) => 1000 * Number(/^botfleet_master_nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(await p.statusGet('/metrics'))?.[1] ?? NaN);
+  const lagP99 = async (p: BotfleetPath) => 1000 * Number(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(await p.statusGet('/metrics'))?.[1] ?? NaN);
   // One discarded warm-up load per side first, so no measured round pays a cold JIT (autocannon's --warmup practice).
   for (const { url, bots } of [{ url: alone.url, bots: ipcBots }, ...sides]) await load(url, bots, WARMUP_SECONDS);
   const runs: Array<Record<'alone' | 'baseline' | 'ours' | 'normal', Load> & { other?: Load }> = [];

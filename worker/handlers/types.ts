@@ -9,7 +9,10 @@ import type { Logger } from 'pino';
 export interface HandlerContext {
   botId: string;
   settings: Record<string, unknown>;
+  /** The bot's logger (pino, its lines in logs/worker_<botId>.log). */
   logger: Logger;
+  /** A child of `logger` whose lines carry `updateId`: use it for lines about one update (`ctx.loggerFor(c)` in a handler). */
+  loggerFor(c: { update: { update_id: number } }): Logger;
 }
 
 /** Optional hooks a handler returns; `onSettings` receives hot-reloaded settings. */

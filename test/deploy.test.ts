@@ -1,0 +1,140 @@
+/**
+ * The deployment files, tried with the real tools where this machine has them:
+ * systemd-analyze verify and security on deploy/botfleet.service; the Dockerfile
+ * read for what a container needs (hadolint too, where installed); the PM2 ecosystem
+ * file run under PM2 (devDependency, private PM2_HOME): start, bots answer, a rolling
+ * restart through `pm2 sendSignal SIGUSR2` keeps every bot answering, `pm2 stop`
+ * leaves nothing, and a SIGKILLed PM2 daemon does not take the master down.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { withFleet, type Fleet } from './helpers/fleet.js';
+import { which } from './helpers/tools.js';
+import { alive, waitFor } from './helpers/wait.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const UNIT = path.join(ROOT, 'deploy', 'botfleet.service');
+
+describe('systemd unit', { skip: which('systemd-analyze') ? false : 'systemd-analyze not installed' }, () => {
+  test('systemd-analyze verify is clean', () => {
+    const r = spawnSync('systemd-analyze', ['verify', UNIT], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr.trim(), '', 'no warnings');
+  });
+
+  test('systemd-analyze security scores 3.0 or less, with the drain, kill mode and start limit set', () => {
+    const r = spawnSync('systemd-analyze', ['security', '--offline=yes', '--no-pager', UNIT], { encoding: 'utf8', timeout: 60_000 });
+    const m = /Overall exposure level for botfleet\.service: (\d+\.\d+)/.exec(r.stdout);
+    assert.ok(m, `${r.stdout}${r.stderr}`);
+    assert.ok(Number(m[1]) <= 3.0, `exposure ${m[1]}`);
+    const unit = fs.readFileSync(UNIT, 'utf8');
+    const value = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(unit)?.[1];
+    assert.equal(value('KillMode'), 'mixed');
+    assert.ok(Number(value('TimeoutStopSec')) > 90, 'above the 90 s drain (WORKER_TIMEOUT_MS)');
+    assert.ok(Number(value('StartLimitBurst')) > 0 && value('RestartPreventExitStatus') === '78', 'a bad configuration does not restart forever');
+    assert.ok(Number(value('TasksMax')) > 0);
+    assert.equal(value('ProtectSystem'), 'strict');
+  });
+});
+
+describe('Dockerfile', () => {
+  const file = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+  test('what a container needs: Node 20 slim, production dependencies, an init, a volume, a health check, logs to stdout', () => {
+    assert.match(file, /^FROM node:20-slim\b/m);
+    assert.match(file, /npm (ci --omit=dev|prune --omit=dev)/);
+    assert.match(file, /^ENTRYPOINT \["\/usr\/bin\/tini", "--"/m, 'tini as PID 1 reaps zombies');
+    assert.match(file, /^VOLUME \["\/var\/lib\/botfleet"\]/m);
+    assert.match(file, /^HEALTHCHECK .*\n.*127\.0\.0\.1:3001\/health/m);
+    assert.match(file, /LOG_TO_STDOUT=1/);
+    assert.match(file, /BOTFLEET_HOME=\/var\/lib\/botfleet/);
+  });
+  test('hadolint passes', { skip: which('hadolint') ? false : 'hadolint not installed' }, () => {
+    const r = spawnSync('hadolint', ['--failure-threshold', 'warning', path.join(ROOT, 'Dockerfile')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout);
+  });
+});
+
+describe('PM2', () => {
+  const require = createRequire(import.meta.url);
+  const ecosystem = require(path.join(ROOT, 'ecosystem.config.cjs')) as { apps: Array<Record<string, unknown>> };
+  const pm2Bin = path.join(ROOT, 'node_modules', 'pm2', 'bin', 'pm2');
+
+  test('the ecosystem file: home outside the code, no watch, no memory restart, kill_timeout above the drain, no injected module', () => {
+    const app = ecosystem.apps[0]!;
+    assert.equal(app.watch, false);
+    assert.equal(app.max_memory_restart, undefined);
+    assert.ok(Number(app.kill_timeout) > 90_000);
+    assert.equal(app.pmx, false);
+    const home = (app.env as { BOTFLEET_HOME: string }).BOTFLEET_HOME;
+    assert.ok(!path.resolve(home).startsWith(ROOT + path.sep) && path.resolve(home) !== ROOT, `home ${home} is outside the code`);
+  });
+
+  test('under PM2: bots answer, SIGUSR2 rolls them answering throughout, pm2 stop leaves nothing, a killed daemon leaves the master up', { skip: fs.existsSync(pm2Bin) ? false : 'pm2 not installed (npm ci)' }, async () => {
+    await withFleet({}, {}, async (fleet) => {
+      const pm2Home = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-test-pm2-'));
+      const env = { ...fleet.env, PM2_HOME: pm2Home };
+      const pm2 = (...args: string[]) => spawnSync(process.execPath, [pm2Bin, ...args], { env, encoding: 'utf8', timeout: 60_000 });
+      const daemonPid = () => Number(fs.readFileSync(path.join(pm2Home, 'pm2.pid'), 'utf8'));
+      try {
+        for (const id of ['p1', 'p2', 'p3']) await fleet.addBot(id);
+        const started = pm2('start', path.join(ROOT, 'ecosystem.config.cjs'));
+        assert.equal(started.status, 0, started.stderr);
+        const first = await fleet.waitRunning(['p1', 'p2', 'p3'], 30_000);
+        for (const id of ['p1', 'p2', 'p3']) assert.equal(await fleet.chat(id, 1, `hi ${id}`), `hi ${id}`);
+
+        // The rolling path: every bot answers throughout, and each one got a new worker.
+        assert.equal(pm2('sendSignal', 'SIGUSR2', 'botfleet').status, 0);
+        const oldPids = new Map(first.workers.map((w) => [w.botId, w.pid]));
+        let n = 0;
+        await waitFor(async () => {
+          for (const id of ['p1', 'p2', 'p3']) assert.equal(await fleet.chat(id, 2, `roll ${id} ${n}`, 10_000), `roll ${id} ${n}`);
+          n++;
+          const s = await fleet.status();
+          return s.workers.every((w) => w.state === 'running' && w.pid !== oldPids.get(w.botId));
+        }, 30_000, 'every bot rolled to a new worker');
+        const master = (await fleet.status()).master.pid;
+
+        // pm2 stop: the master drains and exits, no worker is left.
+        const workers = (await fleet.status()).workers.map((w) => w.pid!);
+        assert.equal(pm2('stop', 'botfleet').status, 0);
+        await waitFor(() => !alive(master) && workers.every((p) => !alive(p)), 30_000, 'the master and its workers gone after pm2 stop');
+
+        // A SIGKILLed PM2 daemon: the master (started again) stays up and its bots answer.
+        assert.equal(pm2('start', 'botfleet').status, 0);
+        const again = await fleet.waitRunning(['p1', 'p2', 'p3'], 30_000);
+        process.kill(daemonPid(), 'SIGKILL');
+        await waitFor(() => !alive(daemonPid()), 10_000, 'the PM2 daemon dead');
+        // PM2's injected module (@pm2/io) sends metrics about every second and exits the app once the daemon is gone:
+        // the master must outlive several of those sends.
+        const since = (await fleet.status()).master.uptimeMs;
+        await waitFor(async () => {
+          assert.ok(alive(again.master.pid), 'the master outlived the PM2 daemon');
+          return (await fleet.status()).master.uptimeMs >= since + 10_000;
+        }, 20_000, 'ten seconds of master uptime after the daemon died');
+        for (const id of ['p1', 'p2', 'p3']) assert.equal(await fleet.chat(id, 3, `after ${id}`), `after ${id}`);
+        await stopOrphan(fleet, again.master.pid);
+      } finally {
+        spawnSync(process.execPath, [pm2Bin, 'kill'], { env, timeout: 30_000 });
+        try {
+          process.kill(daemonPid(), 'SIGKILL');
+        } catch {
+          // gone
+        }
+        fs.rmSync(pm2Home, { recursive: true, force: true });
+      }
+    });
+  });
+});
+
+/** `botfleet stop` on a master nobody waits for, and its end checked. */
+async function stopOrphan(fleet: Fleet, pid: number): Promise<void> {
+  const r = await fleet.cli(['stop']);
+  assert.equal(r.code, 0, r.stderr);
+  await waitFor(() => !alive(pid), 30_000, 'the master stopped by botfleet stop');
+}

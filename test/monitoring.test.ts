@@ -1,0 +1,70 @@
+/**
+ * The shipped monitoring (monitoring/): the alert rules pass `promtool check rules` and
+ * their unit tests (`promtool test rules`), and every series the rules and the Grafana
+ * dashboard query is one the master exports, read from a real registry (createMetrics
+ * over real child records) rather than a list kept by hand.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { childStatus, newChild } from '../master/lifecycle/child.js';
+import { addBeat } from '../master/lifecycle/counters.js';
+import { createMetrics } from '../master/surfaces/metrics.js';
+import { HANDLER_BUCKETS_S } from '../worker/protocol.js';
+import { promtool } from './helpers/tools.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const MON = path.join(ROOT, 'monitoring');
+const noPromtool = promtool() ? false : 'promtool not installed (.ci/run installs Debian\'s prometheus package)';
+
+test('the alert rules pass promtool check rules', { skip: noPromtool }, () => {
+  const r = spawnSync(promtool()!, ['check', 'rules', path.join(MON, 'alerts.yml')], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  assert.match(r.stdout, /SUCCESS: \d+ rules found/);
+});
+
+test('the alert rules pass their promtool unit tests', { skip: noPromtool }, () => {
+  const r = spawnSync(promtool()!, ['test', 'rules', 'alerts.test.yml'], { cwd: MON, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+});
+
+/** Every sample name of a scrape of a master with one bot that did a bit of everything. */
+async function exportedNames(): Promise<Set<string>> {
+  const c = newChild('b1', 'Bot one', null);
+  c.exitsByReason = { crash: 1, 'rolling-restart': 1 };
+  addBeat(c.totals, null, {
+    messages: 3, errors: 1,
+    telemetry: { received: 4, deduplicated: 1, handlerBuckets: new Array<number>(HANDLER_BUCKETS_S.length + 1).fill(1), handlerSecondsSum: 0.5, apiErrors: [['sendMessage', '429', 2]] },
+  });
+  const m = createMetrics({
+    status: () => [childStatus(c, 0, 3_600_000)], totals: () => [['b1', c.totals]], deadLetters: () => new Map([['b1', 1]]), memoryCapBytes: 150 * 1048576,
+    journal: () => ({ b1: { received: 1, journaled: 1, duplicates: 0, refused: 0, delivered: 1, failed: 0, deadLettered: 0, pending: 0, oldestPendingAgeMs: null } as never }),
+  });
+  m.observeWebhook('b1', 200, 0.004);
+  const text = await m.registry.metrics();
+  return new Set(text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l)![0]));
+}
+
+/** Metric names a PromQL text uses (ours and the standard process/Node ones), not functions or labels. */
+const referenced = (promql: string) => [...promql.matchAll(/\b((?:botfleet|process|nodejs)_[a-zA-Z0-9_]+)\b/g)].map((x) => x[1]!);
+
+test('the alerts and the dashboard query only series the master exports', async () => {
+  const names = await exportedNames();
+  assert.ok(names.has('botfleet_handler_duration_seconds_bucket') && names.has('process_resident_memory_bytes'), 'the scrape itself');
+  const alerts = fs.readFileSync(path.join(MON, 'alerts.yml'), 'utf8');
+  const exprs = [...alerts.matchAll(/expr: (>\n(?: {10}.*\n)+|.*)/g)].map((x) => x[1]!);
+  assert.ok(exprs.length >= 10, 'the rules were read');
+  const dashboard = JSON.parse(fs.readFileSync(path.join(MON, 'grafana-dashboard.json'), 'utf8')) as {
+    panels: Array<{ id: number; type: string; targets?: Array<{ expr: string }>; gridPos: object }>;
+    templating: { list: Array<{ name: string; definition?: string }> };
+  };
+  const queries = [...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr)), ...dashboard.templating.list.flatMap((v) => (v.definition ? [v.definition] : []))];
+  const missing = [...exprs, ...queries].flatMap(referenced).filter((n) => !names.has(n));
+  assert.deepEqual([...new Set(missing)], []);
+  assert.deepEqual(dashboard.templating.list.map((v) => v.name), ['datasource', 'instance', 'bot'], 'a per-bot drill-down by variable');
+  assert.equal(new Set(dashboard.panels.map((p) => p.id)).size, dashboard.panels.length, 'panel ids are unique');
+  assert.ok(dashboard.panels.some((p) => p.targets?.some((t) => t.expr.includes('bot=~"$bot"'))));
+});

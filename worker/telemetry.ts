@@ -1,0 +1,74 @@
+/**
+ * A worker's telemetry for the master's /metrics: updates received and dropped as
+ * duplicates, handler durations in fixed buckets (HANDLER_BUCKETS_S), and Bot API
+ * errors by method and code (HTTP status, or `network` when no reply came). All
+ * counts since the worker started; the master adds them across worker restarts.
+ * Bounded: at most MAX_API_ERROR_SERIES (method, code) pairs, the rest under `other`.
+ */
+import { HANDLER_BUCKETS_S, MAX_API_ERROR_SERIES, type WorkerTelemetry } from './protocol.js';
+
+/** Bot API method names as Telegram spells them (https://core.telegram.org/bots/api#available-methods). */
+const METHOD = /^[A-Za-z]{1,40}$/;
+/** Room for `other` rows by code once the method rows are full. */
+const OTHER_CODES = 16;
+
+/** The counters of one worker process. */
+export interface Telemetry {
+  received(): void;
+  deduplicated(): void;
+  /** One handler settled after `seconds`. */
+  handler(seconds: number): void;
+  /** A Bot API call of `method` failed with `code` (HTTP status or `network`). */
+  apiError(method: string, code: number | 'network'): void;
+  snapshot(): WorkerTelemetry;
+}
+
+export function createTelemetry(): Telemetry {
+  let received = 0;
+  let deduplicated = 0;
+  const buckets = new Array<number>(HANDLER_BUCKETS_S.length + 1).fill(0);
+  let handlerSecondsSum = 0;
+  const apiErrors = new Map<string, [string, string, number]>();
+  return {
+    received: () => void received++,
+    deduplicated: () => void deduplicated++,
+    handler(seconds) {
+      let i = 0;
+      while (i < HANDLER_BUCKETS_S.length && seconds > HANDLER_BUCKETS_S[i]!) i++;
+      buckets[i]!++;
+      handlerSecondsSum += seconds;
+    },
+    apiError(method, code) {
+      const c = String(code);
+      let m = METHOD.test(method) ? method : 'other';
+      if (!apiErrors.has(`${m} ${c}`) && apiErrors.size >= MAX_API_ERROR_SERIES) m = 'other';
+      const key = `${m} ${c}`;
+      const row = apiErrors.get(key);
+      if (row) row[2]++;
+      else if (apiErrors.size < MAX_API_ERROR_SERIES + OTHER_CODES) apiErrors.set(key, [m, c, 1]);
+    },
+    snapshot: () => ({ received, deduplicated, handlerBuckets: [...buckets], handlerSecondsSum, apiErrors: [...apiErrors.values()].map((r) => [...r] as [string, string, number]) }),
+  };
+}
+
+/** The method of a Bot API URL (`…/bot<token>/<method>`), never the token. */
+export function methodOf(url: string): string {
+  const i = url.lastIndexOf('/');
+  const m = url.slice(i + 1).split('?')[0]!;
+  return METHOD.test(m) ? m : 'other';
+}
+
+/** `fetch` that counts each failed Bot API reply (not 2xx) and each call that got none, then answers as `fetch` did. */
+export function countingFetch(inner: typeof fetch, t: Telemetry): typeof fetch {
+  return async (input, init) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    try {
+      const res = await inner(input, init);
+      if (!res.ok) t.apiError(methodOf(url), res.status);
+      return res;
+    } catch (err) {
+      t.apiError(methodOf(url), 'network');
+      throw err;
+    }
+  };
+}
