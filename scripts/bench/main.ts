@@ -4,7 +4,7 @@
  * Every figure is a ratio against a baseline measured in the same run (these
  * machines are shared and noisy); absolute times are printed beside it. Prints a
  * table and writes bench/results.json. `--only a,b` runs some groups:
- * start, fleet, webhook, faults, pm2.
+ * start, fleet, webhook, faults, metrics, pm2.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,6 +16,7 @@ import { pm2Measures } from './pm2-measures.js';
 import { cleanupAll } from './harness.js';
 import { restartWaitMeasures, webhookMeasures } from './webhook-measures.js';
 import { renderTable, type Row } from './stats.js';
+import { metricsMeasures } from './metrics-measures.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -63,6 +64,11 @@ await group('faults', async () => {
   const r = await faultMeasures(quick ? 2 : 4);
   rows.push(...r.rows);
   raw.faults = r.raw;
+});
+await group('metrics', async () => {
+  const r = await metricsMeasures(1000, quick ? 10 : 30);
+  rows.push(...r.rows);
+  raw.metrics = r.raw;
 });
 await group('pm2', async () => {
   const r = await pm2Measures(quick ? 3 : 7);
