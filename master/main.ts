@@ -113,7 +113,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   let undecryptable: string[] = [];
   const statusServer = createStatusServer({
     status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats(), deliveryLatency: journal.deliveryLatency() }),
-    metrics: metrics.registry,
+    metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape },
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
       : undecryptable.length > 0 ? `the encryption key cannot decrypt the token of ${undecryptable.length} enabled bot(s): ${undecryptable.slice(0, 5).join(', ')}` : null),
   });

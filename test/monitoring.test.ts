@@ -44,7 +44,7 @@ async function exportedNames(): Promise<Set<string>> {
     journal: () => ({ b1: { received: 1, journaled: 1, duplicates: 0, refused: 0, delivered: 1, failed: 0, deadLettered: 0, pending: 0, oldestPendingAgeMs: null } as never }),
   });
   m.observeWebhook('b1', 200, 0.004);
-  const text = await m.registry.metrics();
+  const text = await m.scrape();
   return new Set(text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l)![0]));
 }
 

@@ -31,17 +31,24 @@ export interface MetricSources {
 /** The registry to serve, and the webhook server's observer (its port: `onResponse`). */
 export interface Metrics {
   registry: client.Registry;
+  /**
+   * One scrape of `registry` that leaves the event loop free: each family of ours is
+   * collected in an event-loop turn of its own (I/O is served between them), all from
+   * one snapshot of the fleet taken for the scrape.
+   */
+  scrape(): Promise<string>;
   /** One webhook request answered with `code` after `seconds`; `bot` is null for a path that names no webhook bot. */
   observeWebhook(bot: string | null, code: number, seconds: number): void;
 }
 
 export function createMetrics(src: MetricSources): Metrics {
   const registry = new client.Registry();
-  // Every series of one scrape reads the same snapshot, taken once: the collects of a
-  // scrape run in one event-loop turn, and the snapshot is dropped at the next.
-  const status = perScrape(src.status);
-  const totals = perScrape(src.totals);
-  const journalRows = perScrape(() => Object.entries(src.journal?.() ?? {}));
+  // Every series of one scrape reads the same snapshot, taken once and dropped when the scrape ends.
+  const snap = snapshots();
+  const status = snap.of(src.status);
+  const totals = snap.of(src.totals);
+  const journalRows = snap.of(() => Object.entries(src.journal?.() ?? {}));
+  const turn = turnGate();
   client.collectDefaultMetrics({ register: registry });
   // prom-client exports these three gauges with a `_total` suffix, which `promtool check metrics` rejects.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
@@ -51,22 +58,24 @@ export function createMetrics(src: MetricSources): Metrics {
       for (const [bot, row] of rows()) put({ bot }, value(row));
     };
     return counter
-      ? new client.Counter({ name, help, labelNames: ['bot'], registers: [registry], collect() { this.reset(); fill((l, v) => this.inc(l, v)); } })
-      : new client.Gauge({ name, help, labelNames: ['bot'], registers: [registry], collect() { this.reset(); fill((l, v) => this.set(l, v)); } });
+      ? new client.Counter({ name, help, labelNames: ['bot'], registers: [registry], async collect() { await turn(); this.reset(); fill((l, v) => this.inc(l, v)); } })
+      : new client.Gauge({ name, help, labelNames: ['bot'], registers: [registry], async collect() { await turn(); this.reset(); fill((l, v) => this.set(l, v)); } });
   };
-  const perBot = series(perScrape(() => status().map((w): [string, WorkerStatus] => [w.botId, w])));
+  const perBot = series(snap.of(() => status().map((w): [string, WorkerStatus] => [w.botId, w])));
   const perTotals = series(totals);
   const perJournal = series(journalRows);
   new client.Gauge({
     name: 'botfleet_worker_state', help: 'the state each bot is in: one series per bot, value 1, the state as its label', labelNames: ['bot', 'state'], registers: [registry],
-    collect() {
+    async collect() {
+      await turn();
       this.reset();
       for (const w of status()) this.set({ bot: w.botId, state: w.state }, 1);
     },
   });
   new client.Gauge({
     name: 'botfleet_bot_info', help: 'always 1: each bot\'s name, resolved delivery mode and Telegram @username (empty until getMe answered)', labelNames: ['bot', 'name', 'mode', 'username'], registers: [registry],
-    collect() {
+    async collect() {
+      await turn();
       this.reset();
       for (const w of status()) this.set({ bot: w.botId, name: w.name.slice(0, 64), mode: w.mode ?? '', username: w.username ?? '' }, 1);
     },
@@ -74,7 +83,8 @@ export function createMetrics(src: MetricSources): Metrics {
   perBot('botfleet_worker_restarts_total', 'restarts since the master started', (w) => w.restarts, true);
   new client.Counter({
     name: 'botfleet_worker_exits_total', help: 'worker exits by lastExit reason (crash, exited, config, protocol, hung, memory, startup-timeout, operator, rolling-restart, config-change) since the master started', labelNames: ['bot', 'reason'], registers: [registry],
-    collect() {
+    async collect() {
+      await turn();
       this.reset();
       for (const w of status()) for (const [reason, n] of Object.entries(w.exitsByReason)) this.inc({ bot: w.botId, reason }, n);
     },
@@ -84,10 +94,11 @@ export function createMetrics(src: MetricSources): Metrics {
   perTotals('botfleet_updates_failed_total', 'updates whose handler failed (threw or rejected)', (t) => t.failed, true);
   perTotals('botfleet_updates_deduplicated_total', 'updates a worker dropped as already handled (the dedup window)', (t) => t.deduplicated, true);
   registry.registerMetric(histogramFamily('botfleet_handler_duration_seconds', 'handler run time per update, seconds', HANDLER_BUCKETS_S,
-    () => totals().map(([bot, t]) => ({ labels: { bot }, buckets: t.handlerBuckets, sum: t.handlerSecondsSum }))));
+    () => totals().map(([bot, t]) => ({ labels: { bot }, buckets: t.handlerBuckets, sum: t.handlerSecondsSum })), turn));
   new client.Counter({
     name: 'botfleet_telegram_api_errors_total', help: 'Bot API calls of the bot that failed, by method and HTTP status (network: no reply); 409 on getUpdates is another poller, 429 flood control', labelNames: ['bot', 'method', 'code'], registers: [registry],
-    collect() {
+    async collect() {
+      await turn();
       this.reset();
       for (const [bot, t] of totals()) for (const r of t.apiErrors.values()) this.inc({ bot, method: r.method, code: r.code }, r.count);
     },
@@ -106,7 +117,8 @@ export function createMetrics(src: MetricSources): Metrics {
   const deadLetters = src.deadLetters;
   new client.Gauge({
     name: 'botfleet_dead_letters', help: 'updates in the dead-letter queue (botfleet dlq list)', labelNames: ['bot'], registers: [registry],
-    collect() {
+    async collect() {
+      await turn();
       this.reset();
       const counts = deadLetters?.() ?? new Map<string, number>();
       for (const w of status()) this.set({ bot: w.botId }, counts.get(w.botId) ?? 0);
@@ -115,8 +127,14 @@ export function createMetrics(src: MetricSources): Metrics {
   });
   const requests = new client.Counter({ name: 'botfleet_webhook_requests_total', help: 'webhook requests by bot and HTTP status answered (bot="" for a path naming no webhook bot)', labelNames: ['bot', 'code'], registers: [registry] });
   const duration = new client.Histogram({ name: 'botfleet_webhook_request_duration_seconds', help: 'time from a webhook request\'s arrival to its answer, seconds (all bots)', buckets: [...WEBHOOK_BUCKETS_S], registers: [registry] });
+  let scraping: Promise<string> | null = null;
   return {
     registry,
+    // Concurrent scrapes share one: a second Prometheus (or a retry) costs nothing more.
+    scrape: () => (scraping ??= registry.metrics().finally(() => {
+      scraping = null;
+      snap.drop();
+    })),
     observeWebhook(bot, code, seconds) {
       requests.inc({ bot: bot ?? '', code: String(code) });
       duration.observe(seconds);
@@ -144,11 +162,12 @@ interface HistogramRow { labels: Record<string, string>; buckets: readonly numbe
  * adds them up): prom-client's Histogram can only observe, so this is a collector of
  * the same shape registered with `registerMetric` (`_bucket{le}` cumulative, `_sum`, `_count`).
  */
-function histogramFamily(name: string, help: string, bounds: readonly number[], rows: () => HistogramRow[]): client.Metric {
+function histogramFamily(name: string, help: string, bounds: readonly number[], rows: () => HistogramRow[], turn: () => Promise<void>): client.Metric {
   const les = [...bounds.map(String), '+Inf'];
   const collector = {
     name, help, type: 'histogram', aggregator: 'sum',
-    get() {
+    async get() {
+      await turn();
       const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> = [];
       for (const r of rows()) {
         let acc = 0;
@@ -165,13 +184,30 @@ function histogramFamily(name: string, help: string, bounds: readonly number[], 
   return collector as unknown as client.Metric;
 }
 
-/** `fn`'s value, computed at most once per event-loop turn. */
-function perScrape<T>(fn: () => T): () => T {
-  let cached: { v: T } | null = null;
-  return () => {
-    if (cached) return cached.v;
-    cached = { v: fn() };
-    setImmediate(() => (cached = null));
-    return cached.v;
+/** Values computed once and kept until `drop()` (the end of a scrape). */
+function snapshots(): { of<T>(fn: () => T): () => T; drop(): void } {
+  const kept: Array<{ v?: unknown; has: boolean }> = [];
+  return {
+    of<T>(fn: () => T) {
+      const slot: { v?: unknown; has: boolean } = { has: false };
+      kept.push(slot);
+      return () => {
+        if (!slot.has) Object.assign(slot, { v: fn(), has: true });
+        return slot.v as T;
+      };
+    },
+    drop() {
+      for (const s of kept) Object.assign(s, { v: undefined, has: false });
+    },
   };
+}
+
+/**
+ * Each call resolves in an event-loop turn after the previous call's (setImmediate runs
+ * in the check phase, after I/O is polled): the collects of one scrape, one per turn.
+ * Measured at 1000 bots: the whole scrape in one turn stalled the loop 246 ms.
+ */
+function turnGate(): () => Promise<void> {
+  let last: Promise<void> = Promise.resolve();
+  return () => (last = last.then(() => new Promise<void>((r) => setImmediate(r))));
 }

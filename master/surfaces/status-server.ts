@@ -7,7 +7,6 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { NO_SCHEMAS } from '../../common/fastify-schemas.js';
-import type { Registry } from 'prom-client';
 import type { WorkerStatus } from '../lifecycle/child.js';
 import type { IsolationStatus } from '../host/isolation.js';
 
@@ -34,7 +33,8 @@ export function fleetStatus(workers: WorkerStatus[], master: FleetStatus['master
 
 export interface StatusServerOptions {
   status(): FleetStatus;
-  metrics: Registry;
+  /** The Prometheus text and its content type (metrics.ts's scrape). */
+  metrics: { contentType: string; metrics(): Promise<string> };
   /** null when healthy, else the reason (one line). */
   unhealthy(): string | null;
   /** Per-bot webhook and journal counters for `GET /webhook/stats` (kept off the public webhook port). */
