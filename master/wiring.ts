@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import { listSetting, type Config } from '../config/load.js';
 import { createWebhookServer, type WebhookServer, type WebhookServerOptions } from '../webhook-server/server.js';
 import { batchSchedulingAvailable } from './lifecycle/child-process.js';
+import { stdoutLines } from './host/log-file.js';
 import type { ControlHandler, ControlRequest } from './surfaces/control-server.js';
 import type { Registry } from './registry.js';
 import { replayDeadLetters } from './delivery/replay.js';
@@ -176,24 +177,5 @@ export function startPeriodic(cfg: Config, registry: Registry, supervisor: Super
   return () => {
     clearInterval(poll);
     if (webhookCheck) clearInterval(webhookCheck);
-  };
-}
-
-/** Bytes queued to stdout before worker lines are dropped: a slow reader of the master's stdout (a stuck `docker logs` pipe) must not grow it. */
-const MAX_STDOUT_QUEUED_BYTES = 8 * 1024 * 1024;
-
-/** Writes lines to the master's stdout, dropping (and counting, in the next line) what a slow reader leaves queued past the bound. */
-function stdoutLines(): (line: string) => void {
-  let dropped = 0;
-  return (line) => {
-    if (process.stdout.writableLength > MAX_STDOUT_QUEUED_BYTES) {
-      dropped++;
-      return;
-    }
-    if (dropped > 0) {
-      process.stdout.write(JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'worker lines dropped: stdout did not keep up', dropped }) + '\n');
-      dropped = 0;
-    }
-    process.stdout.write(line + '\n');
   };
 }

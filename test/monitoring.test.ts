@@ -68,3 +68,22 @@ test('the alerts and the dashboard query only series the master exports', async 
   assert.equal(new Set(dashboard.panels.map((p) => p.id)).size, dashboard.panels.length, 'panel ids are unique');
   assert.ok(dashboard.panels.some((p) => p.targets?.some((t) => t.expr.includes('bot=~"$bot"'))));
 });
+
+test('bot totals: a worker restart adds the new worker\'s counts, and API error rows stay bounded', () => {
+  const c = newChild('b', 'b', null);
+  const beat = (messages: number, apiErrors: Array<[string, string, number]>) => ({
+    messages, errors: 0, telemetry: { received: messages, deduplicated: 0, handlerBuckets: new Array<number>(HANDLER_BUCKETS_S.length + 1).fill(0), handlerSecondsSum: 0, apiErrors },
+  });
+  const first = beat(10, []);
+  addBeat(c.totals, null, first);
+  const second = beat(15, []);
+  addBeat(c.totals, first, second);
+  addBeat(c.totals, second, beat(3, [])); // a new worker: counts went down, all 3 are new
+  assert.equal(c.totals.handled, 18);
+  const methods = Array.from({ length: 100 }, (_, i) => [`method${String.fromCharCode(65 + (i % 26))}${String.fromCharCode(65 + Math.floor(i / 26))}`, '429', 1] as [string, string, number]);
+  addBeat(c.totals, null, beat(0, methods));
+  assert.ok(c.totals.apiErrors.size <= 64 + 16, `rows ${c.totals.apiErrors.size}`);
+  const total = [...c.totals.apiErrors.values()].reduce((n, r) => n + r.count, 0);
+  assert.equal(total, 100, 'past the bound, errors are counted under method "other"');
+  assert.equal(c.totals.apiErrors.get('other 429')?.count, 100 - 64);
+});

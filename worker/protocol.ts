@@ -87,6 +87,22 @@ export interface WorkerCounters {
 export const HANDLER_BUCKETS_S: readonly number[] = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 /** Distinct (method, code) pairs a worker reports; more go under method `other`. */
 export const MAX_API_ERROR_SERIES = 48;
+/** Bot API method names as Telegram spells them (https://core.telegram.org/bots/api#available-methods); anything else is `other`. */
+export const API_METHOD = /^[A-Za-z]{1,40}$/;
+/** Rows for method `other` (one per code) beyond the bound of own rows. */
+export const API_OTHER_ROWS = 16;
+
+/**
+ * The key (`method code`) a Bot API error is counted under in `rows`, which hold at most
+ * `maxRows` own rows plus API_OTHER_ROWS `other` rows: its own while there is room, else
+ * method `other`. @returns null when that has no room either (the error is not counted)
+ */
+export function apiErrorKey(rows: ReadonlyMap<string, unknown>, method: string, code: string, maxRows: number): string | null {
+  const own = `${API_METHOD.test(method) ? method : 'other'} ${code}`;
+  if (rows.has(own) || rows.size < maxRows) return own;
+  const other = `other ${code}`;
+  return rows.has(other) || rows.size < maxRows + API_OTHER_ROWS ? other : null;
+}
 
 /** A worker's counts since it started (worker/telemetry.ts). */
 export interface WorkerTelemetry {
@@ -186,8 +202,8 @@ const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isF
 function isTelemetry(t: unknown): t is WorkerTelemetry {
   return isObj(t) && isCount(t.received) && isCount(t.deduplicated) && isCount(t.handlerSecondsSum) &&
     Array.isArray(t.handlerBuckets) && t.handlerBuckets.length === HANDLER_BUCKETS_S.length + 1 && t.handlerBuckets.every(isCount) &&
-    Array.isArray(t.apiErrors) && t.apiErrors.length <= MAX_API_ERROR_SERIES + 16 &&
-    t.apiErrors.every((r) => Array.isArray(r) && r.length === 3 && isStr(r[0]) && /^[A-Za-z]{1,40}$/.test(r[0]) && isStr(r[1]) && /^(\d{3}|network)$/.test(r[1]) && isCount(r[2]));
+    Array.isArray(t.apiErrors) && t.apiErrors.length <= MAX_API_ERROR_SERIES + API_OTHER_ROWS &&
+    t.apiErrors.every((r) => Array.isArray(r) && r.length === 3 && isStr(r[0]) && API_METHOD.test(r[0]) && isStr(r[1]) && /^(\d{3}|network)$/.test(r[1]) && isCount(r[2]));
 }
 
 /** What the master makes of a worker's frame. */

@@ -3,14 +3,9 @@
  * duplicates, handler durations in fixed buckets (HANDLER_BUCKETS_S), and Bot API
  * errors by method and code (HTTP status, or `network` when no reply came). All
  * counts since the worker started; the master adds them across worker restarts.
- * Bounded: at most MAX_API_ERROR_SERIES (method, code) pairs, the rest under `other`.
+ * Bounded: at most MAX_API_ERROR_SERIES (method, code) pairs, the rest under `other` (apiErrorKey).
  */
-import { HANDLER_BUCKETS_S, MAX_API_ERROR_SERIES, type WorkerTelemetry } from './protocol.js';
-
-/** Bot API method names as Telegram spells them (https://core.telegram.org/bots/api#available-methods). */
-const METHOD = /^[A-Za-z]{1,40}$/;
-/** Room for `other` rows by code once the method rows are full. */
-const OTHER_CODES = 16;
+import { API_METHOD, apiErrorKey, HANDLER_BUCKETS_S, MAX_API_ERROR_SERIES, type WorkerTelemetry } from './protocol.js';
 
 /** The counters of one worker process. */
 export interface Telemetry {
@@ -40,12 +35,11 @@ export function createTelemetry(): Telemetry {
     },
     apiError(method, code) {
       const c = String(code);
-      let m = METHOD.test(method) ? method : 'other';
-      if (!apiErrors.has(`${m} ${c}`) && apiErrors.size >= MAX_API_ERROR_SERIES) m = 'other';
-      const key = `${m} ${c}`;
+      const key = apiErrorKey(apiErrors, method, c, MAX_API_ERROR_SERIES);
+      if (key === null) return;
       const row = apiErrors.get(key);
       if (row) row[2]++;
-      else if (apiErrors.size < MAX_API_ERROR_SERIES + OTHER_CODES) apiErrors.set(key, [m, c, 1]);
+      else apiErrors.set(key, [key.slice(0, key.indexOf(' ')), c, 1]);
     },
     snapshot: () => ({ received, deduplicated, handlerBuckets: [...buckets], handlerSecondsSum, apiErrors: [...apiErrors.values()].map((r) => [...r] as [string, string, number]) }),
   };
@@ -55,7 +49,7 @@ export function createTelemetry(): Telemetry {
 export function methodOf(url: string): string {
   const i = url.lastIndexOf('/');
   const m = url.slice(i + 1).split('?')[0]!;
-  return METHOD.test(m) ? m : 'other';
+  return API_METHOD.test(m) ? m : 'other';
 }
 
 /** `fetch` that counts each failed Bot API reply (not 2xx) and each call that got none, then answers as `fetch` did. */

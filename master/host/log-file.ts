@@ -22,6 +22,41 @@ export const REOPEN_EVERY_MS = 1000;
  */
 export const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 
+/** A stream with a write queue (fs.WriteStream, process.stdout). */
+type Queued = { writableLength: number; write(chunk: string): boolean };
+
+/**
+ * Back-pressure for lines: a line is dropped while more than `max` bytes are queued on
+ * the stream, and the first line written after says how many were (`msg`, `dropped`).
+ */
+export function createOverflowGuard(msg: string, max = MAX_QUEUED_BYTES): { write(w: Queued, line: string): number } {
+  let dropped = 0;
+  return {
+    /** @returns the bytes written (a note included), or -1 when the line was dropped */
+    write(w, line) {
+      if (w.writableLength > max) {
+        dropped++;
+        return -1;
+      }
+      let n = 0;
+      if (dropped > 0) {
+        const note = JSON.stringify({ level: 40, time: new Date().toISOString(), msg, dropped }) + '\n';
+        dropped = 0;
+        w.write(note);
+        n += Buffer.byteLength(note);
+      }
+      w.write(line);
+      return n + Buffer.byteLength(line);
+    },
+  };
+}
+
+/** Lines to the master's stdout (LOG_TO_STDOUT) under the same bound: a stuck reader (a `docker logs` pipe) must not grow it. */
+export function stdoutLines(): (line: string) => void {
+  const guard = createOverflowGuard('worker lines dropped: stdout did not keep up');
+  return (line) => void guard.write(process.stdout, line + '\n');
+}
+
 export interface LogFile {
   write(line: string): void;
   /** Lines dropped since the file was opened because it could not be written. */
@@ -46,7 +81,7 @@ export function openLogFile(file: string, maxBytes: number, keep = 1, now: () =>
   let failedAt = -Infinity;
   let droppedTotal = 0;
   let droppedSinceOpen = 0;
-  let droppedSlow = 0;
+  const guard = createOverflowGuard('log lines dropped: the disk did not keep up');
   const open = (): void => {
     // Opened synchronously: the file exists before the first write, so a rotation in the same
     // event-loop turn renames the file these lines go to (an async open would let the old
@@ -104,21 +139,11 @@ export function openLogFile(file: string, maxBytes: number, keep = 1, now: () =>
           size += note.length;
         }
       }
-      if (stream!.writableLength > MAX_QUEUED_BYTES) {
-        droppedTotal++;
-        droppedSlow++;
-        return;
-      }
-      if (droppedSlow > 0) {
-        const note = JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'log lines dropped: the disk did not keep up', dropped: droppedSlow }) + '\n';
-        droppedSlow = 0;
-        stream!.write(note);
-        size += note.length;
-      }
       if (size >= maxBytes) rotate();
       if (!stream) return drop();
-      stream.write(line);
-      size += Buffer.byteLength(line);
+      const n = guard.write(stream, line);
+      if (n < 0) droppedTotal++;
+      else size += n;
     },
     dropped: () => droppedTotal,
     flush(ms = 2000) {

@@ -4,7 +4,7 @@
  * previous heartbeat of the same process is added here (Prometheus counters must not
  * go back when a worker is replaced). Pure; bounded whatever a worker sends.
  */
-import { HANDLER_BUCKETS_S, type WorkerTelemetry } from '../../worker/protocol.js';
+import { apiErrorKey, HANDLER_BUCKETS_S, type WorkerTelemetry } from '../../worker/protocol.js';
 
 /** Distinct (method, code) rows kept per bot; more are added to method `other`. */
 export const MAX_API_ERROR_ROWS = 64;
@@ -53,13 +53,9 @@ export function addBeat(t: BotTotals, prev: BeatCounts | null, beat: BeatCounts)
   for (const [method, code, count] of now.apiErrors) {
     const add = delta(count, was.get(`${method} ${code}`));
     if (add === 0) continue;
-    let key = `${method} ${code}`;
-    let row = t.apiErrors.get(key);
-    if (!row && t.apiErrors.size >= MAX_API_ERROR_ROWS) {
-      key = `other ${code}`;
-      row = t.apiErrors.get(key);
-      if (!row && t.apiErrors.size >= MAX_API_ERROR_ROWS + 16) continue; // codes are HTTP statuses; a flood of them is dropped
-    }
+    const key = apiErrorKey(t.apiErrors, method, code, MAX_API_ERROR_ROWS);
+    if (key === null) continue; // codes are HTTP statuses; a flood of them is dropped
+    const row = t.apiErrors.get(key);
     if (row) row.count += add;
     else t.apiErrors.set(key, { method: key.slice(0, key.indexOf(' ')), code, count: add });
   }
