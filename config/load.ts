@@ -7,6 +7,7 @@ import path from 'node:path';
 import { ErrorCodes, fail } from '../common/errors.js';
 import { SETTINGS, type Config, type SettingDef } from './settings.js';
 import { sourceAllowlist } from '../webhook-server/sources.js';
+import { isLoopbackHost, parseStatusAuth } from '../common/status-auth.js';
 
 export type { Config } from './settings.js';
 
@@ -50,7 +51,7 @@ function parseValue(def: SettingDef, raw: string): Parsed {
 }
 
 /** Secrets are never echoed back in an error line. */
-const SECRET_KEYS = new Set<keyof Config>(['webhookSecret', 'encryptionKey']);
+const SECRET_KEYS = new Set<keyof Config>(['webhookSecret', 'encryptionKey', 'statusAuth']);
 
 /**
  * Build the configuration. `env` defaults to `process.env`, `flags` win over env.
@@ -103,6 +104,15 @@ function crossCheck(c: Config): string[] {
   }
   if ((c.webhookSslCert === undefined) !== (c.webhookSslKey === undefined)) {
     problems.push('WEBHOOK_SSL_CERT and WEBHOOK_SSL_KEY must be set together');
+  }
+  if (c.statusAuth !== undefined) {
+    try {
+      parseStatusAuth(c.statusAuth);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  } else if (!isLoopbackHost(c.statusHost)) {
+    problems.push(`STATUS_AUTH is required when STATUS_HOST (${c.statusHost}) is not loopback: the status page and API would be open to the network`);
   }
   return problems;
 }

@@ -61,6 +61,9 @@ export interface Config {
   rollingRestartPercent: number;
   statusHost: string;
   statusPort: number;
+  statusAuth: string | undefined;
+  statusActions: boolean;
+  statusMaxClients: number;
   webhookHost: string | undefined;
   webhookListenHost: string;
   webhookPort: number;
@@ -120,6 +123,9 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'rollingRestartPercent', env: 'ROLLING_RESTART_PERCENT', flag: 'rolling-restart-percent', default: '10', type: { kind: 'int', min: 1, max: 100 }, doc: 'share of the fleet restarted at once in a rolling restart (at least one bot)' },
   { key: 'statusHost', env: 'STATUS_HOST', flag: 'status-host', default: '127.0.0.1', type: { kind: 'string' }, doc: 'status server address' },
   { key: 'statusPort', env: 'STATUS_PORT', flag: 'status-port', default: '3001', type: { kind: 'int', min: 0, max: 65535 }, doc: 'status server port (0: any free port)' },
+  { key: 'statusAuth', env: 'STATUS_AUTH', flag: 'status-auth', default: undefined, type: { kind: 'string' }, doc: 'bearer:<token> or basic:<user>:<password> (secrets of 16+ characters): required on every status route but /health; must be set when STATUS_HOST is not loopback' },
+  { key: 'statusActions', env: 'STATUS_ACTIONS', flag: 'status-actions', default: 'false', type: { kind: 'bool' }, doc: 'the status page may restart a bot or release its quarantine (POST, same-origin, same authentication; the CLI\'s restart path)' },
+  { key: 'statusMaxClients', env: 'STATUS_MAX_CLIENTS', flag: 'status-max-clients', default: '128', type: { kind: 'int', min: 1, max: 10_000 }, doc: 'live-event streams (GET /api/events) open at once; one more is answered 503' },
   { key: 'webhookHost', env: 'WEBHOOK_HOST', flag: 'webhook-host', default: undefined, type: { kind: 'url' }, doc: 'public base URL Telegram posts to' },
   { key: 'webhookListenHost', env: 'WEBHOOK_LISTEN_HOST', flag: 'webhook-listen-host', default: '0.0.0.0', type: { kind: 'string' }, doc: 'address the webhook server binds' },
   { key: 'webhookPort', env: 'WEBHOOK_PORT', flag: 'webhook-port', default: '8443', type: { kind: 'int', min: 0, max: 65535 }, doc: 'webhook server port' },

@@ -21,7 +21,8 @@ import { openJournal } from './delivery/open-journal.js';
 import { acquireLock } from './host/lock.js';
 import { createIsolation } from './host/isolation.js';
 import { fleetStatus, createStatusServer } from './surfaces/status-server.js';
-import type { RollSummary, Supervisor } from './lifecycle/supervisor.js';
+import type { RollSummary, Supervisor, TransitionEvent } from './lifecycle/supervisor.js';
+import { parseStatusAuth } from '../common/status-auth.js';
 import { controlCommands, deadLetterKeeper, openIngress, schedPolicyInForce, startPeriodic, superviseFleet } from './wiring.js';
 import { WORKER_ENTRY } from './lifecycle/child-process.js';
 import { createWorkerRecorder, endZombies } from './host/zombies.js';
@@ -108,15 +109,30 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   let draining = false;
   const webhook = openIngress(cfg, supervisor, journal, secretTokenFor, () => draining, metrics.observeWebhook);
   let webhookUp = false;
-  const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: isolation.status });
   /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
   let undecryptable: string[] = [];
+  const reload = () => {
+    const { specs, invalid } = registry.load();
+    undecryptable = invalid.filter((b) => b.enabled && b.reason.includes('cannot be decrypted')).map((b) => b.id);
+    supervisor.reconcile(specs, invalid);
+    return { bots: specs.length, invalid: invalid.length };
+  };
+  const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: isolation.status });
+  const commands = controlCommands({ supervisor, registry, journal, logger, status, reload });
   const statusServer = createStatusServer({
     status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats(), deliveryLatency: journal.deliveryLatency() }),
     metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape },
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
       : undecryptable.length > 0 ? `the encryption key cannot decrypt the token of ${undecryptable.length} enabled bot(s): ${undecryptable.slice(0, 5).join(', ')}` : null),
+    ...(cfg.statusAuth !== undefined ? { auth: parseStatusAuth(cfg.statusAuth) } : {}),
+    page: {
+      describe: (botId) => supervisor.describe(botId), memoryCapBytes: cfg.maxMemoryPerWorkerMb * 1024 * 1024,
+      restartWindowMax: cfg.maxRestartsPerHour, maxClients: cfg.statusMaxClients,
+      // The control socket's own command: the page restarts a bot exactly as `botfleet restart <bot>` does.
+      ...(cfg.statusActions ? { restart: (botId: string) => commands({ cmd: 'restart', botId }) } : {}),
+    },
   });
+  supervisor.on('transition', (e: TransitionEvent) => statusServer.page?.publishState(e));
   const statusAddr = await statusServer.listen({ host: cfg.statusHost, port: cfg.statusPort });
   const statusPort = Number(new URL(statusAddr).port);
   let webhookPort: number | null = null;
@@ -127,13 +143,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   }
   fs.writeFileSync(p.portsFile, JSON.stringify({ status: statusPort, webhook: webhookPort }) + '\n');
 
-  const reload = () => {
-    const { specs, invalid } = registry.load();
-    undecryptable = invalid.filter((b) => b.enabled && b.reason.includes('cannot be decrypted')).map((b) => b.id);
-    supervisor.reconcile(specs, invalid);
-    return { bots: specs.length, invalid: invalid.length };
-  };
-  const control = await startControlServer(p.socket, controlCommands({ supervisor, registry, journal, logger, status, reload }));
+  const control = await startControlServer(p.socket, commands);
   reload();
   const stopPeriodic = startPeriodic(cfg, registry, supervisor, logger, reload, webhook !== null);
   logger.info({ pid: process.pid, home: cfg.home, statusPort, webhookPort, capacity: supervisor.capacity(), workerSchedPolicy }, 'master started');
@@ -149,6 +159,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     const closingWebhook = webhook?.close();
     webhook?.server.closeAllConnections();
     await closingWebhook;
+    statusServer.page?.close(); // open event streams would hold close()
     await statusServer.close();
     control.close();
     registry.close();

@@ -16,7 +16,29 @@ export interface ChildLog {
   line(text: string, stream: 'stdout' | 'stderr', pid: number, token: string, truncated?: boolean): void;
   /** Lines dropped over the budget, since the log was opened. */
   droppedLines(): number;
+  /** Its last RECENT_LINES lines as written (token scrubbed), oldest first, reduced to time, level and msg (the status page's panel). */
+  recent(): RecentLine[];
   close(): Promise<void>;
+}
+
+/** Lines kept in memory per bot for the status page, each cut at RECENT_LINE_CHARS. */
+export const RECENT_LINES = 30;
+export const RECENT_LINE_CHARS = 300;
+
+/** One recent line: `at` ISO time (or null), pino's numeric level, the message only (no other fields, so nothing a handler attached travels). */
+export interface RecentLine { at: string | null; level: number; msg: string }
+
+/** A written line reduced to a {@link RecentLine}: parsed only when asked for, never on the write path. */
+function recentLine(line: string): RecentLine {
+  try {
+    const o = JSON.parse(line) as Record<string, unknown>;
+    const msg = typeof o.msg === 'string' ? o.msg : '';
+    const at = typeof o.time === 'string' ? o.time : typeof o.time === 'number' ? new Date(o.time).toISOString() : null;
+    return { at, level: typeof o.level === 'number' ? o.level : 30, msg: msg.slice(0, RECENT_LINE_CHARS) };
+  } catch {
+    // Every line written is JSON; one that does not parse was cut above, and its fields are not shown.
+    return { at: null, level: 30, msg: '(a long line: see the log file)' };
+  }
 }
 
 /** How a bot's log is kept. */
@@ -40,8 +62,11 @@ export function createChildLog(logsDir: string, botId: string, o: ChildLogOption
   const echo = o.echo;
   // A worker's own JSON lines carry its botId unless they come from before its logger knew it.
   const idField = `"botId":${JSON.stringify(botId)}`;
+  const ring: string[] = [];
   const write = (line: string) => {
     file.write(line + '\n');
+    ring.push(line.length > 4096 ? line.slice(0, 4096) : line);
+    if (ring.length > RECENT_LINES) ring.shift();
     if (echo) echo(line.includes(idField) ? line : `{${idField},${line.slice(1)}`);
   };
   const budget = createBudget(bytesPerSec);
@@ -66,6 +91,7 @@ export function createChildLog(logsDir: string, botId: string, o: ChildLogOption
       else write(JSON.stringify({ level: stream === 'stderr' ? 50 : 30, time: new Date().toISOString(), workerPid: pid, botId, stream, msg: clean, ...(truncated ? { truncated: true } : {}) }));
     },
     droppedLines: () => droppedTotal,
+    recent: () => ring.map(recentLine),
     close: () => file.close(),
   };
 }

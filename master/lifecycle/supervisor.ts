@@ -24,6 +24,7 @@ export type { DeliveryPort, RestoredHistory, SupervisorDeps, TransitionEvent } f
 export type { RollSummary };
 import { reconcileAll } from './reconcile.js';
 import type { BotTotals } from './counters.js';
+import type { RecentLine } from '../host/child-log.js';
 
 
 /** One bot as `botfleet describe` shows it (besides its registry row): never a token. */
@@ -38,6 +39,8 @@ export interface BotDescription {
   uid: number | null;
   /** Output lines dropped over WORKER_LOG_BYTES_PER_SEC since its log was opened. */
   droppedLogLines: number;
+  /** Its last log lines (time, level, msg only; token scrubbed), oldest first. */
+  recentLog: RecentLine[];
 }
 
 export interface Supervisor extends EventEmitter {
@@ -109,7 +112,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       return {
         status: childStatus(c, now(), HOUR_MS, (t) => core.wall(t)), transitions: [...c.transitions], exits: [...c.exits],
         restartWindow: { max: d.config.maxRestartsPerHour, periodMs: HOUR_MS, restarts: c.history.restarts.map((t) => new Date(core.wall(t)).toISOString()) },
-        uid: c.uid, droppedLogLines: c.log?.droppedLines() ?? 0,
+        uid: c.uid, droppedLogLines: c.log?.droppedLines() ?? 0, recentLog: c.log?.recent() ?? [],
       };
     },
     capacity: () => core.cap,

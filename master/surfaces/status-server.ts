@@ -1,6 +1,6 @@
 /**
- * The read-only status server (default 127.0.0.1:3001):
- * `GET /api/workers/status` (DESIGN.md's shape), `GET /metrics` (Prometheus text),
+ * The status server (default 127.0.0.1:3001), read-only unless STATUS_ACTIONS:
+ * `GET /` the live status page and its feeds (status-page.ts), `GET /api/workers/status` (DESIGN.md's shape), `GET /metrics` (Prometheus text),
  * `GET /webhook/stats` (per-bot webhook and journal counters)
  * and `GET /health` (200 when master, registry and, in webhook mode, the webhook
  * server are up; 503 with the reason otherwise). No token or secret ever appears.
@@ -9,6 +9,21 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { NO_SCHEMAS } from '../../common/fastify-schemas.js';
 import type { WorkerStatus } from '../lifecycle/child.js';
 import type { IsolationStatus } from '../host/isolation.js';
+import { authorized, type StatusAuth } from '../../common/status-auth.js';
+import { registerStatusPage, type StatusPage, type StatusPageOptions } from './status-page.js';
+
+/**
+ * Headers on every answer: a strict Content-Security-Policy (no inline script or style,
+ * nothing from another origin, no framing), no MIME sniffing, no Referer leaving the page.
+ */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-resource-policy': 'same-origin',
+};
 
 /** `GET /api/workers/status` body. Times in ms, memory in bytes. */
 export interface FleetStatus {
@@ -39,10 +54,21 @@ export interface StatusServerOptions {
   unhealthy(): string | null;
   /** Per-bot webhook and journal counters for `GET /webhook/stats` (kept off the public webhook port). */
   webhookStats?(): unknown;
+  /** STATUS_AUTH: required on every route but `/health` when set. */
+  auth?: StatusAuth;
+  /** The live page (status-page.ts); without it only the APIs are served. */
+  page?: Omit<StatusPageOptions, 'headers' | 'status'>;
 }
 
-export function createStatusServer(o: StatusServerOptions): FastifyInstance {
+/** The status server and, when asked for, its page (whose stream must be closed before the server). */
+export function createStatusServer(o: StatusServerOptions): FastifyInstance & { page: StatusPage | null } {
   const app = Fastify({ logger: false, schemaController: NO_SCHEMAS, return503OnClosing: true });
+  app.addHook('onRequest', async (req, reply) => {
+    reply.headers(SECURITY_HEADERS);
+    if (!o.auth || req.url === '/health' || authorized(req.headers.authorization, o.auth)) return;
+    // Basic, so a browser asks for it; a bearer token is taken too (status-auth.ts).
+    return reply.code(401).header('www-authenticate', 'Basic realm="botfleet", charset="UTF-8"').send({ error: 'authentication required (STATUS_AUTH)' });
+  });
   app.get('/api/workers/status', async () => o.status());
   app.get('/metrics', async (_req, reply) => reply.type(o.metrics.contentType).send(await o.metrics.metrics()));
   app.get('/webhook/stats', async () => o.webhookStats?.() ?? {});
@@ -50,5 +76,6 @@ export function createStatusServer(o: StatusServerOptions): FastifyInstance {
     const why = o.unhealthy();
     return why === null ? { ok: true } : reply.code(503).send({ ok: false, reason: why });
   });
-  return app;
+  const page = o.page ? registerStatusPage(app, { ...o.page, status: o.status, headers: { ...SECURITY_HEADERS } }) : null;
+  return Object.assign(app, { page });
 }
