@@ -91,6 +91,9 @@ describe('status page', () => {
         for (const [id, state] of [['alpha', 'running'], ['beta', 'running'], ['gamma', 'quarantined']]) {
           await tile(id!).locator('.state', { hasText: state! }).waitFor({ timeout: 10_000 });
         }
+        // Snapshots keep coming: the master's uptime line moves on by itself.
+        const masterLine = await page.locator('#master').innerText();
+        await page.waitForFunction((was) => document.getElementById('master')!.textContent !== was, masterLine, { timeout: 5_000 });
         const gamma = await tile('gamma').innerText();
         assert.match(gamma, /quarantined until \d\d:\d\d:\d\d/, 'the quarantine end is shown');
         assert.match(gamma, /restarts within/, 'and its reason');
@@ -125,6 +128,11 @@ describe('status page', () => {
         assert.equal(await page.locator('#panel-restart').innerText(), 'Restart');
         if (process.env.BOTFLEET_SCREENSHOT) {
           await page.keyboard.press('Escape');
+          // Two fresh snapshots, so every tile shows numbers from after the restart.
+          for (let i = 0; i < 2; i++) {
+            const line = await page.locator('#master').innerText();
+            await page.waitForFunction((was) => document.getElementById('master')!.textContent !== was, line, { timeout: 5_000 });
+          }
           await page.screenshot({ path: process.env.BOTFLEET_SCREENSHOT });
           await tile('alpha').click();
           await page.locator('#panel-transitions tr').first().waitFor();

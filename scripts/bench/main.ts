@@ -4,7 +4,7 @@
  * Every figure is a ratio against a baseline measured in the same run (these
  * machines are shared and noisy); absolute times are printed beside it. Prints a
  * table and writes bench/results.json. `--only a,b` runs some groups:
- * start, fleet, webhook, faults, metrics, pm2.
+ * start, fleet, webhook, faults, metrics, page, pm2.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,6 +17,7 @@ import { cleanupAll } from './harness.js';
 import { restartWaitMeasures, webhookMeasures } from './webhook-measures.js';
 import { renderTable, type Row } from './stats.js';
 import { metricsMeasures } from './metrics-measures.js';
+import { statusPageMeasures } from './status-page-measures.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -69,6 +70,11 @@ await group('metrics', async () => {
   const r = await metricsMeasures(1000, quick ? 10 : 30);
   rows.push(...r.rows);
   raw.metrics = r.raw;
+});
+await group('page', async () => {
+  const r = await statusPageMeasures(100, 100, quick ? 5000 : 20_000);
+  rows.push(...r.rows);
+  raw.statusPage = r.raw;
 });
 await group('pm2', async () => {
   const r = await pm2Measures(quick ? 3 : 7);
