@@ -43,9 +43,9 @@ const same = (a: string, b: string) => crypto.timingSafeEqual(digest(a), digest(
 export function authorized(header: string | undefined, auth: StatusAuth): boolean {
   if (typeof header !== 'string' || header.length > 4096) return false;
   const sp = header.indexOf(' ');
+  if (sp < 0) return false;
   const scheme = header.slice(0, sp).toLowerCase();
   const value = header.slice(sp + 1).trim();
-  if (sp < 0) return false;
   if (scheme === 'bearer') return auth.kind === 'bearer' && same(value, auth.token);
   if (scheme !== 'basic') return false;
   const decoded = Buffer.from(value, 'base64').toString('utf8');

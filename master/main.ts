@@ -102,9 +102,10 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
   const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter });
 
+  const memoryCapBytes = cfg.maxMemoryPerWorkerMb * 1024 * 1024;
   const metrics = createMetrics({
     status: () => supervisor.status(), totals: () => supervisor.totals(), deadLetters: () => registry.deadLetters.countsByBot(),
-    memoryCapBytes: cfg.maxMemoryPerWorkerMb * 1024 * 1024, journal: () => journal.allStats(),
+    memoryCapBytes, journal: () => journal.allStats(),
   });
   let draining = false;
   const webhook = openIngress(cfg, supervisor, journal, secretTokenFor, () => draining, metrics.observeWebhook);
@@ -126,7 +127,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
       : undecryptable.length > 0 ? `the encryption key cannot decrypt the token of ${undecryptable.length} enabled bot(s): ${undecryptable.slice(0, 5).join(', ')}` : null),
     ...(cfg.statusAuth !== undefined ? { auth: parseStatusAuth(cfg.statusAuth) } : {}),
     page: {
-      describe: (botId) => supervisor.describe(botId), memoryCapBytes: cfg.maxMemoryPerWorkerMb * 1024 * 1024,
+      describe: (botId) => supervisor.describe(botId), memoryCapBytes,
       restartWindowMax: cfg.maxRestartsPerHour, maxClients: cfg.statusMaxClients,
       // The control socket's own command: the page restarts a bot exactly as `botfleet restart <bot>` does.
       ...(cfg.statusActions ? { restart: (botId: string) => commands({ cmd: 'restart', botId }) } : {}),
