@@ -64,8 +64,8 @@ export function registerBotsCommands(program: Command, home: () => string | unde
       return r.list().map((b) => ({ ...b, token: masked.get(b.id) ?? '(unreadable)', problem: problems.get(b.id) ?? null }));
     });
     if (o.json) return console.log(JSON.stringify(rows, null, 2));
-    console.log(table(['ID', 'NAME', 'ENABLED', 'MODE', 'HANDLER', 'TOKEN', 'PROBLEM'],
-      rows.map((b) => [b.id, b.name, b.enabled ? 'yes' : 'no', b.mode ?? 'default', b.handler, b.token, b.problem ?? ''])));
+    console.log(table(['ID', 'NAME', 'ENABLED', 'MODE', 'HANDLER', 'SOURCE', 'TOKEN', 'PROBLEM'],
+      rows.map((b) => [b.id, b.name, b.enabled ? 'yes' : 'no', b.mode ?? 'default', b.handler, b.source, b.token, b.problem ?? ''])));
   });
   bots.command('rm <id>').description('remove a bot (its worker is stopped)').action((id: string) => withRegistry(home(), (r) => r.remove(id)));
   bots.command('enable <id>').description('enable a bot').action((id: string) => withRegistry(home(), (r) => r.setEnabled(id, true)));

@@ -35,7 +35,7 @@ export function registryPart(r: Registry, botId: string): Record<string, unknown
     settings = '(not JSON)';
   }
   return {
-    id: row.id, name: row.name, enabled: row.enabled, mode: row.mode ?? 'default', handler: row.handler, settings,
+    id: row.id, name: row.name, source: row.source, enabled: row.enabled, mode: row.mode ?? 'default', handler: row.handler, settings,
     token: spec ? maskToken(spec.token) : '(unreadable)', problem: invalid.find((b) => b.id === botId)?.reason ?? null,
     createdAt: new Date(row.createdAt).toISOString(), updatedAt: new Date(row.updatedAt).toISOString(),
   };

@@ -12,8 +12,9 @@ export function formatDuration(ms: number): string {
 /** Bytes as MB with one decimal. */
 export const formatMb = (bytes: number) => (bytes > 0 ? `${(bytes / 1048576).toFixed(1)}MB` : '-');
 
-/** Left-aligned columns separated by two spaces. */
-export function table(header: string[], rows: string[][]): string {
+/** Left-aligned columns separated by two spaces; control characters in cells escaped (names and errors come from bots and APIs). */
+export function table(header: string[], cellRows: string[][]): string {
+  const rows = cellRows.map((r) => r.map((c) => escapeControl(c)));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(header), ...rows.map(line)].join('\n');

@@ -51,7 +51,7 @@ function parseValue(def: SettingDef, raw: string): Parsed {
 }
 
 /** Secrets are never echoed back in an error line. */
-const SECRET_KEYS = new Set<keyof Config>(['webhookSecret', 'encryptionKey', 'statusAuth']);
+const SECRET_KEYS = new Set<keyof Config>(['webhookSecret', 'encryptionKey', 'statusAuth', 'botsApiUrl', 'botsApiToken']);
 
 /**
  * Build the configuration. `env` defaults to `process.env`, `flags` win over env.

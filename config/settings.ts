@@ -58,6 +58,9 @@ export interface Config {
   webhookCheckMs: number;
   startConcurrency: number;
   registryPollMs: number;
+  botsApiUrl: string | undefined;
+  botsApiPollMs: number;
+  botsApiToken: string | undefined;
   rollingRestartPercent: number;
   statusHost: string;
   statusPort: number;
@@ -120,6 +123,9 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'webhookCheckMs', env: 'WEBHOOK_CHECK_MS', flag: 'webhook-check-ms', default: '300000', type: { kind: 'int', min: 100, max: 2_147_483_647 }, doc: "how often each running webhook bot's registration is compared with getWebhookInfo and set again if it drifted" },
   { key: 'startConcurrency', env: 'START_CONCURRENCY', flag: 'start-concurrency', default: String(cores), type: { kind: 'int', min: 1, max: 64 }, doc: 'children forked at once (default: the core count)' },
   { key: 'registryPollMs', env: 'REGISTRY_POLL_MS', flag: 'registry-poll-ms', default: '1000', type: { kind: 'int', min: 50, max: MAX_TIMER_MS }, doc: 'how often the master looks for registry changes' },
+  { key: 'botsApiUrl', env: 'BOTS_API_URL', flag: 'bots-api-url', default: undefined, type: { kind: 'url' }, doc: 'fetch bot configurations from this HTTP endpoint (README "Configurations from an API"); the last good list is kept in the registry' },
+  { key: 'botsApiPollMs', env: 'BOTS_API_POLL_MS', flag: 'bots-api-poll-ms', default: '10000', type: { kind: 'int', min: 100, max: MAX_TIMER_MS }, doc: 'how often the bots API is asked (If-None-Match: an unchanged list is a 304 and costs no write)' },
+  { key: 'botsApiToken', env: 'BOTS_API_TOKEN', flag: 'bots-api-token', default: undefined, type: { kind: 'string' }, doc: 'sent to the bots API as Authorization: Bearer' },
   { key: 'rollingRestartPercent', env: 'ROLLING_RESTART_PERCENT', flag: 'rolling-restart-percent', default: '10', type: { kind: 'int', min: 1, max: 100 }, doc: 'share of the fleet restarted at once in a rolling restart (at least one bot)' },
   { key: 'statusHost', env: 'STATUS_HOST', flag: 'status-host', default: '127.0.0.1', type: { kind: 'string' }, doc: 'status server address' },
   { key: 'statusPort', env: 'STATUS_PORT', flag: 'status-port', default: '3001', type: { kind: 'int', min: 0, max: 65535 }, doc: 'status server port (0: any free port)' },

@@ -23,7 +23,7 @@ import { createIsolation } from './host/isolation.js';
 import { fleetStatus, createStatusServer } from './surfaces/status-server.js';
 import type { RollSummary, Supervisor, TransitionEvent } from './lifecycle/supervisor.js';
 import { parseStatusAuth } from '../common/status-auth.js';
-import { controlCommands, deadLetterKeeper, openIngress, schedPolicyInForce, startPeriodic, superviseFleet } from './wiring.js';
+import { controlCommands, deadLetterKeeper, openIngress, schedPolicyInForce, startBotsApi, startPeriodic, superviseFleet } from './wiring.js';
 import { WORKER_ENTRY } from './lifecycle/child-process.js';
 import { createWorkerRecorder, endZombies } from './host/zombies.js';
 
@@ -103,9 +103,18 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter });
 
   const memoryCapBytes = cfg.maxMemoryPerWorkerMb * 1024 * 1024;
+  /** The last registry reload, and the bots API poller once it runs: `botfleet_config_last_reload_success`. */
+  const lastLoad = { ok: false, atMs: null as number | null };
+  let botsApi: ReturnType<typeof startBotsApi> = null;
+  const configReload = () => {
+    const api = botsApi?.outcome();
+    const success = lastLoad.ok && (api?.success ?? true);
+    const times = [lastLoad.atMs, api ? api.lastSuccessMs : lastLoad.atMs];
+    return { success, lastSuccessMs: times.some((t) => t === null) ? null : Math.min(...(times as number[])) };
+  };
   const metrics = createMetrics({
     status: () => supervisor.status(), totals: () => supervisor.totals(), deadLetters: () => registry.deadLetters.countsByBot(),
-    memoryCapBytes, journal: () => journal.allStats(),
+    memoryCapBytes, journal: () => journal.allStats(), configReload,
   });
   let draining = false;
   const webhook = openIngress(cfg, supervisor, journal, secretTokenFor, () => draining, metrics.observeWebhook);
@@ -113,7 +122,16 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
   let undecryptable: string[] = [];
   const reload = () => {
-    const { specs, invalid } = registry.load();
+    let loaded: ReturnType<Registry['load']>;
+    try {
+      loaded = registry.load();
+    } catch (err) {
+      lastLoad.ok = false;
+      throw err;
+    }
+    lastLoad.ok = true;
+    lastLoad.atMs = Date.now();
+    const { specs, invalid } = loaded;
     undecryptable = invalid.filter((b) => b.enabled && b.reason.includes('cannot be decrypted')).map((b) => b.id);
     supervisor.reconcile(specs, invalid);
     return { bots: specs.length, invalid: invalid.length };
@@ -147,12 +165,14 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const control = await startControlServer(p.socket, commands);
   reload();
   const stopPeriodic = startPeriodic(cfg, registry, supervisor, logger, reload, webhook !== null);
+  botsApi = startBotsApi(cfg, registry, logger, reload);
   logger.info({ pid: process.pid, home: cfg.home, statusPort, webhookPort, capacity: supervisor.capacity(), workerSchedPolicy }, 'master started');
 
   let stopping: Promise<string[]> | null = null;
   const stop = () => (stopping ??= (async () => {
     logger.info('master stopping: intake off, draining workers');
     stopPeriodic();
+    botsApi?.stop();
     draining = true;
     const killed = await supervisor.stopAll();
     // Every in-flight webhook call has its answer now; keep-alive connections would
@@ -215,6 +235,10 @@ export async function runMaster(cfg: Config): Promise<void> {
   });
   process.on('SIGHUP', () => {
     master.logger.info('SIGHUP: registry reload');
-    master.reload();
+    try {
+      master.reload();
+    } catch (err) {
+      master.logger.error({ err: errorMessage(err) }, 'registry reload failed: the fleet keeps its configurations');
+    }
   });
 }

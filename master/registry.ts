@@ -8,8 +8,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { BotfleetError, ErrorCodes, errorMessage, fail } from '../common/errors.js';
-import { decryptToken, encryptToken, loadEncryptionKey, TOKEN_PATTERN } from '../config/secrets.js';
-import { DEAD_LETTERS_SCHEMA, openDeadLetters, type DeadLetterStore } from './delivery/dead-letters.js';
+import { BOT_ID_PATTERN } from '../config/bot-fields.js';
+import type { ApiBot, ApiSyncResult } from '../config/bots-api.js';
+import { decryptToken, encryptToken, loadEncryptionKey } from '../config/secrets.js';
+import { openDeadLetters, type DeadLetterStore } from './delivery/dead-letters.js';
+import { checkFields, migrate, rowToSpec } from './registry-schema.js';
+import { forgetApiEtag, storedApiEtag, syncApiRows } from './registry-sync.js';
 
 import type { BotModeSetting, BotSpec, InvalidBot } from './lifecycle/child-spec.js';
 
@@ -25,6 +29,10 @@ export interface BotListing {
   settings: string;
   createdAt: number;
   updatedAt: number;
+  /** `local`: added with the CLI; `api`: from BOTS_API_URL (edited there, not here). */
+  source: 'local' | 'api';
+  /** Why an API entry does not start, or null. */
+  invalidReason: string | null;
 }
 
 /** Fields accepted by {@link Registry.add}. */
@@ -55,10 +63,14 @@ export interface Registry {
   list(): BotListing[];
   /** @throws `BF_ERR_BOT_NOT_FOUND` */
   remove(id: string): void;
-  /** @throws `BF_ERR_BOT_NOT_FOUND` */
+  /** @throws `BF_ERR_BOT_NOT_FOUND`; `BF_ERR_BAD_INPUT` for a bot from the bots API (it is changed there) */
   setEnabled(id: string, enabled: boolean): void;
-  /** @throws `BF_ERR_BOT_NOT_FOUND`, `BF_ERR_BAD_INPUT` */
+  /** @throws `BF_ERR_BOT_NOT_FOUND`, `BF_ERR_BAD_INPUT` (a bad field, or a bot from the bots API) */
   update(id: string, patch: BotPatch): void;
+  /** Make the API's rows what `bots` lists, in one transaction, writing only what changed; keeps `etag` (see master/registry-sync.ts). */
+  syncFromApi(bots: readonly ApiBot[], etag: string | null): ApiSyncResult;
+  /** The ETag of the last API document applied, or null. */
+  apiEtag(): string | null;
   /** Every row as a spec, or as invalid with its reason: one bad row never hides the rest. */
   load(): { specs: BotSpec[]; invalid: InvalidBot[] };
   /** True when the key decrypts at least one stored token, or none is stored (stops at the first that opens). */
@@ -77,30 +89,6 @@ export interface Registry {
   loadHistories(): Map<string, StoredHistory>;
   close(): void;
 }
-
-const MODES = new Set(['polling', 'webhook', 'auto']);
-const ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-
-/** Migrations by `PRAGMA user_version`: index i brings the schema from version i to i+1. */
-const MIGRATIONS: readonly string[] = [
-  `CREATE TABLE bots (
-     id TEXT PRIMARY KEY,
-     name TEXT NOT NULL,
-     token_enc TEXT NOT NULL,
-     mode TEXT,
-     handler TEXT NOT NULL DEFAULT 'echo',
-     settings TEXT NOT NULL DEFAULT '{}',
-     api_root TEXT,
-     enabled INTEGER NOT NULL DEFAULT 1,
-     created_at INTEGER NOT NULL,
-     updated_at INTEGER NOT NULL
-   )`,
-  DEAD_LETTERS_SCHEMA,
-  // A bot id's uid slot (WORKER_UID_BASE + slot): given once, never reused, so a uid always means one bot.
-  `CREATE TABLE bot_uids (bot_id TEXT PRIMARY KEY, slot INTEGER NOT NULL UNIQUE)`,
-  // Restart history, so a bot that keeps killing its worker stays quarantined across master restarts. Times: wall-clock ms.
-  `CREATE TABLE restart_history (bot_id TEXT PRIMARY KEY, restarts TEXT NOT NULL, consecutive INTEGER NOT NULL, quarantined_until INTEGER, do_not_restart INTEGER NOT NULL DEFAULT 0)`,
-];
 
 /** A bot's restart history as stored: wall-clock ms. `quarantinedUntil` null with `doNotRestart`: until an operator acts. */
 export interface StoredHistory {
@@ -144,20 +132,6 @@ export function slugify(name: string): string {
   return s || 'bot';
 }
 
-function checkFields(b: BotPatch): void {
-  if (b.token !== undefined && !TOKEN_PATTERN.test(b.token)) {
-    throw fail(ErrorCodes.BAD_INPUT, 'token does not look like a Telegram bot token (<digits>:<35 characters>)');
-  }
-  if (b.mode !== undefined && b.mode !== null && !MODES.has(b.mode)) {
-    throw fail(ErrorCodes.BAD_INPUT, `mode must be polling, webhook or auto, got "${b.mode}"`);
-  }
-  if (b.name !== undefined && b.name.trim() === '') throw fail(ErrorCodes.BAD_INPUT, 'name must not be empty');
-  if (b.handler !== undefined && b.handler.trim() === '') throw fail(ErrorCodes.BAD_INPUT, 'handler must not be empty');
-  if (b.settings !== undefined && (typeof b.settings !== 'object' || b.settings === null || Array.isArray(b.settings))) {
-    throw fail(ErrorCodes.BAD_INPUT, 'settings must be a JSON object');
-  }
-}
-
 /**
  * Open (creating and migrating if needed) the registry.
  * @param key the 32-byte token key (see config/secrets.ts)
@@ -183,12 +157,16 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
     if (!row) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${id}"`);
     return row;
   };
+  /** A bot from the bots API is changed in the API: an edit here would be overwritten by the next document. */
+  const requireLocal = (id: string): void => {
+    if (requireRow(id).source === 'api') throw fail(ErrorCodes.BAD_INPUT, `bot "${id}" comes from the bots API (BOTS_API_URL): change it there`);
+  };
 
   return {
     add(bot) {
       checkFields(bot);
       let id = bot.id ?? slugify(bot.name);
-      if (!ID_PATTERN.test(id)) throw fail(ErrorCodes.BAD_INPUT, `id must match ${ID_PATTERN}, got "${id}"`);
+      if (!BOT_ID_PATTERN.test(id)) throw fail(ErrorCodes.BAD_INPUT, `id must match ${BOT_ID_PATTERN}, got "${id.slice(0, 80)}"`);
       if (bot.id === undefined) {
         for (let n = 2; getRow.get(id); n++) id = `${slugify(bot.name)}-${n}`;
       } else if (getRow.get(id)) throw fail(ErrorCodes.BAD_INPUT, `a bot with id "${id}" already exists`);
@@ -202,18 +180,23 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
       return (db.prepare('SELECT * FROM bots ORDER BY id').all() as Record<string, unknown>[]).map((r) => ({
         id: String(r.id), name: String(r.name), mode: (r.mode as BotModeSetting) ?? null, handler: String(r.handler),
         enabled: r.enabled === 1, settings: String(r.settings), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+        source: r.source === 'api' ? 'api' : 'local', invalidReason: typeof r.invalid_reason === 'string' ? r.invalid_reason : null,
       }));
     },
     remove(id) {
-      requireRow(id);
-      db.prepare('DELETE FROM bots WHERE id = ?').run(id);
+      const fromApi = requireRow(id).source === 'api';
+      db.transaction(() => {
+        db.prepare('DELETE FROM bots WHERE id = ?').run(id);
+        // The next poll fetches the whole document, so a bot the API still lists comes back.
+        if (fromApi) forgetApiEtag(db);
+      })();
     },
     setEnabled(id, enabled) {
-      requireRow(id);
+      requireLocal(id);
       db.prepare('UPDATE bots SET enabled = ?, updated_at = ? WHERE id = ?').run(enabled ? 1 : 0, Date.now(), id);
     },
     update(id, patch) {
-      requireRow(id);
+      requireLocal(id);
       checkFields(patch);
       const sets: string[] = [];
       const values: unknown[] = [];
@@ -238,6 +221,8 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
       }
       return { specs, invalid };
     },
+    syncFromApi: (bots, etag) => syncApiRows(db, key, bots, etag),
+    apiEtag: () => storedApiEtag(db),
     keyOpensAToken() {
       let stored = 0;
       for (const r of db.prepare('SELECT token_enc FROM bots').iterate() as Iterable<{ token_enc: string }>) {
@@ -291,44 +276,5 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
     close() {
       db.close();
     },
-  };
-}
-
-function migrate(db: Database.Database): void {
-  const version = db.pragma('user_version', { simple: true }) as number;
-  for (let v = version; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
-  }
-}
-
-/** Turn a row into a spec, or into an {@link InvalidBot} with the first problem found. */
-function rowToSpec(r: Record<string, unknown>, key: Buffer): BotSpec | InvalidBot {
-  const id = String(r.id);
-  const name = String(r.name);
-  const enabled = r.enabled === 1;
-  const bad = (reason: string): InvalidBot => ({ id, name, enabled, reason });
-  if (!ID_PATTERN.test(id)) return bad(`id "${id}" is not a valid bot id`);
-  let token: string;
-  try {
-    token = decryptToken(key, String(r.token_enc));
-  } catch (err) {
-    return bad((err as Error).message);
-  }
-  if (!TOKEN_PATTERN.test(token)) return bad('stored token is not a Telegram bot token');
-  const mode = (r.mode as string | null) ?? null;
-  if (mode !== null && !MODES.has(mode)) return bad(`mode "${mode}" is not polling, webhook or auto`);
-  let settings: unknown;
-  try {
-    settings = JSON.parse(String(r.settings));
-  } catch {
-    return bad('settings are not valid JSON');
-  }
-  if (typeof settings !== 'object' || settings === null || Array.isArray(settings)) return bad('settings are not a JSON object');
-  return {
-    id, name, token, enabled, mode: mode as BotModeSetting, handler: String(r.handler),
-    settings: settings as Record<string, unknown>, apiRoot: (r.api_root as string | null) ?? null,
   };
 }

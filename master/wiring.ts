@@ -18,6 +18,7 @@ import { replayDeadLetters } from './delivery/replay.js';
 import type { Journal } from './delivery/journal.js';
 import type { Isolation } from './host/isolation.js';
 import { createSupervisor, type RestoredHistory, type Supervisor } from './lifecycle/supervisor.js';
+import { startBotsApiPoller, type BotsApiPoller } from '../config/bots-api-source.js';
 
 /** Monotonic ms (this process) to wall-clock ms, and back: restart histories are kept in wall-clock time. */
 const toWall = (mono: number) => Date.now() - (performance.now() - mono);
@@ -178,4 +179,39 @@ export function startPeriodic(cfg: Config, registry: Registry, supervisor: Super
     clearInterval(poll);
     if (webhookCheck) clearInterval(webhookCheck);
   };
+}
+
+/** At most this many bot ids or rejected entries named in one log line (the rest are counted). */
+const LOGGED_IDS = 20;
+const someOf = (ids: readonly string[]) => (ids.length > LOGGED_IDS ? [...ids.slice(0, LOGGED_IDS), `... ${ids.length - LOGGED_IDS} more`] : [...ids]);
+
+/**
+ * With BOTS_API_URL: poll the bots API, apply a changed list to the registry and reload
+ * the fleet. A failure is logged once (and again when its cause changes), the last
+ * good list stays in force. @returns the poller, or null without BOTS_API_URL
+ */
+export function startBotsApi(cfg: Config, registry: Registry, logger: Logger, reload: () => unknown): BotsApiPoller | null {
+  if (cfg.botsApiUrl === undefined) return null;
+  let lastFailure: string | null = null;
+  const poller = startBotsApiPoller({
+    url: cfg.botsApiUrl, bearer: cfg.botsApiToken, intervalMs: cfg.botsApiPollMs, store: registry,
+    events: {
+      onApplied(r, rejected) {
+        for (const line of someOf(rejected)) logger.warn({ entry: line }, 'bots API entry rejected');
+        if (r.shadowed.length > 0) logger.warn({ bots: someOf(r.shadowed) }, 'bots API lists ids held by bots added with the CLI: the local ones are kept');
+        if (r.added.length + r.changed.length + r.removed.length === 0) return;
+        logger.info({ added: someOf(r.added), changed: someOf(r.changed), removed: someOf(r.removed) }, 'bots API list applied');
+        reload();
+      },
+      onFailure(message) {
+        if (message !== lastFailure) logger.warn({ err: message }, 'bots API fetch failed: the last good list stays in force');
+        lastFailure = message;
+      },
+      onRecovered() {
+        lastFailure = null;
+        logger.info('bots API answers again');
+      },
+    },
+  });
+  return poller;
 }

@@ -41,6 +41,7 @@ async function exportedNames(): Promise<Set<string>> {
   });
   const m = createMetrics({
     status: () => [childStatus(c, 0, 3_600_000)], totals: () => [['b1', c.totals]], deadLetters: () => new Map([['b1', 1]]), memoryCapBytes: 150 * 1048576,
+    configReload: () => ({ success: true, lastSuccessMs: Date.now() }),
     journal: () => ({ b1: { received: 1, journaled: 1, duplicates: 0, refused: 0, delivered: 1, failed: 0, deadLettered: 0, pending: 0, oldestPendingAgeMs: null } as never }),
   });
   m.observeWebhook('b1', 200, 0.004);

@@ -26,6 +26,8 @@ export interface MetricSources {
   /** `botfleet_worker_memory_cap_bytes`. */
   memoryCapBytes?: number;
   journal?(): Record<string, JournalStats>;
+  /** The last configuration reload: whether it succeeded, and wall-clock ms of the last success (null: none yet). */
+  configReload?(): { success: boolean; lastSuccessMs: number | null };
 }
 
 /** The registry to serve, and the webhook server's observer (its port: `onResponse`). */
@@ -109,6 +111,13 @@ export function createMetrics(src: MetricSources): Metrics {
   perBot('botfleet_worker_heartbeat_age_seconds', 'seconds since the last heartbeat (0 without a live worker)', (w) => (w.lastHeartbeatAt && w.pid !== null ? Math.max(0, (Date.now() - Date.parse(w.lastHeartbeatAt)) / 1000) : 0));
   if (src.memoryCapBytes !== undefined) {
     new client.Gauge({ name: 'botfleet_worker_memory_cap_bytes', help: 'the RSS cap of each bot (MAX_MEMORY_PER_WORKER_MB)', registers: [registry] }).set(src.memoryCapBytes);
+  }
+  const configReload = src.configReload;
+  if (configReload) {
+    new client.Gauge({ name: 'botfleet_config_last_reload_success', help: '1 when the last configuration reload (registry, and the bots API with BOTS_API_URL) succeeded', registers: [registry],
+      collect() { this.set(configReload().success ? 1 : 0); } });
+    new client.Gauge({ name: 'botfleet_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last successful configuration reload (0: none since the master started)', registers: [registry],
+      collect() { this.set((configReload().lastSuccessMs ?? 0) / 1000); } });
   }
   new client.Gauge({ name: 'botfleet_build_info', help: 'always 1; the labels say what runs', labelNames: ['version', 'node'], registers: [registry] }).set({ version: VERSION, node: process.version }, 1);
   perBot('botfleet_worker_rss_bytes', 'resident memory of the bot\'s processes, bytes', (w) => w.rssBytes);

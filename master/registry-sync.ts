@@ -1,0 +1,77 @@
+/**
+ * The bots API's list kept in the registry (BOTS_API_URL): the last good list, so the
+ * fleet starts and keeps running while the API is down. Part of the registry
+ * (master/registry.ts). One transaction per document; a row is written only when
+ * something in it changed, so an unchanged document costs no write at all.
+ */
+import type Database from 'better-sqlite3';
+import { decryptToken, encryptToken } from '../config/secrets.js';
+import type { ApiBot, ApiSyncResult } from '../config/bots-api.js';
+
+const ETAG_KEY = 'bots_api_etag';
+
+/** The stored ETag of the last document applied, or null. */
+export function storedApiEtag(db: Database.Database): string | null {
+  const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(ETAG_KEY) as { value: string } | undefined;
+  return row?.value ?? null;
+}
+
+/** Forget the stored ETag: the next poll fetches the whole document again. */
+export function forgetApiEtag(db: Database.Database): void {
+  db.prepare('DELETE FROM meta WHERE key = ?').run(ETAG_KEY);
+}
+
+/** The columns one API entry sets, as stored (the token compared decrypted: its ciphertext changes on every encryption). */
+function sameRow(row: Record<string, unknown>, b: ApiBot, key: Buffer): boolean {
+  if (row.name !== b.name || (row.mode ?? null) !== b.mode || row.handler !== b.handler || row.settings !== JSON.stringify(b.settings)) return false;
+  if ((row.api_root ?? null) !== b.apiRoot || (row.enabled === 1) !== b.enabled || (row.invalid_reason ?? null) !== b.invalid) return false;
+  try {
+    return decryptToken(key, String(row.token_enc)) === b.token;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Make the registry's API rows what `bots` lists, and keep `etag`, in one transaction.
+ * Rows added with the CLI (source 'local') are never touched.
+ */
+export function syncApiRows(db: Database.Database, key: Buffer, bots: readonly ApiBot[], etag: string | null, now = Date.now()): ApiSyncResult {
+  const result: ApiSyncResult = { added: [], changed: [], removed: [], shadowed: [] };
+  const rows = new Map<string, Record<string, unknown>>();
+  for (const r of db.prepare('SELECT * FROM bots').all() as Record<string, unknown>[]) rows.set(String(r.id), r);
+  const insert = db.prepare(`INSERT INTO bots (id, name, token_enc, mode, handler, settings, api_root, enabled, created_at, updated_at, source, invalid_reason)
+    VALUES (@id, @name, @token_enc, @mode, @handler, @settings, @api_root, @enabled, @now, @now, 'api', @invalid_reason)`);
+  const update = db.prepare(`UPDATE bots SET name = @name, token_enc = @token_enc, mode = @mode, handler = @handler, settings = @settings,
+    api_root = @api_root, enabled = @enabled, updated_at = @now, invalid_reason = @invalid_reason WHERE id = @id AND source = 'api'`);
+  db.transaction(() => {
+    const listed = new Set<string>();
+    for (const b of bots) {
+      listed.add(b.id);
+      const row = rows.get(b.id);
+      if (row && row.source !== 'api') {
+        result.shadowed.push(b.id);
+        continue;
+      }
+      if (row && sameRow(row, b, key)) continue;
+      const values = {
+        id: b.id, name: b.name, token_enc: encryptToken(key, b.token), mode: b.mode, handler: b.handler, settings: JSON.stringify(b.settings),
+        api_root: b.apiRoot, enabled: b.enabled ? 1 : 0, invalid_reason: b.invalid, now,
+      };
+      (row ? update : insert).run(values);
+      (row ? result.changed : result.added).push(b.id);
+    }
+    const remove = db.prepare("DELETE FROM bots WHERE id = ? AND source = 'api'");
+    for (const [id, row] of rows) {
+      if (row.source === 'api' && !listed.has(id)) {
+        remove.run(id);
+        result.removed.push(id);
+      }
+    }
+    if (etag !== storedApiEtag(db)) {
+      if (etag === null) forgetApiEtag(db);
+      else db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(ETAG_KEY, etag);
+    }
+  })();
+  return result;
+}
