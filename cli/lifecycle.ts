@@ -1,4 +1,4 @@
-/** `botfleet start|stop` helpers: dry run, daemonizing, and stopping by pid file. */
+/** `botfleet start` helpers: dry run and daemonizing (`stop` is cli/stop.ts). */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,9 +7,7 @@ import { ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey } from '../config/secrets.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
-import { processAlive, readLivePid } from '../master/host/pid-file.js';
-import { lockHeld, lockHolder } from '../master/host/lock.js';
-import path from 'node:path';
+import { readLivePid } from '../master/host/pid-file.js';
 import { openHomeRegistry } from '../master/registry.js';
 
 /** Print which bots would start and how. @returns the exit code: 0 all good, 1 some bot is invalid. */
@@ -52,23 +50,4 @@ export async function daemonize(cfg: Config, argv: string[]): Promise<number> {
     if (child.exitCode !== null) throw fail(ErrorCodes.IPC_CHILD_EXITED, `the master exited with code ${child.exitCode} before it came up; see ${p.logs}/master.out`);
   }
   throw fail(ErrorCodes.NOT_RUNNING, `the master did not come up within 15 s; see ${p.logs}/master.out`);
-}
-
-/**
- * SIGTERM the master of this home and wait until its lock is free. Only the pid
- * the kernel names as holder of `run/master.lock` is signalled (/proc/locks), never
- * a pid read from a file alone. @returns false when no master holds the lock.
- */
-export async function stopMaster(cfg: Config): Promise<boolean> {
-  const lockFile = path.join(homePaths(cfg.home).run, 'master.lock');
-  if (!lockHeld(lockFile)) return false;
-  const pid = lockHolder(lockFile);
-  if (pid === null) throw fail(ErrorCodes.CONTROL, 'a master holds this home but its pid cannot be proven (/proc/locks unreadable); stop it with its service manager');
-  process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + cfg.workerTimeoutMs + 30_000;
-  while (Date.now() < deadline) {
-    if (!processAlive(pid) || lockHolder(lockFile) !== pid) return true;
-    await sleep(100);
-  }
-  throw fail(ErrorCodes.IPC_TIMEOUT, `master ${pid} did not exit within ${cfg.workerTimeoutMs + 30_000} ms`);
 }

@@ -17,7 +17,8 @@ import type { BotDescription } from '../master/lifecycle/supervisor.js';
 import { describeText, logFiles, registryPart } from './describe.js';
 import { colour, watchStatus } from './watch.js';
 import { withRegistry } from './bots.js';
-import { daemonize, dryRun, stopMaster } from './lifecycle.js';
+import { daemonize, dryRun } from './lifecycle.js';
+import { stopMaster, stopSummary } from './stop.js';
 import { LEVELS, parseDuration, showLogs } from './logs.js';
 import { VERSION } from '../common/version.js';
 import { usage, USAGE } from './usage.js';
@@ -52,8 +53,8 @@ start.action(async (o: Record<string, string | boolean | undefined>) => {
 });
 
 program.command('stop').description('stop the master (SIGTERM) and wait for it to exit').action(async () => {
-  const stopped = await stopMaster(config());
-  console.log(stopped ? 'botfleet stopped' : 'botfleet is not running');
+  // Progress on stderr, the summary on stdout.
+  console.log(stopSummary(await stopMaster(config(), (line) => process.stderr.write(`${line}\n`))));
 });
 
 program.command('restart [botId]').description('rolling restart of every bot, or restart one (also out of quarantine)').action(async (botId?: string) => {

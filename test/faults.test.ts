@@ -105,6 +105,22 @@ test('a worker that ignores shutdown and SIGTERM is SIGKILLed at the drain deadl
   });
 });
 
+test('botfleet stop shows the drain and names the bot it had to kill', async () => {
+  await withFleet({ WORKER_TIMEOUT_MS: '4000' }, {}, async (fleet) => {
+    await fleet.addBot('deaf', { handler: MISBEHAVE });
+    await fleet.addBot('healthy');
+    await fleet.startMaster();
+    const s = await fleet.waitRunning(['deaf', 'healthy']);
+    assert.equal(await fleet.chat('deaf', 47, 'ignore-stop'), 'deaf now');
+    const r = await fleet.cli(['stop']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^draining 2 worker\(s\) \(deadline WORKER_TIMEOUT_MS = 4000 ms, then SIGKILL\)$/m);
+    assert.match(r.stderr, /^draining: 1 of 2 worker\(s\) left \(deaf\)$/m, 'the healthy one drained, the deaf one is named');
+    assert.equal(r.stdout.trim(), 'botfleet stopped: 1 worker(s) drained, 1 killed at the drain deadline (deaf)');
+    for (const w of s.workers) assert.equal(alive(w.pid!), false);
+  });
+});
+
 test('a second SIGINT forces the stop: the deaf worker is killed at once, exit 130', async () => {
   await withFleet({ WORKER_TIMEOUT_MS: '30000' }, {}, async (fleet) => {
     await fleet.addBot('deaf', { handler: MISBEHAVE });

@@ -191,7 +191,7 @@ describe('operations', () => {
       const pids = [s.master.pid, ...s.workers.map((w) => w.pid!)];
       const r = await fleet.cli(['stop']);
       assert.equal(r.code, 0, r.stderr);
-      assert.match(r.stdout, /stopped/);
+      assert.equal(r.stdout.trim(), 'botfleet stopped: 2 worker(s) drained');
       for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid} still alive after stop`);
       assert.equal(fs.existsSync(path.join(fleet.home, 'run', 'botfleet.pid')), false);
       await waitFor(() => fleet.master!.exitCode !== null, 5000, 'the master exit being reaped');
