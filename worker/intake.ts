@@ -1,0 +1,144 @@
+/**
+ * How an update reaches its handler inside a worker: the skip list (poison updates
+ * from earlier workers' deaths), the dedup window, `begin` and `ack` to the master
+ * (batched; a begin never after its ack), and the per-chat ordered queue. Polled
+ * updates are checked here; webhook updates were checked at the master's edge.
+ */
+import { Context, type Bot, type Update } from 'node-telegram-bot-api';
+import type { Logger } from 'pino';
+import { createBatcher } from '../common/batcher.js';
+import { createChatQueue, type ChatKey, type ChatQueue } from './chat-queue.js';
+import type { DedupWindow } from './dedup.js';
+import type { Polling } from './polling.js';
+import { updateProblem, type UpdateAck, type WorkerLastError, type WorkerMessage } from './protocol.js';
+import type { Telemetry } from './telemetry.js';
+
+/** Updates handled at once across chats before long polling waits for room. */
+const MAX_IN_FLIGHT = 64;
+
+/** Counts and the last error, shown in heartbeats; shared with the runtime. */
+export interface RunStats {
+  messages: number;
+  errors: number;
+  lastError: WorkerLastError | null;
+}
+
+/**
+ * The chat an update belongs to, for per-chat ordering; updates with no chat run
+ * unordered. A plain message (the common case) is read directly; every other kind
+ * goes through the library's Context, which knows where each update type keeps
+ * its chat (one Context fewer per update on the hot path).
+ */
+function chatKey(update: Update, bot: Bot): ChatKey {
+  const chatId = (update as { message?: { chat?: { id?: unknown } } }).message?.chat?.id;
+  if (typeof chatId === 'number') return chatId;
+  // Malformed inside (a chat that is not an object, say): the library may throw; such an update runs unordered.
+  try {
+    const ctx = new Context(update, bot.api);
+    const id = ctx.chat?.id ?? ctx.from?.id;
+    if (typeof id === 'number' || typeof id === 'string') return id;
+  } catch {
+    // fall through
+  }
+  return `u${update.update_id}`;
+}
+
+/** What the intake is joined to. `failed`: updates whose handler error the library caught (bot.catch). */
+export interface IntakeDeps {
+  bot: Bot;
+  mode: 'polling' | 'webhook';
+  send(m: WorkerMessage): void;
+  logger: Logger;
+  dedup: DedupWindow;
+  skip: Set<number>;
+  telemetry: Telemetry;
+  stats: RunStats;
+  failed: WeakSet<Update>;
+  describeError(err: unknown): WorkerLastError;
+  /** With long polling: the offset bookkeeping (settles reported to it). */
+  polling: Polling | null;
+}
+
+/** The intake: `accept` an update (from the master, or `replay`ed), `acceptPolled` one from getUpdates. */
+export interface Intake {
+  accept(update: Update, replay?: boolean): void;
+  acceptPolled(update: Update): void;
+  readonly queue: ChatQueue<Update>;
+  /** Send the acks gathered so far. */
+  flushAcks(): void;
+}
+
+export function createIntake(d: IntakeDeps): Intake {
+  const { bot, logger, telemetry, stats } = d;
+  const polling = d.mode === 'polling';
+  const begins = createBatcher<number>((updateIds) => d.send({ v: 1, type: 'begin', updateIds }));
+  const acks = createBatcher<UpdateAck>((list) => {
+    begins.flushNow(); // a begin must never arrive after its ack
+    d.send({ v: 1, type: 'ack', acks: list });
+  });
+  /** Updates accepted whose handler has not settled yet (queued or running). */
+  const handling = new Set<number>();
+  const settle = (id: number) => {
+    handling.delete(id);
+    d.polling?.settle(id);
+  };
+  // A plain function returning the library's promise: an async wrapper was one more promise per update.
+  const handle = (update: Update): Promise<void> => {
+    stats.messages++;
+    const began = performance.now();
+    // The master must know an update is in flight before its handler can kill us.
+    if (polling) begins.flushNow();
+    // A rejection here is the library failing outside any handler (a malformed update): an error, not a crash.
+    return bot.handleUpdate(update).then(() => {
+      acks.push({ updateId: update.update_id, ok: !d.failed.has(update) });
+      settle(update.update_id);
+      telemetry.handler((performance.now() - began) / 1000);
+    }, (err: unknown) => {
+      acks.push({ updateId: update.update_id, ok: false });
+      settle(update.update_id);
+      telemetry.handler((performance.now() - began) / 1000);
+      stats.errors++;
+      stats.lastError = d.describeError(err);
+    });
+  };
+  const queue = createChatQueue(handle, MAX_IN_FLIGHT);
+
+  const accept = (update: Update, replay = false): void => {
+    telemetry.received();
+    if (replay) d.skip.delete(update.update_id);
+    else if (d.skip.delete(update.update_id)) {
+      // It was in flight when earlier workers of this bot died: a poison update.
+      logger.warn({ updateId: update.update_id }, 'update dead-lettered: it was in flight through repeated worker deaths');
+      d.send({ v: 1, type: 'dlq', updateId: update.update_id, error: 'in flight through repeated worker deaths', update });
+      return;
+    }
+    if (!replay && d.dedup.seen(update.update_id, Date.now())) {
+      telemetry.deduplicated();
+      logger.debug({ updateId: update.update_id }, 'duplicate update dropped');
+      if (polling) return; // a refetch below the offset: nobody waits for an ack
+      // Still in its handler: the first one's ack answers for both. Acking now would tell
+      // the master it was handled before it was.
+      if (!handling.has(update.update_id)) acks.push({ updateId: update.update_id, ok: true });
+      return;
+    }
+    if (polling) begins.push(update.update_id);
+    handling.add(update.update_id);
+    if (polling && !replay) d.polling?.track(update.update_id);
+    queue.push(chatKey(update, bot), update);
+  };
+
+  return {
+    accept,
+    acceptPolled(update) {
+      const problem = updateProblem(update);
+      if (problem === null) return accept(update);
+      // The culprit is dead-lettered by id, its body not sent (it may not serialize), and its offset passed.
+      const id = typeof (update as { update_id?: unknown })?.update_id === 'number' ? update.update_id : -1;
+      logger.warn({ updateId: id, problem }, 'malformed update dead-lettered');
+      stats.errors++;
+      if (id >= 0) d.send({ v: 1, type: 'dlq', updateId: id, error: `malformed update: ${problem}` });
+    },
+    queue,
+    flushAcks: () => acks.flushNow(),
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * Long polling (https://core.telegram.org/bots/api#getupdates), at least once: the
+ * offset sent with getUpdates (which confirms every update below it) is the lowest
+ * `update_id` whose handler has not settled, so a worker killed mid-stream leaves
+ * Telegram holding what it had not finished. Owns the offset bookkeeping; the runtime
+ * (worker/runtime.ts) feeds it settles and takes the updates it brings.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Update } from 'node-telegram-bot-api';
+import type { Logger } from 'pino';
+import { BotApiError } from '../common/bot-api-http.js';
+import type { WorkerLastError } from './protocol.js';
+
+/** Backoff between long-polling attempts after an error: 1 s doubling to 30 s (a 429's retry_after when longer). */
+export const POLL_RETRY_MIN_MS = 1000;
+export const POLL_RETRY_MAX_MS = 30_000;
+/** Client deadline beyond the long poll's server-side wait (the library's margin too). */
+const POLL_MARGIN_MS = 10_000;
+/**
+ * While an update is unsettled, getUpdates from its offset returns at once with what
+ * this worker already has: such a refetch waits for the lowest one to settle, or
+ * this long, before asking again (the latency a slow handler adds to other chats).
+ */
+const REFETCH_WAIT_MS = 1000;
+/** Deadline of the offset confirmation at stop. */
+const CONFIRM_TIMEOUT_MS = 2000;
+
+/** A Bot API call of this bot: `timeoutMs` client deadline; rejects with BotApiError (or the signal's reason). */
+export type BotCall = <T>(method: string, params: object, timeoutMs: number, signal?: AbortSignal) => Promise<T>;
+
+/** What the poller needs from the runtime. */
+export interface PollingDeps {
+  call: BotCall;
+  /** getUpdates' server-side wait (s). */
+  timeoutSec: number;
+  /** Aborted when the worker stops. */
+  signal: AbortSignal;
+  logger: Logger;
+  /** A polled update, not yet checked (the runtime checks it and queues it). */
+  take(update: Update): void;
+  /** Resolves when the handler queue has room again. */
+  waitForRoom(): Promise<void>;
+  /** A failed call as status shows it (pure). */
+  describeError(err: unknown): WorkerLastError;
+  /** Keep it as the worker's lastError. */
+  recordError(e: WorkerLastError): void;
+  /** Telegram answered 401: the worker must end (exit 78). */
+  tokenRejected(): void;
+}
+
+/** The poller: its offset bookkeeping, the loop, and the confirmation at stop. */
+export interface Polling {
+  /** A polled update was queued: it holds the offset until it settles. */
+  track(updateId: number): void;
+  /** An update's handler settled (any mode). */
+  settle(updateId: number): void;
+  /** The offset to confirm: the lowest unsettled update_id, else one past the highest seen (undefined before any). */
+  offset(): number | undefined;
+  /** Poll until the signal aborts or the token is rejected; never throws. */
+  run(): Promise<void>;
+  /** Confirm the offset at stop (getUpdates with timeout 0): what was handled is not given to the next worker. */
+  confirm(): Promise<void>;
+}
+
+export function createPolling(d: PollingDeps): Polling {
+  /** Highest update_id long polling has brought. */
+  let maxSeen = -1;
+  /** Polled updates not settled yet, in update order (insertion order): the offset's source. */
+  const unsettled = new Set<number>();
+  /** Woken when an update settles (the loop waits on it to refetch). */
+  let settled: (() => void) | null = null;
+  const offset = (): number | undefined => {
+    for (const id of unsettled) return id;
+    return maxSeen >= 0 ? maxSeen + 1 : undefined;
+  };
+
+  /** Until the lowest unsettled update settles, {@link REFETCH_WAIT_MS} pass, or polling stops. */
+  async function refetchWait(): Promise<void> {
+    const lowest = offset();
+    const deadline = Date.now() + REFETCH_WAIT_MS;
+    while (!d.signal.aborted && offset() === lowest && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        settled = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+    settled = null;
+  }
+
+  /** One getUpdates: its updates, `retry` after a failure (already waited out), or `stop` (stopped, or the token rejected). */
+  async function fetchOnce(retryMs: number): Promise<Update[] | 'retry' | 'stop'> {
+    try {
+      return await d.call<Update[]>('getUpdates', { offset: offset(), timeout: d.timeoutSec }, d.timeoutSec * 1000 + POLL_MARGIN_MS, d.signal);
+    } catch (err) {
+      if (d.signal.aborted) return 'stop';
+      if (err instanceof BotApiError && err.errorCode === 401) {
+        d.tokenRejected();
+        return 'stop';
+      }
+      const lastError = d.describeError(err);
+      d.recordError(lastError);
+      const waitMs = Math.max(retryMs, ((err as BotApiError).retryAfterSec ?? 0) * 1000);
+      d.logger.warn({ err: lastError, retryInMs: waitMs }, 'long polling failed');
+      await sleep(waitMs, undefined, { signal: d.signal }).catch(() => undefined);
+      return 'retry';
+    }
+  }
+
+  /** 401 is fatal; anything else (409 Conflict, 429, 5xx, no reply) is shown as lastError and retried with backoff, never a crash. */
+  async function run(): Promise<void> {
+    let retryMs = POLL_RETRY_MIN_MS;
+    while (!d.signal.aborted) {
+      const updates = await fetchOnce(retryMs);
+      if (updates === 'stop') return;
+      if (updates === 'retry') {
+        retryMs = Math.min(retryMs * 2, POLL_RETRY_MAX_MS);
+        continue;
+      }
+      retryMs = POLL_RETRY_MIN_MS;
+      let fresh = 0;
+      for (const update of updates) {
+        if (d.signal.aborted) return;
+        const id = (update as { update_id?: unknown })?.update_id;
+        // Already taken by this worker (a refetch while something below is unsettled): skip.
+        if (Number.isSafeInteger(id) && (id as number) <= maxSeen) continue;
+        fresh++;
+        if (Number.isSafeInteger(id)) maxSeen = id as number;
+        d.take(update);
+        await d.waitForRoom();
+      }
+      if (fresh === 0 && updates.length > 0) await refetchWait();
+    }
+  }
+
+  return {
+    track: (id) => void unsettled.add(id),
+    settle(id) {
+      unsettled.delete(id);
+      if (settled) {
+        const wake = settled;
+        settled = null;
+        wake();
+      }
+    },
+    offset,
+    run,
+    async confirm() {
+      const at = offset();
+      if (at === undefined) return;
+      // An update still unsettled at the drain deadline stays with Telegram.
+      await d.call('getUpdates', { offset: at, limit: 1, timeout: 0 }, CONFIRM_TIMEOUT_MS).catch((err: unknown) => {
+        d.logger.warn({ err: d.describeError(err) }, 'could not confirm the polling offset');
+      });
+    },
+  };
+}
