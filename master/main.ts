@@ -23,7 +23,7 @@ import { createIsolation } from './host/isolation.js';
 import { fleetStatus, createStatusServer } from './surfaces/status-server.js';
 import type { RollSummary, Supervisor, TransitionEvent } from './lifecycle/supervisor.js';
 import { parseStatusAuth } from '../common/status-auth.js';
-import { controlCommands, deadLetterKeeper, openIngress, schedPolicyInForce, startBotsApi, startPeriodic, superviseFleet } from './wiring.js';
+import { controlCommands, deadLetterKeeper, fleetReloader, openIngress, schedPolicyInForce, startBotsApi, startPeriodic, superviseFleet } from './wiring.js';
 import { WORKER_ENTRY } from './lifecycle/child-process.js';
 import { createWorkerRecorder, endZombies } from './host/zombies.js';
 
@@ -103,46 +103,23 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter });
 
   const memoryCapBytes = cfg.maxMemoryPerWorkerMb * 1024 * 1024;
-  /** The last registry reload, and the bots API poller once it runs: `botfleet_config_last_reload_success`. */
-  const lastLoad = { ok: false, atMs: null as number | null };
+  const fleet = fleetReloader(registry, supervisor);
   let botsApi: ReturnType<typeof startBotsApi> = null;
-  const configReload = () => {
-    const api = botsApi?.outcome();
-    const success = lastLoad.ok && (api?.success ?? true);
-    const times = [lastLoad.atMs, api ? api.lastSuccessMs : lastLoad.atMs];
-    return { success, lastSuccessMs: times.some((t) => t === null) ? null : Math.min(...(times as number[])) };
-  };
   const metrics = createMetrics({
     status: () => supervisor.status(), totals: () => supervisor.totals(), deadLetters: () => registry.deadLetters.countsByBot(),
-    memoryCapBytes, journal: () => journal.allStats(), configReload,
+    memoryCapBytes, journal: () => journal.allStats(), configReload: () => fleet.health(botsApi),
   });
   let draining = false;
   const webhook = openIngress(cfg, supervisor, journal, secretTokenFor, () => draining, metrics.observeWebhook);
   let webhookUp = false;
-  /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
-  let undecryptable: string[] = [];
-  const reload = () => {
-    let loaded: ReturnType<Registry['load']>;
-    try {
-      loaded = registry.load();
-    } catch (err) {
-      lastLoad.ok = false;
-      throw err;
-    }
-    lastLoad.ok = true;
-    lastLoad.atMs = Date.now();
-    const { specs, invalid } = loaded;
-    undecryptable = invalid.filter((b) => b.enabled && b.reason.includes('cannot be decrypted')).map((b) => b.id);
-    supervisor.reconcile(specs, invalid);
-    return { bots: specs.length, invalid: invalid.length };
-  };
+  const reload = fleet.reload;
   const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: isolation.status });
   const commands = controlCommands({ supervisor, registry, journal, logger, status, reload });
   const statusServer = createStatusServer({
     status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats(), deliveryLatency: journal.deliveryLatency() }),
     metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape },
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
-      : undecryptable.length > 0 ? `the encryption key cannot decrypt the token of ${undecryptable.length} enabled bot(s): ${undecryptable.slice(0, 5).join(', ')}` : null),
+      : fleet.undecryptable().length > 0 ? `the encryption key cannot decrypt the token of ${fleet.undecryptable().length} enabled bot(s): ${fleet.undecryptable().slice(0, 5).join(', ')}` : null),
     ...(cfg.statusAuth !== undefined ? { auth: parseStatusAuth(cfg.statusAuth) } : {}),
     page: {
       describe: (botId) => supervisor.describe(botId), memoryCapBytes,

@@ -83,6 +83,42 @@ export function superviseFleet(f: FleetParts): Supervisor {
   });
 }
 
+/** The fleet's reload from the registry, and what the last one found. */
+export interface FleetReloader {
+  /** Read the registry and reconcile the fleet (SIGHUP, `reload`, a registry or bots API change). @throws the registry's error (kept as a failed reload) */
+  reload(): { bots: number; invalid: number };
+  /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
+  undecryptable(): string[];
+  /** `botfleet_config_last_reload_success`: the last registry read and, with BOTS_API_URL, the last poll; wall-clock ms of the last time both were good. */
+  health(api: BotsApiPoller | null): { success: boolean; lastSuccessMs: number | null };
+}
+
+export function fleetReloader(registry: Registry, supervisor: Supervisor): FleetReloader {
+  const last = { ok: false, atMs: null as number | null, undecryptable: [] as string[] };
+  return {
+    reload() {
+      let loaded: ReturnType<Registry['load']>;
+      try {
+        loaded = registry.load();
+      } catch (err) {
+        last.ok = false;
+        throw err;
+      }
+      Object.assign(last, { ok: true, atMs: Date.now() });
+      const { specs, invalid } = loaded;
+      last.undecryptable = invalid.filter((b) => b.enabled && b.reason.includes('cannot be decrypted')).map((b) => b.id);
+      supervisor.reconcile(specs, invalid);
+      return { bots: specs.length, invalid: invalid.length };
+    },
+    undecryptable: () => last.undecryptable,
+    health(api) {
+      const polled = api?.outcome();
+      const times = [last.atMs, polled ? polled.lastSuccessMs : last.atMs];
+      return { success: last.ok && (polled?.success ?? true), lastSuccessMs: times.some((t) => t === null) ? null : Math.min(...(times as number[])) };
+    },
+  };
+}
+
 /** What the control socket's commands reach. */
 export interface ControlParts {
   supervisor: Supervisor;
