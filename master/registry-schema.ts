@@ -47,8 +47,8 @@ export function migrate(db: Database.Database): void {
   }
 }
 
-/** Fields an edit may set (see config/bot-fields.ts for the rules). */
-export interface EditedFields {
+/** Fields accepted by `Registry.update` (and checked on `add`); absent = unchanged. Rules: config/bot-fields.ts. */
+export interface BotPatch {
   name?: string;
   token?: string;
   mode?: BotModeSetting;
@@ -58,7 +58,7 @@ export interface EditedFields {
 }
 
 /** @throws BotfleetError `BF_ERR_BAD_INPUT` with the first problem of an edit (never the token) */
-export function checkFields(b: EditedFields): void {
+export function checkFields(b: BotPatch): void {
   const problem = botFieldsProblem(b);
   if (problem !== null) throw fail(ErrorCodes.BAD_INPUT, problem);
 }

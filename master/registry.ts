@@ -12,12 +12,12 @@ import { BOT_ID_PATTERN } from '../config/bot-fields.js';
 import type { ApiBot, ApiSyncResult } from '../config/bots-api.js';
 import { decryptToken, encryptToken, loadEncryptionKey } from '../config/secrets.js';
 import { openDeadLetters, type DeadLetterStore } from './delivery/dead-letters.js';
-import { checkFields, migrate, rowToSpec } from './registry-schema.js';
+import { checkFields, migrate, rowToSpec, type BotPatch } from './registry-schema.js';
 import { forgetApiEtag, storedApiEtag, syncApiRows } from './registry-sync.js';
 
 import type { BotModeSetting, BotSpec, InvalidBot } from './lifecycle/child-spec.js';
 
-export type { BotModeSetting, BotSpec, InvalidBot };
+export type { BotModeSetting, BotPatch, BotSpec, InvalidBot };
 
 /** A row as listed to users: never the token, only its masked form. */
 export interface BotListing {
@@ -40,16 +40,6 @@ export interface NewBot {
   id?: string;
   name: string;
   token: string;
-  mode?: BotModeSetting;
-  handler?: string;
-  settings?: Record<string, unknown>;
-  apiRoot?: string | null;
-}
-
-/** Fields accepted by {@link Registry.update}; absent = unchanged. */
-export interface BotPatch {
-  name?: string;
-  token?: string;
   mode?: BotModeSetting;
   handler?: string;
   settings?: Record<string, unknown>;

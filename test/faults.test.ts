@@ -88,14 +88,20 @@ describe('faults of one bot, a healthy neighbour', () => {
   });
 });
 
+/** A fleet of `deaf` (its worker made deaf to shutdown and SIGTERM) and `healthy`, both running; their status. */
+async function deafAndHealthy(fleet: Fleet, chatId: number) {
+  await fleet.addBot('deaf', { handler: MISBEHAVE });
+  await fleet.addBot('healthy');
+  await fleet.startMaster();
+  const s = await fleet.waitRunning(['deaf', 'healthy']);
+  assert.equal(await fleet.chat('deaf', chatId, 'ignore-stop'), 'deaf now');
+  return s;
+}
+
 test('a worker that ignores shutdown and SIGTERM is SIGKILLed at the drain deadline', async () => {
   await withFleet({ WORKER_TIMEOUT_MS: '1500' }, {}, async (fleet) => {
-    await fleet.addBot('deaf', { handler: MISBEHAVE });
-    await fleet.addBot('healthy');
-    await fleet.startMaster();
-    const s = await fleet.waitRunning(['deaf', 'healthy']);
+    const s = await deafAndHealthy(fleet, 45);
     const deaf = s.workers.find((w) => w.botId === 'deaf')!;
-    assert.equal(await fleet.chat('deaf', 45, 'ignore-stop'), 'deaf now');
     const t0 = Date.now();
     const w = await operatorRestart(fleet, 'deaf', deaf.pid!);
     assert.equal(w.lastExit?.signal, 'SIGKILL', 'it had to be killed');
@@ -107,11 +113,7 @@ test('a worker that ignores shutdown and SIGTERM is SIGKILLed at the drain deadl
 
 test('botfleet stop shows the drain and names the bot it had to kill', async () => {
   await withFleet({ WORKER_TIMEOUT_MS: '4000' }, {}, async (fleet) => {
-    await fleet.addBot('deaf', { handler: MISBEHAVE });
-    await fleet.addBot('healthy');
-    await fleet.startMaster();
-    const s = await fleet.waitRunning(['deaf', 'healthy']);
-    assert.equal(await fleet.chat('deaf', 47, 'ignore-stop'), 'deaf now');
+    const s = await deafAndHealthy(fleet, 47);
     const r = await fleet.cli(['stop']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /^draining 2 worker\(s\) \(deadline WORKER_TIMEOUT_MS = 4000 ms, then SIGKILL\)$/m);
