@@ -237,7 +237,12 @@ export function startBotsApi(cfg: Config, registry: Registry, logger: Logger, re
         if (r.shadowed.length > 0) logger.warn({ bots: someOf(r.shadowed) }, 'bots API lists ids held by bots added with the CLI: the local ones are kept');
         if (r.added.length + r.changed.length + r.removed.length === 0) return;
         logger.info({ added: someOf(r.added), changed: someOf(r.changed), removed: someOf(r.removed) }, 'bots API list applied');
-        reload();
+        try {
+          reload();
+        } catch (err) {
+          // The registry's fault, not the API's: kept as a failed reload (botfleet_config_last_reload_success 0); the next reload (SIGHUP, `reload`, a registry change) applies the list.
+          logger.error({ err: errorMessage(err) }, 'registry reload failed after the bots API list was applied');
+        }
       },
       onFailure(message) {
         if (message !== lastFailure) logger.warn({ err: message }, 'bots API fetch failed: the last good list stays in force');
