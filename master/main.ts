@@ -18,6 +18,7 @@ import { createMetrics } from './surfaces/metrics.js';
 import { removePidFile, writePidFile } from './host/pid-file.js';
 import { openHomeRegistry, type Registry } from './registry.js';
 import { openJournal } from './delivery/open-journal.js';
+import { holdYoungGeneration } from './host/heap.js';
 import { acquireLock } from './host/lock.js';
 import { createIsolation } from './host/isolation.js';
 import { fleetStatus, createStatusServer } from './surfaces/status-server.js';
@@ -98,6 +99,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     lock.release();
     throw err;
   });
+  holdYoungGeneration(); // again: starting the journal's writer thread resets V8's flags (host/heap.ts)
   const leftovers = isolation.endLeftovers();
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
   const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter });
@@ -110,7 +112,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     memoryCapBytes, journal: () => journal.allStats(), configReload: () => fleet.health(botsApi),
   });
   let draining = false;
-  const webhook = openIngress(cfg, supervisor, journal, secretTokenFor, () => draining, metrics.observeWebhook);
+  const webhook = await openIngress(cfg, supervisor, journal, secretTokenFor, () => draining, metrics.observeWebhook);
   let webhookUp = false;
   const reload = fleet.reload;
   const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: isolation.status });

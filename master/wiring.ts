@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { ErrorCodes, errorMessage, fail } from '../common/errors.js';
 import fs from 'node:fs';
 import { listSetting, type Config } from '../config/load.js';
-import { createWebhookServer, type WebhookServer, type WebhookServerOptions } from '../webhook-server/server.js';
+import type { WebhookServer, WebhookServerOptions } from '../webhook-server/server.js';
 import { batchSchedulingAvailable } from './lifecycle/child-process.js';
 import { stdoutLines } from './host/log-file.js';
 import type { ControlHandler, ControlRequest } from './surfaces/control-server.js';
@@ -179,10 +179,14 @@ export function deadLetterKeeper(registry: Registry, logger: Logger): FleetParts
   };
 }
 
-/** The webhook server when any bot may use webhooks (MODE=webhook or WEBHOOK_HOST set), else null; updates go to the journal. */
-export function openIngress(cfg: Config, supervisor: Supervisor, journal: Journal, secretTokenFor: (botId: string) => string, draining: () => boolean,
-  onResponse?: WebhookServerOptions['onResponse']): WebhookServer | null {
+/**
+ * The webhook server when any bot may use webhooks (MODE=webhook or WEBHOOK_HOST set), else null; updates go to the journal.
+ * It is imported only then: fastify and its schema compilers cost ~13 MB of RSS (http-routes.ts), which a polling fleet's master does not pay.
+ */
+export async function openIngress(cfg: Config, supervisor: Supervisor, journal: Journal, secretTokenFor: (botId: string) => string, draining: () => boolean,
+  onResponse?: WebhookServerOptions['onResponse']): Promise<WebhookServer | null> {
   if (cfg.mode !== 'webhook' && cfg.webhookHost === undefined) return null;
+  const { createWebhookServer } = await import('../webhook-server/server.js');
   return createWebhookServer({
     target: { isWebhookBot: (id) => supervisor.isWebhookBot(id), deliver: (id, u, raw) => (supervisor.isWebhookBot(id) ? journal.accept(id, u, false, raw) : Promise.resolve('unknown-bot')) },
     secretTokenFor, draining, onResponse,

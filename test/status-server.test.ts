@@ -133,6 +133,49 @@ describe('status server guards', () => {
   });
 });
 
+describe('status server routes (node:http, fastify\'s rules)', () => {
+  test('HEAD answers like GET without a body; the query string is not the path; unknown routes and bad escapes are JSON 404s', async () => {
+    const s = await serve();
+    try {
+      const head = await fetch(s.base + '/api/workers/status', { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.match(String(head.headers.get('content-type')), /^application\/json/);
+      assert.ok(Number(head.headers.get('content-length')) > 100, 'HEAD tells the GET body\'s length');
+      assert.equal(await head.text(), '');
+      const q = await fetch(s.base + '/api/workers/status?x=1&y');
+      assert.equal(q.status, 200);
+      assert.equal(((await q.json()) as { workers: unknown[] }).workers.length, 3);
+      for (const path of ['/nope', '/api/workers/status/extra', '/api/bots/%E0%A4%A', '/api/bots/a/b']) {
+        const r = await fetch(s.base + path);
+        assert.equal(r.status, 404, path);
+        assert.equal(typeof ((await r.json()) as { error: string }).error, 'string', path);
+      }
+      assert.equal((await fetch(s.base + '/health', { method: 'POST' })).status, 404, 'a route answers its method only');
+      const long = await fetch(s.base + '/' + 'a'.repeat(3000));
+      assert.equal(long.status, 414);
+      const thrown = await fetch(s.base + '/api/bots/x');
+      assert.equal(thrown.status, 500, 'a handler that throws is a 500');
+      assert.deepEqual(await thrown.json(), { error: 'not used' });
+      assert.equal(thrown.headers.get('x-content-type-options'), 'nosniff', 'errors carry the headers too');
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('close() ends idle keep-alive connections and resolves; a request after it is refused', async () => {
+    const s = await serve();
+    const socket = net.connect(s.port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (d: Buffer) => (answer += d.toString()));
+    const ended = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write(`GET /health HTTP/1.1\r\nHost: 127.0.0.1:${s.port}\r\n\r\n`);
+    await waitFor(() => answer.includes('"ok":true'), 5_000, 'the keep-alive answer');
+    await s.close();
+    await ended; // the idle keep-alive connection was closed by the server
+    await assert.rejects(fetch(s.base + '/health'), 'the port is closed');
+  });
+});
+
 describe('fleet history', () => {
   const row = (handled: number, failed = 0, rssBytes = 1000) => ({ botId: 'b', rssBytes, updates: { handled, failed } });
 

@@ -10,13 +10,14 @@
  * msg only, already scrubbed of the bot's token by child-log.ts).
  */
 import fs from 'node:fs';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingMessage } from 'node:http';
 import { BotfleetError, ErrorCodes, errorMessage } from '../../common/errors.js';
 import type { BotDescription } from '../lifecycle/supervisor.js';
 import type { WorkerStatus } from '../lifecycle/child.js';
 import { createFleetHistory, HISTORY_SAMPLE_MS, type BotSeries } from './fleet-history.js';
 import { createEventStream, type EventStream, type StateEvent } from './event-stream.js';
 import type { FleetStatus } from './status-server.js';
+import type { Answer, Routes } from './http-routes.js';
 
 /** The page's files, read once at start (a few KB) and served from memory. */
 const ASSETS: Record<string, { file: string; type: string }> = {
@@ -80,7 +81,7 @@ function tileOf(w: WorkerStatus, rates: { messages: number; errors: number } | n
 }
 
 /** Add the page's routes to the status server. @returns the stream and the sampler's stop */
-export function registerStatusPage(app: FastifyInstance, o: StatusPageOptions): StatusPage {
+export function registerStatusPage(app: Routes, o: StatusPageOptions): StatusPage {
   const assets = new Map(Object.entries(ASSETS).map(([route, a]) => [route, { body: fs.readFileSync(new URL(a.file, PAGE_DIR)), type: a.type }]));
   const history = createFleetHistory();
   const sample = () => history.sample(Date.now(), o.status().workers);
@@ -99,29 +100,26 @@ export function registerStatusPage(app: FastifyInstance, o: StatusPageOptions): 
   const stream = createEventStream({ maxClients: o.maxClients, snapshot, headers: o.headers, tickMs: o.tickMs });
 
   for (const [route, a] of assets) {
-    app.get(route, async (_req, reply) => reply.type(a.type).header('cache-control', 'no-cache').send(a.body));
+    app.get(route, () => ({ type: a.type, headers: { 'cache-control': 'no-cache' }, body: a.body }));
   }
-  app.get('/api/events', (req, reply) => {
-    reply.hijack();
-    stream.attach(req.raw, reply.raw);
-  });
-  app.get<{ Params: { botId: string } }>('/api/bots/:botId', async (req, reply) => {
+  app.get('/api/events', (req, res) => void stream.attach(req, res));
+  app.get('/api/bots/:botId', (_req, _res, { botId }) => {
     try {
-      const d = o.describe(req.params.botId);
-      return { ...d, series: history.series(req.params.botId), sampleMs: HISTORY_SAMPLE_MS } satisfies Panel;
+      const d = o.describe(botId!);
+      return { body: { ...d, series: history.series(botId!), sampleMs: HISTORY_SAMPLE_MS } satisfies Panel };
     } catch (err) {
-      return sendError(reply, err);
+      return errorAnswer(err);
     }
   });
   if (o.restart) {
     const restart = o.restart;
-    app.post<{ Params: { botId: string } }>('/api/bots/:botId/restart', async (req, reply) => {
+    app.post('/api/bots/:botId/restart', async (req, _res, { botId }) => {
       const why = crossOrigin(req);
-      if (why) return reply.code(403).send({ error: why });
+      if (why) return { status: 403, body: { error: why } };
       try {
-        return await restart(req.params.botId);
+        return { body: await restart(botId!) };
       } catch (err) {
-        return sendError(reply, err);
+        return errorAnswer(err);
       }
     });
   }
@@ -140,7 +138,7 @@ export function registerStatusPage(app: FastifyInstance, o: StatusPageOptions): 
  * it must carry `Origin` naming this very host (browsers always send it on a POST from
  * a script), and `Sec-Fetch-Site`, when sent, must be `same-origin` (Fetch Metadata).
  */
-export function crossOrigin(req: Pick<FastifyRequest, 'headers'>): string | null {
+export function crossOrigin(req: Pick<IncomingMessage, 'headers'>): string | null {
   const origin = req.headers.origin;
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin') return `cross-site request refused (Sec-Fetch-Site: ${String(site).slice(0, 20)})`;
@@ -154,10 +152,11 @@ export function crossOrigin(req: Pick<FastifyRequest, 'headers'>): string | null
   return host === req.headers.host ? null : 'cross-origin request refused';
 }
 
-function sendError(reply: FastifyReply, err: unknown) {
+/** A thrown error as an answer: 404 for an unknown bot, 400 for bad input, else 500; the catalog code goes along. */
+function errorAnswer(err: unknown): Answer {
   if (err instanceof BotfleetError) {
     const status = err.code === ErrorCodes.BOT_NOT_FOUND ? 404 : err.code === ErrorCodes.BAD_INPUT ? 400 : 500;
-    return reply.code(status).send({ error: err.message, code: err.code });
+    return { status, body: { error: err.message, code: err.code } };
   }
-  return reply.code(500).send({ error: errorMessage(err) });
+  return { status: 500, body: { error: errorMessage(err) } };
 }

@@ -5,8 +5,9 @@
  * and `GET /health` (200 when master, registry and, in webhook mode, the webhook
  * server are up; 503 with the reason otherwise). No token or secret ever appears.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
-import { NO_SCHEMAS } from '../../common/fastify-schemas.js';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRouter } from './http-routes.js';
 import type { WorkerStatus } from '../lifecycle/child.js';
 import type { IsolationStatus } from '../host/isolation.js';
 import { authorized, type StatusAuth } from '../../common/status-auth.js';
@@ -60,22 +61,49 @@ export interface StatusServerOptions {
   page?: Omit<StatusPageOptions, 'headers' | 'status'>;
 }
 
-/** The status server and, when asked for, its page (whose stream must be closed before the server). */
-export function createStatusServer(o: StatusServerOptions): FastifyInstance & { page: StatusPage | null } {
-  const app = Fastify({ logger: false, schemaController: NO_SCHEMAS, return503OnClosing: true });
-  app.addHook('onRequest', async (req, reply) => {
-    reply.headers(SECURITY_HEADERS);
-    if (!o.auth || req.url === '/health' || authorized(req.headers.authorization, o.auth)) return;
+/** The status server: node:http and {@link createRouter}. `listen` resolves with its `http://host:port` address. */
+export interface StatusServer {
+  /** The page, when asked for; its stream must be closed before the server. */
+  page: StatusPage | null;
+  server: http.Server;
+  /** @returns the address, `http://host:port` (IPv6 in brackets); rejects when the port cannot be bound */
+  listen(o: { host: string; port: number }): Promise<string>;
+  /** Stop taking requests (new ones get 503), end idle connections, resolve once all are closed. */
+  close(): Promise<void>;
+}
+
+/** The status server and, when asked for, its page. */
+export function createStatusServer(o: StatusServerOptions): StatusServer {
+  const router = createRouter((req, res) => {
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+    if (!o.auth || req.url === '/health' || authorized(req.headers.authorization, o.auth)) return null;
     // Basic, so a browser asks for it; a bearer token is taken too (status-auth.ts).
-    return reply.code(401).header('www-authenticate', 'Basic realm="botfleet", charset="UTF-8"').send({ error: 'authentication required (STATUS_AUTH)' });
+    return { status: 401, headers: { 'www-authenticate': 'Basic realm="botfleet", charset="UTF-8"' }, body: { error: 'authentication required (STATUS_AUTH)' } };
   });
-  app.get('/api/workers/status', async () => o.status());
-  app.get('/metrics', async (_req, reply) => reply.type(o.metrics.contentType).send(await o.metrics.metrics()));
-  app.get('/webhook/stats', async () => o.webhookStats?.() ?? {});
-  app.get('/health', async (_req, reply) => {
+  router.get('/api/workers/status', () => ({ body: o.status() }));
+  router.get('/metrics', async () => ({ type: o.metrics.contentType, body: await o.metrics.metrics() }));
+  router.get('/webhook/stats', () => ({ body: o.webhookStats?.() ?? {} }));
+  router.get('/health', () => {
     const why = o.unhealthy();
-    return why === null ? { ok: true } : reply.code(503).send({ ok: false, reason: why });
+    return why === null ? { body: { ok: true } } : { status: 503, body: { ok: false, reason: why } };
   });
-  const page = o.page ? registerStatusPage(app, { ...o.page, status: o.status, headers: { ...SECURITY_HEADERS } }) : null;
-  return Object.assign(app, { page });
+  const page = o.page ? registerStatusPage(router, { ...o.page, status: o.status, headers: { ...SECURITY_HEADERS } }) : null;
+  const server = http.createServer(router.listener);
+  return {
+    page, server,
+    listen: ({ host, port }) => new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        const a = server.address() as AddressInfo;
+        resolve(`http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`);
+      });
+    }),
+    close: () => new Promise((resolve) => {
+      router.closing();
+      if (!server.listening) return resolve();
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    }),
+  };
 }

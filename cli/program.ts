@@ -1,0 +1,136 @@
+/**
+ * The `botfleet` command line (commander), run by cli/main.ts. Exit codes: 0 ok; 1 a failure with a
+ * one-line reason on stderr; 2 bad usage.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { BotfleetError, ErrorCodes, fail } from '../common/errors.js';
+import { homePaths, loadConfig, type FlagValues } from '../config/load.js';
+import { SETTINGS } from '../config/settings.js';
+import { controlRequest } from '../master/surfaces/control-server.js';
+import type { FleetStatus } from '../master/surfaces/status-server.js';
+import type { RollSummary } from '../master/lifecycle/supervisor.js';
+import { registerBotsCommands } from './bots.js';
+import { registerDlqCommands } from './dlq.js';
+import { statusTable } from '../master/surfaces/status-table.js';
+import type { BotDescription } from '../master/lifecycle/supervisor.js';
+import { describeText, logFiles, registryPart } from './describe.js';
+import { colour, watchStatus } from './watch.js';
+import { withRegistry } from './bots.js';
+import { daemonize, dryRun } from './lifecycle.js';
+import { stopMaster, stopSummary } from './stop.js';
+import { LEVELS, parseDuration, showLogs } from './logs.js';
+import { VERSION } from '../common/version.js';
+import { usage, USAGE } from './usage.js';
+
+const program = new Command('botfleet')
+  .description('a process supervisor for fleets of Telegram bots')
+  .version(VERSION, '-V, --version')
+  .option('--home <dir>', 'botfleet home (data/, logs/, run/); default $BOTFLEET_HOME or the working directory')
+  .exitOverride()
+  .showHelpAfterError();
+const home = () => program.opts<{ home?: string }>().home;
+const config = (flags: FlagValues = {}) => loadConfig({ ...(home() ? { home: home() } : {}), ...flags });
+
+const start = program.command('start').description('run the master (foreground by default)')
+  .option('--daemon', 'run in the background')
+  .option('--dry-run', 'validate configuration and registry, print what would start, exit');
+for (const s of SETTINGS) if (s.key !== 'home') start.addOption(new Option(`--${s.flag} <value>`, `${s.doc} [${s.env}]`));
+start.action(async (o: Record<string, string | boolean | undefined>) => {
+  const flags: FlagValues = {};
+  for (const s of SETTINGS) {
+    const v = o[s.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())];
+    if (typeof v === 'string') flags[s.key] = v;
+  }
+  const cfg = config(flags);
+  if (o.dryRun) process.exit(dryRun(cfg));
+  if (o.daemon) {
+    console.log(`botfleet started in the background (pid ${await daemonize(cfg, process.argv.slice(3))})`);
+    return;
+  }
+  const { runMaster } = await import('../master/main.js');
+  await runMaster(cfg);
+});
+
+program.command('stop').description('stop the master (SIGTERM) and wait for it to exit').action(async () => {
+  // Progress on stderr, the summary on stdout.
+  console.log(stopSummary(await stopMaster(config(), (line) => process.stderr.write(`${line}\n`))));
+});
+
+program.command('restart [botId]').description('rolling restart of every bot, or restart one (also out of quarantine)').action(async (botId?: string) => {
+  // A rolling restart of a large fleet takes minutes: the answer comes when it is done.
+  const r = (await controlRequest(homePaths(config().home).socket, { cmd: 'restart', ...(botId ? { botId } : {}) }, 3_600_000)) as RollSummary;
+  const skipped = r.skipped.map((x) => `${x.botId}: ${x.why}`).join(', ');
+  if (botId && r.restarted.length === 0) throw fail(ErrorCodes.CONTROL, `bot ${botId} was restarted but is ${r.skipped[0]?.why ?? 'not running'}`);
+  console.log(botId ? `bot ${botId} restarted` : `rolling restart done: ${r.restarted.length} restarted, ${r.skipped.length} skipped${skipped ? ` (${skipped})` : ''}`);
+});
+
+/** The fleet's status from the running master. @throws BF_ERR_NOT_RUNNING when there is none */
+const fetchStatus = async () => (await controlRequest(homePaths(config().home).socket, { cmd: 'status' })) as FleetStatus;
+
+program.command('status').description('the fleet as a table').option('--json', 'JSON output')
+  .option('-w, --watch', 'redraw every second until interrupted (like watch / pm2 monit)')
+  .action(async (o: { json?: boolean; watch?: boolean }) => {
+    if (o.watch) return watchStatus(fetchStatus);
+    let s: FleetStatus;
+    try {
+      s = await fetchStatus();
+    } catch (err) {
+      // LSB: `status` exits 3 when the program is not running.
+      if (err instanceof BotfleetError && err.code === ErrorCodes.NOT_RUNNING) {
+        console.error(`botfleet: ${err.message}`);
+        process.exit(3);
+      }
+      throw err;
+    }
+    console.log(o.json ? JSON.stringify(s, null, 2) : statusTable(s, colour()));
+  });
+
+program.command('describe <botId>').description('everything known about one bot (config without secrets, state history, exits, logs)')
+  .option('--json', 'JSON output').action(async (botId: string, o: { json?: boolean }) => {
+    const reg = withRegistry(home(), (r) => registryPart(r, botId));
+    let live: BotDescription | null = null;
+    try {
+      live = (await controlRequest(homePaths(config().home).socket, { cmd: 'describe', botId })) as BotDescription;
+    } catch (err) {
+      if (!(err instanceof BotfleetError && err.code === ErrorCodes.NOT_RUNNING)) throw err;
+    }
+    const logs = logFiles(homePaths(config().home).logs, botId);
+    console.log(o.json ? JSON.stringify({ registry: reg, ...(live ?? {}), logFiles: logs }, null, 2) : describeText(reg, live, logs));
+  });
+
+program.command('logs [botId]').description("the master's log, or a bot's").option('-f, --follow', 'keep printing new lines (across rotation)')
+  .option('-n, --lines <n>', 'lines to show', '50').option('--level <level>', `lines at this level or above (${Object.keys(LEVELS).join(', ')})`)
+  .option('--since <duration>', 'lines of the last duration only (500ms, 90s, 10m, 2h, 1d)')
+  .option('--json', 'JSON lines as stored').option('--raw', 'the same as --json')
+  .action(async (botId: string | undefined, o: { follow?: boolean; lines: string; raw?: boolean; json?: boolean; level?: string; since?: string }) => {
+    const lines = Number(o.lines);
+    if (!/^\d+$/.test(o.lines) || !Number.isSafeInteger(lines)) throw usage(`-n/--lines must be a whole number >= 0, got "${o.lines}"`);
+    const minLevel = o.level === undefined ? 0 : LEVELS[o.level];
+    if (minLevel === undefined) throw usage(`--level must be one of ${Object.keys(LEVELS).join(', ')}, got "${o.level}"`);
+    const since = o.since === undefined ? null : parseDuration(o.since);
+    if (o.since !== undefined && since === null) throw usage(`--since must be a duration such as 90s, 10m, 2h or 1d, got "${o.since}"`);
+    await showLogs(homePaths(config().home).logs, botId, {
+      lines, follow: o.follow === true, json: o.json === true || o.raw === true, filter: { minLevel, sinceMs: since === null ? null : Date.now() - since },
+    });
+  });
+
+registerBotsCommands(program, home);
+registerDlqCommands(program, home);
+
+program.command('demo').description('the whole system offline: emulator, bots, users, a crash and its recovery').action(async () => {
+  const { runDemo } = await import('../scripts/demo.js');
+  await runDemo();
+});
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  if (err instanceof CommanderError) {
+    if (err.code === USAGE) console.error(`botfleet: ${err.message}`);
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
+  const message = err instanceof BotfleetError || err instanceof Error ? err.message : String(err);
+  // The catalog code ends the message, so a script can branch on it without parsing the text.
+  for (const line of (err instanceof BotfleetError ? `${message} (${err.code})` : message).split('\n')) console.error(`botfleet: ${line}`);
+  process.exit(1);
+}
