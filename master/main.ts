@@ -18,7 +18,7 @@ import { createMetrics } from './surfaces/metrics.js';
 import { removePidFile, writePidFile } from './host/pid-file.js';
 import { openHomeRegistry, type Registry } from './registry.js';
 import { openJournal } from './delivery/open-journal.js';
-import { holdYoungGeneration } from './host/heap.js';
+import { holdYoungGeneration, releaseYoungGeneration } from './host/heap.js';
 import { acquireLock } from './host/lock.js';
 import { createIsolation } from './host/isolation.js';
 import { fleetStatus, createStatusServer } from './surfaces/status-server.js';
@@ -113,6 +113,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   });
   let draining = false;
   const webhook = await openIngress(cfg, supervisor, journal, secretTokenFor, () => draining, metrics.observeWebhook);
+  if (webhook) releaseYoungGeneration();
   let webhookUp = false;
   const reload = fleet.reload;
   const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: isolation.status });
