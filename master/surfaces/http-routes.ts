@@ -62,7 +62,7 @@ function match(pattern: string[], segments: string[]): Record<string, string> | 
 }
 
 /** Write an answer: objects as JSON, HEAD without the body. */
-export function send(req: IncomingMessage, res: ServerResponse, a: Answer): void {
+function send(req: IncomingMessage, res: ServerResponse, a: Answer): void {
   const json = !(typeof a.body === 'string' || Buffer.isBuffer(a.body));
   const body = json ? JSON.stringify(a.body ?? null) : (a.body as string | Buffer);
   res.writeHead(a.status ?? 200, {
