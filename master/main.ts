@@ -18,6 +18,7 @@ import { createMetrics } from './surfaces/metrics.js';
 import { removePidFile, writePidFile } from './host/pid-file.js';
 import { openHomeRegistry, type Registry } from './registry.js';
 import { openJournal } from './delivery/open-journal.js';
+import type { Journal } from './delivery/journal.js';
 import { holdYoungGeneration, releaseYoungGeneration } from './host/heap.js';
 import { acquireLock } from './host/lock.js';
 import { createIsolation } from './host/isolation.js';
@@ -59,31 +60,43 @@ function masterLogger(cfg: Config, logsDir: string, echo: boolean): { logger: Lo
   return { logger: createLogger(pino.multistream(streams), cfg.logLevel, { role: 'master' }), file };
 }
 
-/**
- * Start a master in this process. @throws BotfleetError when the home cannot be used
- * (already running, bad key), before any worker starts.
- */
-export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}): Promise<MasterHandle> {
+/** The home, claimed: its lock (taken first: nothing of this home is touched while another master holds it), pid file and registry. */
+interface Home {
+  p: ReturnType<typeof homePaths>;
+  lock: { release(): void };
+  registry: Registry;
+  workersFile: string;
+}
+
+function claimHome(cfg: Config): Home {
   const p = homePaths(cfg.home);
   for (const dir of [p.data, p.logs, p.run]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  // The lock first: nothing of this home is touched while another master holds it.
   const lock = acquireLock(path.join(p.run, 'master.lock'));
-  let registry: Registry;
   try {
     writePidFile(p.pidFile);
-    registry = openHomeRegistry(p, cfg.encryptionKey);
+    return { p, lock, registry: openHomeRegistry(p, cfg.encryptionKey), workersFile: `${p.run}/workers.json` };
   } catch (err) {
     lock.release();
     throw err;
   }
-  const { logger, file: logFile } = masterLogger(cfg, p.logs, opts.echoLogs ?? false);
+}
+
+/** The lifecycle and delivery wings over the home: isolation, the journal, the supervisor. */
+interface Core {
+  isolation: ReturnType<typeof createIsolation>;
+  journal: Journal;
+  supervisor: Supervisor;
+  secretTokenFor(botId: string): string;
+  workerSchedPolicy: ReturnType<typeof schedPolicyInForce>;
+}
+
+/** Before any worker starts: end what a crashed master left behind; then the journal and the supervisor. Releases the home when the journal cannot open. */
+async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> {
+  const { p, registry } = home;
   const secret = loadWebhookSecret(cfg.webhookSecret, p.secretFile);
   const secretTokenFor = (botId: string) => webhookSecretToken(secret, botId);
-  const startedAt = Date.now();
-  const workersFile = `${p.run}/workers.json`;
-  // Before any worker starts: end what a crashed master left behind.
-  await endZombies(workersFile, WORKER_ENTRY, logger);
-  const recordWorkers = createWorkerRecorder(workersFile);
+  await endZombies(home.workersFile, WORKER_ENTRY, logger);
+  const recordWorkers = createWorkerRecorder(home.workersFile);
   const workerSchedPolicy = schedPolicyInForce(cfg, logger);
   const isolation = createIsolation({
     setting: cfg.workerIsolation, home: cfg.home, uidBase: cfg.workerUidBase, logger,
@@ -96,14 +109,31 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   }).catch((err: unknown) => {
     isolation.release();
     registry.close();
-    lock.release();
+    home.lock.release();
     throw err;
   });
   holdYoungGeneration(); // again: starting the journal's writer thread resets V8's flags (host/heap.ts)
   const leftovers = isolation.endLeftovers();
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
   const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter });
+  return { isolation, journal, supervisor, secretTokenFor, workerSchedPolicy };
+}
 
+/** The surfaces wing, listening: metrics, the webhook server (when any bot may use webhooks), the status server, the control socket. */
+interface Surfaces {
+  webhook: Awaited<ReturnType<typeof openIngress>>;
+  statusServer: ReturnType<typeof createStatusServer>;
+  control: Awaited<ReturnType<typeof startControlServer>>;
+  fleet: ReturnType<typeof fleetReloader>;
+  ports: { status: number; webhook: number | null };
+  /** Intake off: the webhook server answers 503 from now on. */
+  drain(): void;
+  setBotsApi(api: ReturnType<typeof startBotsApi>): void;
+}
+
+async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger, startedAt: number): Promise<Surfaces> {
+  const { registry } = home;
+  const { supervisor, journal, isolation, workerSchedPolicy } = core;
   const memoryCapBytes = cfg.maxMemoryPerWorkerMb * 1024 * 1024;
   const fleet = fleetReloader(registry, supervisor);
   let botsApi: ReturnType<typeof startBotsApi> = null;
@@ -112,12 +142,11 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     memoryCapBytes, journal: () => journal.allStats(), configReload: () => fleet.health(botsApi),
   });
   let draining = false;
-  const webhook = await openIngress(cfg, supervisor, journal, secretTokenFor, () => draining, metrics.observeWebhook);
+  const webhook = await openIngress(cfg, supervisor, journal, core.secretTokenFor, () => draining, metrics.observeWebhook);
   if (webhook) releaseYoungGeneration();
   let webhookUp = false;
-  const reload = fleet.reload;
   const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: isolation.status });
-  const commands = controlCommands({ supervisor, registry, journal, logger, status, reload });
+  const commands = controlCommands({ supervisor, registry, journal, logger, status, reload: fleet.reload });
   const statusServer = createStatusServer({
     status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats(), deliveryLatency: journal.deliveryLatency() }),
     metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape },
@@ -132,51 +161,66 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     },
   });
   supervisor.on('transition', (e: TransitionEvent) => statusServer.page?.publishState(e));
-  const statusAddr = await statusServer.listen({ host: cfg.statusHost, port: cfg.statusPort });
-  const statusPort = Number(new URL(statusAddr).port);
+  const statusPort = Number(new URL(await statusServer.listen({ host: cfg.statusHost, port: cfg.statusPort })).port);
   let webhookPort: number | null = null;
   if (webhook) {
-    const addr = await webhook.listen({ host: cfg.webhookListenHost, port: cfg.webhookPort });
-    webhookPort = Number(new URL(addr).port);
+    webhookPort = Number(new URL(await webhook.listen({ host: cfg.webhookListenHost, port: cfg.webhookPort })).port);
     webhookUp = true;
   }
-  fs.writeFileSync(p.portsFile, JSON.stringify({ status: statusPort, webhook: webhookPort }) + '\n');
+  fs.writeFileSync(home.p.portsFile, JSON.stringify({ status: statusPort, webhook: webhookPort }) + '\n');
+  const control = await startControlServer(home.p.socket, commands);
+  return { webhook, statusServer, control, fleet, ports: { status: statusPort, webhook: webhookPort }, drain: () => (draining = true), setBotsApi: (api) => (botsApi = api) };
+}
 
-  const control = await startControlServer(p.socket, commands);
+/**
+ * Start a master in this process. @throws BotfleetError when the home cannot be used
+ * (already running, bad key), before any worker starts.
+ */
+export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}): Promise<MasterHandle> {
+  const startedAt = Date.now();
+  const home = claimHome(cfg);
+  const { logger, file: logFile } = masterLogger(cfg, home.p.logs, opts.echoLogs ?? false);
+  const core = await openCore(cfg, home, logger);
+  const surfaces = await openSurfaces(cfg, home, core, logger, startedAt);
+  const { supervisor } = core;
+  const reload = surfaces.fleet.reload;
   reload();
-  const stopPeriodic = startPeriodic(cfg, registry, supervisor, logger, reload, webhook !== null);
-  botsApi = startBotsApi(cfg, registry, logger, reload);
-  logger.info({ pid: process.pid, home: cfg.home, statusPort, webhookPort, capacity: supervisor.capacity(), workerSchedPolicy }, 'master started');
-
+  const stopPeriodic = startPeriodic(cfg, home.registry, supervisor, logger, reload, surfaces.webhook !== null);
+  const botsApi = startBotsApi(cfg, home.registry, logger, reload);
+  surfaces.setBotsApi(botsApi);
+  logger.info({ pid: process.pid, home: cfg.home, statusPort: surfaces.ports.status, webhookPort: surfaces.ports.webhook, capacity: supervisor.capacity(), workerSchedPolicy: core.workerSchedPolicy }, 'master started');
   let stopping: Promise<string[]> | null = null;
   const stop = () => (stopping ??= (async () => {
     logger.info('master stopping: intake off, draining workers');
     stopPeriodic();
     botsApi?.stop();
-    draining = true;
+    surfaces.drain();
     const killed = await supervisor.stopAll();
-    // Every in-flight webhook call has its answer now; keep-alive connections would
-    // otherwise hold close() for the keep-alive timeout.
-    const closingWebhook = webhook?.close();
-    webhook?.server.closeAllConnections();
-    await closingWebhook;
-    statusServer.page?.close(); // open event streams would hold close()
-    await statusServer.close();
-    control.close();
-    registry.close();
-    await journal.close().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'journal close failed'));
-    fs.rmSync(p.socket, { force: true });
-    fs.rmSync(tokenFileOf(p.socket), { force: true });
-    fs.rmSync(p.portsFile, { force: true });
-    fs.rmSync(workersFile, { force: true });
-    removePidFile(p.pidFile);
+    await closeAll(home, core, surfaces, logger);
     logger.info({ killed }, 'master stopped');
-    isolation.release();
-    lock.release();
+    core.isolation.release();
+    home.lock.release();
     await logFile.flush(); // the stop line reaches master.log before the process exits
     return killed;
   })());
-  return { logger, flushLog: (ms) => logFile.flush(ms), stop, reload, restart: (botId) => supervisor.restart(botId), forceKill: () => supervisor.forceKill(), supervisor, ports: { status: statusPort, webhook: webhookPort } };
+  return { logger, flushLog: (ms) => logFile.flush(ms), stop, reload, restart: (botId) => supervisor.restart(botId), forceKill: () => supervisor.forceKill(), supervisor, ports: surfaces.ports };
+}
+
+/** After the workers are stopped: the servers, the registry, the journal, and the home's run files. */
+async function closeAll(home: Home, core: Core, s: Surfaces, logger: Logger): Promise<void> {
+  // Every in-flight webhook call has its answer now; keep-alive connections would
+  // otherwise hold close() for the keep-alive timeout.
+  const closingWebhook = s.webhook?.close();
+  s.webhook?.server.closeAllConnections();
+  await closingWebhook;
+  s.statusServer.page?.close(); // open event streams would hold close()
+  await s.statusServer.close();
+  s.control.close();
+  home.registry.close();
+  await core.journal.close().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'journal close failed'));
+  const { p } = home;
+  for (const f of [p.socket, tokenFileOf(p.socket), p.portsFile, home.workersFile]) fs.rmSync(f, { force: true });
+  removePidFile(p.pidFile);
 }
 
 /** Run a master until a signal stops it; exits the process. Used by `botfleet start`. */

@@ -127,20 +127,47 @@ export function slugify(name: string): string {
  * @param key the 32-byte token key (see config/secrets.ts)
  */
 export function openRegistry(dbPath: string, key: Buffer): Registry {
+  const db = openDb(dbPath);
+  let lastVersion = db.pragma('data_version', { simple: true }) as number;
+  return {
+    ...botEditing(db, key),
+    ...botReading(db, key),
+    ...fleetState(db),
+    syncFromApi: (bots, etag) => syncApiRows(db, key, bots, etag),
+    apiEtag: () => storedApiEtag(db),
+    changedSinceLastCheck() {
+      const v = db.pragma('data_version', { simple: true }) as number;
+      const changed = v !== lastVersion;
+      lastVersion = v;
+      return changed;
+    },
+    deadLetters: openDeadLetters(db),
+    close() {
+      db.close();
+    },
+  };
+}
+
+/** Open (creating its directory, 0700) and migrate the registry's database. @throws BotfleetError `BF_ERR_REGISTRY` naming the file */
+function openDb(dbPath: string): Database.Database {
   fs.mkdirSync(path.dirname(dbPath), { recursive: true, mode: 0o700 });
-  let db: Database.Database;
+  let db: Database.Database | undefined;
   try {
     db = new Database(dbPath);
     db.pragma('journal_mode = WAL');
     db.pragma('busy_timeout = 5000');
     migrate(db);
+    return db;
   } catch (err) {
+    db?.close();
     if (err instanceof BotfleetError) throw err;
     // Not a database, a newer schema, a read-only or full disk: one line naming the file, never the master's crash.
     throw fail(ErrorCodes.REGISTRY, `cannot open the registry ${dbPath}: ${errorMessage(err)}`, err);
   }
-  let lastVersion = db.pragma('data_version', { simple: true }) as number;
+}
 
+/** The operator's edits of bots (CLI, control socket). @throws BotfleetError `BF_ERR_BAD_INPUT`, `BF_ERR_BOT_NOT_FOUND` */
+function botEditing(db: Database.Database, key: Buffer): Pick<Registry, 'add' | 'remove' | 'setEnabled' | 'update'> {
   const getRow = db.prepare('SELECT * FROM bots WHERE id = ?');
   const requireRow = (id: string): Record<string, unknown> => {
     const row = getRow.get(id) as Record<string, unknown> | undefined;
@@ -165,13 +192,6 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
                   VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`)
         .run(id, bot.name, encryptToken(key, bot.token), bot.mode ?? null, bot.handler ?? 'echo', JSON.stringify(bot.settings ?? {}), bot.apiRoot ?? null, now, now);
       return id;
-    },
-    list() {
-      return (db.prepare('SELECT * FROM bots ORDER BY id').all() as Record<string, unknown>[]).map((r) => ({
-        id: String(r.id), name: String(r.name), mode: (r.mode as BotModeSetting) ?? null, handler: String(r.handler),
-        enabled: r.enabled === 1, settings: String(r.settings), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
-        source: r.source === 'api' ? 'api' : 'local', invalidReason: typeof r.invalid_reason === 'string' ? r.invalid_reason : null,
-      }));
     },
     remove(id) {
       const fromApi = requireRow(id).source === 'api';
@@ -201,6 +221,19 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
       put('updated_at', Date.now());
       db.prepare(`UPDATE bots SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
     },
+  };
+}
+
+/** Reading the bots: the operator's list, the supervisor's specs (a bad row is that bot's reason), the key check. */
+function botReading(db: Database.Database, key: Buffer): Pick<Registry, 'list' | 'load' | 'keyOpensAToken'> {
+  return {
+    list() {
+      return (db.prepare('SELECT * FROM bots ORDER BY id').all() as Record<string, unknown>[]).map((r) => ({
+        id: String(r.id), name: String(r.name), mode: (r.mode as BotModeSetting) ?? null, handler: String(r.handler),
+        enabled: r.enabled === 1, settings: String(r.settings), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+        source: r.source === 'api' ? 'api' : 'local', invalidReason: typeof r.invalid_reason === 'string' ? r.invalid_reason : null,
+      }));
+    },
     load() {
       const specs: BotSpec[] = [];
       const invalid: InvalidBot[] = [];
@@ -211,8 +244,6 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
       }
       return { specs, invalid };
     },
-    syncFromApi: (bots, etag) => syncApiRows(db, key, bots, etag),
-    apiEtag: () => storedApiEtag(db),
     keyOpensAToken() {
       let stored = 0;
       for (const r of db.prepare('SELECT token_enc FROM bots').iterate() as Iterable<{ token_enc: string }>) {
@@ -226,13 +257,12 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
       }
       return stored === 0;
     },
-    changedSinceLastCheck() {
-      const v = db.pragma('data_version', { simple: true }) as number;
-      const changed = v !== lastVersion;
-      lastVersion = v;
-      return changed;
-    },
-    deadLetters: openDeadLetters(db),
+  };
+}
+
+/** What the fleet keeps across master restarts: per-bot uid slots and restart histories. */
+function fleetState(db: Database.Database): Pick<Registry, 'uidSlot' | 'allUidSlots' | 'saveHistory' | 'loadHistories'> {
+  return {
     uidSlot(botId) {
       const row = db.prepare('SELECT slot FROM bot_uids WHERE bot_id = ?').get(botId) as { slot: number } | undefined;
       if (row) return row.slot;
@@ -262,9 +292,6 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
         });
       }
       return out;
-    },
-    close() {
-      db.close();
     },
   };
 }

@@ -18,6 +18,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { NO_SCHEMAS } from '../common/fastify-schemas.js';
 import type { Update } from 'node-telegram-bot-api';
 import { updateProblem } from '../worker/protocol.js';
+import { assertNever } from '../common/errors.js';
 import { secretMatches } from './secret.js';
 import { sourceAllowlist } from './sources.js';
 
@@ -69,69 +70,15 @@ const NOT_JSON = Symbol('not-json');
 
 /** Build the fastify app (not listening yet: call `listen`, or `inject` in tests). */
 export function createWebhookServer(o: WebhookServerOptions): WebhookServer {
-  const ing = { ...INGRESS_DEFAULTS, ...o.ingress };
-  // A stalled body must not hold a socket: the whole request has requestTimeoutMs. Node checks
-  // these deadlines every `connectionsCheckingInterval` (30 s by default: a stalled body held
-  // its socket 55 s when the deadline was 1.5 s, measured), so the server is made here.
-  const serverOpts = {
-    requestTimeout: ing.requestTimeoutMs, headersTimeout: ing.headersTimeoutMs, keepAliveTimeout: 5_000,
-    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(ing.headersTimeoutMs / 4))),
-  };
-  const app = Fastify({
-    logger: false, schemaController: NO_SCHEMAS, bodyLimit: o.bodyLimit ?? 1024 * 1024, return503OnClosing: true,
-    connectionTimeout: ing.idleTimeoutMs,
-    ...(o.trustProxy && o.trustProxy.length > 0 ? { trustProxy: o.trustProxy } : {}),
-    serverFactory: (handler) => (o.https ? https.createServer({ ...serverOpts, ...o.https }, handler) : http.createServer(serverOpts, handler)),
-  }) as unknown as FastifyInstance;
-  app.server.maxConnections = ing.maxConnections;
-  const allowed = sourceAllowlist(o.allowedSources ?? []);
+  const app = buildApp(o, { ...INGRESS_DEFAULTS, ...o.ingress });
+  const rawBodies = parseBodiesAsJson(app);
   const stats = new Map<string, WebhookStats>();
-  // The expected secret_token per bot, computed once (an HMAC per request would be paid on the hot path).
-  const expected = new Map<string, Buffer>();
-  const expectedFor = (botId: string) => {
-    let b = expected.get(botId);
-    if (!b) expected.set(botId, (b = Buffer.from(o.secretTokenFor(botId))));
-    return b;
-  };
   const statsOf = (id: string) => {
     let s = stats.get(id);
     if (!s) stats.set(id, (s = { requests: 0, accepted: 0, duplicates: 0, rejected: 0, unavailable: 0 }));
     return s;
   };
-
-  app.removeAllContentTypeParsers();
-  const rawBodies = new WeakMap<object, string>();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
-    try {
-      const parsed = JSON.parse(body as string) as unknown;
-      if (typeof parsed === 'object' && parsed !== null) rawBodies.set(parsed, body as string);
-      done(null, parsed);
-    } catch {
-      done(null, NOT_JSON);
-    }
-  });
-
-  const onResponse = o.onResponse;
-  app.post<{ Params: { botId: string } }>('/webhook/:botId', {
-    ...(onResponse ? {
-      onResponse: (req: FastifyRequest<{ Params: { botId: string } }>, reply: FastifyReply, done: () => void) => {
-        const { botId } = req.params;
-        onResponse(o.target.isWebhookBot(botId) ? botId : null, reply.statusCode, reply.elapsedTime / 1000);
-        done();
-      },
-    } : {}),
-    onRequest: async (req, reply) => {
-      if (o.draining?.()) return reply.code(503).header('connection', 'close').header('retry-after', '5').send({ ok: false, error: 'shutting down' });
-      if (allowed && !allowed(req.ip)) return reply.code(403).send({ ok: false, error: 'source address not allowed' });
-      const { botId } = req.params;
-      if (!o.target.isWebhookBot(botId)) return reply.code(404).send({ ok: false, error: 'unknown bot' });
-      const given = req.headers['x-telegram-bot-api-secret-token'];
-      if (!secretMatches(typeof given === 'string' ? given : undefined, expectedFor(botId))) {
-        statsOf(botId).rejected++;
-        return reply.code(401).send({ ok: false, error: 'wrong secret token' });
-      }
-    },
-  }, async (req, reply) => {
+  app.post<{ Params: { botId: string } }>('/webhook/:botId', { ...answerHook(o), onRequest: edgeChecks(o, statsOf) }, async (req, reply) => {
     const { botId } = req.params;
     const s = statsOf(botId);
     const problem = req.body === NOT_JSON ? 'not JSON' : updateProblem(req.body);
@@ -151,9 +98,82 @@ export function createWebhookServer(o: WebhookServerOptions): WebhookServer {
       case 'failed':
         s.unavailable++;
         return reply.code(503).header('retry-after', '1').send({ ok: false, error: 'update could not be journaled' });
+      default: return assertNever(result);
     }
   });
-
   app.get('/health', async () => ({ ok: true }));
   return Object.assign(app, { webhookStats: () => Object.fromEntries(stats) });
+}
+
+/** Fastify over our own http(s) server, with the ingress deadlines and bounds. */
+function buildApp(o: WebhookServerOptions, ing: Ingress): FastifyInstance {
+  // A stalled body must not hold a socket: the whole request has requestTimeoutMs. Node checks
+  // these deadlines every `connectionsCheckingInterval` (30 s by default: a stalled body held
+  // its socket 55 s when the deadline was 1.5 s, measured), so the server is made here.
+  const serverOpts = {
+    requestTimeout: ing.requestTimeoutMs, headersTimeout: ing.headersTimeoutMs, keepAliveTimeout: 5_000,
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(ing.headersTimeoutMs / 4))),
+  };
+  const app = Fastify({
+    logger: false, schemaController: NO_SCHEMAS, bodyLimit: o.bodyLimit ?? 1024 * 1024, return503OnClosing: true,
+    connectionTimeout: ing.idleTimeoutMs,
+    ...(o.trustProxy && o.trustProxy.length > 0 ? { trustProxy: o.trustProxy } : {}),
+    serverFactory: (handler) => (o.https ? https.createServer({ ...serverOpts, ...o.https }, handler) : http.createServer(serverOpts, handler)),
+  }) as unknown as FastifyInstance;
+  app.server.maxConnections = ing.maxConnections;
+  return app;
+}
+
+/** Every body is parsed as JSON (Telegram sends no other), never rejected here: NOT_JSON is answered 400 by the route. @returns each parsed body's raw text (it is journaled as received) */
+function parseBodiesAsJson(app: FastifyInstance): WeakMap<object, string> {
+  app.removeAllContentTypeParsers();
+  const rawBodies = new WeakMap<object, string>();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      const parsed = JSON.parse(body as string) as unknown;
+      if (typeof parsed === 'object' && parsed !== null) rawBodies.set(parsed, body as string);
+      done(null, parsed);
+    } catch {
+      done(null, NOT_JSON);
+    }
+  });
+  return rawBodies;
+}
+
+type WebhookRequest = FastifyRequest<{ Params: { botId: string } }>;
+
+/** The route's onResponse hook for /metrics, when asked for. */
+function answerHook(o: WebhookServerOptions): { onResponse?: (req: WebhookRequest, reply: FastifyReply, done: () => void) => void } {
+  const onResponse = o.onResponse;
+  if (!onResponse) return {};
+  return {
+    onResponse: (req, reply, done) => {
+      const { botId } = req.params;
+      onResponse(o.target.isWebhookBot(botId) ? botId : null, reply.statusCode, reply.elapsedTime / 1000);
+      done();
+    },
+  };
+}
+
+/** Checks before the body is read: draining (503), source allowlist (403), unknown bot (404), secret_token (401). */
+function edgeChecks(o: WebhookServerOptions, statsOf: (id: string) => WebhookStats) {
+  const allowed = sourceAllowlist(o.allowedSources ?? []);
+  // The expected secret_token per bot, computed once (an HMAC per request would be paid on the hot path).
+  const expected = new Map<string, Buffer>();
+  const expectedFor = (botId: string) => {
+    let b = expected.get(botId);
+    if (!b) expected.set(botId, (b = Buffer.from(o.secretTokenFor(botId))));
+    return b;
+  };
+  return async (req: WebhookRequest, reply: FastifyReply) => {
+    if (o.draining?.()) return reply.code(503).header('connection', 'close').header('retry-after', '5').send({ ok: false, error: 'shutting down' });
+    if (allowed && !allowed(req.ip)) return reply.code(403).send({ ok: false, error: 'source address not allowed' });
+    const { botId } = req.params;
+    if (!o.target.isWebhookBot(botId)) return reply.code(404).send({ ok: false, error: 'unknown bot' });
+    const given = req.headers['x-telegram-bot-api-secret-token'];
+    if (!secretMatches(typeof given === 'string' ? given : undefined, expectedFor(botId))) {
+      statsOf(botId).rejected++;
+      return reply.code(401).send({ ok: false, error: 'wrong secret token' });
+    }
+  };
 }

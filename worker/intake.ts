@@ -68,6 +68,32 @@ export interface Intake {
   flushAcks(): void;
 }
 
+/**
+ * Runs one update's handler: counted, timed in telemetry, acked (ok: false when it
+ * failed) and settled. `beforeRun` tells the master an update is in flight before its
+ * handler can kill the worker (long polling). A plain function returning the library's
+ * promise: an async wrapper was one more promise per update.
+ */
+function runsHandler(d: IntakeDeps, beforeRun: (() => void) | null, done: (ack: UpdateAck) => void): (update: Update) => Promise<void> {
+  const { bot, telemetry, stats } = d;
+  return (update) => {
+    stats.messages++;
+    const began = performance.now();
+    beforeRun?.();
+    // A rejection here is the library failing outside any handler (a malformed update): an error, not a crash.
+    return bot.handleUpdate(update).then(() => {
+      done({ updateId: update.update_id, ok: !d.failed.has(update) });
+      telemetry.handler((performance.now() - began) / 1000);
+    }, (err: unknown) => {
+      done({ updateId: update.update_id, ok: false });
+      telemetry.handler((performance.now() - began) / 1000);
+      stats.errors++;
+      stats.lastError = d.describeError(err);
+    });
+  };
+}
+
+/** The intake over `d`: dedup, poison skips, per-chat order, batched begins and acks. */
 export function createIntake(d: IntakeDeps): Intake {
   const { bot, logger, telemetry, stats } = d;
   const polling = d.mode === 'polling';
@@ -82,25 +108,10 @@ export function createIntake(d: IntakeDeps): Intake {
     handling.delete(id);
     d.polling?.settle(id);
   };
-  // A plain function returning the library's promise: an async wrapper was one more promise per update.
-  const handle = (update: Update): Promise<void> => {
-    stats.messages++;
-    const began = performance.now();
-    // The master must know an update is in flight before its handler can kill us.
-    if (polling) begins.flushNow();
-    // A rejection here is the library failing outside any handler (a malformed update): an error, not a crash.
-    return bot.handleUpdate(update).then(() => {
-      acks.push({ updateId: update.update_id, ok: !d.failed.has(update) });
-      settle(update.update_id);
-      telemetry.handler((performance.now() - began) / 1000);
-    }, (err: unknown) => {
-      acks.push({ updateId: update.update_id, ok: false });
-      settle(update.update_id);
-      telemetry.handler((performance.now() - began) / 1000);
-      stats.errors++;
-      stats.lastError = d.describeError(err);
-    });
-  };
+  const handle = runsHandler(d, polling ? () => begins.flushNow() : null, (ack) => {
+    acks.push(ack);
+    settle(ack.updateId);
+  });
   const queue = createChatQueue(handle, MAX_IN_FLIGHT);
 
   const accept = (update: Update, replay = false): void => {

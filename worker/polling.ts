@@ -62,38 +62,58 @@ export interface Polling {
   confirm(): Promise<void>;
 }
 
+/** The poller over `d` (see {@link Polling}). */
 export function createPolling(d: PollingDeps): Polling {
+  return new LongPoller(d);
+}
+
+class LongPoller implements Polling {
   /** Highest update_id long polling has brought. */
-  let maxSeen = -1;
+  private maxSeen = -1;
   /** Polled updates not settled yet, in update order (insertion order): the offset's source. */
-  const unsettled = new Set<number>();
+  private readonly unsettled = new Set<number>();
   /** Woken when an update settles (the loop waits on it to refetch). */
-  let settled: (() => void) | null = null;
-  const offset = (): number | undefined => {
-    for (const id of unsettled) return id;
-    return maxSeen >= 0 ? maxSeen + 1 : undefined;
-  };
+  private settled: (() => void) | null = null;
+
+  constructor(private readonly d: PollingDeps) {}
+
+  track(id: number): void {
+    this.unsettled.add(id);
+  }
+
+  settle(id: number): void {
+    this.unsettled.delete(id);
+    const wake = this.settled;
+    this.settled = null;
+    wake?.();
+  }
+
+  offset(): number | undefined {
+    for (const id of this.unsettled) return id;
+    return this.maxSeen >= 0 ? this.maxSeen + 1 : undefined;
+  }
 
   /** Until the lowest unsettled update settles, {@link REFETCH_WAIT_MS} pass, or polling stops. */
-  async function refetchWait(): Promise<void> {
-    const lowest = offset();
+  private async refetchWait(): Promise<void> {
+    const lowest = this.offset();
     const deadline = Date.now() + REFETCH_WAIT_MS;
-    while (!d.signal.aborted && offset() === lowest && Date.now() < deadline) {
+    while (!this.d.signal.aborted && this.offset() === lowest && Date.now() < deadline) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
-        settled = () => {
+        this.settled = () => {
           clearTimeout(t);
           resolve();
         };
       });
     }
-    settled = null;
+    this.settled = null;
   }
 
   /** One getUpdates: its updates, `retry` after a failure (already waited out), or `stop` (stopped, or the token rejected). */
-  async function fetchOnce(retryMs: number): Promise<Update[] | 'retry' | 'stop'> {
+  private async fetchOnce(retryMs: number): Promise<Update[] | 'retry' | 'stop'> {
+    const { d } = this;
     try {
-      return await d.call<Update[]>('getUpdates', { offset: offset(), timeout: d.timeoutSec }, d.timeoutSec * 1000 + POLL_MARGIN_MS, d.signal);
+      return await d.call<Update[]>('getUpdates', { offset: this.offset(), timeout: d.timeoutSec }, d.timeoutSec * 1000 + POLL_MARGIN_MS, d.signal);
     } catch (err) {
       if (d.signal.aborted) return 'stop';
       if (err instanceof BotApiError && err.errorCode === 401) {
@@ -109,51 +129,45 @@ export function createPolling(d: PollingDeps): Polling {
     }
   }
 
+  /** Hand the updates not taken before to the runtime, waiting for room after each. @returns how many were new, or -1 when polling stopped */
+  private async takeFresh(updates: Update[]): Promise<number> {
+    let fresh = 0;
+    for (const update of updates) {
+      if (this.d.signal.aborted) return -1;
+      const id = (update as { update_id?: unknown })?.update_id;
+      // Already taken by this worker (a refetch while something below is unsettled): skip.
+      if (Number.isSafeInteger(id) && (id as number) <= this.maxSeen) continue;
+      fresh++;
+      if (Number.isSafeInteger(id)) this.maxSeen = id as number;
+      this.d.take(update);
+      await this.d.waitForRoom();
+    }
+    return fresh;
+  }
+
   /** 401 is fatal; anything else (409 Conflict, 429, 5xx, no reply) is shown as lastError and retried with backoff, never a crash. */
-  async function run(): Promise<void> {
+  async run(): Promise<void> {
     let retryMs = POLL_RETRY_MIN_MS;
-    while (!d.signal.aborted) {
-      const updates = await fetchOnce(retryMs);
+    while (!this.d.signal.aborted) {
+      const updates = await this.fetchOnce(retryMs);
       if (updates === 'stop') return;
       if (updates === 'retry') {
         retryMs = Math.min(retryMs * 2, POLL_RETRY_MAX_MS);
         continue;
       }
       retryMs = POLL_RETRY_MIN_MS;
-      let fresh = 0;
-      for (const update of updates) {
-        if (d.signal.aborted) return;
-        const id = (update as { update_id?: unknown })?.update_id;
-        // Already taken by this worker (a refetch while something below is unsettled): skip.
-        if (Number.isSafeInteger(id) && (id as number) <= maxSeen) continue;
-        fresh++;
-        if (Number.isSafeInteger(id)) maxSeen = id as number;
-        d.take(update);
-        await d.waitForRoom();
-      }
-      if (fresh === 0 && updates.length > 0) await refetchWait();
+      const fresh = await this.takeFresh(updates);
+      if (fresh < 0) return;
+      if (fresh === 0 && updates.length > 0) await this.refetchWait();
     }
   }
 
-  return {
-    track: (id) => void unsettled.add(id),
-    settle(id) {
-      unsettled.delete(id);
-      if (settled) {
-        const wake = settled;
-        settled = null;
-        wake();
-      }
-    },
-    offset,
-    run,
-    async confirm() {
-      const at = offset();
-      if (at === undefined) return;
-      // An update still unsettled at the drain deadline stays with Telegram.
-      await d.call('getUpdates', { offset: at, limit: 1, timeout: 0 }, CONFIRM_TIMEOUT_MS).catch((err: unknown) => {
-        d.logger.warn({ err: d.describeError(err) }, 'could not confirm the polling offset');
-      });
-    },
-  };
+  async confirm(): Promise<void> {
+    const at = this.offset();
+    if (at === undefined) return;
+    // An update still unsettled at the drain deadline stays with Telegram.
+    await this.d.call('getUpdates', { offset: at, limit: 1, timeout: 0 }, CONFIRM_TIMEOUT_MS).catch((err: unknown) => {
+      this.d.logger.warn({ err: this.d.describeError(err) }, 'could not confirm the polling offset');
+    });
+  }
 }

@@ -113,6 +113,54 @@ function checkToken(call: BotCall, signal: AbortSignal, stats: RunStats, found: 
 }
 
 /**
+ * Handler errors: counted, the update marked failed (its ack says ok: false), kept as
+ * lastError; the same error is logged once per ERROR_REPEAT_WINDOW_MS, then one line
+ * says how many were suppressed. `end()` stops the timer and logs what is left.
+ */
+function catchHandlerErrors(bot: Bot, stats: RunStats, failed: WeakSet<Update>, logger: Logger): { end(): void } {
+  const repeats = createRepeatFilter(ERROR_REPEAT_WINDOW_MS);
+  const summarize = (all = false) => {
+    for (const s of repeats.flush(Date.now(), all)) logger.warn({ err: s.key, suppressed: s.suppressed, windowMs: ERROR_REPEAT_WINDOW_MS }, 'identical handler errors suppressed');
+  };
+  const timer = setInterval(summarize, ERROR_REPEAT_WINDOW_MS);
+  timer.unref();
+  bot.catch((err, ctx) => {
+    stats.errors++;
+    failed.add(ctx.update);
+    const e = (stats.lastError = toLastError(err));
+    summarize();
+    if (repeats.seen(`${e.code}: ${e.message}`, Date.now())) logger.warn({ updateId: ctx.update.update_id, err: e }, 'handler failed on update');
+  });
+  return {
+    end() {
+      clearInterval(timer);
+      summarize(true);
+    },
+  };
+}
+
+/** The bot's own Bot API calls (long polling, getMe), each failure counted in telemetry by method and code. */
+function botCall(cfg: InitMessage['bot'], telemetry: ReturnType<typeof createTelemetry>): BotCall {
+  return <T>(method: string, params: object, timeoutMs: number, signal?: AbortSignal) =>
+    callBotApi<T>(cfg.apiRoot, cfg.token, method, params, { timeoutMs, signal }).catch((err: unknown) => {
+      if (err instanceof BotApiError) telemetry.apiError(method, err.errorCode ?? 'network');
+      throw err;
+    });
+}
+
+/** Load the bot's handler and run its setup. @throws WorkerFatal `handler-load` with the first line of the cause */
+async function setUpHandler(init: InitMessage, bot: Bot, logger: Logger): Promise<HandlerHooks | void> {
+  const cfg = init.bot;
+  try {
+    const setup = await loadHandler(cfg.handler, init.home);
+    const handlerLogger = logger.child({ handler: cfg.handler });
+    return await setup(bot, { botId: cfg.id, settings: cfg.settings, logger: handlerLogger, loggerFor: (c) => handlerLogger.child({ updateId: c.update.update_id }) });
+  } catch (err) {
+    throw new WorkerFatal('handler-load', `handler "${cfg.handler}" failed to load: ${(err as Error).message.split('\n')[0]}`);
+  }
+}
+
+/**
  * Create the runtime for the bot described by `init`.
  * @param send posts a message to the master (IPC)
  */
@@ -133,26 +181,8 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   const fatal = new Promise<WorkerFatal>((r) => (resolveFatal = r));
   const tokenRejected = () => resolveFatal(new WorkerFatal('token-rejected', 'Telegram rejected the token (401 Unauthorized)'));
 
-  // The same handler error is logged once per ERROR_REPEAT_WINDOW_MS, then one line says how many were suppressed.
-  const repeats = createRepeatFilter(ERROR_REPEAT_WINDOW_MS);
-  const summarizeRepeats = (all = false) => {
-    for (const s of repeats.flush(Date.now(), all)) logger.warn({ err: s.key, suppressed: s.suppressed, windowMs: ERROR_REPEAT_WINDOW_MS }, 'identical handler errors suppressed');
-  };
-  const repeatTimer = setInterval(summarizeRepeats, ERROR_REPEAT_WINDOW_MS);
-  repeatTimer.unref();
-  bot.catch((err, ctx) => {
-    stats.errors++;
-    failed.add(ctx.update);
-    const e = (stats.lastError = toLastError(err));
-    summarizeRepeats();
-    if (repeats.seen(`${e.code}: ${e.message}`, Date.now())) logger.warn({ updateId: ctx.update.update_id, err: e }, 'handler failed on update');
-  });
-
-  const call: BotCall = <T>(method: string, params: object, timeoutMs: number, signal?: AbortSignal) =>
-    callBotApi<T>(cfg.apiRoot, cfg.token, method, params, { timeoutMs, signal }).catch((err: unknown) => {
-      if (err instanceof BotApiError) telemetry.apiError(method, err.errorCode ?? 'network');
-      throw err;
-    });
+  const errors = catchHandlerErrors(bot, stats, failed, logger);
+  const call = botCall(cfg, telemetry);
   // Polling: the loop's take() is bound once the intake exists.
   let take: (u: Update) => void = () => undefined;
   let waitForRoom: () => Promise<void> = () => Promise.resolve();
@@ -167,14 +197,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   return {
     fatal,
     async start() {
-      let setup;
-      try {
-        setup = await loadHandler(cfg.handler, init.home);
-        const handlerLogger = logger.child({ handler: cfg.handler });
-        hooks = await setup(bot, { botId: cfg.id, settings: cfg.settings, logger: handlerLogger, loggerFor: (c) => handlerLogger.child({ updateId: c.update.update_id }) });
-      } catch (err) {
-        throw new WorkerFatal('handler-load', `handler "${cfg.handler}" failed to load: ${(err as Error).message.split('\n')[0]}`);
-      }
+      hooks = await setUpHandler(init, bot, logger);
     },
     begin() {
       if (polling) pollDone = polling.run();
@@ -186,8 +209,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       logger.info({ keys: Object.keys(settings) }, 'settings reloaded');
     },
     async shutdown() {
-      clearInterval(repeatTimer);
-      summarizeRepeats(true);
+      errors.end();
       stop.abort();
       await pollDone;
       const drained = await Promise.race([intake.queue.idle().then(() => true), sleep(init.drainTimeoutMs, false)]);

@@ -31,95 +31,112 @@ export const LAZY_FLUSH_MS = 50;
 /** Start the writer thread on `file`. @returns once the thread has opened the file; @throws BF_ERR_JOURNAL when it cannot */
 export async function startJournalWriter(file: string, sync: JournalSync): Promise<JournalWriter> {
   const worker = new Worker(new URL('./journal-thread.js', import.meta.url), { workerData: { file, sync } });
-  let seq = 0;
-  let ops: JournalOps = { insert: [], ack: [], deaths: [] };
-  let waiters: Waiter[] = [];
-  const inFlight = new Map<number, Waiter[]>();
-  let scheduled: NodeJS.Immediate | null = null;
-  let lazyTimer: NodeJS.Timeout | null = null;
-  /** A batch is in the thread: the next one waits for its answer. */
-  let busy = false;
-  /** Something not lazy is queued. */
-  let urgent = false;
-  /** A lazy write has waited its LAZY_FLUSH_MS. */
-  let lazyDue = false;
-  let dead: Error | null = null;
-  /** Resolves close() once the batch in the thread is answered. */
-  let onAnswer: (() => void) | null = null;
-  /** The thread is gone: every write, sent or still queued, fails (intake answers 503). */
-  const failAll = (e: Error) => {
-    for (const ws of inFlight.values()) for (const w of ws) w.reject(e);
-    inFlight.clear();
-    for (const w of waiters) w.reject(e);
-    waiters = [];
-    ops = { insert: [], ack: [], deaths: [] };
-    busy = false;
-    onAnswer?.();
-  };
   await new Promise<void>((resolve, reject) => {
     worker.once('message', () => resolve());
     worker.once('error', (e) => reject(fail(ErrorCodes.JOURNAL, `journal ${file} cannot be opened: ${e.message.split('\n')[0]}`, e)));
   });
-  worker.on('message', (m: { seq: number; error?: string }) => {
-    const ws = inFlight.get(m.seq) ?? [];
-    inFlight.delete(m.seq);
-    busy = false;
+  return new ThreadWriter(worker);
+}
+
+const noOps = (): JournalOps => ({ insert: [], ack: [], deaths: [] });
+
+/** Batches writes to the thread: one batch in the thread at a time, the next one gathering meanwhile. */
+class ThreadWriter implements JournalWriter {
+  private seq = 0;
+  private ops = noOps();
+  private waiters: Waiter[] = [];
+  private readonly inFlight = new Map<number, Waiter[]>();
+  private scheduled: NodeJS.Immediate | null = null;
+  private lazyTimer: NodeJS.Timeout | null = null;
+  /** A batch is in the thread: the next one waits for its answer. */
+  private busy = false;
+  /** Something not lazy is queued. */
+  private urgent = false;
+  /** A lazy write has waited its LAZY_FLUSH_MS. */
+  private lazyDue = false;
+  private dead: Error | null = null;
+  /** Resolves close() once the batch in the thread is answered. */
+  private onAnswer: (() => void) | null = null;
+  private readonly flushNow = (): void => this.flush();
+
+  constructor(private readonly worker: Worker) {
+    worker.on('message', (m: { seq: number; error?: string }) => this.answered(m));
+    worker.on('error', (e) => {
+      this.dead = fail(ErrorCodes.JOURNAL, `journal writer thread failed: ${e.message.split('\n')[0]}`, e);
+      this.failAll(this.dead);
+    });
+    worker.on('exit', () => {
+      this.dead ??= fail(ErrorCodes.JOURNAL, 'journal writer thread ended');
+      this.failAll(this.dead);
+    });
+  }
+
+  /** The thread answered batch `m.seq`: its writes settle, and the next batch goes if one is due. */
+  private answered(m: { seq: number; error?: string }): void {
+    const ws = this.inFlight.get(m.seq) ?? [];
+    this.inFlight.delete(m.seq);
+    this.busy = false;
     const e = m.error === undefined ? null : fail(ErrorCodes.JOURNAL, `journal write failed: ${m.error}`);
     for (const w of ws) (e ? w.reject(e) : w.resolve());
-    onAnswer?.();
-    if (urgent || lazyDue) flush();
-  });
-  worker.on('error', (e) => {
-    dead = fail(ErrorCodes.JOURNAL, `journal writer thread failed: ${e.message.split('\n')[0]}`, e);
-    failAll(dead);
-  });
-  worker.on('exit', () => {
-    dead ??= fail(ErrorCodes.JOURNAL, 'journal writer thread ended');
-    failAll(dead);
-  });
-  const flush = () => {
-    if (scheduled) clearImmediate(scheduled);
-    scheduled = null;
-    if (waiters.length === 0 || busy || dead) return;
-    if (lazyTimer) clearTimeout(lazyTimer);
-    lazyTimer = null;
-    busy = true;
-    urgent = false;
-    lazyDue = false;
-    inFlight.set(++seq, waiters);
-    worker.postMessage({ seq, ops });
-    ops = { insert: [], ack: [], deaths: [] };
-    waiters = [];
-  };
-  return {
-    write(o, lazy = false) {
-      if (dead) return Promise.reject(dead);
-      if (o.insert) for (const r of o.insert) ops.insert.push(r);
-      if (o.ack) for (const r of o.ack) ops.ack.push(r);
-      if (o.deaths) for (const r of o.deaths) ops.deaths.push(r);
-      if (o.expire) ops.expire = o.expire;
-      if (!lazy) {
-        urgent = true;
-        if (!busy) scheduled ??= setImmediate(flush);
-      } else lazyTimer ??= setTimeout(() => {
-        lazyTimer = null;
-        lazyDue = true;
-        flush();
-      }, LAZY_FLUSH_MS);
-      return new Promise<void>((resolve, reject) => waiters.push({ resolve, reject }));
-    },
-    async close() {
-      if (lazyTimer) clearTimeout(lazyTimer);
-      lazyTimer = null;
-      // The batch in the thread, then what is queued.
-      if (busy) await new Promise<void>((r) => (onAnswer = r));
-      onAnswer = null;
-      flush();
-      if (dead) return;
-      // The thread answers batches in order, so every earlier batch is answered before it exits.
-      const exited = new Promise<void>((r) => worker.once('exit', () => r()));
-      worker.postMessage('close');
-      await exited;
-    },
-  };
+    this.onAnswer?.();
+    if (this.urgent || this.lazyDue) this.flush();
+  }
+
+  /** The thread is gone: every write, sent or still queued, fails (intake answers 503). */
+  private failAll(e: Error): void {
+    for (const ws of this.inFlight.values()) for (const w of ws) w.reject(e);
+    this.inFlight.clear();
+    for (const w of this.waiters) w.reject(e);
+    this.waiters = [];
+    this.ops = noOps();
+    this.busy = false;
+    this.onAnswer?.();
+  }
+
+  private flush(): void {
+    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled = null;
+    if (this.waiters.length === 0 || this.busy || this.dead) return;
+    if (this.lazyTimer) clearTimeout(this.lazyTimer);
+    this.lazyTimer = null;
+    this.busy = true;
+    this.urgent = false;
+    this.lazyDue = false;
+    this.inFlight.set(++this.seq, this.waiters);
+    this.worker.postMessage({ seq: this.seq, ops: this.ops });
+    this.ops = noOps();
+    this.waiters = [];
+  }
+
+  write(o: Partial<JournalOps>, lazy = false): Promise<void> {
+    if (this.dead) return Promise.reject(this.dead);
+    const { ops } = this;
+    if (o.insert) for (const r of o.insert) ops.insert.push(r);
+    if (o.ack) for (const r of o.ack) ops.ack.push(r);
+    if (o.deaths) for (const r of o.deaths) ops.deaths.push(r);
+    if (o.expire) ops.expire = o.expire;
+    if (!lazy) {
+      this.urgent = true;
+      if (!this.busy) this.scheduled ??= setImmediate(this.flushNow);
+    } else this.lazyTimer ??= setTimeout(() => {
+      this.lazyTimer = null;
+      this.lazyDue = true;
+      this.flush();
+    }, LAZY_FLUSH_MS);
+    return new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  async close(): Promise<void> {
+    if (this.lazyTimer) clearTimeout(this.lazyTimer);
+    this.lazyTimer = null;
+    // The batch in the thread, then what is queued.
+    if (this.busy) await new Promise<void>((r) => (this.onAnswer = r));
+    this.onAnswer = null;
+    this.flush();
+    if (this.dead) return;
+    // The thread answers batches in order, so every earlier batch is answered before it exits.
+    const exited = new Promise<void>((r) => this.worker.once('exit', () => r()));
+    this.worker.postMessage('close');
+    await exited;
+  }
 }

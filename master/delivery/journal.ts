@@ -84,47 +84,61 @@ export interface JournalOptions {
 
 /** Build the journal over its writer and what the file held. */
 export function createJournal(o: JournalOptions): Journal {
-  const bots = new Map<string, BotJournal>();
-  let writeErrors = 0;
-  const latency = new Float64Array(LATENCY_SAMPLES);
-  let latencyCount = 0;
-  const bot = (id: string): BotJournal => {
-    let b = bots.get(id);
-    if (!b) bots.set(id, (b = newBotJournal(id)));
-    return b;
-  };
-  const stats = (b: BotJournal) => botStats(b, o.now());
-  const logWriteError = (err: unknown) => {
-    if (writeErrors++ % 1000 === 0) o.logger.error({ err: errorMessage(err), count: writeErrors }, 'journal write failed');
-  };
-  for (const r of o.loaded.pending) {
-    let update: Update;
-    try {
-      update = JSON.parse(r.payload) as Update;
-    } catch {
-      o.logger.error({ botId: r.bot, updateId: r.update_id }, 'journal row is not JSON; dropped');
-      continue;
-    }
-    const b = bot(r.bot);
-    b.pending.set(r.update_id, { update, bytes: r.payload.length, receivedAt: r.received_at, committedAt: r.received_at, deaths: r.deaths, replay: r.replay === 1, committing: null });
-    b.pendingBytes += r.payload.length;
-    b.queue.push(r.update_id);
-  }
-  for (const r of o.loaded.acked) bot(r.bot).acked.set(r.update_id, r.acked_at);
+  return new IndexedJournal(o);
+}
 
-  const schedulePump = (b: BotJournal) => {
+/** The journal: the in-memory index per bot (journal-index.ts), its durable copy written through `o.writer`. */
+class IndexedJournal implements Journal {
+  private readonly bots = new Map<string, BotJournal>();
+  private writeErrors = 0;
+  private readonly latency = new Float64Array(LATENCY_SAMPLES);
+  private latencyCount = 0;
+  private readonly logWriteError = (err: unknown): void => {
+    if (this.writeErrors++ % 1000 === 0) this.o.logger.error({ err: errorMessage(err), count: this.writeErrors }, 'journal write failed');
+  };
+
+  constructor(private readonly o: JournalOptions) {
+    this.load(o.loaded);
+  }
+
+  /** The rows the file held at start: pending updates in their order, acked ids for dedup. A row that is not JSON is dropped, logged. */
+  private load(loaded: JournalOptions['loaded']): void {
+    for (const r of loaded.pending) {
+      let update: Update;
+      try {
+        update = JSON.parse(r.payload) as Update;
+      } catch {
+        this.o.logger.error({ botId: r.bot, updateId: r.update_id }, 'journal row is not JSON; dropped');
+        continue;
+      }
+      const b = this.bot(r.bot);
+      b.pending.set(r.update_id, { update, bytes: r.payload.length, receivedAt: r.received_at, committedAt: r.received_at, deaths: r.deaths, replay: r.replay === 1, committing: null });
+      b.pendingBytes += r.payload.length;
+      b.queue.push(r.update_id);
+    }
+    for (const r of loaded.acked) this.bot(r.bot).acked.set(r.update_id, r.acked_at);
+  }
+
+  private bot(id: string): BotJournal {
+    let b = this.bots.get(id);
+    if (!b) this.bots.set(id, (b = newBotJournal(id)));
+    return b;
+  }
+
+  private schedulePump(b: BotJournal): void {
     if (b.pumpQueued || !b.sink) return;
     b.pumpQueued = true;
     queueMicrotask(() => {
       b.pumpQueued = false;
-      pump(b);
+      this.pump(b);
     });
-  };
+  }
+
   /** Send what the window allows, in order; stops at an entry not yet committed. */
-  function pump(b: BotJournal): void {
+  private pump(b: BotJournal): void {
     const sink = b.sink;
     if (!sink) return;
-    const { batch, replays } = nextToSend(b, o.window);
+    const { batch, replays } = nextToSend(b, this.o.window);
     try {
       if (batch.length > 0) sink.send({ v: 1, type: 'update', updates: batch });
       for (const u of replays) sink.send({ v: 1, type: 'update', updates: [u], replay: true });
@@ -133,143 +147,165 @@ export function createJournal(o: JournalOptions): Journal {
     }
   }
 
-  const deadLetter = (b: BotJournal, id: number, e: Entry, reason: string) => {
+  private deadLetter(b: BotJournal, id: number, e: Entry, reason: string): void {
     removeEntry(b, id, e);
     b.c.deadLettered++;
-    const at = o.now();
+    const at = this.o.now();
     rememberAck(b, id, at);
-    o.writer.write({ ack: [[b.id, id, at]] }).catch(logWriteError);
-    o.logger.warn({ botId: b.id, updateId: id }, `update dead-lettered: ${reason}`);
-    o.onDeadLetter(b.id, id, e.update, reason);
-  };
+    this.o.writer.write({ ack: [[b.id, id, at]] }).catch(this.logWriteError);
+    this.o.logger.warn({ botId: b.id, updateId: id }, `update dead-lettered: ${reason}`);
+    this.o.onDeadLetter(b.id, id, e.update, reason);
+  }
 
-  return {
-    accept(botId, update, replay = false, raw) {
-      const b = bot(botId);
-      const id = update.update_id;
-      b.c.received++;
-      const have = b.pending.get(id);
-      if (have) {
-        b.c.duplicates++;
-        // Answered once the first copy is committed: a 200 before that could lose both.
-        return have.committing ? have.committing.then((ok) => (ok ? 'duplicate' : 'failed')) : Promise.resolve('duplicate');
+  /** Why `update` is not taken (a duplicate, or the bot's bounds), or null to journal it. */
+  private refusal(b: BotJournal, id: number, replay: boolean, payloadBytes: () => number): Promise<IntakeResult> | null {
+    const have = b.pending.get(id);
+    if (have) {
+      b.c.duplicates++;
+      // Answered once the first copy is committed: a 200 before that could lose both.
+      return have.committing ? have.committing.then((ok) => (ok ? 'duplicate' : 'failed')) : Promise.resolve('duplicate');
+    }
+    const at = replay ? undefined : b.acked.get(id);
+    if (at !== undefined && this.o.now() - at < this.o.dedupWindowMs) {
+      b.c.duplicates++;
+      return Promise.resolve('duplicate');
+    }
+    if (b.pending.size >= this.o.maxPending || b.pendingBytes + payloadBytes() > MAX_PENDING_BYTES_PER_BOT) {
+      b.c.refused++;
+      return Promise.resolve('full');
+    }
+    return null;
+  }
+
+  accept(botId: string, update: Update, replay = false, raw?: string): Promise<IntakeResult> {
+    const b = this.bot(botId);
+    const id = update.update_id;
+    b.c.received++;
+    let payload: string | undefined = raw;
+    const refused = this.refusal(b, id, replay, () => (payload ??= JSON.stringify(update)).length);
+    if (refused) return refused;
+    payload ??= JSON.stringify(update);
+    const now = this.o.now();
+    const e: Entry = { update, bytes: payload.length, receivedAt: now, committedAt: now, deaths: 0, replay, committing: null };
+    b.pending.set(id, e);
+    b.pendingBytes += e.bytes;
+    b.queue.push(id);
+    if (replay) b.acked.delete(id);
+    e.committing = this.o.writer.write({ insert: [[botId, id, payload, now, replay ? 1 : 0]] }).then(() => {
+      e.committing = null;
+      e.committedAt = this.o.now();
+      b.c.journaled++;
+      this.schedulePump(b);
+      return true;
+    }, (err: unknown) => {
+      this.logWriteError(err);
+      if (b.pending.get(id) === e) removeEntry(b, id, e);
+      return false;
+    });
+    return e.committing.then((ok) => (ok ? 'journaled' : 'failed'));
+  }
+
+  attach(botId: string, sink: UpdateSink): void {
+    const b = this.bot(botId);
+    b.sink = sink;
+    this.schedulePump(b);
+  }
+
+  pause(botId: string): void {
+    this.bot(botId).sink = null;
+  }
+
+  workerGone(botId: string, fault: boolean): void {
+    const b = this.bot(botId);
+    b.sink = null;
+    const deaths: Array<[string, number, number]> = [];
+    for (const id of b.inFlight) {
+      const e = b.pending.get(id);
+      if (!e || !fault) continue;
+      e.deaths++;
+      if (e.deaths >= MAX_UPDATE_DEATHS) this.deadLetter(b, id, e, 'in flight through repeated worker deaths');
+      else deaths.push([botId, id, e.deaths]);
+    }
+    if (deaths.length > 0) this.o.writer.write({ deaths }).catch(this.logWriteError);
+    b.inFlight.clear();
+    b.queue = [...b.pending.keys()];
+    b.head = 0;
+  }
+
+  acked(botId: string, acks: ReadonlyArray<{ updateId: number; ok: boolean }>): void {
+    const b = this.bot(botId);
+    const at = this.o.now();
+    const ops: Array<[string, number, number]> = [];
+    for (const { updateId: id, ok } of acks) {
+      const e = b.pending.get(id);
+      if (e) {
+        if (e.committing) continue; // not ours to settle yet: the worker cannot have it
+        removeEntry(b, id, e);
+        this.latency[this.latencyCount++ % LATENCY_SAMPLES] = at - e.committedAt;
+        if (ok) b.c.delivered++;
+        else b.c.failed++;
       }
-      const now = o.now();
-      if (!replay) {
-        const at = b.acked.get(id);
-        if (at !== undefined && now - at < o.dedupWindowMs) {
-          b.c.duplicates++;
-          return Promise.resolve('duplicate');
-        }
+      b.inFlight.delete(id);
+      rememberAck(b, id, at);
+      ops.push([botId, id, at]);
+    }
+    // Lazy: an ack lost with the master only repeats its update; it rides with the next intake commit.
+    if (ops.length > 0) this.o.writer.write({ ack: ops }, true).catch(this.logWriteError);
+    this.schedulePump(b);
+  }
+
+  ackedIds(botId: string): number[] {
+    const b = this.bots.get(botId);
+    if (!b) return [];
+    const since = this.o.now() - this.o.dedupWindowMs;
+    return [...b.acked].filter(([, at]) => at >= since).map(([id]) => id);
+  }
+
+  take(botId: string): number {
+    const b = this.bots.get(botId);
+    if (!b) return 0;
+    let n = 0;
+    for (const [id, e] of [...b.pending]) {
+      if (b.inFlight.has(id) || e.committing) continue;
+      this.deadLetter(b, id, e, 'taken from the journal by an operator (dlq take)');
+      n++;
+    }
+    return n;
+  }
+
+  stats(botId: string): JournalStats {
+    return botStats(this.bot(botId), this.o.now());
+  }
+
+  allStats(): Record<string, JournalStats> {
+    const now = this.o.now();
+    return Object.fromEntries([...this.bots.values()].map((b) => [b.id, botStats(b, now)]));
+  }
+
+  deliveryLatency(): ReturnType<Journal['deliveryLatency']> {
+    const n = Math.min(this.latencyCount, LATENCY_SAMPLES);
+    if (n === 0) return { samples: 0, p50Ms: null, p99Ms: null, maxMs: null };
+    const xs = this.latency.slice(0, n).sort();
+    return { samples: n, p50Ms: xs[Math.floor(n * 0.5)]!, p99Ms: xs[Math.min(n - 1, Math.floor(n * 0.99))]!, maxMs: xs[n - 1]! };
+  }
+
+  expire(): void {
+    const now = this.o.now();
+    for (const b of this.bots.values()) {
+      for (const [id, at] of b.acked) {
+        if (now - at < this.o.dedupWindowMs) break;
+        b.acked.delete(id);
       }
-      const payload = raw ?? JSON.stringify(update);
-      if (b.pending.size >= o.maxPending || b.pendingBytes + payload.length > MAX_PENDING_BYTES_PER_BOT) {
-        b.c.refused++;
-        return Promise.resolve('full');
+      for (const [id, e] of b.pending) {
+        if (now - e.receivedAt < PENDING_RETENTION_MS || b.inFlight.has(id) || e.committing) continue;
+        removeEntry(b, id, e);
+        b.c.expired++;
       }
-      const e: Entry = { update, bytes: payload.length, receivedAt: now, committedAt: now, deaths: 0, replay, committing: null };
-      b.pending.set(id, e);
-      b.pendingBytes += e.bytes;
-      b.queue.push(id);
-      if (replay) b.acked.delete(id);
-      e.committing = o.writer.write({ insert: [[botId, id, payload, now, replay ? 1 : 0]] }).then(() => {
-        e.committing = null;
-        e.committedAt = o.now();
-        b.c.journaled++;
-        schedulePump(b);
-        return true;
-      }, (err: unknown) => {
-        logWriteError(err);
-        if (b.pending.get(id) === e) removeEntry(b, id, e);
-        return false;
-      });
-      return e.committing.then((ok) => (ok ? 'journaled' : 'failed'));
-    },
-    attach(botId, sink) {
-      const b = bot(botId);
-      b.sink = sink;
-      schedulePump(b);
-    },
-    pause(botId) {
-      bot(botId).sink = null;
-    },
-    workerGone(botId, fault) {
-      const b = bot(botId);
-      b.sink = null;
-      const deaths: Array<[string, number, number]> = [];
-      for (const id of b.inFlight) {
-        const e = b.pending.get(id);
-        if (!e || !fault) continue;
-        e.deaths++;
-        if (e.deaths >= MAX_UPDATE_DEATHS) deadLetter(b, id, e, 'in flight through repeated worker deaths');
-        else deaths.push([botId, id, e.deaths]);
-      }
-      if (deaths.length > 0) o.writer.write({ deaths }).catch(logWriteError);
-      b.inFlight.clear();
-      b.queue = [...b.pending.keys()];
-      b.head = 0;
-    },
-    acked(botId, acks) {
-      const b = bot(botId);
-      const at = o.now();
-      const ops: Array<[string, number, number]> = [];
-      for (const { updateId: id, ok } of acks) {
-        const e = b.pending.get(id);
-        if (e) {
-          if (e.committing) continue; // not ours to settle yet: the worker cannot have it
-          removeEntry(b, id, e);
-          latency[latencyCount++ % LATENCY_SAMPLES] = at - e.committedAt;
-          if (ok) b.c.delivered++;
-          else b.c.failed++;
-        }
-        b.inFlight.delete(id);
-        rememberAck(b, id, at);
-        ops.push([botId, id, at]);
-      }
-      // Lazy: an ack lost with the master only repeats its update; it rides with the next intake commit.
-      if (ops.length > 0) o.writer.write({ ack: ops }, true).catch(logWriteError);
-      schedulePump(b);
-    },
-    ackedIds(botId) {
-      const b = bots.get(botId);
-      if (!b) return [];
-      const since = o.now() - o.dedupWindowMs;
-      return [...b.acked].filter(([, at]) => at >= since).map(([id]) => id);
-    },
-    take(botId) {
-      const b = bots.get(botId);
-      if (!b) return 0;
-      let n = 0;
-      for (const [id, e] of [...b.pending]) {
-        if (b.inFlight.has(id) || e.committing) continue;
-        deadLetter(b, id, e, 'taken from the journal by an operator (dlq take)');
-        n++;
-      }
-      return n;
-    },
-    stats: (botId) => stats(bot(botId)),
-    deliveryLatency() {
-      const n = Math.min(latencyCount, LATENCY_SAMPLES);
-      if (n === 0) return { samples: 0, p50Ms: null, p99Ms: null, maxMs: null };
-      const xs = latency.slice(0, n).sort();
-      return { samples: n, p50Ms: xs[Math.floor(n * 0.5)]!, p99Ms: xs[Math.min(n - 1, Math.floor(n * 0.99))]!, maxMs: xs[n - 1]! };
-    },
-    allStats: () => Object.fromEntries([...bots.values()].map((b) => [b.id, stats(b)])),
-    expire() {
-      const now = o.now();
-      for (const b of bots.values()) {
-        for (const [id, at] of b.acked) {
-          if (now - at < o.dedupWindowMs) break;
-          b.acked.delete(id);
-        }
-        for (const [id, e] of b.pending) {
-          if (now - e.receivedAt < PENDING_RETENTION_MS || b.inFlight.has(id) || e.committing) continue;
-          removeEntry(b, id, e);
-          b.c.expired++;
-        }
-      }
-      o.writer.write({ expire: { pendingBefore: now - PENDING_RETENTION_MS, ackedBefore: now - o.dedupWindowMs } }).catch(logWriteError);
-    },
-    close: () => o.writer.close(),
-  };
+    }
+    this.o.writer.write({ expire: { pendingBefore: now - PENDING_RETENTION_MS, ackedBefore: now - this.o.dedupWindowMs } }).catch(this.logWriteError);
+  }
+
+  close(): Promise<void> {
+    return this.o.writer.close();
+  }
 }

@@ -43,7 +43,7 @@ export async function openJournal(o: OpenJournalOptions): Promise<Journal> {
   const journal = createJournal({ writer, loaded, maxPending: o.maxPending, window: o.window, dedupWindowMs: o.dedupWindowMs, now: Date.now, onDeadLetter: o.onDeadLetter, logger: o.logger });
   if (loaded.pending.length > 0) o.logger.info({ pending: loaded.pending.length }, 'journal: updates not acked before the last stop will be delivered');
   const timer = setInterval(() => journal.expire(), EXPIRE_EVERY_MS).unref();
-  const close = journal.close;
+  const close = journal.close.bind(journal);
   journal.close = () => (clearInterval(timer), close());
   return journal;
 }

@@ -161,36 +161,42 @@ export const UID_LOCK_DIR = '/run/botfleet';
 /** Code a worker must read: the worker entry and the library, checked for the uid layer at start. */
 const CODE_PATHS = [WORKER_ENTRY, path.join(PACKAGE_ROOT, 'node_modules', 'node-telegram-bot-api', 'package.json')];
 
+/**
+ * The per-bot uid layer, when it can apply: the master may change user, other users can
+ * read the code and pass to the home, and no other master holds this uid range.
+ * @returns the range's lock, or null (the reason in `notes`)
+ * @throws BotfleetError `BF_ERR_ISOLATION` when WORKER_ISOLATION=uid cannot apply, or the range is taken
+ */
+function claimUidRange(d: IsolationDeps, notes: string[]): MasterLock | null {
+  if (!canChangeUser()) {
+    notes.push('per-bot uids off: the master cannot change user (not root, no CAP_SETUID/CAP_SETGID)');
+    if (d.setting === 'uid') throw fail(ErrorCodes.ISOLATION, 'WORKER_ISOLATION=uid needs a master that may change user (root or CAP_SETUID/CAP_SETGID)');
+    return null;
+  }
+  // The code must be readable, and the way to <home>/bots/<id>/ passable (the home itself is opened by prepareHome).
+  const blocked = [...CODE_PATHS, path.dirname(path.resolve(d.home))].map(blockingPath).find((p) => p !== null);
+  if (blocked) {
+    const why = `per-bot uids off: a worker uid cannot read the code, ${blocked} is closed to other users (mode without o+x/o+r)`;
+    if (d.setting === 'uid') throw fail(ErrorCodes.ISOLATION, why);
+    notes.push(why);
+    return null;
+  }
+  // Two masters on one uid range would kill each other's workers (every process of a bot uid dies at its exit).
+  try {
+    fs.mkdirSync(UID_LOCK_DIR, { recursive: true, mode: 0o700 });
+    return acquireLock(path.join(UID_LOCK_DIR, `uid-base-${d.uidBase}.lock`));
+  } catch (err) {
+    throw fail(ErrorCodes.ISOLATION, `WORKER_UID_BASE=${d.uidBase} is used by the master of another home (${errorMessage(err)}): give each home its own base`, err);
+  }
+}
+
 /** Decide the layers once (at master start) and say which are off and why. */
 export function createIsolation(d: IsolationDeps): Isolation {
   const notes: string[] = [];
-  let uid = false;
-  let permission: string | null = null;
-  let rangeLock: MasterLock | null = null;
   if (d.setting === 'off') notes.push('WORKER_ISOLATION=off: bots run as the master user without the permission model');
-  if (d.setting === 'auto' || d.setting === 'uid') {
-    if (!canChangeUser()) {
-      notes.push('per-bot uids off: the master cannot change user (not root, no CAP_SETUID/CAP_SETGID)');
-      if (d.setting === 'uid') throw fail(ErrorCodes.ISOLATION, 'WORKER_ISOLATION=uid needs a master that may change user (root or CAP_SETUID/CAP_SETGID)');
-    } else {
-      // The code must be readable, and the way to <home>/bots/<id>/ passable (the home itself is opened by prepareHome).
-      const blocked = [...CODE_PATHS, path.dirname(path.resolve(d.home))].map(blockingPath).find((p) => p !== null);
-      if (blocked) {
-        const why = `per-bot uids off: a worker uid cannot read the code, ${blocked} is closed to other users (mode without o+x/o+r)`;
-        if (d.setting === 'uid') throw fail(ErrorCodes.ISOLATION, why);
-        notes.push(why);
-      } else {
-        // Two masters on one uid range would kill each other's workers (every process of a bot uid dies at its exit).
-        try {
-          fs.mkdirSync(UID_LOCK_DIR, { recursive: true, mode: 0o700 });
-          rangeLock = acquireLock(path.join(UID_LOCK_DIR, `uid-base-${d.uidBase}.lock`));
-        } catch (err) {
-          throw fail(ErrorCodes.ISOLATION, `WORKER_UID_BASE=${d.uidBase} is used by the master of another home (${errorMessage(err)}): give each home its own base`, err);
-        }
-        uid = true;
-      }
-    }
-  }
+  const rangeLock = d.setting === 'auto' || d.setting === 'uid' ? claimUidRange(d, notes) : null;
+  const uid = rangeLock !== null;
+  let permission: string | null = null;
   if (d.setting === 'auto' || d.setting === 'permission') {
     permission = permissionFlag();
     if (!permission) notes.push(`permission model off: node ${process.version} accepts neither --permission nor --experimental-permission`);

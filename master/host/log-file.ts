@@ -71,40 +71,50 @@ export interface LogFile {
  * throws: an unopenable file drops lines until it can be opened.
  */
 export function openLogFile(file: string, maxBytes: number, keep = 1, now: () => number = () => performance.now()): LogFile {
-  let size = 0;
-  try {
-    size = fs.statSync(file).size;
-  } catch {
-    size = 0;
+  return new RotatedLogFile(file, maxBytes, keep, now);
+}
+
+class RotatedLogFile implements LogFile {
+  private size: number;
+  private stream: fs.WriteStream | null = null;
+  private failedAt = -Infinity;
+  private droppedTotal = 0;
+  private droppedSinceOpen = 0;
+  private readonly guard = createOverflowGuard('log lines dropped: the disk did not keep up');
+
+  constructor(private readonly file: string, private readonly maxBytes: number, private readonly keep: number, private readonly now: () => number) {
+    try {
+      this.size = fs.statSync(file).size;
+    } catch {
+      this.size = 0;
+    }
+    this.open();
   }
-  let stream: fs.WriteStream | null = null;
-  let failedAt = -Infinity;
-  let droppedTotal = 0;
-  let droppedSinceOpen = 0;
-  const guard = createOverflowGuard('log lines dropped: the disk did not keep up');
-  const open = (): void => {
+
+  private open(): void {
     // Opened synchronously: the file exists before the first write, so a rotation in the same
     // event-loop turn renames the file these lines go to (an async open would let the old
     // stream and the new one both open the new file after the rename).
     let fd: number;
     try {
-      fd = fs.openSync(file, 'a', 0o600);
+      fd = fs.openSync(this.file, 'a', 0o600);
     } catch {
-      stream = null;
-      failedAt = now();
+      this.stream = null;
+      this.failedAt = this.now();
       return;
     }
     const s = fs.createWriteStream('', { fd, mode: 0o600 });
     s.on('error', () => {
       // The stream is destroyed after an error: drop until reopened.
-      if (stream === s) stream = null;
-      failedAt = now();
+      if (this.stream === s) this.stream = null;
+      this.failedAt = this.now();
     });
-    stream = s;
-  };
-  open();
-  const rotate = () => {
-    stream?.end();
+    this.stream = s;
+  }
+
+  private rotate(): void {
+    const { file, keep } = this;
+    this.stream?.end();
     fs.rmSync(`${file}.${keep}`, { force: true });
     for (let i = keep - 1; i >= 1; i--) {
       try {
@@ -118,52 +128,61 @@ export function openLogFile(file: string, maxBytes: number, keep = 1, now: () =>
     } catch {
       // already moved away (e.g. by logrotate): keep writing to a fresh file
     }
-    open();
-    size = 0;
-  };
-  const drop = () => {
-    droppedTotal++;
-    droppedSinceOpen++;
-  };
-  return {
-    write(line) {
-      if (!stream) {
-        if (now() - failedAt < REOPEN_EVERY_MS) return drop();
-        open();
-        if (!stream) return drop();
-        if (droppedSinceOpen > 0) {
-          // The leading newline ends a line the failed write may have left half written.
-          const note = '\n' + JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'log lines dropped: the file could not be written (disk full?)', dropped: droppedSinceOpen }) + '\n';
-          droppedSinceOpen = 0;
-          (stream as fs.WriteStream).write(note);
-          size += note.length;
-        }
-      }
-      if (size >= maxBytes) rotate();
-      if (!stream) return drop();
-      const n = guard.write(stream, line);
-      if (n < 0) droppedTotal++;
-      else size += n;
-    },
-    dropped: () => droppedTotal,
-    flush(ms = 2000) {
-      const s = stream;
-      if (!s || s.destroyed || s.writableLength === 0) return Promise.resolve();
-      return new Promise((resolve) => {
-        const t = setTimeout(resolve, ms);
-        s.write('', () => {
-          clearTimeout(t);
-          resolve();
-        });
+    this.open();
+    this.size = 0;
+  }
+
+  private drop(): void {
+    this.droppedTotal++;
+    this.droppedSinceOpen++;
+  }
+
+  /** After a failure: reopen once REOPEN_EVERY_MS has passed, and say how many lines were lost. @returns the stream, or null (still failing) */
+  private reopen(): fs.WriteStream | null {
+    if (this.now() - this.failedAt < REOPEN_EVERY_MS) return null;
+    this.open();
+    const s = this.stream as fs.WriteStream | null;
+    if (s && this.droppedSinceOpen > 0) {
+      // The leading newline ends a line the failed write may have left half written.
+      const note = '\n' + JSON.stringify({ level: 40, time: new Date().toISOString(), msg: 'log lines dropped: the file could not be written (disk full?)', dropped: this.droppedSinceOpen }) + '\n';
+      this.droppedSinceOpen = 0;
+      s.write(note);
+      this.size += note.length;
+    }
+    return s;
+  }
+
+  write(line: string): void {
+    if (!this.stream && !this.reopen()) return this.drop();
+    if (this.size >= this.maxBytes) this.rotate();
+    if (!this.stream) return this.drop();
+    const n = this.guard.write(this.stream, line);
+    if (n < 0) this.droppedTotal++;
+    else this.size += n;
+  }
+
+  dropped(): number {
+    return this.droppedTotal;
+  }
+
+  flush(ms = 2000): Promise<void> {
+    const s = this.stream;
+    if (!s || s.destroyed || s.writableLength === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      s.write('', () => {
+        clearTimeout(t);
+        resolve();
       });
-    },
-    close() {
-      const s = stream;
-      if (!s || s.destroyed) return Promise.resolve();
-      return new Promise((resolve) => {
-        s.once('error', () => resolve());
-        s.end(resolve);
-      });
-    },
-  };
+    });
+  }
+
+  close(): Promise<void> {
+    const s = this.stream;
+    if (!s || s.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      s.once('error', () => resolve());
+      s.end(() => resolve());
+    });
+  }
 }

@@ -189,29 +189,8 @@ function readOutput(stream: Readable, name: 'stdout' | 'stderr', o: ForkOptions)
  * an uncaught error (the 'error' listener is attached before anything can emit).
  */
 export function forkWorker(o: ForkOptions): WorkerProcess {
-  const iso = o.isolation ?? {};
-  const env = workerEnv(process.env, o.logLevel, iso.home);
-  const nodeArgs = [`--max-old-space-size=${o.maxOldSpaceMb}`, ...(iso.nodeFlags ?? []), o.entry ?? WORKER_ENTRY];
-  // Under `batch`: `chrt --batch 0 node <args> <entry>`: chrt sets the policy and execs node (same pid and fds).
-  const viaChrt = o.schedPolicy === 'batch' && batchSchedulingAvailable();
-  let child: ChildProcess;
-  try {
-    child = spawn(viaChrt ? CHRT : process.execPath, viaChrt ? ['--batch', '0', process.execPath, ...nodeArgs] : nodeArgs, {
-      detached: true,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
-      ...(iso.uid !== undefined ? { uid: iso.uid, gid: iso.gid ?? iso.uid } : {}),
-      ...(iso.cwd !== undefined ? { cwd: iso.cwd } : {}),
-    });
-  } catch (err) {
-    throw fail(ErrorCodes.FORK, `fork failed: ${(err as Error).message}`, err);
-  }
-  child.on('error', () => undefined); // spawn errors (EMFILE, EAGAIN: emitted on the next tick) and kill errors; handled where they happen
-  const pid = child.pid;
-  if (pid === undefined) {
-    for (const s of child.stdio) (s as Readable | null)?.destroy?.();
-    throw fail(ErrorCodes.FORK, 'fork failed: the worker process did not start (out of processes, file descriptors or memory?)');
-  }
+  const child = spawnWorker(o);
+  const pid = child.pid!;
   const toWorker = child.stdio[3] as Writable & Readable;
   const fromWorker = child.stdio[4] as Readable;
   // The master never reads fd 3: paused, at most one stream buffer of whatever a worker writes there.
@@ -220,24 +199,10 @@ export function forkWorker(o: ForkOptions): WorkerProcess {
   readOutput(child.stdout!, 'stdout', o);
   readOutput(child.stderr!, 'stderr', o);
   readChannel(fromWorker, o);
-  // Acks the worker wrote just before it died are still in the pipe at 'exit': read them
-  // first (else the journal sends those updates again), but wait at most CHANNEL_DRAIN_MS
-  // for the pipe's end (a grandchild may hold it open).
-  const channelEnded = new Promise<void>((resolve) => {
-    fromWorker.once('end', resolve);
-    fromWorker.once('close', resolve);
-  });
-  const exited = new Promise<ExitInfo>((resolve) => child.once('exit', (code, signal) => {
-    const timer = setTimeout(() => resolve({ code, signal }), CHANNEL_DRAIN_MS);
-    void channelEnded.then(() => {
-      clearTimeout(timer);
-      resolve({ code, signal });
-    });
-  }));
   return {
     pid,
     raw: child,
-    exited,
+    exited: exitAfterChannel(child, fromWorker),
     send(m) {
       if (toWorker.destroyed || !toWorker.writable) throw fail(ErrorCodes.IPC_CHANNEL_CLOSED, `channel to worker ${pid} is closed`);
       let line: string;
@@ -265,4 +230,50 @@ export function forkWorker(o: ForkOptions): WorkerProcess {
       }
     },
   };
+}
+
+/** The process itself: its own group, the allowlisted env, the bot's uid, under chrt when `batch`. @throws BotfleetError `BF_ERR_FORK` */
+function spawnWorker(o: ForkOptions): ChildProcess {
+  const iso = o.isolation ?? {};
+  const env = workerEnv(process.env, o.logLevel, iso.home);
+  const nodeArgs = [`--max-old-space-size=${o.maxOldSpaceMb}`, ...(iso.nodeFlags ?? []), o.entry ?? WORKER_ENTRY];
+  // Under `batch`: `chrt --batch 0 node <args> <entry>`: chrt sets the policy and execs node (same pid and fds).
+  const viaChrt = o.schedPolicy === 'batch' && batchSchedulingAvailable();
+  let child: ChildProcess;
+  try {
+    child = spawn(viaChrt ? CHRT : process.execPath, viaChrt ? ['--batch', '0', process.execPath, ...nodeArgs] : nodeArgs, {
+      detached: true,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
+      ...(iso.uid !== undefined ? { uid: iso.uid, gid: iso.gid ?? iso.uid } : {}),
+      ...(iso.cwd !== undefined ? { cwd: iso.cwd } : {}),
+    });
+  } catch (err) {
+    throw fail(ErrorCodes.FORK, `fork failed: ${(err as Error).message}`, err);
+  }
+  child.on('error', () => undefined); // spawn errors (EMFILE, EAGAIN: emitted on the next tick) and kill errors; handled where they happen
+  if (child.pid === undefined) {
+    for (const s of child.stdio) (s as Readable | null)?.destroy?.();
+    throw fail(ErrorCodes.FORK, 'fork failed: the worker process did not start (out of processes, file descriptors or memory?)');
+  }
+  return child;
+}
+
+/**
+ * The exit, once the channel is read: acks the worker wrote just before it died are
+ * still in the pipe at 'exit' (else the journal sends those updates again), but the
+ * pipe's end is awaited at most CHANNEL_DRAIN_MS (a grandchild may hold it open).
+ */
+function exitAfterChannel(child: ChildProcess, fromWorker: Readable): Promise<ExitInfo> {
+  const channelEnded = new Promise<void>((resolve) => {
+    fromWorker.once('end', resolve);
+    fromWorker.once('close', resolve);
+  });
+  return new Promise<ExitInfo>((resolve) => child.once('exit', (code, signal) => {
+    const timer = setTimeout(() => resolve({ code, signal }), CHANNEL_DRAIN_MS);
+    void channelEnded.then(() => {
+      clearTimeout(timer);
+      resolve({ code, signal });
+    });
+  }));
 }

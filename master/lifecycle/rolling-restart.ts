@@ -38,15 +38,13 @@ export interface Roller {
 /** States a restarted bot is not waited past: running, or not going to run soon. */
 const SETTLED: readonly ChildState[] = ['running', 'quarantined', 'stopped', 'backoff'];
 
-/** The roller of one supervisor; it changes no child itself (restartOne does). */
-export function createRoller(d: RollerDeps): Roller {
-  const clock = d.clock ?? realClock;
-  /**
-   * Resolves with `c`'s state once it is running again, or in a state that will not
-   * become running soon (quarantined, stopped, backoff), or with `timeout` after settleMs.
-   * The current state counts: a bot already there is not waited for.
-   */
-  const settled = (c: Child) => new Promise<ChildState | 'timeout'>((resolve) => {
+/**
+ * Resolves with `c`'s state once it is running again, or in a state that will not
+ * become running soon (quarantined, stopped, backoff), or with `timeout` after `settleMs`.
+ * The current state counts: a bot already there is not waited for.
+ */
+function settledState(d: RollerDeps, clock: Clock, c: Child): Promise<ChildState | 'timeout'> {
+  return new Promise((resolve) => {
     if (SETTLED.includes(c.state)) return resolve(c.state);
     const done = (r: ChildState | 'timeout') => {
       clock.clearTimeout(t);
@@ -59,6 +57,12 @@ export function createRoller(d: RollerDeps): Roller {
     const t = clock.setTimeout(() => done('timeout'), d.settleMs);
     d.events.on('transition', on);
   });
+}
+
+/** The roller of one supervisor; it changes no child itself (restartOne does). */
+export function createRoller(d: RollerDeps): Roller {
+  const clock = d.clock ?? realClock;
+  const settled = (c: Child) => settledState(d, clock, c);
 
   /** One rolling restart: batches of ROLLING_RESTART_PERCENT, each waiting for its replacements to settle. */
   async function roll(): Promise<RollSummary> {

@@ -46,6 +46,20 @@ export interface EventStream {
 /** One SSE frame; `data` is JSON, so it holds no newline. */
 const frame = (event: string, data: unknown) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 
+/** 503 with Retry-After: the stream is not opened (`why` in the JSON body). */
+function refuse(res: ServerResponse, headers: EventStreamOptions['headers'], why: string): void {
+  res.writeHead(503, { ...headers, 'content-type': 'application/json', 'retry-after': '5' });
+  res.end(JSON.stringify({ error: why }));
+}
+
+/** The response head of an event stream (https://html.spec.whatwg.org/multipage/server-sent-events.html). */
+function openStream(res: ServerResponse, headers: EventStreamOptions['headers']): void {
+  res.writeHead(200, {
+    ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store',
+    connection: 'keep-alive', 'x-accel-buffering': 'no', // nginx: pass the stream through unbuffered
+  });
+}
+
 export function createEventStream(o: EventStreamOptions): EventStream {
   const clients = new Set<ServerResponse>();
   const maxBuffered = o.maxBufferedBytes ?? MAX_BUFFERED_BYTES;
@@ -81,14 +95,10 @@ export function createEventStream(o: EventStreamOptions): EventStream {
   return {
     attach(req, res) {
       if (closed || clients.size >= o.maxClients) {
-        res.writeHead(503, { ...o.headers, 'content-type': 'application/json', 'retry-after': '5' });
-        res.end(JSON.stringify({ error: closed ? 'the master is stopping' : `at most ${o.maxClients} event streams (STATUS_MAX_CLIENTS)` }));
+        refuse(res, o.headers, closed ? 'the master is stopping' : `at most ${o.maxClients} event streams (STATUS_MAX_CLIENTS)`);
         return false;
       }
-      res.writeHead(200, {
-        ...o.headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store',
-        connection: 'keep-alive', 'x-accel-buffering': 'no', // nginx: pass the stream through unbuffered
-      });
+      openStream(res, o.headers);
       clients.add(res);
       const forget = () => clients.delete(res);
       res.on('close', forget);

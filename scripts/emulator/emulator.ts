@@ -13,6 +13,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Update } from 'node-telegram-bot-api';
 import { EmulatedBot, TOKEN_RE, type SentMessage } from './bot-state.js';
 import { deliverWebhooks } from './webhook-delivery.js';
+import { bool, err, int, json, ok, sendMessageRequest, webhookInfo, webhookRequest, type Answer, type Params } from './answers.js';
 
 /** Options; times in ms. */
 export interface EmulatorOptions {
@@ -21,19 +22,6 @@ export interface EmulatorOptions {
   /** Wait before redelivering after a failed webhook call. Default 1000. */
   webhookRetryMs?: number;
 }
-
-type Params = Record<string, unknown>;
-type Answer = { status: number; body: Record<string, unknown> };
-
-const ok = (result: unknown): Answer => ({ status: 200, body: { ok: true, result } });
-const err = (status: number, description: string): Answer => ({ status, body: { ok: false, error_code: status, description } });
-
-const int = (v: unknown): number | undefined => (v === undefined || v === '' ? undefined : Number.isFinite(Number(v)) ? Math.trunc(Number(v)) : undefined);
-const json = (v: unknown): unknown => {
-  if (typeof v !== 'string') return v;
-  try { return JSON.parse(v); } catch { return v; }
-};
-const bool = (v: unknown): boolean => v === true || v === 'true' || v === '1';
 
 interface PollWaiter { resolve: (a: Answer) => void; timer: NodeJS.Timeout; limit: number }
 
@@ -167,7 +155,7 @@ export class BotApiEmulator extends EventEmitter {
         bot.webhook = undefined;
         if (bool(p.drop_pending_updates)) bot.pending = [];
         return ok(true);
-      case 'getwebhookinfo': return ok(this.webhookInfo(bot));
+      case 'getwebhookinfo': return ok(webhookInfo(bot));
       case 'sendmessage': return this.sendMessage(bot, p);
       case 'answercallbackquery': {
         const id = String(p.callback_query_id ?? '');
@@ -235,18 +223,12 @@ export class BotApiEmulator extends EventEmitter {
   }
 
   private setWebhook(bot: EmulatedBot, p: Params): Answer {
-    const url = String(p.url ?? '');
-    if (url === '') {
+    const r = webhookRequest(p);
+    if ('status' in r) return r;
+    if (r.url === '') {
       bot.webhook = undefined;
       return ok(true);
     }
-    let parsed: URL;
-    try { parsed = new URL(url); } catch { return err(400, 'Bad Request: invalid webhook URL specified'); }
-    if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return err(400, 'Bad Request: bad webhook: unsupported URL protocol');
-    const secret = p.secret_token === undefined ? undefined : String(p.secret_token);
-    if (secret !== undefined && !/^[A-Za-z0-9_-]{1,256}$/.test(secret)) return err(400, 'Bad Request: secret token contains unallowed characters');
-    const maxConnections = Math.min(100, Math.max(1, int(p.max_connections) ?? 40));
-    const allowed = json(p.allowed_updates);
     if (bool(p.drop_pending_updates)) bot.pending = [];
     const waiter = this.waiters.get(bot.id);
     if (waiter) {
@@ -254,19 +236,9 @@ export class BotApiEmulator extends EventEmitter {
       this.waiters.delete(bot.id);
       waiter.resolve(err(409, 'Conflict: terminated by setWebhook request'));
     }
-    bot.webhook = { url, secretToken: secret, maxConnections, allowedUpdates: Array.isArray(allowed) ? allowed.map(String) : bot.allowedUpdates, lastErrorDate: undefined, lastErrorMessage: undefined };
+    bot.webhook = { url: r.url, secretToken: r.secretToken, maxConnections: r.maxConnections, allowedUpdates: r.allowedUpdates ?? bot.allowedUpdates, lastErrorDate: undefined, lastErrorMessage: undefined };
     this.kickWebhook(bot);
     return ok(true);
-  }
-
-  private webhookInfo(bot: EmulatedBot): Record<string, unknown> {
-    const w = bot.webhook;
-    return {
-      url: w?.url ?? '', has_custom_certificate: false, pending_update_count: bot.pending.length,
-      ...(w?.lastErrorDate ? { last_error_date: w.lastErrorDate, last_error_message: w.lastErrorMessage } : {}),
-      ...(w ? { max_connections: w.maxConnections } : {}),
-      ...(w?.allowedUpdates ? { allowed_updates: w.allowedUpdates } : {}),
-    };
   }
 
   /** Answer the bot's sendMessage with 429 and `retry_after` for the next `ms` (Telegram's flood wait). */
@@ -283,16 +255,9 @@ export class BotApiEmulator extends EventEmitter {
       a.body.parameters = { retry_after: retryAfter };
       return a;
     }
-    const chatId = int(p.chat_id);
-    if (chatId === undefined) return err(400, 'Bad Request: chat not found');
-    const text = typeof p.text === 'string' ? p.text : p.text === undefined ? '' : String(p.text);
-    if (text.trim() === '') return err(400, 'Bad Request: message text is empty');
-    if (text.length > 4096) return err(400, 'Bad Request: message is too long');
-    const replyParams = json(p.reply_parameters) as { message_id?: number } | undefined;
-    const extra = {
-      ...(p.reply_markup !== undefined ? { reply_markup: json(p.reply_markup) } : {}),
-      ...(replyParams?.message_id !== undefined ? { reply_to_message_id: replyParams.message_id } : {}),
-    };
+    const r = sendMessageRequest(p);
+    if ('status' in r) return r;
+    const { chatId, text, extra } = r;
     const result = bot.recordSent(chatId, text, extra);
     this.emit('sent', bot, bot.sent[bot.sent.length - 1]);
     return ok(result);
