@@ -76,9 +76,7 @@ export function createEventStream(o: EventStreamOptions): EventStream {
     }
     res.write(chunk);
   };
-  const broadcast = (chunk: string) => {
-    for (const res of [...clients]) send(res, chunk);
-  };
+  const broadcast = (chunk: string) => [...clients].forEach((res) => send(res, chunk));
   const ensureTicking = () => {
     if (tick || closed) return;
     tick = setInterval(() => {
@@ -100,8 +98,7 @@ export function createEventStream(o: EventStreamOptions): EventStream {
       }
       openStream(res, o.headers);
       clients.add(res);
-      const forget = () => clients.delete(res);
-      res.on('close', forget);
+      res.on('close', () => clients.delete(res));
       req.socket.setNoDelay(true);
       // The page is filled at once, not a tick later.
       send(res, `retry: ${RECONNECT_MS}\n\n` + frame('snapshot', o.snapshot()));
