@@ -16,7 +16,7 @@ import type { BotDescription } from '../lifecycle/supervisor.js';
 import type { WorkerStatus } from '../lifecycle/child.js';
 import { createFleetHistory, HISTORY_SAMPLE_MS, type BotSeries } from './fleet-history.js';
 import { createEventStream, type EventStream, type StateEvent } from './event-stream.js';
-import type { FleetStatus } from './status-server.js';
+import type { FleetStatus } from './fleet-status.js';
 import type { Answer, Routes } from './http-routes.js';
 
 /** The page's files, read once at start (a few KB) and served from memory. */

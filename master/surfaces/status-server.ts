@@ -8,8 +8,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRouter } from './http-routes.js';
-import type { WorkerStatus } from '../lifecycle/child.js';
-import type { IsolationStatus } from '../host/isolation.js';
+import type { FleetStatus } from './fleet-status.js';
 import { authorized, type StatusAuth } from '../../common/status-auth.js';
 import { registerStatusPage, type StatusPage, type StatusPageOptions } from './status-page.js';
 
@@ -26,26 +25,7 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cross-origin-resource-policy': 'same-origin',
 };
 
-/** `GET /api/workers/status` body. Times in ms, memory in bytes. */
-export interface FleetStatus {
-  /** `workerSchedPolicy`: the policy children actually run under (`other` when `batch` was asked for but chrt cannot run). */
-  master: { pid: number; uptimeMs: number; mode: string; version: string; capacity: number; workerSchedPolicy: 'batch' | 'other'; isolation: IsolationStatus };
-  workers: WorkerStatus[];
-  totals: { byState: Record<string, number>; messages: number; errors: number };
-}
-
-/** Build the fleet status from the supervisor's rows. */
-export function fleetStatus(workers: WorkerStatus[], master: FleetStatus['master']): FleetStatus {
-  const byState: Record<string, number> = {};
-  let messages = 0;
-  let errors = 0;
-  for (const w of workers) {
-    byState[w.state] = (byState[w.state] ?? 0) + 1;
-    messages += w.messages;
-    errors += w.errors;
-  }
-  return { master, workers, totals: { byState, messages, errors } };
-}
+export { fleetStatus, type FleetStatus } from './fleet-status.js';
 
 export interface StatusServerOptions {
   status(): FleetStatus;
