@@ -158,7 +158,7 @@ class IndexedJournal implements Journal {
   }
 
   /** Why `update` is not taken (a duplicate, or the bot's bounds), or null to journal it. */
-  private refusal(b: BotJournal, id: number, replay: boolean, payloadBytes: () => number): Promise<IntakeResult> | null {
+  private refusal(b: BotJournal, id: number, replay: boolean, bytes: number, now: number): Promise<IntakeResult> | null {
     const have = b.pending.get(id);
     if (have) {
       b.c.duplicates++;
@@ -166,11 +166,11 @@ class IndexedJournal implements Journal {
       return have.committing ? have.committing.then((ok) => (ok ? 'duplicate' : 'failed')) : Promise.resolve('duplicate');
     }
     const at = replay ? undefined : b.acked.get(id);
-    if (at !== undefined && this.o.now() - at < this.o.dedupWindowMs) {
+    if (at !== undefined && now - at < this.o.dedupWindowMs) {
       b.c.duplicates++;
       return Promise.resolve('duplicate');
     }
-    if (b.pending.size >= this.o.maxPending || b.pendingBytes + payloadBytes() > MAX_PENDING_BYTES_PER_BOT) {
+    if (b.pending.size >= this.o.maxPending || b.pendingBytes + bytes > MAX_PENDING_BYTES_PER_BOT) {
       b.c.refused++;
       return Promise.resolve('full');
     }
@@ -181,11 +181,11 @@ class IndexedJournal implements Journal {
     const b = this.bot(botId);
     const id = update.update_id;
     b.c.received++;
-    let payload: string | undefined = raw;
-    const refused = this.refusal(b, id, replay, () => (payload ??= JSON.stringify(update)).length);
-    if (refused) return refused;
-    payload ??= JSON.stringify(update);
+    // The webhook server passes the body as received; only replays (dlq replay) are serialized here.
+    const payload = raw ?? JSON.stringify(update);
     const now = this.o.now();
+    const refused = this.refusal(b, id, replay, payload.length, now);
+    if (refused) return refused;
     const e: Entry = { update, bytes: payload.length, receivedAt: now, committedAt: now, deaths: 0, replay, committing: null };
     b.pending.set(id, e);
     b.pendingBytes += e.bytes;
