@@ -21,6 +21,7 @@ import { stopMaster, stopSummary } from './stop.js';
 import { LEVELS, parseDuration, showLogs } from './logs.js';
 import { VERSION } from '../common/version.js';
 import { usage, USAGE } from './usage.js';
+import { linkHelpToDocs } from './doc-links.js';
 
 const program = new Command('botfleet')
   .description('a process supervisor for fleets of Telegram bots')
@@ -121,6 +122,8 @@ program.command('demo').description('the whole system offline: emulator, bots, u
   const { runDemo } = await import('../scripts/demo.js');
   await runDemo();
 });
+
+linkHelpToDocs(program);
 
 try {
   await program.parseAsync();

@@ -1,6 +1,6 @@
 /**
  * The bots API's document (BOTS_API_URL): its JSON schema and the pure parse of one
- * response body into entries. Schema (README "Configurations from an API"):
+ * response body into entries. Schema (docs/operations.md, "Configurations from an API"):
  *
  *   { "bots": [ { "id": "shop", "name": "Shop", "token": "<digits>:<35 chars>",
  *                 "mode": "polling" | "webhook" | "auto" | null, "handler": "echo",

@@ -19,6 +19,8 @@ export interface SettingDef {
   env: string;
   flag: string;
   default: string | undefined;
+  /** How the docs show the default when it depends on the machine (e.g. "the core count"). */
+  defaultDoc?: string;
   type: SettingKind;
   doc: string;
 }
@@ -91,7 +93,7 @@ const cores = Math.max(1, os.availableParallelism());
 /** Largest delay Node's timers take (2^31-1 ms, ~24.8 days); a larger one is clamped to 1 ms by Node, so it is refused here. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** Every setting, in the order the README documents them. */
+/** Every setting, in the order docs/configuration.md lists them (`npm run docs` writes that table from this one). */
 export const SETTINGS: readonly SettingDef[] = [
   { key: 'mode', env: 'BOT_MODE', flag: 'mode', default: 'polling', type: { kind: 'enum', values: ['polling', 'webhook', 'auto'] }, doc: 'default delivery mode; per-bot mode overrides' },
   { key: 'autoSwitchMode', env: 'AUTO_SWITCH_MODE', flag: 'auto-switch-mode', default: 'true', type: { kind: 'bool' }, doc: 'a webhook bot whose setWebhook fails falls back to polling' },
@@ -108,22 +110,22 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'restartBackoffMs', env: 'RESTART_BACKOFF_MS', flag: 'restart-backoff-ms', default: '1000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'first backoff delay, doubled per restart' },
   { key: 'restartCooldownMs', env: 'RESTART_COOLDOWN_MS', flag: 'restart-cooldown-ms', default: '45000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'backoff cap' },
   { key: 'healthyRunMs', env: 'HEALTHY_RUN_MS', flag: 'healthy-run-ms', default: '300000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'a run this long resets the backoff: the next restart is immediate' },
-  { key: 'dedupWindowMs', env: 'DEDUP_WINDOW_MS', flag: 'dedup-window-ms', default: '30000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'per-bot update_id dedup window' },
-  { key: 'journalSync', env: 'JOURNAL_SYNC', flag: 'journal-sync', default: 'full', type: { kind: 'enum', values: ['full', 'normal'] }, doc: 'full: a journaled update survives power loss; normal: a process crash' },
-  { key: 'journalMaxPending', env: 'JOURNAL_MAX_PENDING', flag: 'journal-max-pending', default: '10000', type: { kind: 'int', min: 1, max: 1_000_000 }, doc: 'per bot; beyond it the webhook answers 503 with Retry-After' },
+  { key: 'dedupWindowMs', env: 'DEDUP_WINDOW_MS', flag: 'dedup-window-ms', default: '30000', type: { kind: 'int', min: 0, max: MAX_TIMER_MS }, doc: 'per-bot update_id dedup window (at most 10,000 ids; past that the oldest tenth is forgotten at once)' },
+  { key: 'journalSync', env: 'JOURNAL_SYNC', flag: 'journal-sync', default: 'full', type: { kind: 'enum', values: ['full', 'normal'] }, doc: 'full: a journaled update survives power loss (fsync per commit); normal: it survives a crash of the process, not of the machine' },
+  { key: 'journalMaxPending', env: 'JOURNAL_MAX_PENDING', flag: 'journal-max-pending', default: '10000', type: { kind: 'int', min: 1, max: 1_000_000 }, doc: 'per bot; beyond it (or 64 MiB of pending bodies) the webhook answers 503 with Retry-After: 5, so Telegram keeps the update' },
   { key: 'deliveryWindow', env: 'DELIVERY_WINDOW', flag: 'delivery-window', default: '64', type: { kind: 'int', min: 1, max: 1000 }, doc: 'journaled updates in flight to one worker at once' },
   { key: 'apiMaxRetries', env: 'API_MAX_RETRIES', flag: 'api-max-retries', default: '3', type: { kind: 'int', min: 0, max: 20 }, doc: "a handler's Bot API call: retries of a 429 (after retry_after), a network error or a 5xx (the library's maxRetries); per bot: settings.apiMaxRetries" },
   { key: 'apiRetryBackoffMs', env: 'API_RETRY_BACKOFF_MS', flag: 'api-retry-backoff-ms', default: '300', type: { kind: 'int', min: 0, max: 60_000 }, doc: "base of the jittered exponential backoff between those retries (the library's retryBackoffMs); per bot: settings.apiRetryBackoffMs" },
   { key: 'rateLimitGlobal', env: 'RATE_LIMIT_GLOBAL', flag: 'rate-limit-global', default: '30', type: { kind: 'int', min: 0, max: 10_000 }, doc: "a bot's Bot API calls per second (Telegram: about 30 messages/s per bot); 0 = no limiter; per bot: settings.rateLimitGlobal" },
   { key: 'rateLimitPerChat', env: 'RATE_LIMIT_PER_CHAT', flag: 'rate-limit-per-chat', default: '1', type: { kind: 'int', min: 0, max: 10_000 }, doc: "a bot's calls per second into one chat (Telegram: about 1/s); 0 = no per-chat limit; per bot: settings.rateLimitPerChat" },
-  { key: 'webhookAllowedSources', env: 'WEBHOOK_ALLOWED_SOURCES', flag: 'webhook-allowed-sources', default: undefined, type: { kind: 'string' }, doc: 'comma-separated CIDR ranges allowed to post webhooks; "telegram" for Telegram\'s; unset: any' },
+  { key: 'webhookAllowedSources', env: 'WEBHOOK_ALLOWED_SOURCES', flag: 'webhook-allowed-sources', default: undefined, type: { kind: 'string' }, doc: 'comma-separated CIDR ranges allowed to post webhooks ("telegram" = 149.154.160.0/20, 91.108.4.0/22); others get 403; unset: any' },
   { key: 'webhookTrustProxy', env: 'WEBHOOK_TRUST_PROXY', flag: 'webhook-trust-proxy', default: undefined, type: { kind: 'string' }, doc: 'comma-separated proxy addresses whose X-Forwarded-For is believed' },
-  { key: 'webhookRequestTimeoutMs', env: 'WEBHOOK_REQUEST_TIMEOUT_MS', flag: 'webhook-request-timeout-ms', default: '15000', type: { kind: 'int', min: 100, max: 120_000 }, doc: 'a webhook request (headers and body) must arrive within this; headers within two thirds of it' },
+  { key: 'webhookRequestTimeoutMs', env: 'WEBHOOK_REQUEST_TIMEOUT_MS', flag: 'webhook-request-timeout-ms', default: '15000', type: { kind: 'int', min: 100, max: 120_000 }, doc: 'a webhook request must arrive whole within this (headers within two thirds of it), else 408 and the socket closes' },
   { key: 'webhookMaxConnections', env: 'WEBHOOK_MAX_CONNECTIONS', flag: 'webhook-max-connections', default: '1024', type: { kind: 'int', min: 1, max: 100_000 }, doc: 'open connections the webhook port accepts at once; beyond, new ones are closed' },
   { key: 'webhookCheckMs', env: 'WEBHOOK_CHECK_MS', flag: 'webhook-check-ms', default: '300000', type: { kind: 'int', min: 100, max: 2_147_483_647 }, doc: "how often each running webhook bot's registration is compared with getWebhookInfo and set again if it drifted" },
-  { key: 'startConcurrency', env: 'START_CONCURRENCY', flag: 'start-concurrency', default: String(cores), type: { kind: 'int', min: 1, max: 64 }, doc: 'children forked at once (default: the core count)' },
+  { key: 'startConcurrency', env: 'START_CONCURRENCY', flag: 'start-concurrency', default: String(cores), defaultDoc: 'the core count', type: { kind: 'int', min: 1, max: 64 }, doc: 'children forked at once (default: the core count)' },
   { key: 'registryPollMs', env: 'REGISTRY_POLL_MS', flag: 'registry-poll-ms', default: '1000', type: { kind: 'int', min: 50, max: MAX_TIMER_MS }, doc: 'how often the master looks for registry changes' },
-  { key: 'botsApiUrl', env: 'BOTS_API_URL', flag: 'bots-api-url', default: undefined, type: { kind: 'url' }, doc: 'fetch bot configurations from this HTTP endpoint (README "Configurations from an API"); the last good list is kept in the registry' },
+  { key: 'botsApiUrl', env: 'BOTS_API_URL', flag: 'bots-api-url', default: undefined, type: { kind: 'url' }, doc: 'fetch bot configurations from this HTTP endpoint (docs/operations.md, "Configurations from an API"); the last good list is kept in the registry. A secret: it may carry userinfo (sent as Basic) or a key' },
   { key: 'botsApiPollMs', env: 'BOTS_API_POLL_MS', flag: 'bots-api-poll-ms', default: '10000', type: { kind: 'int', min: 100, max: MAX_TIMER_MS }, doc: 'how often the bots API is asked (If-None-Match: an unchanged list is a 304 and costs no write)' },
   { key: 'botsApiToken', env: 'BOTS_API_TOKEN', flag: 'bots-api-token', default: undefined, type: { kind: 'string' }, doc: 'sent to the bots API as Authorization: Bearer' },
   { key: 'rollingRestartPercent', env: 'ROLLING_RESTART_PERCENT', flag: 'rolling-restart-percent', default: '10', type: { kind: 'int', min: 1, max: 100 }, doc: 'share of the fleet restarted at once in a rolling restart (at least one bot)' },
@@ -146,7 +148,18 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'logKeepFiles', env: 'LOG_KEEP_FILES', flag: 'log-keep-files', default: '5', type: { kind: 'int', min: 1, max: 100 }, doc: 'rotated copies kept per log (`.1` newest); a bot holds at most (LOG_KEEP_FILES + 1) x LOG_MAX_BYTES' },
   { key: 'logToStdout', env: 'LOG_TO_STDOUT', flag: 'log-to-stdout', default: 'false', type: { kind: 'bool' }, doc: "also write every worker's lines to the master's stdout as JSON with botId (containers); the master's own lines go there when it runs in the foreground" },
   { key: 'workerLogBytesPerSec', env: 'WORKER_LOG_BYTES_PER_SEC', flag: 'worker-log-bytes-per-sec', default: '1048576', type: { kind: 'int', min: 1024, max: MAX_TIMER_MS }, doc: "a bot's stdout+stderr budget per second; lines beyond it are dropped and counted" },
-  { key: 'workerUidBase', env: 'WORKER_UID_BASE', flag: 'worker-uid-base', default: '61184', type: { kind: 'int', min: 1000, max: 4_294_000_000 }, doc: "first per-bot uid (systemd's DynamicUser range 61184-65519); bot N runs as base+N when the master may change user" },
-  { key: 'workerIsolation', env: 'WORKER_ISOLATION', flag: 'worker-isolation', default: 'auto', type: { kind: 'enum', values: ['auto', 'uid', 'permission', 'off'] }, doc: 'auto: per-bot uids where the master may change user, plus the Node permission model; uid: per-bot uids only (required); permission: the permission model only; off: neither (development)' },
-  { key: 'encryptionKey', env: 'BOTFLEET_ENCRYPTION_KEY', flag: 'encryption-key', default: undefined, type: { kind: 'string' }, doc: '32-byte key (64 hex chars or base64) for tokens at rest; else a key file in the home' },
+  { key: 'workerUidBase', env: 'WORKER_UID_BASE', flag: 'worker-uid-base', default: '61184', type: { kind: 'int', min: 1000, max: 4_294_000_000 }, doc: "first per-bot uid (systemd's DynamicUser range 61184-65519); a bot runs as base + its slot when the master may change user. Two masters on one machine need distinct bases (the master refuses a base another master holds)" },
+  { key: 'workerIsolation', env: 'WORKER_ISOLATION', flag: 'worker-isolation', default: 'auto', type: { kind: 'enum', values: ['auto', 'uid', 'permission', 'off'] }, doc: 'auto: per-bot uids where the master may change user, plus the Node permission model; uid: per-bot uids only (start fails where they cannot apply); permission: the permission model only; off: neither (development only)' },
+  { key: 'encryptionKey', env: 'BOTFLEET_ENCRYPTION_KEY', flag: 'encryption-key', default: undefined, type: { kind: 'string' }, doc: '32-byte key (64 hex chars or base64) for tokens at rest; else a key file in the home (generated only while the registry holds no token)' },
+];
+
+/** An environment variable read outside {@link SETTINGS}: docs/configuration.md lists these too. */
+export interface OtherEnvDef {
+  env: string;
+  doc: string;
+}
+
+/** The environment variables botfleet reads that are not master settings. */
+export const OTHER_ENVIRONMENT: readonly OtherEnvDef[] = [
+  { env: 'NO_COLOR', doc: 'set (to anything): the CLI (`status --watch`, `logs`, `demo`) prints no colour (https://no-color.org)' },
 ];

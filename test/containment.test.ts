@@ -183,7 +183,7 @@ describe('bots are isolated from each other and from the master', () => {
       for (const k of secrets) assert.equal(r[k], 'ERR_ACCESS_DENIED', `${k}: ${r[k]}`);
       assert.equal(r.writeOwnDir, 'ok');
       assert.equal(r.controlSocket, 'refused', 'the control socket answers nothing without the token');
-      // Not blocked by the permission model (README, threat model): signals and sockets. Reported, not asserted.
+      // Not blocked by the permission model (docs/security.md): signals and sockets. Reported, not asserted.
       t.diagnostic(`non-root probe: ${JSON.stringify(r)}`);
     });
   });

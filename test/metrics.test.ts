@@ -1,6 +1,6 @@
 /**
  * /metrics as an operator alerts on it: a fleet with a running webhook bot, a disabled
- * bot, a quarantined bot and a crashed one (in backoff). Every series the README lists
+ * bot, a quarantined bot and a crashed one (in backoff). Every series docs/metrics.md lists
  * is there, counters survive a worker restart, no token appears, and promtool (Debian's
  * prometheus package, installed by .ci/run) passes `check metrics`.
  */
@@ -59,7 +59,7 @@ describe('metrics of a fleet with a running, a disabled, a quarantined and a cra
     // The crash update is redelivered to the next worker (at least once), which may crash too before the backoff.
     assert.ok(sample(body, 'botfleet_worker_exits_total', 'bot="crasher",reason="crash"')! >= 1);
     assert.equal(body.split('\n').filter((l) => l.startsWith('botfleet_worker_exits_total{bot="hooked"')).length, 0, 'no exit, no series');
-    // What one polling bot costs (README "Series per bot"): a disabled one, no exits, no journal.
+    // What one polling bot costs (docs/metrics.md "Series per bot"): a disabled one, no exits, no journal.
     assert.equal(body.split('\n').filter((l) => l.includes('bot="resting"')).length, 27);
   });
 

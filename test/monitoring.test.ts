@@ -10,9 +10,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { childStatus, newChild } from '../master/lifecycle/child.js';
+import { newChild } from '../master/lifecycle/child.js';
 import { addBeat } from '../master/lifecycle/counters.js';
-import { createMetrics } from '../master/surfaces/metrics.js';
+import { sampleScrape } from '../scripts/docs/sample-scrape.js';
 import { HANDLER_BUCKETS_S } from '../worker/protocol.js';
 import { promtool } from './helpers/tools.js';
 
@@ -33,19 +33,7 @@ test('the alert rules pass their promtool unit tests', { skip: noPromtool }, () 
 
 /** Every sample name of a scrape of a master with one bot that did a bit of everything. */
 async function exportedNames(): Promise<Set<string>> {
-  const c = newChild('b1', 'Bot one', null);
-  c.exitsByReason = { crash: 1, 'rolling-restart': 1 };
-  addBeat(c.totals, null, {
-    messages: 3, errors: 1,
-    telemetry: { received: 4, deduplicated: 1, handlerBuckets: new Array<number>(HANDLER_BUCKETS_S.length + 1).fill(1), handlerSecondsSum: 0.5, apiErrors: [['sendMessage', '429', 2]] },
-  });
-  const m = createMetrics({
-    status: () => [childStatus(c, 0, 3_600_000)], totals: () => [['b1', c.totals]], deadLetters: () => new Map([['b1', 1]]), memoryCapBytes: 150 * 1048576,
-    configReload: () => ({ success: true, lastSuccessMs: Date.now() }),
-    journal: () => ({ b1: { received: 1, journaled: 1, duplicates: 0, refused: 0, delivered: 1, failed: 0, deadLettered: 0, pending: 0, oldestPendingAgeMs: null } as never }),
-  });
-  m.observeWebhook('b1', 200, 0.004);
-  const text = await m.scrape();
+  const text = await sampleScrape();
   return new Set(text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l)![0]));
 }
 

@@ -5,7 +5,7 @@
  * tracked twice. Counters count since the master started and survive worker restarts
  * (lifecycle/counters.ts). The master's own process metrics keep prom-client's standard
  * `process_*`/`nodejs_*` names, so stock Node.js dashboards work.
- * The series of one bot: README "Metrics".
+ * The series and their meaning: docs/metrics.md (generated from this file by `npm run docs`).
  */
 import client from 'prom-client';
 import type { WorkerStatus } from '../lifecycle/child.js';
