@@ -41,7 +41,7 @@ export type { ForkIsolation };
  * not preempt the running master. Under webhook load every update is such a
  * wake-up; without it the master is switched out on each IPC write (measured:
  * webhook throughput +10-22% with `batch`, median per run on 2 cores, same p99;
- * README, Performance).
+ * docs/benchmarks.md).
  */
 export type WorkerSchedPolicy = 'batch' | 'other';
 
