@@ -1,10 +1,10 @@
-# botfleet in a container (README "Deployment"). Build: docker build -t botfleet .
+# botfleet in a container (docs/deployment.md). Build: docker build -t botfleet .
 # Run:  docker run -d --name botfleet --stop-timeout 120 -v botfleet-home:/var/lib/botfleet \
 #         -p 8443:8443 -e BOTFLEET_ENCRYPTION_KEY=... -e WEBHOOK_HOST=https://bots.example.com botfleet
 # tini is PID 1: it reaps the zombies a crashed handler's children leave, and passes
 # SIGTERM/SIGUSR2/SIGHUP to the master (docker's --init does the same).
 
-FROM node:20-slim AS build
+FROM node:22-slim AS build
 WORKDIR /src
 # better-sqlite3 builds from source where no prebuilt binary matches.
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
@@ -13,7 +13,7 @@ RUN npm ci
 COPY . .
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-slim
+FROM node:22-slim
 RUN apt-get update && apt-get install -y --no-install-recommends tini util-linux && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/botfleet
 COPY --from=build /src/package.json /src/package-lock.json ./

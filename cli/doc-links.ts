@@ -17,6 +17,7 @@ export const DOC_PAGES: Readonly<Record<string, string>> = {
   bots: 'docs/operations.md and docs/handlers.md',
   dlq: 'docs/operations.md',
   demo: 'README.md',
+  startup: 'docs/deployment.md',
 };
 
 /** Add the "More:" line to `cmd` and every command under it. */

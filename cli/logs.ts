@@ -1,6 +1,6 @@
 /**
- * `botfleet logs [botId] [-f] [-n N] [--level L] [--since 10m] [--json]`: the master's log
- * or a bot's, pretty by default (pino-pretty), JSON lines as stored with `--json`. `-f`
+ * `botfleet logs [botId|--all] [-f] [-n N] [--level L] [--since 10m] [--json]`: the master's log,
+ * a bot's, or all of them interleaved, pretty by default (pino-pretty), JSON lines as stored with `--json`. `-f`
  * follows across rotation (the rest of the file that became `.1` first, then the new
  * file), as `tail -F` does. A closed pipe (`| head`) ends it quietly with exit 0.
  */
@@ -84,49 +84,111 @@ function escapeFields(o: Record<string, unknown>): Record<string, unknown> {
 /** What `showLogs` prints. */
 export interface LogsOptions { lines: number; follow: boolean; json: boolean; filter: LineFilter }
 
-/** Print the log; with `follow`, keep printing new lines until interrupted. @throws BF_ERR_BAD_INPUT when there is no such log */
-export async function showLogs(logsDir: string, botId: string | undefined, o: LogsOptions): Promise<void> {
-  const file = path.join(logsDir, botId ? `worker_${botId}.log` : 'master.log');
-  if (!fs.existsSync(file)) throw fail(ErrorCodes.BAD_INPUT, `no log file ${file}${botId ? ` (has bot "${botId}" ever started?)` : ''}`);
+/** How lines are printed: pretty (pino-pretty, control characters escaped) or as stored; only those passing the filter. */
+async function printer(o: LogsOptions): Promise<(line: string, botId?: string) => void> {
   // Imported here, not at the top: the CLI module is also the master's entry, and the master never pretty-prints (~8 MB RSS).
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') process.exit(0);
     throw err;
   });
   const pretty = o.json ? null : (await import('pino-pretty')).prettyFactory({ colorize: process.stdout.isTTY === true && !process.env.NO_COLOR, translateTime: 'SYS:standard', ignore: 'hostname' });
-  const print = (l: string) => {
+  return (l, botId) => {
     if (!passes(l, o.filter)) return;
     try {
-      process.stdout.write(pretty ? pretty(escapeFields(JSON.parse(l) as Record<string, unknown>)) : l + '\n');
+      const obj = JSON.parse(l) as Record<string, unknown>;
+      if (botId !== undefined) obj.botId ??= botId;
+      process.stdout.write(pretty ? pretty(escapeFields(obj)) : JSON.stringify(obj) + '\n');
     } catch {
-      process.stdout.write(escapeControl(l) + '\n');
+      process.stdout.write(escapeControl(botId !== undefined ? `[${botId}] ${l}` : l) + '\n');
     }
   };
-  let st = fs.statSync(file);
-  // Followed from exactly where the tail ended, so no line falls between them.
-  tail(file, st.size, o.lines, o.filter).forEach(print);
-  if (!o.follow) return;
-  let pos = st.size;
+}
+
+/**
+ * Follow `file` from `pos` (its inode `st`), calling `line` for each new complete line,
+ * across rotation: the rest of the file that became `.1` first, then the new file.
+ */
+function follow(file: string, st: fs.Stats, pos: number, line: (l: string) => void): void {
   let rest = '';
   const emit = (text: string) => {
     const parts = (rest + text).split('\n');
     rest = parts.pop() ?? '';
-    parts.filter((l) => l !== '').forEach(print);
+    parts.filter((l) => l !== '').forEach(line);
   };
-  await new Promise<void>(() => {
-    fs.watchFile(file, { interval: 250 }, (cur) => {
-      if (cur.ino !== 0 && cur.ino !== st.ino) {
-        // Rotated: the file we read is now `.1` (when it is the same inode); finish it, then start the new one.
-        const old = fs.statSync(`${file}.1`, { throwIfNoEntry: false });
-        if (old && old.ino === st.ino) emit(readFrom(`${file}.1`, pos));
-        st = cur;
-        pos = 0;
-      } else if (cur.size < pos) pos = 0; // truncated in place
+  fs.watchFile(file, { interval: 250 }, (cur) => {
+    if (cur.ino !== 0 && cur.ino !== st.ino) {
+      // Rotated: the file we read is now `.1` (when it is the same inode); finish it, then start the new one.
+      const old = fs.statSync(`${file}.1`, { throwIfNoEntry: false });
+      if (old && old.ino === st.ino) emit(readFrom(`${file}.1`, pos));
       st = cur;
-      if (cur.size === pos) return;
-      const text = readFrom(file, pos);
-      pos += Buffer.byteLength(text);
-      emit(text);
-    });
+      pos = 0;
+    } else if (cur.size < pos) pos = 0; // truncated in place
+    st = cur;
+    if (cur.size === pos) return;
+    const text = readFrom(file, pos);
+    pos += Buffer.byteLength(text);
+    emit(text);
   });
+}
+
+/** Print the log; with `follow`, keep printing new lines until interrupted. @throws BF_ERR_BAD_INPUT when there is no such log */
+export async function showLogs(logsDir: string, botId: string | undefined, o: LogsOptions): Promise<void> {
+  const file = path.join(logsDir, botId ? `worker_${botId}.log` : 'master.log');
+  if (!fs.existsSync(file)) throw fail(ErrorCodes.BAD_INPUT, `no log file ${file}${botId ? ` (has bot "${botId}" ever started?)` : ''}`);
+  const print = await printer(o);
+  const st = fs.statSync(file);
+  // Followed from exactly where the tail ended, so no line falls between them.
+  tail(file, st.size, o.lines, o.filter).forEach((l) => print(l));
+  if (!o.follow) return;
+  follow(file, st, st.size, (l) => print(l));
+  await new Promise<void>(() => undefined);
+}
+
+/** The bot id of a log file name (`worker_<id>.log`), `master` for master.log, null for anything else. */
+export function logOwner(name: string): string | null {
+  if (name === 'master.log') return 'master';
+  const m = /^worker_(.+)\.log$/.exec(name);
+  return m ? m[1]! : null;
+}
+
+/** A line's time in epoch ms (pino's ISO `time` or number), or 0. */
+function timeOf(line: string): number {
+  const m = /"time":(?:"([^"]+)"|(\d+))/.exec(line);
+  if (!m) return 0;
+  const t = m[1] !== undefined ? Date.parse(m[1]) : Number(m[2]);
+  return Number.isFinite(t) ? t : 0;
+}
+
+/**
+ * `botfleet logs --all`: the master's and every bot's log interleaved by time, each line
+ * carrying `botId` (`master` for the master); with `follow`, new lines of every log as they
+ * come, and of logs that appear (a bot started later), looked for every second.
+ */
+export async function showAllLogs(logsDir: string, o: LogsOptions): Promise<void> {
+  if (!fs.existsSync(logsDir)) throw fail(ErrorCodes.BAD_INPUT, `no log directory ${logsDir}`);
+  const print = await printer(o);
+  const files = () => fs.readdirSync(logsDir).map((n) => [n, logOwner(n)] as const).filter((x): x is readonly [string, string] => x[1] !== null);
+  const seen = new Map<string, fs.Stats>();
+  const recent: Array<{ t: number; line: string; owner: string }> = [];
+  for (const [name, owner] of files()) {
+    const file = path.join(logsDir, name);
+    const st = fs.statSync(file);
+    seen.set(file, st);
+    for (const line of tail(file, st.size, o.lines, o.filter)) recent.push({ t: timeOf(line), line, owner });
+  }
+  recent.sort((a, b) => a.t - b.t);
+  for (const r of o.lines === 0 ? [] : recent.slice(-o.lines)) print(r.line, r.owner);
+  if (!o.follow) return;
+  const watch = (from: 'end' | 'start') => {
+    for (const [name, owner] of files()) {
+      const file = path.join(logsDir, name);
+      if (seen.has(file) && from === 'start') continue;
+      const st = seen.get(file) ?? fs.statSync(file);
+      seen.set(file, st);
+      follow(file, st, from === 'end' ? st.size : 0, (l) => print(l, owner));
+    }
+  };
+  watch('end');
+  setInterval(() => watch('start'), 1000);
+  await new Promise<void>(() => undefined);
 }

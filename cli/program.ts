@@ -1,6 +1,7 @@
 /**
  * The `botfleet` command line (commander), run by cli/main.ts. Exit codes: 0 ok; 1 a failure with a
- * one-line reason on stderr; 2 bad usage.
+ * one-line reason on stderr; 2 bad usage; 78 (EX_CONFIG, sysexits.h) a configuration error that a
+ * restart cannot fix, so systemd's `RestartPreventExitStatus=78` and PM2's `stop_exit_codes` stop there.
  */
 import { Command, CommanderError, Option } from 'commander';
 import { BotfleetError, ErrorCodes, fail } from '../common/errors.js';
@@ -18,10 +19,15 @@ import { colour, watchStatus } from './watch.js';
 import { withRegistry } from './bots.js';
 import { daemonize, dryRun } from './lifecycle.js';
 import { stopMaster, stopSummary } from './stop.js';
-import { LEVELS, parseDuration, showLogs } from './logs.js';
+import { LEVELS, parseDuration, showAllLogs, showLogs } from './logs.js';
 import { VERSION } from '../common/version.js';
 import { usage, USAGE } from './usage.js';
 import { linkHelpToDocs } from './doc-links.js';
+import { startupSystemd, UNIT_PATH } from './startup.js';
+import { EXIT_CONFIG } from '../worker/protocol.js';
+
+/** Errors a restart cannot fix: the command exits {@link EXIT_CONFIG}. */
+const CONFIG_ERRORS = new Set<string>([ErrorCodes.CONFIG, ErrorCodes.KEY_MISSING, ErrorCodes.CRYPTO]);
 
 const program = new Command('botfleet')
   .description('a process supervisor for fleets of Telegram bots')
@@ -62,6 +68,9 @@ program.command('restart [botId]').description('rolling restart of every bot, or
   const r = (await controlRequest(homePaths(config().home).socket, { cmd: 'restart', ...(botId ? { botId } : {}) }, 3_600_000)) as RollSummary;
   const skipped = r.skipped.map((x) => `${x.botId}: ${x.why}`).join(', ');
   if (botId && r.restarted.length === 0) throw fail(ErrorCodes.CONTROL, `bot ${botId} was restarted but is ${r.skipped[0]?.why ?? 'not running'}`);
+  // A bot restarted that did not come back (in backoff, or not settled in time) fails the roll: ExecReload reports it.
+  const failed = r.skipped.filter((x) => x.why === 'backoff' || x.why === 'timeout');
+  if (!botId && failed.length > 0) throw fail(ErrorCodes.CONTROL, `rolling restart failed: ${failed.length} bot(s) did not come back (${failed.map((x) => `${x.botId}: ${x.why}`).join(', ')}); ${r.restarted.length} restarted`);
   console.log(botId ? `bot ${botId} restarted` : `rolling restart done: ${r.restarted.length} restarted, ${r.skipped.length} skipped${skipped ? ` (${skipped})` : ''}`);
 });
 
@@ -103,20 +112,29 @@ program.command('logs [botId]').description("the master's log, or a bot's").opti
   .option('-n, --lines <n>', 'lines to show', '50').option('--level <level>', `lines at this level or above (${Object.keys(LEVELS).join(', ')})`)
   .option('--since <duration>', 'lines of the last duration only (500ms, 90s, 10m, 2h, 1d)')
   .option('--json', 'JSON lines as stored').option('--raw', 'the same as --json')
-  .action(async (botId: string | undefined, o: { follow?: boolean; lines: string; raw?: boolean; json?: boolean; level?: string; since?: string }) => {
+  .option('--all', "the master's and every bot's log, interleaved by time, each line with its botId")
+  .action(async (botId: string | undefined, o: { all?: boolean; follow?: boolean; lines: string; raw?: boolean; json?: boolean; level?: string; since?: string }) => {
     const lines = Number(o.lines);
     if (!/^\d+$/.test(o.lines) || !Number.isSafeInteger(lines)) throw usage(`-n/--lines must be a whole number >= 0, got "${o.lines}"`);
     const minLevel = o.level === undefined ? 0 : LEVELS[o.level];
     if (minLevel === undefined) throw usage(`--level must be one of ${Object.keys(LEVELS).join(', ')}, got "${o.level}"`);
     const since = o.since === undefined ? null : parseDuration(o.since);
     if (o.since !== undefined && since === null) throw usage(`--since must be a duration such as 90s, 10m, 2h or 1d, got "${o.since}"`);
-    await showLogs(homePaths(config().home).logs, botId, {
-      lines, follow: o.follow === true, json: o.json === true || o.raw === true, filter: { minLevel, sinceMs: since === null ? null : Date.now() - since },
-    });
+    if (o.all && botId) throw usage('logs takes a bot id or --all, not both');
+    const opts = { lines, follow: o.follow === true, json: o.json === true || o.raw === true, filter: { minLevel, sinceMs: since === null ? null : Date.now() - since } };
+    await (o.all ? showAllLogs(homePaths(config().home).logs, opts) : showLogs(homePaths(config().home).logs, botId, opts));
   });
 
 registerBotsCommands(program, home);
 registerDlqCommands(program, home);
+
+program.command('startup <system>').description('print the systemd unit for this installation and home (as pm2 startup); --install writes it')
+  .option('--user <name>', 'the user the master runs as (default: botfleet as root, else you)')
+  .option('--install', `write it to ${UNIT_PATH} (root)`)
+  .action((system: string, o: { user?: string; install?: boolean }) => {
+    if (system !== 'systemd') throw usage(`startup knows systemd, got "${system}"`);
+    console.log(startupSystemd(config().home, o).trimEnd());
+  });
 
 program.command('demo').description('the whole system offline: emulator, bots, users, a crash and its recovery').action(async () => {
   const { runDemo } = await import('../scripts/demo.js');
@@ -135,5 +153,5 @@ try {
   const message = err instanceof BotfleetError || err instanceof Error ? err.message : String(err);
   // The catalog code ends the message, so a script can branch on it without parsing the text.
   for (const line of (err instanceof BotfleetError ? `${message} (${err.code})` : message).split('\n')) console.error(`botfleet: ${line}`);
-  process.exit(1);
+  process.exit(err instanceof BotfleetError && CONFIG_ERRORS.has(err.code) ? EXIT_CONFIG : 1);
 }

@@ -16,6 +16,8 @@ import type { FleetStatus } from '../master/surfaces/status-server.js';
 /** How a stop went. `killed`: bots SIGKILLed at the drain deadline, from the master's stop line (null when it cannot be read). */
 export interface StopOutcome {
   running: boolean;
+  /** The home that was looked at. */
+  home?: string;
   workers: number;
   killed: string[] | null;
 }
@@ -74,7 +76,7 @@ const names = (ids: string[]) => (ids.length > NAMED ? `${ids.slice(0, NAMED).jo
 export async function stopMaster(cfg: Config, progress: (line: string) => void = () => undefined): Promise<StopOutcome> {
   const p = homePaths(cfg.home);
   const lockFile = path.join(p.run, 'master.lock');
-  if (!lockHeld(lockFile)) return { running: false, workers: 0, killed: null };
+  if (!lockHeld(lockFile)) return { running: false, home: cfg.home, workers: 0, killed: null };
   const pid = lockHolder(lockFile);
   if (pid === null) throw fail(ErrorCodes.CONTROL, 'a master holds this home but its pid cannot be proven (/proc/locks unreadable); stop it with its service manager');
   const before = await liveWorkers(p.socket);
@@ -103,7 +105,7 @@ export async function stopMaster(cfg: Config, progress: (line: string) => void =
 
 /** The one-line answer of `botfleet stop`. */
 export function stopSummary(o: StopOutcome): string {
-  if (!o.running) return 'botfleet is not running';
+  if (!o.running) return `botfleet is not running${o.home ? ` in ${o.home}` : ''}`;
   if (o.killed === null) return `botfleet stopped (${o.workers} worker(s); the master's stop line could not be read)`;
   if (o.killed.length === 0) return `botfleet stopped: ${o.workers} worker(s) drained`;
   return `botfleet stopped: ${o.workers - o.killed.length} worker(s) drained, ${o.killed.length} killed at the drain deadline (${names(o.killed)})`;

@@ -161,5 +161,6 @@ export interface OtherEnvDef {
 
 /** The environment variables botfleet reads that are not master settings. */
 export const OTHER_ENVIRONMENT: readonly OtherEnvDef[] = [
+  { env: 'RUNTIME_DIRECTORY', doc: 'set by systemd for a unit with `RuntimeDirectory=`: the directory of the machine-wide uid-range locks (default /run/botfleet, sticky and world-writable)' },
   { env: 'NO_COLOR', doc: 'set (to anything): the CLI (`status --watch`, `logs`, `demo`) prints no colour (https://no-color.org)' },
 ];

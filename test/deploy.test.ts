@@ -38,15 +38,57 @@ describe('systemd unit', { skip: which('systemd-analyze') ? false : 'systemd-ana
     assert.equal(value('KillMode'), 'mixed');
     assert.ok(Number(value('TimeoutStopSec')) > 90, 'above the 90 s drain (WORKER_TIMEOUT_MS)');
     assert.ok(Number(value('StartLimitBurst')) > 0 && value('RestartPreventExitStatus') === '78', 'a bad configuration does not restart forever');
-    assert.ok(Number(value('TasksMax')) > 0);
+    assert.ok(Number(value('TasksMax')) >= 11 * 1000, 'about 11 threads per worker, 1000 workers (MAX_TOTAL_WORKERS)');
     assert.equal(value('ProtectSystem'), 'strict');
+    assert.ok(Number(m[1]) <= 2.6, `exposure ${m[1]} (2.6 when it was last hardened)`);
+    assert.match(value('ExecReload') ?? '', /dist\/cli\/main\.js restart$/, 'the reload waits for the rolling restart and fails when it fails');
+    assert.equal(value('RuntimeDirectoryMode'), '1777', 'uid-range locks shared with other users\' masters');
+  });
+
+  test('botfleet startup systemd prints this installation\'s unit, which verifies and scores as the shipped one', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-test-startup-'));
+    try {
+      const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli', 'main.js'), 'startup', 'systemd', '--home', home, '--user', 'botfleet'], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`^ExecStart=${process.execPath} ${ROOT}/dist/cli/main\\.js start$`, 'm'));
+      assert.match(r.stdout, new RegExp(`^Environment=BOTFLEET_HOME=${home}$`, 'm'));
+      assert.match(r.stdout, new RegExp(`^ReadWritePaths=${home}$`, 'm'));
+      assert.doesNotMatch(r.stdout, /\/opt\/botfleet|\/var\/lib\/botfleet/);
+      const file = path.join(home, 'botfleet.service');
+      fs.writeFileSync(file, r.stdout);
+      const verify = spawnSync('systemd-analyze', ['verify', file], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(verify.status, 0, verify.stderr);
+      const sec = spawnSync('systemd-analyze', ['security', '--offline=yes', '--no-pager', file], { encoding: 'utf8', timeout: 60_000 });
+      assert.ok(Number(/Overall exposure level for botfleet\.service: (\d+\.\d+)/.exec(sec.stdout)?.[1]) <= 2.6, sec.stdout);
+    } finally {
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('Kubernetes manifest', () => {
+  const yaml = fs.readFileSync(path.join(ROOT, 'deploy', 'kubernetes.yaml'), 'utf8');
+  test('a pinned image, the tested securityContext, scrapeable metrics behind auth, HTTP probes, an Ingress', () => {
+    const version = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    assert.match(yaml, new RegExp(`image: botfleet:${version.replace(/\./g, '\\.')}\n\\s+imagePullPolicy: IfNotPresent`), 'the release, not :latest');
+    assert.doesNotMatch(yaml, /image: \S+:latest/);
+    assert.match(yaml, /capabilities:\n\s+drop: \[ALL\]\n\s+add: \[SETUID, SETGID, KILL, CHOWN, FOWNER\]/, 'the credentials test/credentials.test.ts runs');
+    assert.match(yaml, /allowPrivilegeEscalation: false/);
+    assert.match(yaml, /name: STATUS_HOST\n\s+value: 0\.0\.0\.0/, 'the status server reachable by Prometheus');
+    assert.match(yaml, /STATUS_AUTH=bearer:/, 'and then authenticated');
+    assert.match(yaml, /kind: ServiceMonitor[\s\S]*bearerTokenSecret/);
+    assert.match(yaml, /prometheus\.io\/scrape: "true"/);
+    assert.doesNotMatch(yaml, /exec:\n\s+command: \[node/, 'no node process per probe');
+    assert.match(yaml, /readinessProbe:\n\s+httpGet: \{ path: \/health, port: status \}/);
+    assert.match(yaml, /kind: Ingress[\s\S]*path: \/webhook\//);
   });
 });
 
 describe('Dockerfile', () => {
   const file = fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
-  test('what a container needs: Node 20 slim, production dependencies, an init, a volume, a health check, logs to stdout', () => {
-    assert.match(file, /^FROM node:20-slim\b/m);
+  test('what a container needs: a supported Node LTS (22) slim, production dependencies, an init, a volume, a health check, logs to stdout', () => {
+    assert.match(file, /^FROM node:22-slim\b/m);
+    assert.doesNotMatch(file, /node:20/, 'Node 20 reached its end of life in April 2026');
     assert.match(file, /npm (ci --omit=dev|prune --omit=dev)/);
     assert.match(file, /^ENTRYPOINT \["\/usr\/bin\/tini", "--"/m, 'tini as PID 1 reaps zombies');
     assert.match(file, /^VOLUME \["\/var\/lib\/botfleet"\]/m);

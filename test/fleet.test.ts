@@ -226,10 +226,13 @@ describe('operations', () => {
     });
   });
 
-  test('--dry-run with a bad env value exits 1 naming the variable', async () => {
+  test('a bad env value exits 78 (EX_CONFIG) naming the variable, from start and --dry-run', async () => {
     await withFleet({ MAX_MEMORY_PER_WORKER_MB: 'abc' }, {}, async (fleet) => {
+      const started = await fleet.cli(['start']);
+      assert.equal(started.code, 78, 'systemd\'s RestartPreventExitStatus=78 and PM2\'s stop_exit_codes match it');
+      assert.match(started.stderr, /MAX_MEMORY_PER_WORKER_MB must be a whole number, got "abc" \(BF_ERR_CONFIG\)/);
       const r = await fleet.cli(['start', '--dry-run']);
-      assert.equal(r.code, 1);
+      assert.equal(r.code, 78);
       assert.match(r.stderr, /MAX_MEMORY_PER_WORKER_MB must be a whole number, got "abc"/);
       assert.equal(r.stderr.trim().split('\n').length, 1, 'one line per bad value');
     });

@@ -133,16 +133,16 @@ describe('time and identity', () => {
       // A wrong key (by env) decrypts no stored token: refused too.
       const wrongEnv = { ...fleet.env, BOTFLEET_ENCRYPTION_KEY: 'ab'.repeat(32) };
       const wrong = spawnSync(process.execPath, [CLI, 'start'], { env: wrongEnv, encoding: 'utf8', timeout: 30_000 });
-      assert.equal(wrong.status, 1);
+      assert.equal(wrong.status, 78, 'a configuration error (EX_CONFIG): systemd and PM2 do not restart it');
       assert.match(wrong.stderr, /decrypts none of the stored tokens: wrong BOTFLEET_ENCRYPTION_KEY/);
       fs.rmSync(keyFile);
       const r = await fleet.cli(['start']);
-      assert.equal(r.code, 1);
+      assert.equal(r.code, 78);
       assert.match(r.stderr, /key file .* is missing.*no new key was written/);
       assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
       assert.equal(fs.existsSync(keyFile), false, 'no key was generated over the encrypted tokens');
       const list = await fleet.cli(['bots', 'list']);
-      assert.equal(list.code, 1, 'the CLI refuses too');
+      assert.equal(list.code, 78, 'the CLI refuses too');
       assert.equal(fs.existsSync(keyFile), false);
     });
   });

@@ -4,11 +4,14 @@
  * told to shut down or when the IPC channel closes (a dead master leaves no orphan).
  * Exit codes: 0 normal, 78 do-not-restart (token rejected, handler cannot load), 1 crash.
  */
+import { guardWorkerProcess } from './guard.js';
 import { createLogger, lazyLogger, redactingStream } from '../common/logger.js';
 import { openWorkerChannel } from './channel.js';
 import { assertNever } from '../common/errors.js';
 import { EXIT_CONFIG, parseMasterMessage, type MasterMessage, type WorkerMessage } from './protocol.js';
 import { createBotRuntime, WorkerFatal, type BotRuntime } from './runtime.js';
+
+guardWorkerProcess();
 
 const INIT_DEADLINE_MS = 30_000;
 let token = '';

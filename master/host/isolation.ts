@@ -23,11 +23,15 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
-import { acquireLock, type MasterLock } from './lock.js';
+import { ErrorCodes, fail } from '../../common/errors.js';
+import type { MasterLock } from './lock.js';
+import { lockUidRange, UID_LOCK_DIR } from './uid-locks.js';
+
+export { UID_LOCK_DIR };
 import { isBuiltinHandler } from '../../worker/handlers/index.js';
 import { PACKAGE_ROOT, WORKER_ENTRY } from './worker-entry.js';
 import { killUid } from './proc.js';
+import { holdsCapabilities, readCapabilities, setprivAvailable } from './privileges.js';
 
 /** `master.isolation` in status: which layers are in force, and why one is not. */
 export interface IsolationStatus {
@@ -51,10 +55,8 @@ export interface ForkIsolation {
   gid?: number;
   /** Node flags placed before the entry (the permission model's). */
   nodeFlags?: string[];
-  /** HOME for the worker (its writable data directory), when it has one. */
+  /** HOME for the worker (its writable data directory, also its working directory: the worker changes to it itself). */
   home?: string;
-  /** Working directory of the worker. */
-  cwd?: string;
 }
 
 /** What isolation needs of a bot's configuration. */
@@ -155,8 +157,6 @@ export interface Isolation {
   release(): void;
 }
 
-/** Machine-wide locks of uid ranges, one per WORKER_UID_BASE (root-only, in /run: gone at reboot). */
-export const UID_LOCK_DIR = '/run/botfleet';
 
 /** Code a worker must read: the worker entry and the library, checked for the uid layer at start. */
 const CODE_PATHS = [WORKER_ENTRY, path.join(PACKAGE_ROOT, 'node_modules', 'node-telegram-bot-api', 'package.json')];
@@ -182,17 +182,13 @@ function claimUidRange(d: IsolationDeps, notes: string[]): MasterLock | null {
     return null;
   }
   // Two masters on one uid range would kill each other's workers (every process of a bot uid dies at its exit).
-  try {
-    fs.mkdirSync(UID_LOCK_DIR, { recursive: true, mode: 0o700 });
-    return acquireLock(path.join(UID_LOCK_DIR, `uid-base-${d.uidBase}.lock`));
-  } catch (err) {
-    throw fail(ErrorCodes.ISOLATION, `WORKER_UID_BASE=${d.uidBase} is used by the master of another home (${errorMessage(err)}): give each home its own base`, err);
-  }
+  return lockUidRange(d.uidBase);
 }
 
 /** Decide the layers once (at master start) and say which are off and why. */
 export function createIsolation(d: IsolationDeps): Isolation {
   const notes: string[] = [];
+  refuseInheritedPrivilege();
   if (d.setting === 'off') notes.push('WORKER_ISOLATION=off: bots run as the master user without the permission model');
   const rangeLock = d.setting === 'auto' || d.setting === 'uid' ? claimUidRange(d, notes) : null;
   const uid = rangeLock !== null;
@@ -210,7 +206,7 @@ export function createIsolation(d: IsolationDeps): Isolation {
     forBot(botId, spec) {
       const dataDir = path.join(botsDir, botId);
       fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-      const out: ForkIsolation = { home: dataDir, cwd: dataDir };
+      const out: ForkIsolation = { home: dataDir };
       const handlerFile = isBuiltinHandler(spec.handler) ? null : path.resolve(d.home, spec.handler);
       // A handler that is not there is the bot's configuration error (do not restart), not a closed path.
       if (handlerFile && !fs.existsSync(handlerFile)) throw fail(ErrorCodes.HANDLER_LOAD, `handler "${spec.handler}" not found (${handlerFile})`);
@@ -234,6 +230,27 @@ export function createIsolation(d: IsolationDeps): Isolation {
     endLeftovers: () => (uid ? d.allSlots().reduce((n, slot) => n + killUid(d.uidBase + slot), 0) : 0),
     release: () => rangeLock?.release(),
   };
+}
+
+/**
+ * A master that holds capabilities passes them to its workers unless setpriv clears them
+ * (host/privileges.ts): without setpriv such a master does not start. A root master
+ * without setpriv is safe only through libuv's uid switch (the kernel clears
+ * capabilities on a change from uid 0), so it is refused too: a worker must never run with
+ * a capability.
+ * @throws BotfleetError `BF_ERR_ISOLATION`
+ */
+function refuseInheritedPrivilege(): void {
+  if (setprivAvailable()) return;
+  let caps;
+  try {
+    caps = readCapabilities();
+  } catch {
+    return; // no /proc: not Linux, nothing to inherit that we could see
+  }
+  if (holdsCapabilities(caps)) {
+    throw fail(ErrorCodes.ISOLATION, 'the master holds capabilities and util-linux setpriv is missing: workers would inherit them (install util-linux, or run the master without capabilities)');
+  }
 }
 
 /**

@@ -24,11 +24,12 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { createLineSplitter } from '../../common/line-splitter.js';
-import { ErrorCodes, fail } from '../../common/errors.js';
+import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
 import type { MasterMessage } from '../../worker/protocol.js';
 import { createBudget } from '../../common/budget.js';
 import type { ForkIsolation } from '../host/isolation.js';
 import { WORKER_ENTRY } from '../host/worker-entry.js';
+import { dropArgs, SETPRIV, setprivAvailable } from '../host/privileges.js';
 
 export { WORKER_ENTRY };
 export type { ForkIsolation };
@@ -232,31 +233,63 @@ export function forkWorker(o: ForkOptions): WorkerProcess {
   };
 }
 
-/** The process itself: its own group, the allowlisted env, the bot's uid, under chrt when `batch`. @throws BotfleetError `BF_ERR_FORK` */
+/**
+ * The process itself: its own group, the allowlisted env, under setpriv (the bot's uid,
+ * no capabilities, `no_new_privs`: host/privileges.ts) and chrt when `batch`. No `cwd`:
+ * the worker changes to its data directory itself, once it runs as the bot's uid.
+ * @throws BotfleetError `BF_ERR_FORK`; when the kernel refused the spawn, its `spawnError`
+ * resolves (next tick) to the real error: see {@link forkFailureMessage}
+ */
 function spawnWorker(o: ForkOptions): ChildProcess {
   const iso = o.isolation ?? {};
   const env = workerEnv(process.env, o.logLevel, iso.home);
-  const nodeArgs = [`--max-old-space-size=${o.maxOldSpaceMb}`, ...(iso.nodeFlags ?? []), o.entry ?? WORKER_ENTRY];
-  // Under `batch`: `chrt --batch 0 node <args> <entry>`: chrt sets the policy and execs node (same pid and fds).
-  const viaChrt = o.schedPolicy === 'batch' && batchSchedulingAvailable();
+  const command = workerCommand(o, iso);
   let child: ChildProcess;
   try {
-    child = spawn(viaChrt ? CHRT : process.execPath, viaChrt ? ['--batch', '0', process.execPath, ...nodeArgs] : nodeArgs, {
+    child = spawn(command[0]!, command.slice(1), {
       detached: true,
       env,
       stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
-      ...(iso.uid !== undefined ? { uid: iso.uid, gid: iso.gid ?? iso.uid } : {}),
-      ...(iso.cwd !== undefined ? { cwd: iso.cwd } : {}),
+      // Without setpriv (checked at start: only for a master with no capability to pass on), libuv switches the uid.
+      ...(iso.uid !== undefined && !setprivAvailable() ? { uid: iso.uid, gid: iso.gid ?? iso.uid } : {}),
     });
   } catch (err) {
     throw fail(ErrorCodes.FORK, `fork failed: ${(err as Error).message}`, err);
   }
-  child.on('error', () => undefined); // spawn errors (EMFILE, EAGAIN: emitted on the next tick) and kill errors; handled where they happen
+  // Spawn errors (EMFILE, EAGAIN, ENOENT, EACCES) are emitted on the next tick; kept for the failure's message.
+  const spawnError = new Promise<Error | undefined>((resolve) => {
+    child.once('error', (e) => resolve(e));
+    child.once('spawn', () => resolve(undefined));
+  });
+  child.on('error', () => undefined); // and kill errors: handled where they happen
   if (child.pid === undefined) {
     for (const s of child.stdio) (s as Readable | null)?.destroy?.();
-    throw fail(ErrorCodes.FORK, 'fork failed: the worker process did not start (out of processes, file descriptors or memory?)');
+    throw Object.assign(fail(ErrorCodes.FORK, `fork failed: ${command[0]} did not start`), { spawnError });
   }
   return child;
+}
+
+/** argv of a worker: [setpriv …] [chrt --batch 0] node <flags> <entry>. */
+export function workerCommand(o: Pick<ForkOptions, 'maxOldSpaceMb' | 'schedPolicy' | 'entry'>, iso: ForkIsolation): string[] {
+  const nodeArgs = [`--max-old-space-size=${o.maxOldSpaceMb}`, ...(iso.nodeFlags ?? []), o.entry ?? WORKER_ENTRY];
+  // chrt sets the policy and execs node; setpriv drops privileges and execs chrt: one pid, the same fds.
+  const sched = o.schedPolicy === 'batch' && batchSchedulingAvailable() ? [CHRT, '--batch', '0'] : [];
+  const drop = setprivAvailable() ? [SETPRIV, ...dropArgs(iso)] : [];
+  return [...drop, ...sched, process.execPath, ...nodeArgs];
+}
+
+/**
+ * The one-line reason of a failed fork, with the kernel's error code and the path it
+ * names (e.g. `fork failed: spawn setpriv EAGAIN`), waiting at most a few ms for it.
+ */
+export async function forkFailureMessage(err: unknown): Promise<string> {
+  const later = (err as { spawnError?: Promise<Error | undefined> } | null)?.spawnError;
+  const real = later ? await Promise.race([later, new Promise<undefined>((r) => setTimeout(() => r(undefined), 100).unref())]) : undefined;
+  if (real) {
+    const e = real as NodeJS.ErrnoException;
+    return `fork failed: ${e.message.split('\n')[0]}${e.path && !e.message.includes(e.path) ? ` (${e.path})` : ''}`;
+  }
+  return errorMessage(err);
 }
 
 /**

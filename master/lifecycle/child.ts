@@ -16,7 +16,9 @@ import type { BotSpec } from './child-spec.js';
 export type ChildState = 'pending' | 'starting' | 'running' | 'draining' | 'backoff' | 'quarantined' | 'stopped';
 
 /** DESIGN.md's causes of a restart, recorded as `lastExit.reason`. */
-export type ExitReason = 'crash' | 'exited' | 'config' | 'protocol' | 'hung' | 'memory' | 'startup-timeout' | 'operator' | 'rolling-restart' | 'config-change';
+/** Every `lastExit.reason`, in the order docs and metrics list them. */
+export const EXIT_REASONS = ['crash', 'exited', 'config', 'protocol', 'hung', 'memory', 'startup-timeout', 'operator', 'rolling-restart', 'config-change'] as const;
+export type ExitReason = (typeof EXIT_REASONS)[number];
 
 /** Every allowed `from -> to`; anything else is a supervisor bug and is refused loudly. */
 export const ALLOWED_TRANSITIONS: Readonly<Record<ChildState, readonly ChildState[]>> = {
@@ -167,7 +169,7 @@ export function childStatus(c: Child, now: number, periodMs: number, wall: (mono
     botId: c.botId, name: c.name, state: c.state, stateReason: c.stateReason, mode: c.mode,
     pid: c.proc?.pid ?? null, uptimeMs: live ? now - c.startedAt! : 0, rssBytes: live ? c.rssBytes : 0, cpuPercent: live ? c.cpuPercent : null,
     restarts: c.restartsTotal, restartsLastHour: c.history.restarts.filter((t) => now - t < periodMs).length,
-    messages: c.messages, errors: c.errors, queueDepth: c.queueDepth,
+    messages: c.totals.handled, errors: c.totals.failed, queueDepth: c.queueDepth, // since the master started, across worker restarts
     lastHeartbeatAt: c.lastHeartbeatAt !== null ? new Date(wall(c.lastHeartbeatAt)).toISOString() : null,
     lastExit: c.lastExit, exitsByReason: { ...c.exitsByReason }, lastError: c.lastError,
     quarantinedUntil: c.quarantinedUntil !== null ? new Date(wall(c.quarantinedUntil)).toISOString() : null,

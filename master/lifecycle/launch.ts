@@ -7,7 +7,7 @@ import { BotfleetError, ErrorCodes, errorMessage } from '../../common/errors.js'
 import { botApiPolicy } from '../../worker/protocol.js';
 import type { Child } from './child.js';
 import type { BotSpec } from './child-spec.js';
-import { forkWorker, type WorkerProcess } from './child-process.js';
+import { forkFailureMessage, forkWorker, type WorkerProcess } from './child-process.js';
 import { createChildLog } from '../host/child-log.js';
 import { poisonIds } from '../delivery/outbox.js';
 import { prepareDelivery } from './telegram-admin.js';
@@ -50,8 +50,9 @@ export async function launchChild(core: SupervisorCore, c: Child, why: string): 
       core.logger.error({ botId: c.botId, code: err.code, err: err.message }, 'handler cannot load: quarantined until it is fixed');
       return core.afterFault(c, 'config', err.message);
     }
-    core.logger.error({ botId: c.botId, err: errorMessage(err) }, 'fork failed');
-    core.afterFault(c, 'crash', `fork failed: ${errorMessage(err)}`);
+    const why = await forkFailureMessage(err);
+    core.logger.error({ botId: c.botId, err: why }, 'fork failed');
+    core.afterFault(c, 'crash', why.startsWith('fork failed') ? why : `fork failed: ${why}`);
   } finally {
     c.launching = false;
   }

@@ -8,6 +8,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import net from 'node:net';
 import { createLineSplitter } from '../../common/line-splitter.js';
 import { BotfleetError, ErrorCodes, errorMessage, fail, isErrorCode } from '../../common/errors.js';
@@ -104,7 +105,7 @@ export async function controlRequest(socketPath: string, req: ControlRequest, ti
     sock.on('data', (c: string) => (buf += c));
     sock.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? fail(ErrorCodes.NOT_RUNNING, 'botfleet is not running (no control socket)') : err);
+      reject(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? fail(ErrorCodes.NOT_RUNNING, `botfleet is not running in ${path.dirname(path.dirname(socketPath))} (no control socket at ${socketPath}; --home or BOTFLEET_HOME picks another home)`) : err);
     });
     sock.on('end', () => {
       clearTimeout(timer);

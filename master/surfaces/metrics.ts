@@ -8,7 +8,7 @@
  * The series and their meaning: docs/metrics.md (generated from this file by `npm run docs`).
  */
 import client from 'prom-client';
-import type { WorkerStatus } from '../lifecycle/child.js';
+import { EXIT_REASONS, type WorkerStatus } from '../lifecycle/child.js';
 import type { BotTotals } from '../lifecycle/counters.js';
 import { VERSION } from '../../common/version.js';
 import type { JournalStats } from '../delivery/journal.js';
@@ -116,8 +116,9 @@ function botFamilies(src: MetricSources, rows: Rows, bot: (id: string) => string
       for (const w of status()) out.push(`botfleet_bot_info{${bot(w.botId)},name="${escapeLabel(w.name.slice(0, 64))}",mode="${w.mode ?? ''}",username="${escapeLabel(w.username ?? '')}"} 1`);
     }),
     perBot('botfleet_worker_restarts_total', 'restarts since the master started', 'counter', (w) => w.restarts),
-    labelled('botfleet_worker_exits_total', 'worker exits by lastExit reason (crash, exited, config, protocol, hung, memory, startup-timeout, operator, rolling-restart, config-change) since the master started', 'counter', (out) => {
-      for (const w of status()) for (const [reason, n] of Object.entries(w.exitsByReason)) out.push(`botfleet_worker_exits_total{${bot(w.botId)},reason="${escapeLabel(reason)}"} ${n}`);
+    // Every reason at 0 from a bot's first appearance, so increase() counts its first exit (Prometheus: initialize known label sets).
+    labelled('botfleet_worker_exits_total', `worker exits by lastExit reason (${EXIT_REASONS.join(', ')}) since the master started; every reason from 0`, 'counter', (out) => {
+      for (const w of status()) for (const reason of EXIT_REASONS) out.push(`botfleet_worker_exits_total{${bot(w.botId)},reason="${reason}"} ${w.exitsByReason[reason] ?? 0}`);
     }),
     perTotals('botfleet_updates_received_total', 'updates that reached the bot\'s workers (polled or delivered; redeliveries included)', (t) => t.received),
     perTotals('botfleet_updates_handled_total', 'updates whose handler ran', (t) => t.handled),

@@ -28,8 +28,12 @@ export const FAST_ENV = {
   RATE_LIMIT_GLOBAL: '0', RATE_LIMIT_PER_CHAT: '0',
 };
 
-/** `webhook`: a webhook server on loopback; `asUid`: run the CLI and the master as this uid (needs root); `home`: an existing directory to use. */
-export interface FleetOptions { webhook?: boolean; asUid?: number; home?: string }
+/**
+ * `webhook`: a webhook server on loopback; `asUid`: run the CLI and the master as this uid (needs root);
+ * `credentials`: more setpriv(1) options for them (capability sets, `--no-new-privs`: a credential model);
+ * `home`: an existing directory to use.
+ */
+export interface FleetOptions { webhook?: boolean; asUid?: number; credentials?: string[]; home?: string }
 
 export interface Fleet {
   home: string;
@@ -77,8 +81,9 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: F
   const home = opts.home ?? fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-test-'));
   if (opts.asUid !== undefined) fs.chownSync(home, opts.asUid, opts.asUid);
   // Through util-linux setpriv: the CLI and the master run as that uid with no groups (a non-root master).
-  const run = (args: string[]): [string, string[]] => opts.asUid === undefined ? [process.execPath, args]
-    : ['setpriv', [`--reuid=${opts.asUid}`, `--regid=${opts.asUid}`, '--clear-groups', process.execPath, ...args]];
+  const who = opts.asUid === undefined ? [] : [`--reuid=${opts.asUid}`, `--regid=${opts.asUid}`, '--clear-groups'];
+  const setpriv = [...who, ...(opts.credentials ?? [])];
+  const run = (args: string[]): [string, string[]] => setpriv.length === 0 ? [process.execPath, args] : ['setpriv', [...setpriv, '--', process.execPath, ...args]];
   const emulator = new BotApiEmulator({ webhookRetryMs: 100 });
   const apiRoot = await emulator.start();
   const webhookPort = await freePort();
@@ -174,7 +179,7 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: F
       await emulator.stop();
       if (!opts.home) fs.rmSync(home, { recursive: true, force: true });
       // The machine-wide lock file of this fleet's own uid range (its master has exited).
-      for (const suffix of ['', '-journal']) fs.rmSync(path.join(UID_LOCK_DIR, `uid-base-${env.WORKER_UID_BASE}.lock${suffix}`), { force: true });
+      for (const suffix of ['', '-journal']) fs.rmSync(path.join(env.RUNTIME_DIRECTORY ?? UID_LOCK_DIR, `uid-base-${env.WORKER_UID_BASE}.lock${suffix}`), { force: true });
     },
   };
   return fleet;

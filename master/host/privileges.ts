@@ -1,0 +1,97 @@
+/**
+ * What a worker may inherit of the master's privileges: nothing. Every worker is
+ * exec'd through util-linux `setpriv` (setpriv(1)), which, before it execs node:
+ * switches to the bot's uid and gid with no supplementary groups (when per-bot uids
+ * apply), clears the inheritable and ambient capability sets, empties the bounding
+ * set where the master may (CAP_SETPCAP), and sets `no_new_privs` (so no setuid binary
+ * or file capability can raise it later). The kernel clears capabilities only on a
+ * change *from* uid 0 (capabilities(7), "Effect of user ID changes"): a master run as a
+ * non-root user with ambient capabilities (the systemd unit) would otherwise hand them
+ * to every bot, and a bot could `setuid(0)`.
+ *
+ * The uid switch happens in setpriv, not in libuv: libuv `chdir`s to a spawn's `cwd`
+ * before it switches uid, and a non-root master cannot enter a bot's 0700 directory.
+ * Workers are spawned with no `cwd` and change directory themselves (worker/main.ts).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+
+/** A process's capability sets (proc(5), /proc/<pid>/status), as bit masks. */
+export interface CapabilitySets {
+  inheritable: bigint;
+  permitted: bigint;
+  effective: bigint;
+  bounding: bigint;
+  ambient: bigint;
+  noNewPrivs: boolean;
+}
+
+/** Capability numbers used here (linux/capability.h). */
+export const CAP = { CHOWN: 0, KILL: 5, SETGID: 6, SETUID: 7, SETPCAP: 8 } as const;
+
+/** Parse the `Cap*` and `NoNewPrivs` lines of a /proc status text. Missing lines read as 0. */
+export function parseCapabilities(status: string): CapabilitySets {
+  const hex = (key: string) => {
+    const m = new RegExp(`^${key}:\\s*([0-9a-f]+)`, 'm').exec(status);
+    return m ? BigInt(`0x${m[1]}`) : 0n;
+  };
+  return {
+    inheritable: hex('CapInh'), permitted: hex('CapPrm'), effective: hex('CapEff'), bounding: hex('CapBnd'), ambient: hex('CapAmb'),
+    noNewPrivs: /^NoNewPrivs:\s*1/m.test(status),
+  };
+}
+
+/** The capability sets of `pid` (default: this process). @throws when /proc cannot be read */
+export function readCapabilities(pid: number | 'self' = 'self'): CapabilitySets {
+  return parseCapabilities(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+}
+
+/** util-linux setpriv, 2.31 or newer (for `--ambient-caps`). */
+export const SETPRIV = 'setpriv';
+let setprivUsable: boolean | undefined;
+
+/** Whether `setpriv` runs here with the options {@link dropArgs} uses. Probed once (~2 ms) and remembered. */
+export function setprivAvailable(): boolean {
+  if (setprivUsable === undefined) {
+    try {
+      execFileSync(SETPRIV, ['--inh-caps=-all', '--ambient-caps=-all', '--no-new-privs', '--', 'true'], { stdio: 'ignore', timeout: 5000 });
+      setprivUsable = true;
+    } catch {
+      setprivUsable = false;
+    }
+  }
+  return setprivUsable;
+}
+
+/** True when this process holds any capability a child could inherit or regain (a non-empty effective, permitted, inheritable or ambient set). */
+export function holdsCapabilities(caps: CapabilitySets = readCapabilities()): boolean {
+  return (caps.effective | caps.permitted | caps.inheritable | caps.ambient) !== 0n;
+}
+
+/**
+ * setpriv's arguments (up to and including `--`) for one worker: the bot's uid/gid
+ * when given, every capability dropped, `no_new_privs`. The bounding set is emptied
+ * only when the master holds CAP_SETPCAP (setpriv fails otherwise); with the other
+ * sets empty and `no_new_privs`, a bounding set cannot give anything back.
+ */
+export function dropArgs(id: { uid?: number; gid?: number }, caps: CapabilitySets = masterCaps()): string[] {
+  const args: string[] = [];
+  if (id.uid !== undefined) args.push(`--reuid=${id.uid}`, `--regid=${id.gid ?? id.uid}`, '--clear-groups');
+  args.push('--inh-caps=-all', '--ambient-caps=-all');
+  if ((caps.effective & (1n << BigInt(CAP.SETPCAP))) !== 0n && caps.bounding !== 0n) args.push('--bounding-set=-all');
+  args.push('--no-new-privs', '--');
+  return args;
+}
+
+let ownCaps: CapabilitySets | undefined;
+/** This master's capability sets, read once (they do not change while it runs). */
+function masterCaps(): CapabilitySets {
+  if (ownCaps === undefined) {
+    try {
+      ownCaps = readCapabilities();
+    } catch {
+      ownCaps = parseCapabilities('');
+    }
+  }
+  return ownCaps;
+}
