@@ -142,4 +142,26 @@ describe('a bot logging fast', () => {
       assert.equal(bad.code, 2);
     });
   });
+
+  test('logs --all interleaves the master and every bot by time, each line with its botId; with no master, status names the home', async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('one');
+      await fleet.addBot('two');
+      const absent = await fleet.cli(['status']);
+      assert.equal(absent.code, 3);
+      assert.match(absent.stderr, new RegExp(`not running in ${fleet.home.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), 'which home was looked at');
+      await fleet.startMaster();
+      await fleet.waitRunning(['one', 'two']);
+      assert.equal(await fleet.chat('one', 1, 'hi'), 'hi');
+      assert.equal(await fleet.chat('two', 2, 'hi'), 'hi');
+      const r = await fleet.cli(['logs', '--all', '--json', '-n', '500']);
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { botId?: string; time?: string });
+      assert.deepEqual(new Set(lines.map((l) => l.botId)), new Set(['master', 'one', 'two']), 'every log, each line tagged');
+      const times = lines.map((l) => Date.parse(String(l.time)));
+      assert.ok(times.every((t, i) => i === 0 || t >= times[i - 1]!), 'in time order');
+      const both = await fleet.cli(['logs', 'one', '--all']);
+      assert.equal(both.code, 2, 'a bot id or --all');
+    });
+  });
 });
