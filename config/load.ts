@@ -131,6 +131,7 @@ export function homePaths(home: string) {
     journal: path.join(home, 'data', 'journal.db'),
     keyFile: path.join(home, 'data', 'encryption.key'),
     secretFile: path.join(home, 'data', 'webhook.secret'),
+    statusTokenFile: path.join(home, 'data', 'status.token'),
     logs: path.join(home, 'logs'),
     run: path.join(home, 'run'),
     pidFile: path.join(home, 'run', 'botfleet.pid'),

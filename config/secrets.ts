@@ -48,6 +48,15 @@ export function loadWebhookSecret(fromEnv: string | undefined, secretFile: strin
   return fromEnv ?? readOrCreate(secretFile, () => crypto.randomBytes(32).toString('base64url'));
 }
 
+/**
+ * The status server's bearer token when STATUS_AUTH is not set: generated once into
+ * `data/status.token` (mode 0600, the master's), so no port of the master answers a bot,
+ * which cannot read the home. A browser logs in with any user and this token as password.
+ */
+export function loadStatusToken(tokenFile: string): string {
+  return readOrCreate(tokenFile, () => crypto.randomBytes(24).toString('base64url'));
+}
+
 /** Encrypt with AES-256-GCM; output `v1:<iv>:<tag>:<ciphertext>`, base64url parts. */
 export function encryptToken(key: Buffer, token: string): string {
   const iv = crypto.randomBytes(12);

@@ -57,6 +57,7 @@ export interface Config {
   webhookTrustProxy: string | undefined;
   webhookRequestTimeoutMs: number;
   webhookMaxConnections: number;
+  webhookMaxConnectionsPerSource: number;
   webhookCheckMs: number;
   startConcurrency: number;
   registryPollMs: number;
@@ -122,6 +123,7 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'webhookTrustProxy', env: 'WEBHOOK_TRUST_PROXY', flag: 'webhook-trust-proxy', default: undefined, type: { kind: 'string' }, doc: 'comma-separated proxy addresses whose X-Forwarded-For is believed' },
   { key: 'webhookRequestTimeoutMs', env: 'WEBHOOK_REQUEST_TIMEOUT_MS', flag: 'webhook-request-timeout-ms', default: '15000', type: { kind: 'int', min: 100, max: 120_000 }, doc: 'a webhook request must arrive whole within this (headers within two thirds of it), else 408 and the socket closes' },
   { key: 'webhookMaxConnections', env: 'WEBHOOK_MAX_CONNECTIONS', flag: 'webhook-max-connections', default: '1024', type: { kind: 'int', min: 1, max: 100_000 }, doc: 'open connections the webhook port accepts at once; beyond, new ones are closed' },
+  { key: 'webhookMaxConnectionsPerSource', env: 'WEBHOOK_MAX_CONNECTIONS_PER_SOURCE', flag: 'webhook-max-connections-per-source', default: '128', type: { kind: 'int', min: 0, max: 100_000 }, doc: 'open connections one source address may hold on the webhook port (a WEBHOOK_TRUST_PROXY address is not limited); 0: no limit. A source outside WEBHOOK_ALLOWED_SOURCES is closed when it connects, before it holds a slot' },
   { key: 'webhookCheckMs', env: 'WEBHOOK_CHECK_MS', flag: 'webhook-check-ms', default: '300000', type: { kind: 'int', min: 100, max: 2_147_483_647 }, doc: "how often each running webhook bot's registration is compared with getWebhookInfo and set again if it drifted" },
   { key: 'startConcurrency', env: 'START_CONCURRENCY', flag: 'start-concurrency', default: String(cores), defaultDoc: 'the core count', type: { kind: 'int', min: 1, max: 64 }, doc: 'children forked at once (default: the core count)' },
   { key: 'registryPollMs', env: 'REGISTRY_POLL_MS', flag: 'registry-poll-ms', default: '1000', type: { kind: 'int', min: 50, max: MAX_TIMER_MS }, doc: 'how often the master looks for registry changes' },
@@ -131,7 +133,7 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'rollingRestartPercent', env: 'ROLLING_RESTART_PERCENT', flag: 'rolling-restart-percent', default: '10', type: { kind: 'int', min: 1, max: 100 }, doc: 'share of the fleet restarted at once in a rolling restart (at least one bot)' },
   { key: 'statusHost', env: 'STATUS_HOST', flag: 'status-host', default: '127.0.0.1', type: { kind: 'string' }, doc: 'status server address' },
   { key: 'statusPort', env: 'STATUS_PORT', flag: 'status-port', default: '3001', type: { kind: 'int', min: 0, max: 65535 }, doc: 'status server port (0: any free port)' },
-  { key: 'statusAuth', env: 'STATUS_AUTH', flag: 'status-auth', default: undefined, type: { kind: 'string' }, doc: 'bearer:<token> or basic:<user>:<password> (secrets of 16+ characters): required on every status route but /health; must be set when STATUS_HOST is not loopback' },
+  { key: 'statusAuth', env: 'STATUS_AUTH', flag: 'status-auth', default: undefined, type: { kind: 'string' }, doc: 'bearer:<token> or basic:<user>:<password> (secrets of 16+ characters), required on every status route but /health; unset: a token generated into data/status.token. Must be set when STATUS_HOST is not loopback' },
   { key: 'statusActions', env: 'STATUS_ACTIONS', flag: 'status-actions', default: 'false', type: { kind: 'bool' }, doc: 'the status page may restart a bot or release its quarantine (POST, same-origin, same authentication; the CLI\'s restart path)' },
   { key: 'statusMaxClients', env: 'STATUS_MAX_CLIENTS', flag: 'status-max-clients', default: '128', type: { kind: 'int', min: 1, max: 10_000 }, doc: 'live-event streams (GET /api/events) open at once; one more is answered 503' },
   { key: 'webhookHost', env: 'WEBHOOK_HOST', flag: 'webhook-host', default: undefined, type: { kind: 'url' }, doc: 'public base URL Telegram posts to' },

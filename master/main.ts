@@ -11,7 +11,7 @@ import { createLogger } from '../common/logger.js';
 import { VERSION } from '../common/version.js';
 import { errorMessage } from '../common/errors.js';
 import { homePaths, type Config } from '../config/load.js';
-import { loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
+import { loadStatusToken, loadWebhookSecret, webhookSecretToken } from '../config/secrets.js';
 import { startControlServer, tokenFileOf } from './surfaces/control-server.js';
 import { openLogFile, type LogFile } from './host/log-file.js';
 import { createMetrics } from './surfaces/metrics.js';
@@ -25,7 +25,7 @@ import { createIsolation } from './host/isolation.js';
 import { createStatusServer } from './surfaces/status-server.js';
 import { fleetStatus } from './surfaces/fleet-status.js';
 import type { RollSummary, Supervisor, TransitionEvent } from './lifecycle/supervisor.js';
-import { parseStatusAuth } from '../common/status-auth.js';
+import { isLoopbackHost, parseStatusAuth } from '../common/status-auth.js';
 import { controlCommands, deadLetterKeeper, fleetReloader, openIngress, schedPolicyInForce, startBotsApi, startPeriodic, superviseFleet } from './wiring.js';
 import { WORKER_ENTRY } from './lifecycle/child-process.js';
 import { createWorkerRecorder, endZombies } from './host/zombies.js';
@@ -153,7 +153,9 @@ async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger,
     metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape },
     unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
       : fleet.undecryptable().length > 0 ? `the encryption key cannot decrypt the token of ${fleet.undecryptable().length} enabled bot(s): ${fleet.undecryptable().slice(0, 5).join(', ')}` : null),
-    ...(cfg.statusAuth !== undefined ? { auth: parseStatusAuth(cfg.statusAuth) } : {}),
+    // Always authenticated (but /health): a bot on this host must get nothing from the master's ports.
+    auth: parseStatusAuth(cfg.statusAuth ?? `bearer:${loadStatusToken(home.p.statusTokenFile)}`),
+    ...(isLoopbackHost(cfg.statusHost) ? { loopbackOnly: true } : {}),
     page: {
       describe: (botId) => supervisor.describe(botId), memoryCapBytes,
       restartWindowMax: cfg.maxRestartsPerHour, maxClients: cfg.statusMaxClients,

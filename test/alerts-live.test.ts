@@ -41,6 +41,7 @@ test('a real Prometheus fires BotfleetCrashLooping on the third crash and Botfle
       `rule_files: [${JSON.stringify(path.join(ROOT, 'monitoring', 'alerts.yml'))}]`,
       'scrape_configs:',
       '  - job_name: botfleet',
+      `    authorization: { credentials_file: ${JSON.stringify(path.join(fleet.home, 'data', 'status.token'))} }`,
       `    static_configs: [{ targets: ["127.0.0.1:${status}"] }]`,
     ].join('\n'));
     const prom = spawn(prometheus!, [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -202,3 +202,35 @@ describe('bots are isolated from each other and from the master', () => {
     });
   });
 });
+
+describe('no port of the master serves a bot', () => {
+  const cases: Array<[string, { asUid?: number }, Record<string, string>]> = [
+    ['a root master', {}, {}],
+    ['a root master with STATUS_ACTIONS', {}, { STATUS_ACTIONS: '1' }],
+    ['a non-root master (the permission model alone)', { asUid: NOBODY }, {}],
+    ['a non-root master with STATUS_ACTIONS', { asUid: NOBODY }, { STATUS_ACTIONS: '1' }],
+  ];
+  for (const [name, opts, env] of cases) {
+    test(`${name}: a handler gets nothing from any port of the master but /health; the operator still does`, { skip: uidSkip }, async () => {
+      await withFleet(env, { ...opts, webhook: true }, async (fleet) => {
+        await fleet.addBot('hostile', { handler: HOSTILE, mode: 'polling', settings: { home: fleet.home } });
+        await fleet.addBot('neighbour', { mode: 'webhook' });
+        await fleet.startMaster();
+        const s = await fleet.waitRunning(['hostile', 'neighbour']);
+        const before = s.workers.find((w) => w.botId === 'neighbour')!;
+        const ports = JSON.parse(fs.readFileSync(path.join(fleet.home, 'run', 'ports.json'), 'utf8')) as { status: number; webhook: number };
+        const r = JSON.parse(await fleet.chat('hostile', 60, `ports ${ports.status} ${ports.webhook} neighbour`)) as Record<string, string>;
+        for (const k of ['status', 'metrics', 'page', 'events', 'webhookStats', 'restart']) assert.match(r[k]!, /^401 /, `${k}: ${r[k]}`);
+        assert.match(r.rebound!, /^421 /, 'a foreign Host is refused before anything else');
+        assert.equal(r.health, `200 ${'{"ok":true}'.length}`);
+        assert.equal(r.healthBody, '{"ok":true}', '/health names nothing');
+        assert.match(r.neighbourWebhook!, /^401 /, 'a neighbour\'s webhook needs its secret');
+        const after = (await fleet.worker('neighbour'))!;
+        assert.equal(after.pid, before.pid, 'the neighbour was not restarted');
+        // The operator: the CLI (control socket) and the status server with the home's token.
+        assert.equal((await fleet.statusHttp('/api/workers/status')).status, 200);
+        assert.equal((await fleet.cli(['status'])).code, 0);
+      });
+    });
+  }
+});

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
+import { FIXTURES, statusAuthHeaders, withFleet, type Fleet } from './helpers/fleet.js';
 import { which } from './helpers/tools.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -80,7 +80,9 @@ describe('status page', () => {
       const port = statusPort(fleet);
       const browser = await chromium.launch({ executablePath: CHROMIUM!, args: ['--no-sandbox'] });
       try {
-        const page = await browser.newPage({ viewport: { width: 1100, height: 760 } });
+        // A browser logs in with any user and the generated token as password (HTTP Basic).
+        const token = fs.readFileSync(path.join(fleet.home, 'data', 'status.token'), 'utf8').trim();
+        const page = await browser.newPage({ viewport: { width: 1100, height: 760 }, httpCredentials: { username: 'operator', password: token } });
         const problems: string[] = [];
         const requests: string[] = [];
         page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
@@ -158,7 +160,9 @@ describe('status page', () => {
       const tokens = await threeBots(fleet);
       const port = statusPort(fleet);
       const frames: Frame[] = [];
-      const s = await openStream(port, frames);
+      const auth = statusAuthHeaders(fleet.home);
+      assert.equal((await openStream(port, [])).res.statusCode, 401, 'no stream without the token');
+      const s = await openStream(port, frames, auth);
       try {
         assert.equal(s.res.statusCode, 200);
         assert.match(String(s.res.headers['content-type']), /^text\/event-stream/);
@@ -180,7 +184,7 @@ describe('status page', () => {
         await fleet.waitRunning(['beta']);
 
         // Actions: same-origin only, the CLI's restart path; a quarantined bot is released.
-        const post = (botId: string, headers: Record<string, string>) => fetch(`http://127.0.0.1:${port}/api/bots/${botId}/restart`, { method: 'POST', headers });
+        const post = (botId: string, headers: Record<string, string>) => fetch(`http://127.0.0.1:${port}/api/bots/${botId}/restart`, { method: 'POST', headers: { ...auth, ...headers } });
         assert.equal((await post('gamma', {})).status, 403, 'no Origin: refused');
         assert.equal((await post('gamma', { origin: 'http://evil.example' })).status, 403, 'another origin: refused');
         assert.equal((await post('nope', { origin: `http://127.0.0.1:${port}` })).status, 404);
@@ -193,7 +197,7 @@ describe('status page', () => {
         const all = s.raw.join('');
         for (const secret of [...tokens, SECRET_TEXT]) assert.ok(!all.includes(secret), 'no token or message text in the stream');
         // Bounded: STATUS_MAX_CLIENTS=4, one in use.
-        const more = await Promise.all([1, 2, 3, 4].map(() => openStream(port, [])));
+        const more = await Promise.all([1, 2, 3, 4].map(() => openStream(port, [], auth)));
         assert.deepEqual(more.map((m) => m.res.statusCode).sort(), [200, 200, 200, 503]);
         for (const m of more) m.close();
       } finally {

@@ -13,6 +13,7 @@
  * connection cap.
  */
 import http from 'node:http';
+import net from 'node:net';
 import https from 'node:https';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { NO_SCHEMAS } from '../common/fastify-schemas.js';
@@ -40,8 +41,14 @@ export interface WebhookTarget {
 export interface WebhookStats { requests: number; accepted: number; duplicates: number; rejected: number; unavailable: number }
 
 /** Timeouts (ms) and caps for the public port; defaults are below Telegram's own ~60 s wait. */
-export interface Ingress { headersTimeoutMs: number; requestTimeoutMs: number; idleTimeoutMs: number; maxConnections: number }
-export const INGRESS_DEFAULTS: Readonly<Ingress> = { headersTimeoutMs: 10_000, requestTimeoutMs: 15_000, idleTimeoutMs: 60_000, maxConnections: 1024 };
+export interface Ingress {
+  headersTimeoutMs: number; requestTimeoutMs: number; idleTimeoutMs: number; maxConnections: number;
+  /** Open connections one source address may hold (a trusted proxy is not limited); 0: no limit. */
+  maxConnectionsPerSource: number;
+  /** A new connection that sends no byte within this is closed (ms). */
+  firstByteTimeoutMs: number;
+}
+export const INGRESS_DEFAULTS: Readonly<Ingress> = { headersTimeoutMs: 10_000, requestTimeoutMs: 15_000, idleTimeoutMs: 60_000, maxConnections: 1024, maxConnectionsPerSource: 128, firstByteTimeoutMs: 5_000 };
 
 export interface WebhookServerOptions {
   target: WebhookTarget;
@@ -118,10 +125,44 @@ function buildApp(o: WebhookServerOptions, ing: Ingress): FastifyInstance {
     logger: false, schemaController: NO_SCHEMAS, bodyLimit: o.bodyLimit ?? 1024 * 1024, return503OnClosing: true,
     connectionTimeout: ing.idleTimeoutMs,
     ...(o.trustProxy && o.trustProxy.length > 0 ? { trustProxy: o.trustProxy } : {}),
-    serverFactory: (handler) => (o.https ? https.createServer({ ...serverOpts, ...o.https }, handler) : http.createServer(serverOpts, handler)),
+    serverFactory: (handler) => (o.https ? https.createServer({ ...serverOpts, handshakeTimeout: ing.firstByteTimeoutMs, ...o.https }, handler) : http.createServer(serverOpts, handler)),
   }) as unknown as FastifyInstance;
   app.server.maxConnections = ing.maxConnections;
+  guardConnections(app.server, o, ing);
   return app;
+}
+
+/**
+ * Decide at accept, before a connection can hold one of the port's slots: a source outside
+ * the allowlist (and not a trusted proxy) is closed at once, one source holds at most
+ * `maxConnectionsPerSource`, and a connection silent for `firstByteTimeoutMs` is closed.
+ * So no bot on the host and no stranger can take the slots Telegram needs.
+ */
+export function guardConnections(server: http.Server | https.Server, o: Pick<WebhookServerOptions, 'allowedSources' | 'trustProxy'>, ing: Pick<Ingress, 'maxConnectionsPerSource' | 'firstByteTimeoutMs'>): void {
+  const allowed = sourceAllowlist(o.allowedSources ?? []);
+  const proxy = sourceAllowlist(o.trustProxy ?? []);
+  const open = new Map<string, number>();
+  server.on('connection', (socket: net.Socket) => {
+    const from = socket.remoteAddress ?? '';
+    const viaProxy = proxy !== null && proxy(from);
+    if (allowed && !viaProxy && !allowed(from)) return void socket.destroy();
+    if (!viaProxy && ing.maxConnectionsPerSource > 0) {
+      const n = (open.get(from) ?? 0) + 1;
+      if (n > ing.maxConnectionsPerSource) return void socket.destroy();
+      open.set(from, n);
+      socket.once('close', () => {
+        const left = (open.get(from) ?? 1) - 1;
+        if (left <= 0) open.delete(from);
+        else open.set(from, left);
+      });
+    }
+    // Over TLS the raw socket emits no 'data' (TLS reads its handle): the handshake timeout bounds it instead.
+    if (server instanceof https.Server) return;
+    const silent = setTimeout(() => socket.destroy(), ing.firstByteTimeoutMs);
+    silent.unref();
+    socket.once('data', () => clearTimeout(silent));
+    socket.once('close', () => clearTimeout(silent));
+  });
 }
 
 /** Every body is parsed as JSON (Telegram sends no other), never rejected here: NOT_JSON is answered 400 by the route. @returns each parsed body's raw text (it is journaled as received) */

@@ -25,14 +25,16 @@ export interface ChildLog {
 export const RECENT_LINES = 30;
 export const RECENT_LINE_CHARS = 300;
 
-/** One recent line: `at` ISO time (or null), pino's numeric level, the message only (no other fields, so nothing a handler attached travels). */
+/** One recent line: `at` ISO time (or null), pino's numeric level, the message only (no other fields, so nothing a handler attached travels; a handler's own lines not even that). */
 export interface RecentLine { at: string | null; level: number; msg: string }
 
 /** A written line reduced to a {@link RecentLine}: parsed only when asked for, never on the write path. */
 function recentLine(line: string): RecentLine {
   try {
     const o = JSON.parse(line) as Record<string, unknown>;
-    const msg = typeof o.msg === 'string' ? o.msg : '';
+    // A handler's own lines (its logger, its stdout/stderr) may carry a user's words: the page says where to read them.
+    const mine = !('handler' in o) && !('stream' in o);
+    const msg = !mine ? '(a line of the handler: botfleet logs)' : typeof o.msg === 'string' ? o.msg : '';
     const at = typeof o.time === 'string' ? o.time : typeof o.time === 'number' ? new Date(o.time).toISOString() : null;
     return { at, level: typeof o.level === 'number' ? o.level : 30, msg: msg.slice(0, RECENT_LINE_CHARS) };
   } catch {

@@ -4,12 +4,14 @@
  * `GET /webhook/stats` (per-bot webhook and journal counters)
  * and `GET /health` (200 when master, registry and, in webhook mode, the webhook
  * server are up; 503 with the reason otherwise). No token or secret ever appears.
+ * Every route but `/health` needs STATUS_AUTH or the generated token (config/secrets.ts),
+ * and a loopback-bound server answers only to a loopback `Host`.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRouter } from './http-routes.js';
 import type { FleetStatus } from './fleet-status.js';
-import { authorized, type StatusAuth } from '../../common/status-auth.js';
+import { authorized, isLoopbackHost, type StatusAuth } from '../../common/status-auth.js';
 import { registerStatusPage, type StatusPage, type StatusPageOptions } from './status-page.js';
 
 /**
@@ -35,8 +37,10 @@ export interface StatusServerOptions {
   unhealthy(): string | null;
   /** Per-bot webhook and journal counters for `GET /webhook/stats` (kept off the public webhook port). */
   webhookStats?(): unknown;
-  /** STATUS_AUTH: required on every route but `/health` when set. */
+  /** STATUS_AUTH (or the generated token): required on every route but `/health`. */
   auth?: StatusAuth;
+  /** Bound to loopback: a request whose `Host` is not a loopback name is refused (DNS rebinding). */
+  loopbackOnly?: boolean;
   /** The live page (status-page.ts); without it only the APIs are served. */
   page?: Omit<StatusPageOptions, 'headers' | 'status'>;
 }
@@ -52,10 +56,22 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
+/**
+ * Whether a `Host` header names this machine's loopback (127.0.0.0/8, [::1], localhost,
+ * with or without a port). A page on another origin that rebinds its name to 127.0.0.1
+ * sends its own name here, and is refused.
+ */
+export function loopbackHostHeader(host: string | undefined): boolean {
+  if (typeof host !== 'string' || host.length > 300) return false;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:]+)(?::\d{1,5})?$/.exec(host.trim());
+  return m !== null && isLoopbackHost(m[1]!.toLowerCase());
+}
+
 /** The status server and, when asked for, its page. */
 export function createStatusServer(o: StatusServerOptions): StatusServer {
   const router = createRouter((req, res) => {
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+    if (o.loopbackOnly && !loopbackHostHeader(req.headers.host)) return { status: 421, body: { error: 'this server answers only to a loopback host name' } };
     if (!o.auth || req.url === '/health' || authorized(req.headers.authorization, o.auth)) return null;
     // Basic, so a browser asks for it; a bearer token is taken too (status-auth.ts).
     return { status: 401, headers: { 'www-authenticate': 'Basic realm="botfleet", charset="UTF-8"' }, body: { error: 'authentication required (STATUS_AUTH)' } };

@@ -82,10 +82,15 @@ export function makeHome(emu: EmulatorProcess, opts: { mode: 'polling' | 'webhoo
 
 /** Settings for benchmark fleets: room for 300 workers on 2 cores, quiet logs. */
 let homesMade = 0;
+/** The status server's token in benchmark fleets (not a secret: loopback, a throwaway home). */
+export const BENCH_STATUS_TOKEN = 'bench-status-token-0123456789';
+/** Headers for the status server of a benchmark fleet. */
+export const BENCH_STATUS_HEADERS: Readonly<Record<string, string>> = { authorization: `Bearer ${BENCH_STATUS_TOKEN}` };
+
 export function benchEnv(home: string, apiRoot: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return {
     BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, STATUS_PORT: '0', LOG_LEVEL: 'warn', MAX_WORKERS_PER_CORE: '500',
-    POLLING_TIMEOUT_SEC: '30', WEBHOOK_SECRET: 'bench-secret',
+    POLLING_TIMEOUT_SEC: '30', WEBHOOK_SECRET: 'bench-secret', STATUS_AUTH: `bearer:${BENCH_STATUS_TOKEN}`,
     // The baselines' bare children have no rate limiter; neither do ours here.
     RATE_LIMIT_GLOBAL: '0', RATE_LIMIT_PER_CHAT: '0',
     // A uid range of its own per home: masters of two homes alive at once may not share one (the master refuses).

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { benchEnv, makeHome, NOOP_HANDLER, sleep, startCliMaster, startEmulator } from './harness.js';
+import { BENCH_STATUS_HEADERS, benchEnv, makeHome, NOOP_HANDLER, sleep, startCliMaster, startEmulator } from './harness.js';
 import { fmt, type Row } from './stats.js';
 
 /** Clock ticks per second of /proc's CPU times (USER_HZ, 100 on Linux). */
@@ -33,7 +33,7 @@ async function openClients(port: number, n: number): Promise<{ bytes(): number; 
   let bytes = 0;
   const reqs: http.ClientRequest[] = [];
   await Promise.all(Array.from({ length: n }, () => new Promise<void>((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/api/events', agent: false }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/api/events', agent: false, headers: BENCH_STATUS_HEADERS }, (res) => {
       if (res.statusCode !== 200) reject(new Error(`event stream answered ${res.statusCode}`));
       let first = true;
       res.on('data', (d: Buffer) => {

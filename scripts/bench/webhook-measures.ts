@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { webhookSecretToken } from '../../config/secrets.js';
 import { freePort } from '../../common/free-port.js';
 import { spawnBaseline } from './baseline-server.js';
-import { benchEnv, makeHome, NOOP_HANDLER, startCliMaster, startEmulator, track } from './harness.js';
+import { BENCH_STATUS_HEADERS, benchEnv, makeHome, NOOP_HANDLER, startCliMaster, startEmulator, track } from './harness.js';
 import { fmt, summarize, type Row } from './stats.js';
 
 const LOAD = fileURLToPath(new URL('./load.js', import.meta.url));
@@ -72,7 +72,7 @@ async function startBotfleetPath(handler: string, extraEnv: Record<string, strin
   return {
     url: `http://127.0.0.1:${port}`,
     bots: ids.map((id) => ({ id, secret: webhookSecretToken('bench-secret', id) })),
-    statusGet: async (p) => (await fetch(`http://127.0.0.1:${statusPort}${p}`)).text(),
+    statusGet: async (p) => (await fetch(`http://127.0.0.1:${statusPort}${p}`, { headers: BENCH_STATUS_HEADERS })).text(),
     status: () => master.status(),
     stop: async () => {
       await master.stop();

@@ -67,6 +67,12 @@ export interface Fleet {
   conflictsSeen(id: string): number;
 }
 
+/** `Authorization` for the status server of `home`: its generated token (data/status.token; the test runs as root). */
+export function statusAuthHeaders(home: string): Record<string, string> {
+  const file = path.join(home, 'data', 'status.token');
+  return fs.existsSync(file) ? { authorization: `Bearer ${fs.readFileSync(file, 'utf8').trim()}` } : {};
+}
+
 let fleetsMade = 0;
 /**
  * A WORKER_UID_BASE of its own for each fleet: test files run in parallel, and two
@@ -132,7 +138,7 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: F
     status: () => controlRequest(socket, { cmd: 'status' }, 10_000) as Promise<FleetStatus>,
     async statusHttp(p) {
       const { status: port } = JSON.parse(fs.readFileSync(path.join(home, 'run', 'ports.json'), 'utf8')) as { status: number };
-      const res = await fetch(`http://127.0.0.1:${port}${p}`, { signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`http://127.0.0.1:${port}${p}`, { headers: statusAuthHeaders(home), signal: AbortSignal.timeout(10_000) });
       return { status: res.status, body: await res.text() };
     },
     async worker(id) {
