@@ -112,6 +112,8 @@ function checkEntry(id: string, e: Record<string, unknown>): ApiBot {
     apiRoot: field('apiRoot', isStrOrNull, null, 'a string or null'),
     invalid: null,
   };
+  // What escapes the permission model is the operator's to grant (botfleet bots set), never the API's.
+  if (bot.settings.allowChildProcess !== undefined || bot.settings.allowWorkerThreads !== undefined) problems.push('settings.allowChildProcess and settings.allowWorkerThreads are set by an operator with botfleet bots set, not by the bots API');
   const fieldProblem = problems[0] ?? botFieldsProblem({ ...bot, token: token === '' ? undefined : token }) ?? apiHandlerProblem(bot.handler);
   if (fieldProblem === null) return bot;
   // The bot will not start: keep only what shows it (bounded), and why.

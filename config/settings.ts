@@ -86,6 +86,7 @@ export interface Config {
   workerLogBytesPerSec: number;
   workerUidBase: number;
   workerIsolation: 'auto' | 'uid' | 'permission' | 'off';
+  allowUnisolatedChildProcesses: boolean;
   encryptionKey: string | undefined;
 }
 
@@ -150,8 +151,9 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'logKeepFiles', env: 'LOG_KEEP_FILES', flag: 'log-keep-files', default: '5', type: { kind: 'int', min: 1, max: 100 }, doc: 'rotated copies kept per log (`.1` newest); a bot holds at most (LOG_KEEP_FILES + 1) x LOG_MAX_BYTES' },
   { key: 'logToStdout', env: 'LOG_TO_STDOUT', flag: 'log-to-stdout', default: 'false', type: { kind: 'bool' }, doc: "also write every worker's lines to the master's stdout as JSON with botId (containers); the master's own lines go there when it runs in the foreground" },
   { key: 'workerLogBytesPerSec', env: 'WORKER_LOG_BYTES_PER_SEC', flag: 'worker-log-bytes-per-sec', default: '1048576', type: { kind: 'int', min: 1024, max: MAX_TIMER_MS }, doc: "a bot's stdout+stderr budget per second; lines beyond it are dropped and counted" },
-  { key: 'workerUidBase', env: 'WORKER_UID_BASE', flag: 'worker-uid-base', default: '61184', type: { kind: 'int', min: 1000, max: 4_294_000_000 }, doc: "first per-bot uid (systemd's DynamicUser range 61184-65519); a bot runs as base + its slot when the master may change user. Two masters on one machine need distinct bases (the master refuses a base another master holds)" },
+  { key: 'workerUidBase', env: 'WORKER_UID_BASE', flag: 'worker-uid-base', default: '61184', type: { kind: 'int', min: 1000, max: 2_000_000_000 }, doc: "first per-bot uid (at most 2,000,000,000: uids past 2^31-1 are refused by node and setpriv) (systemd's DynamicUser range 61184-65519); a bot runs as base + its slot when the master may change user. Two masters on one machine need distinct bases (the master refuses a base another master holds)" },
   { key: 'workerIsolation', env: 'WORKER_ISOLATION', flag: 'worker-isolation', default: 'auto', type: { kind: 'enum', values: ['auto', 'uid', 'permission', 'off'] }, doc: 'auto: per-bot uids where the master may change user, plus the Node permission model; uid: per-bot uids only (start fails where they cannot apply); permission: the permission model only; off: neither (development only)' },
+  { key: 'allowUnisolatedChildProcesses', env: 'ALLOW_UNISOLATED_CHILD_PROCESSES', flag: 'allow-unisolated-child-processes', default: 'false', type: { kind: 'bool' }, doc: 'let a bot whose settings say allowChildProcess or allowWorkerThreads start where per-bot uids are not in force; its children escape the permission model (they can read the key, the database and the control token). Off: such a bot is quarantined with reason config' },
   { key: 'encryptionKey', env: 'BOTFLEET_ENCRYPTION_KEY', flag: 'encryption-key', default: undefined, type: { kind: 'string' }, doc: '32-byte key (64 hex chars or base64) for tokens at rest; else a key file in the home (generated only while the registry holds no token)' },
 ];
 

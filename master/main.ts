@@ -100,7 +100,7 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   const recordWorkers = createWorkerRecorder(home.workersFile);
   const workerSchedPolicy = schedPolicyInForce(cfg, logger);
   const isolation = createIsolation({
-    setting: cfg.workerIsolation, home: cfg.home, uidBase: cfg.workerUidBase, logger,
+    setting: cfg.workerIsolation, home: cfg.home, uidBase: cfg.workerUidBase, logger, allowUnisolatedChildren: cfg.allowUnisolatedChildProcesses,
     uidSlot: (botId) => registry.uidSlot(botId), allSlots: () => registry.allUidSlots(),
   });
   const keepDeadLetter = deadLetterKeeper(registry, logger);

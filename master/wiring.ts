@@ -58,6 +58,11 @@ export function superviseFleet(f: FleetParts): Supervisor {
     config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor,
     ...(cfg.logToStdout ? { echoWorkerLine: stdoutLines() } : {}),
     isolationFor: (botId, spec) => isolation.forBot(botId, spec),
+    onRemoved(botId) {
+      // A removed bot's data goes with it (its processes first): `bots rm` is the operator's word.
+      isolation.afterExit(botId);
+      if (isolation.removeData(botId)) logger.info({ botId }, 'data directory of a removed bot deleted');
+    },
     onWorkerExit(botId) {
       const n = isolation.afterExit(botId);
       if (n > 0) logger.warn({ botId, processes: n }, "ended processes left under the bot's uid");

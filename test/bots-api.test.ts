@@ -40,6 +40,8 @@ test('a document: defaults filled, a bad entry becomes that bot\'s reason, an en
   assert.equal(doc.bots[3]!.invalid, 'bots API: settings must be a JSON object');
   assert.deepEqual(doc.rejected.map((r) => r.replace(/:.*/, '')), ['entry 3', 'entry 4', 'entry 6']);
   assert.deepEqual(parseBotsDocument([{ id: 'bare', token: good }]).bots.map((b) => b.id), ['bare']);
+  const spawner = parseBotsDocument([{ id: 'spawner', token: fakeToken(), settings: { allowChildProcess: true } }]).bots[0]!;
+  assert.match(spawner.invalid ?? '', /allowChildProcess and settings.allowWorkerThreads are set by an operator/, 'what escapes the permission model is never the API\'s to grant');
   assert.throws(() => parseBotsDocument({ bot: [] }), BotsApiDocumentError);
   assert.throws(() => parseBotsDocument(new Array(MAX_API_ENTRIES + 1).fill({})), /more than/);
 });

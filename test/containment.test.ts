@@ -129,6 +129,23 @@ describe('the master distrusts its children', () => {
       assert.equal(await fleet.chat('neighbour', 31, 'fine'), 'fine');
     });
   });
+
+  test('forged dead letters (updates it never received) are a protocol violation, and the registry does not grow', async () => {
+    await withFleet({}, {}, async (fleet) => {
+      await fleet.addBot('forger', { handler: HOSTILE });
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['forger']);
+      const before = s.workers[0]!;
+      const dbFile = path.join(fleet.home, 'data', 'botfleet.db');
+      fleet.emulator.userSends(fleet.tg('forger'), 32, 'forge-dlq');
+      const back = await fleet.waitWorker('forger', (w) => w.pid !== before.pid && w.lastExit !== null, 15_000, 'the forger killed');
+      assert.equal(back.lastExit?.reason, 'protocol');
+      const list = await fleet.cli(['dlq', 'list', '--json']);
+      assert.equal(list.code, 0, list.stderr);
+      assert.deepEqual(JSON.parse(list.stdout), [], 'no dead letter was written');
+      assert.ok(fs.existsSync(dbFile));
+    });
+  });
 });
 
 describe('bots are isolated from each other and from the master', () => {
@@ -185,6 +202,24 @@ describe('bots are isolated from each other and from the master', () => {
       assert.equal(r.controlSocket, 'refused', 'the control socket answers nothing without the token');
       // Not blocked by the permission model (docs/security.md): signals and sockets. Reported, not asserted.
       t.diagnostic(`non-root probe: ${JSON.stringify(r)}`);
+    });
+  });
+
+  test('without per-bot uids, allowChildProcess is refused (quarantined, config) unless ALLOW_UNISOLATED_CHILD_PROCESSES', { skip: uidSkip }, async () => {
+    await withFleet({}, { asUid: NOBODY }, async (fleet) => {
+      await fleet.addBot('spawner', { handler: HOSTILE, settings: { allowChildProcess: true } });
+      await fleet.addBot('plain');
+      await fleet.startMaster();
+      await fleet.waitRunning(['plain']);
+      const w = await fleet.waitWorker('spawner', (x) => x.state === 'quarantined', 15_000, 'the spawner quarantined');
+      assert.equal(w.lastExit?.reason ?? 'config', 'config');
+      assert.match(w.stateReason ?? '', /need per-bot uids/);
+      assert.equal(w.restartsLastHour, 0, 'no restart budget spent: a restart cannot fix it');
+    });
+    await withFleet({ ALLOW_UNISOLATED_CHILD_PROCESSES: 'true' }, { asUid: NOBODY }, async (fleet) => {
+      await fleet.addBot('spawner', { handler: HOSTILE, settings: { allowChildProcess: true } });
+      await fleet.startMaster();
+      await fleet.waitRunning(['spawner']);
     });
   });
 

@@ -199,7 +199,7 @@ describe('operations', () => {
     });
   });
 
-  test('registry changes reach a running master: add starts, settings hot-reload, disable stops', async () => {
+  test('registry changes reach a running master: add starts, settings hot-reload, disable stops, rm forgets the bot and its data', async () => {
     await withFleet({}, {}, async (fleet) => {
       await fleet.startMaster();
       await fleet.addBot('faq', { handler: 'autoreply', settings: { rules: { price: 'free' } } });
@@ -212,6 +212,11 @@ describe('operations', () => {
       assert.equal((await fleet.cli(['bots', 'disable', 'faq'])).code, 0);
       await fleet.waitWorker('faq', (w) => w.state === 'stopped', 10_000, 'the disabled bot stopped');
       assert.equal(alive(pid!), false);
+      const data = path.join(fleet.home, 'bots', 'faq');
+      assert.ok(fs.existsSync(data), 'a disabled bot keeps its data');
+      assert.equal((await fleet.cli(['bots', 'rm', 'faq'])).code, 0);
+      await waitFor(async () => ((await fleet.status()).workers.some((w) => w.botId === 'faq') ? null : true), 10_000, 'the removed bot forgotten');
+      await waitFor(() => (fs.existsSync(data) ? null : true), 5_000, 'its data directory deleted');
     });
   });
 

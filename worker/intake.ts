@@ -143,13 +143,24 @@ export function createIntake(d: IntakeDeps): Intake {
     acceptPolled(update) {
       const problem = updateProblem(update);
       if (problem === null) return accept(update);
-      // The culprit is dead-lettered by id, its body not sent (it may not serialize), and its offset passed.
-      const id = typeof (update as { update_id?: unknown })?.update_id === 'number' ? update.update_id : -1;
-      logger.warn({ updateId: id, problem }, 'malformed update dead-lettered');
       stats.errors++;
-      if (id >= 0) d.send({ v: 1, type: 'dlq', updateId: id, error: `malformed update: ${problem}` });
+      deadLetterMalformed(d, begins, update, problem);
     },
     queue,
     flushAcks: () => acks.flushNow(),
   };
+}
+
+/**
+ * A polled update that is not an Update: dead-lettered by id (its body not sent: it may not
+ * serialize), begun first, since the master takes a dead letter only for an update in flight
+ * to this worker; its offset is passed.
+ */
+function deadLetterMalformed(d: IntakeDeps, begins: { push(id: number): void; flushNow(): void }, update: Update, problem: string): void {
+  const id = typeof (update as { update_id?: unknown })?.update_id === 'number' ? update.update_id : -1;
+  d.logger.warn({ updateId: id, problem }, 'malformed update dead-lettered');
+  if (id < 0) return;
+  begins.push(id);
+  begins.flushNow();
+  d.send({ v: 1, type: 'dlq', updateId: id, error: `malformed update: ${problem}` });
 }

@@ -20,7 +20,14 @@ export interface BotDelivery {
   inFlight: Set<number>;
   /** update_id -> worker deaths it was in flight through (poison detection). */
   deaths: Map<number, number>;
+  /** The skip list handed to the current worker at `init`: ids it may dead-letter on sight. */
+  skipGiven: Set<number>;
+  /** When the current worker's recent `dlq` frames came (ms), for {@link MAX_DLQ_PER_MINUTE}. */
+  dlqTimes: number[];
 }
+
+/** Dead letters one worker may report in a minute; more is a protocol violation (each one writes the registry). */
+export const MAX_DLQ_PER_MINUTE = 30;
 
 /** Where updates go: the bot's current worker. @throws when it cannot take them (its channel is closed). */
 export interface UpdateSink {
@@ -28,7 +35,7 @@ export interface UpdateSink {
 }
 
 /** Empty bookkeeping for a new bot. */
-export const newBotDelivery = (): BotDelivery => ({ inFlight: new Set(), deaths: new Map() });
+export const newBotDelivery = (): BotDelivery => ({ inFlight: new Set(), deaths: new Map(), skipGiven: new Set(), dlqTimes: [] });
 
 /** The update ids the next worker must skip (dead-letter) on sight. */
 export const poisonIds = (d: BotDelivery): number[] => [...d.deaths].filter(([, n]) => n >= MAX_UPDATE_DEATHS).map(([id]) => id);
@@ -39,9 +46,31 @@ export function onBegin(d: BotDelivery, updateId: number): number {
   return d.inFlight.size;
 }
 
+/** A new worker starts with `skip` as its skip list: it may dead-letter those, and what it begins. */
+export function onWorkerStart(d: BotDelivery, skip: readonly number[]): void {
+  d.skipGiven = new Set(skip);
+  d.dlqTimes = [];
+}
+
+/**
+ * Whether the worker may dead-letter `updateId` now (DESIGN.md: the protocol accepts only
+ * what a worker may say): it must be in flight to that worker (begun, not acked) or on the
+ * skip list it was given, and within {@link MAX_DLQ_PER_MINUTE}.
+ * @returns null when allowed, else the violation (one line)
+ */
+export function deadLetterRefusal(d: BotDelivery, updateId: number, now: number): string | null {
+  if (!d.inFlight.has(updateId) && !d.skipGiven.has(updateId)) return `a dead letter for update ${updateId}, which is not in flight to it`;
+  d.dlqTimes = d.dlqTimes.filter((t) => now - t < 60_000);
+  if (d.dlqTimes.length >= MAX_DLQ_PER_MINUTE) return `over ${MAX_DLQ_PER_MINUTE} dead letters in a minute`;
+  d.dlqTimes.push(now);
+  return null;
+}
+
 /** The worker dead-lettered an update itself: no longer a poison candidate. */
 export function onWorkerDeadLetter(d: BotDelivery, updateId: number): void {
   d.deaths.delete(updateId);
+  d.inFlight.delete(updateId);
+  d.skipGiven.delete(updateId);
 }
 
 /** An update settled in the worker: no longer in flight, no longer a poison candidate. */

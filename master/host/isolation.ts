@@ -142,6 +142,8 @@ export interface IsolationDeps {
   /** Every slot ever allocated (to end leftovers of a crashed master). */
   allSlots(): number[];
   logger: Logger;
+  /** ALLOW_UNISOLATED_CHILD_PROCESSES: child processes and threads without per-bot uids are accepted. */
+  allowUnisolatedChildren?: boolean;
 }
 
 /** The isolation the supervisor applies per bot. */
@@ -151,6 +153,8 @@ export interface Isolation {
   forBot(botId: string, spec: IsolatedBot): ForkIsolation;
   /** After a worker's exit: end every process left under the bot's uid. @returns how many were killed */
   afterExit(botId: string): number;
+  /** Delete a removed bot's data directory `<home>/bots/<botId>/`. @returns whether there was one */
+  removeData(botId: string): boolean;
   /** At master start: end processes left under any bot uid by an earlier master. */
   endLeftovers(): number;
   /** Let go of the uid range (at the master's stop). */
@@ -210,6 +214,11 @@ export function createIsolation(d: IsolationDeps): Isolation {
       const handlerFile = isBuiltinHandler(spec.handler) ? null : path.resolve(d.home, spec.handler);
       // A handler that is not there is the bot's configuration error (do not restart), not a closed path.
       if (handlerFile && !fs.existsSync(handlerFile)) throw fail(ErrorCodes.HANDLER_LOAD, `handler "${spec.handler}" not found (${handlerFile})`);
+      const s = spec.settings;
+      const wantsChildren = s.allowChildProcess === true || s.allowWorkerThreads === true;
+      if (wantsChildren && !uid && !d.allowUnisolatedChildren) {
+        throw fail(ErrorCodes.ISOLATION, 'allowChildProcess/allowWorkerThreads need per-bot uids (a child escapes the permission model and could read the key); set ALLOW_UNISOLATED_CHILD_PROCESSES=true to accept that');
+      }
       if (uid) {
         const u = uidOf(botId);
         fs.chownSync(dataDir, u, u);
@@ -221,12 +230,17 @@ export function createIsolation(d: IsolationDeps): Isolation {
       if (permission) {
         const reads = [path.join(PACKAGE_ROOT, 'dist'), path.join(PACKAGE_ROOT, 'node_modules'), path.join(PACKAGE_ROOT, 'package.json'), dataDir];
         if (handlerFile) reads.push(handlerReadScope(handlerFile, d.home));
-        const s = spec.settings;
         out.nodeFlags = permissionFlags(permission, reads, [dataDir], { childProcess: s.allowChildProcess === true, workerThreads: s.allowWorkerThreads === true });
       }
       return out;
     },
     afterExit: (botId) => (uid ? killUid(uidOf(botId)) : 0),
+    removeData(botId) {
+      const dir = path.join(botsDir, botId);
+      if (path.dirname(dir) !== botsDir || !fs.existsSync(dir)) return false;
+      fs.rmSync(dir, { recursive: true, force: true });
+      return true;
+    },
     endLeftovers: () => (uid ? d.allSlots().reduce((n, slot) => n + killUid(d.uidBase + slot), 0) : 0),
     release: () => rangeLock?.release(),
   };

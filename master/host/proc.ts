@@ -12,6 +12,8 @@ export interface ProcEntry {
   pid: number;
   uid: number;
   pgrp: number;
+  /** proc(5)'s state letter: `Z` a zombie (already dead, waiting to be reaped), `X` dead. */
+  state: string;
 }
 
 /** Every process visible now. Never throws (a process gone between readdir and stat is skipped). */
@@ -31,8 +33,8 @@ export function listProcesses(): ProcEntry[] {
       const uid = fs.statSync(`/proc/${name}`).uid;
       const stat = fs.readFileSync(`/proc/${name}/stat`, 'latin1');
       // Fields after the parenthesised command: state ppid pgrp ...
-      const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ', 3)[2]);
-      out.push({ pid, uid, pgrp });
+      const [state = '', , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ', 3);
+      out.push({ pid, uid, pgrp: Number(pgrp), state });
     } catch {
       // gone meanwhile
     }
@@ -49,7 +51,8 @@ export function killUid(uid: number, rounds = 5): number {
   if (uid === 0 || uid === process.getuid?.()) return 0;
   let killed = 0;
   for (let r = 0; r < rounds; r++) {
-    const left = listProcesses().filter((p) => p.uid === uid);
+    // A zombie is already dead: it cannot be killed and is not counted (its parent or init reaps it).
+    const left = listProcesses().filter((p) => p.uid === uid && p.state !== 'Z' && p.state !== 'X');
     if (left.length === 0) break;
     for (const p of left) {
       try {

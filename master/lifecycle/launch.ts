@@ -9,7 +9,7 @@ import type { Child } from './child.js';
 import type { BotSpec } from './child-spec.js';
 import { forkFailureMessage, forkWorker, type WorkerProcess } from './child-process.js';
 import { createChildLog } from '../host/child-log.js';
-import { poisonIds } from '../delivery/outbox.js';
+import { onWorkerStart, poisonIds } from '../delivery/outbox.js';
 import { prepareDelivery } from './telegram-admin.js';
 import type { SupervisorCore } from './supervisor-core.js';
 import { onWorkerMessage } from './worker-messages.js';
@@ -45,9 +45,10 @@ export async function launchChild(core: SupervisorCore, c: Child, why: string): 
     // EMFILE, EAGAIN, ENOMEM, a bad uid: a failed start of this bot (backoff), never the master's end.
     release();
     c.launching = false;
-    if (err instanceof BotfleetError && err.code === ErrorCodes.HANDLER_LOAD) {
-      // The bot's configuration, not the host: quarantined until an operator fixes it, as a worker's exit 78 would be.
-      core.logger.error({ botId: c.botId, code: err.code, err: err.message }, 'handler cannot load: quarantined until it is fixed');
+    if (err instanceof BotfleetError && (err.code === ErrorCodes.HANDLER_LOAD || err.code === ErrorCodes.ISOLATION)) {
+      // The bot's configuration, not the host (a handler missing or closed to the bot's uid, children without uids):
+      // no restart can fix it, so it is quarantined until an operator does, as a worker's exit 78 would be (DESIGN.md).
+      core.logger.error({ botId: c.botId, code: err.code, err: err.message }, 'bot cannot start as configured: quarantined until it is fixed');
       return core.afterFault(c, 'config', err.message);
     }
     const why = await forkFailureMessage(err);
@@ -118,10 +119,12 @@ function spawn(core: SupervisorCore, c: Child, spec: BotSpec, release: () => voi
   Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, lastBeat: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, memOver: 0, queueDepth: 0 });
   core.reportPids();
   void proc.exited.then((info) => core.onExit(c, proc, info));
+  const skip = poisonIds(c.delivery);
+  onWorkerStart(c.delivery, skip);
   proc.send({
     v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
     pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
-    skipUpdateIds: poisonIds(c.delivery), ackedUpdateIds: d.journal?.ackedIds(c.botId) ?? [],
+    skipUpdateIds: skip, ackedUpdateIds: d.journal?.ackedIds(c.botId) ?? [],
     bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings,
       api: botApiPolicy({ maxRetries: cfg.apiMaxRetries, retryBackoffMs: cfg.apiRetryBackoffMs, rateLimitGlobal: cfg.rateLimitGlobal, rateLimitPerChat: cfg.rateLimitPerChat }, spec.settings) },
   });

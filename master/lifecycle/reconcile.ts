@@ -27,6 +27,7 @@ export function reconcileAll(core: SupervisorCore, specs: BotSpec[], invalid: In
       if (core.children.get(id) === c && c.intent === 'stop') {
         core.children.delete(id);
         void c.log?.close();
+        core.d.onRemoved?.(id);
       }
     });
   }

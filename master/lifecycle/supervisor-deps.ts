@@ -27,6 +27,8 @@ export interface SupervisorDeps {
   clock?: Clock;
   /** Per-bot isolation at the fork (uid, permission flags); none when absent. */
   isolationFor?(botId: string, spec: BotSpec): ForkIsolation;
+  /** Called once a removed bot's worker is gone and the bot is forgotten (e.g. to delete its data directory). */
+  onRemoved?(botId: string): void;
   /** Called after a worker's exit (e.g. to end every process left under the bot's uid). */
   onWorkerExit?(botId: string, pid: number): void;
   /** Told of every worker pid forked and exited (for zombie cleanup after a master crash). */

@@ -7,7 +7,7 @@ import { assertNever } from '../../common/errors.js';
 import { FATAL_CODES, parseWorkerMessage } from '../../worker/protocol.js';
 import type { Child } from './child.js';
 import type { WorkerProcess } from './child-process.js';
-import { onAck, onBegin, onWorkerDeadLetter } from '../delivery/outbox.js';
+import { deadLetterRefusal, onAck, onBegin, onWorkerDeadLetter } from '../delivery/outbox.js';
 import type { SupervisorCore } from './supervisor-core.js';
 import { addBeat } from './counters.js';
 
@@ -52,12 +52,15 @@ export function onWorkerMessage(core: SupervisorCore, c: Child, proc: WorkerProc
       for (const a of m.acks) onAck(c.delivery, a.updateId);
       d.journal?.acked(c.botId, m.acks);
       return;
-    case 'dlq':
+    case 'dlq': {
+      const refused = deadLetterRefusal(c.delivery, m.updateId, now());
+      if (refused) return core.protocolViolation(c, proc, refused);
       onWorkerDeadLetter(c.delivery, m.updateId);
       d.journal?.acked(c.botId, [{ updateId: m.updateId, ok: false }]);
       core.logger.warn({ botId: c.botId, updateId: m.updateId, err: m.error }, 'update dead-lettered');
       d.onDeadLetter?.(c.botId, m.updateId, m.update ?? null, m.error);
       return;
+    }
     case 'error':
       c.fatalMessage = m.message;
       c.fatalCode = FATAL_CODES[m.reason];
