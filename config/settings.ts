@@ -35,6 +35,10 @@ export interface Config {
   maxTotalWorkers: number;
   maxWorkersPerCore: number;
   maxMemoryPerWorkerMb: number;
+  maxProcessesPerBot: number;
+  maxDataPerBotMb: number;
+  dataCheckIntervalMs: number;
+  botsDataDir: string | undefined;
   memoryCheckIntervalMs: number;
   workerSchedPolicy: 'batch' | 'other';
   workerTimeoutMs: number;
@@ -101,8 +105,12 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'autoSwitchMode', env: 'AUTO_SWITCH_MODE', flag: 'auto-switch-mode', default: 'true', type: { kind: 'bool' }, doc: 'a webhook bot whose setWebhook fails falls back to polling' },
   { key: 'maxTotalWorkers', env: 'MAX_TOTAL_WORKERS', flag: 'max-total-workers', default: '1000', type: { kind: 'int', min: 1 }, doc: 'cap on children; effective cap is min(this, cores x per-core)' },
   { key: 'maxWorkersPerCore', env: 'MAX_WORKERS_PER_CORE', flag: 'max-workers-per-core', default: '20', type: { kind: 'int', min: 1 }, doc: 'children per CPU core' },
-  { key: 'maxMemoryPerWorkerMb', env: 'MAX_MEMORY_PER_WORKER_MB', flag: 'max-memory-per-worker-mb', default: '150', type: { kind: 'int', min: 16 }, doc: 'RSS cap per child (MB); also bounds V8 old space' },
-  { key: 'memoryCheckIntervalMs', env: 'MEMORY_CHECK_INTERVAL_MS', flag: 'memory-check-interval-ms', default: '5000', type: { kind: 'int', min: 50, max: MAX_TIMER_MS }, doc: 'how often RSS is sampled' },
+  { key: 'maxMemoryPerWorkerMb', env: 'MAX_MEMORY_PER_WORKER_MB', flag: 'max-memory-per-worker-mb', default: '150', type: { kind: 'int', min: 16 }, doc: "a bot's memory cap (MB): its cgroup's memory limit where the machine allows (the kernel kills at once; shared memory counts), else sampled (RSS, then PSS when RSS is over) and killed at the first sample over, draining included; also bounds V8 old space" },
+  { key: 'maxProcessesPerBot', env: 'MAX_PROCESSES_PER_BOT', flag: 'max-processes-per-bot', default: '256', type: { kind: 'int', min: 32, max: 100_000 }, doc: "tasks (processes and threads: a worker alone has ~11) a bot may have at once: its cgroup's pids.max, else RLIMIT_NPROC of its own uid; past it, fork and thread creation fail in that bot only" },
+  { key: 'maxDataPerBotMb', env: 'MAX_DATA_PER_BOT_MB', flag: 'max-data-per-bot-mb', default: '256', type: { kind: 'int', min: 1, max: 10_000_000 }, doc: "size of a bot's own directory (MB, blocks used); over it the bot is stopped with reason disk and stays quarantined until an operator restarts it" },
+  { key: 'dataCheckIntervalMs', env: 'DATA_CHECK_INTERVAL_MS', flag: 'data-check-interval-ms', default: '2000', type: { kind: 'int', min: 100, max: MAX_TIMER_MS }, doc: "how often each live bot's directory is measured (a walk of its files, stopped as soon as it is over the cap)" },
+  { key: 'botsDataDir', env: 'BOTS_DATA_DIR', flag: 'bots-data-dir', default: undefined, type: { kind: 'string' }, doc: "where the bots' own directories are (<dir>/<botId>/, each its HOME); default <home>/bots. Put it on another filesystem so a bot filling it cannot fill the master's" },
+  { key: 'memoryCheckIntervalMs', env: 'MEMORY_CHECK_INTERVAL_MS', flag: 'memory-check-interval-ms', default: '5000', type: { kind: 'int', min: 50, max: MAX_TIMER_MS }, doc: "how often each bot's memory and CPU are sampled (draining bots too)" },
   { key: 'workerSchedPolicy', env: 'WORKER_SCHED_POLICY', flag: 'worker-sched-policy', default: 'batch', type: { kind: 'enum', values: ['batch', 'other'] }, doc: 'Linux scheduling policy of children: batch (SCHED_BATCH, via chrt: a woken child does not preempt the master) or other' },
   { key: 'workerTimeoutMs', env: 'WORKER_TIMEOUT_MS', flag: 'worker-timeout-ms', default: '90000', type: { kind: 'int', min: 10, max: MAX_TIMER_MS }, doc: 'drain deadline on stop, then SIGKILL' },
   { key: 'heartbeatIntervalMs', env: 'HEARTBEAT_INTERVAL_MS', flag: 'heartbeat-interval-ms', default: '15000', type: { kind: 'int', min: 10, max: MAX_TIMER_MS }, doc: 'worker -> master heartbeat period' },

@@ -22,6 +22,7 @@ import type { Journal } from './delivery/journal.js';
 import { holdYoungGeneration, releaseYoungGeneration } from './host/heap.js';
 import { acquireLock } from './host/lock.js';
 import { createIsolation } from './host/isolation.js';
+import { createBotLimits, type BotLimits } from './host/bot-limits.js';
 import { createStatusServer } from './surfaces/status-server.js';
 import { fleetStatus } from './surfaces/fleet-status.js';
 import type { RollSummary, Supervisor, TransitionEvent } from './lifecycle/supervisor.js';
@@ -85,6 +86,7 @@ function claimHome(cfg: Config): Home {
 /** The lifecycle and delivery wings over the home: isolation, the journal, the supervisor. */
 interface Core {
   isolation: ReturnType<typeof createIsolation>;
+  limits: BotLimits;
   journal: Journal;
   supervisor: Supervisor;
   secretTokenFor(botId: string): string;
@@ -100,7 +102,7 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   const recordWorkers = createWorkerRecorder(home.workersFile);
   const workerSchedPolicy = schedPolicyInForce(cfg, logger);
   const isolation = createIsolation({
-    setting: cfg.workerIsolation, home: cfg.home, uidBase: cfg.workerUidBase, logger, allowUnisolatedChildren: cfg.allowUnisolatedChildProcesses,
+    setting: cfg.workerIsolation, home: cfg.home, uidBase: cfg.workerUidBase, logger, allowUnisolatedChildren: cfg.allowUnisolatedChildProcesses, ...(cfg.botsDataDir ? { botsDir: path.resolve(cfg.home, cfg.botsDataDir) } : {}),
     uidSlot: (botId) => registry.uidSlot(botId), allSlots: () => registry.allUidSlots(),
   });
   const keepDeadLetter = deadLetterKeeper(registry, logger);
@@ -116,8 +118,9 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   holdYoungGeneration(); // again: starting the journal's writer thread resets V8's flags (host/heap.ts)
   const leftovers = isolation.endLeftovers();
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
-  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter });
-  return { isolation, journal, supervisor, secretTokenFor, workerSchedPolicy };
+  const limits = createBotLimits({ home: cfg.home, memoryBytes: cfg.maxMemoryPerWorkerMb * 1024 * 1024, processes: cfg.maxProcessesPerBot, logger });
+  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, registry, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter });
+  return { isolation, limits, journal, supervisor, secretTokenFor, workerSchedPolicy };
 }
 
 /** The surfaces wing, listening: metrics, the webhook server (when any bot may use webhooks), the status server, the control socket. */
@@ -146,13 +149,18 @@ async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger,
   const webhook = await openIngress(cfg, supervisor, journal, core.secretTokenFor, () => draining, metrics.observeWebhook);
   if (webhook) releaseYoungGeneration();
   let webhookUp = false;
-  const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: isolation.status });
+  const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: { ...isolation.status, cgroups: core.limits.status.cgroups } });
   const commands = controlCommands({ supervisor, registry, journal, logger, status, reload: fleet.reload });
   const statusServer = createStatusServer({
     status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats(), deliveryLatency: journal.deliveryLatency() }),
     metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape },
-    unhealthy: () => (webhook && !webhookUp ? 'webhook server is not listening'
-      : fleet.undecryptable().length > 0 ? `the encryption key cannot decrypt the token of ${fleet.undecryptable().length} enabled bot(s): ${fleet.undecryptable().slice(0, 5).join(', ')}` : null),
+    unhealthy: () => {
+      if (webhook && !webhookUp) return 'webhook server is not listening';
+      const journalProblem = journal.writeProblem(); // a full disk: every webhook answers 503 meanwhile
+      if (journalProblem) return journalProblem;
+      const sealed = fleet.undecryptable();
+      return sealed.length > 0 ? `the encryption key cannot decrypt the token of ${sealed.length} enabled bot(s): ${sealed.slice(0, 5).join(', ')}` : null;
+    },
     // Always authenticated (but /health): a bot on this host must get nothing from the master's ports.
     auth: parseStatusAuth(cfg.statusAuth ?? `bearer:${loadStatusToken(home.p.statusTokenFile)}`),
     ...(isLoopbackHost(cfg.statusHost) ? { loopbackOnly: true } : {}),
@@ -202,6 +210,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     await closeAll(home, core, surfaces, logger);
     logger.info({ killed }, 'master stopped');
     core.isolation.release();
+    core.limits.close();
     home.lock.release();
     await logFile.flush(); // the stop line reaches master.log before the process exits
     return killed;

@@ -17,6 +17,8 @@ import type { Registry } from './registry.js';
 import { replayDeadLetters } from './delivery/replay.js';
 import type { Journal } from './delivery/journal.js';
 import type { Isolation } from './host/isolation.js';
+import type { BotLimits } from './host/bot-limits.js';
+import { dirUsage } from './host/disk.js';
 import { createSupervisor, type RestoredHistory, type Supervisor } from './lifecycle/supervisor.js';
 import { startBotsApiPoller, type BotsApiPoller } from '../config/bots-api-source.js';
 
@@ -44,6 +46,8 @@ export interface FleetParts {
   logger: Logger;
   registry: Registry;
   isolation: Isolation;
+  /** The kernel's per-bot limits (cgroups, RLIMIT_NPROC). */
+  limits: BotLimits;
   journal: Journal;
   secretTokenFor(botId: string): string;
   /** Writes run/workers.json (zombie cleanup after a master crash). @throws on a write error */
@@ -53,19 +57,28 @@ export interface FleetParts {
 
 /** The supervisor of the fleet: per-bot isolation, restart histories kept in the registry, dead letters and journal. */
 export function superviseFleet(f: FleetParts): Supervisor {
-  const { cfg, logsDir, logger, registry, isolation, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
+  const { cfg, logsDir, logger, registry, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
   return createSupervisor({
     config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor,
     ...(cfg.logToStdout ? { echoWorkerLine: stdoutLines() } : {}),
-    isolationFor: (botId, spec) => isolation.forBot(botId, spec),
+    isolationFor(botId, spec) {
+      const iso = isolation.forBot(botId, spec);
+      return { ...iso, ...limits.forFork(botId, iso.uid !== undefined) };
+    },
+    memoryOf: (botId) => limits.memoryBytes(botId),
+    dataUsage: (botId, stopAbove) => dirUsage(isolation.dataDir(botId), stopAbove),
     onRemoved(botId) {
       // A removed bot's data goes with it (its processes first): `bots rm` is the operator's word.
       isolation.afterExit(botId);
       if (isolation.removeData(botId)) logger.info({ botId }, 'data directory of a removed bot deleted');
+      limits.remove(botId);
     },
     onWorkerExit(botId) {
       const n = isolation.afterExit(botId);
       if (n > 0) logger.warn({ botId, processes: n }, "ended processes left under the bot's uid");
+      if (!limits.oomKilledSinceFork(botId)) return;
+      logger.warn({ botId }, "the kernel's OOM killer acted in the bot's cgroup: over its memory cap");
+      return 'memory';
     },
     histories: restoredHistories(registry, logger),
     onHistory(botId, h, until, doNotRestart) {

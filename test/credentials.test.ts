@@ -71,7 +71,7 @@ function models(): Model[] {
   ];
 }
 
-/** CAP_ names of a capability mask (linux/capability.h numbering for the five we grant). */
+/** CAP_ names of a capability mask (linux/capability.h numbering for those we grant). */
 const NUMBERS: Record<string, number> = { CAP_CHOWN: 0, CAP_FOWNER: 3, CAP_KILL: 5, CAP_SETGID: 6, CAP_SETUID: 7 };
 const mask = (names: string[]) => names.reduce((m, n) => m | (1n << BigInt(NUMBERS[n]!)), 0n);
 

@@ -72,7 +72,7 @@ describe('Kubernetes manifest', () => {
     const version = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
     assert.match(yaml, new RegExp(`image: botfleet:${version.replace(/\./g, '\\.')}\n\\s+imagePullPolicy: IfNotPresent`), 'the release, not :latest');
     assert.doesNotMatch(yaml, /image: \S+:latest/);
-    assert.match(yaml, /capabilities:\n\s+drop: \[ALL\]\n\s+add: \[SETUID, SETGID, KILL, CHOWN, FOWNER\]/, 'the credentials test/credentials.test.ts runs');
+    assert.match(yaml, /capabilities:\n\s+drop: \[ALL\]\n\s+add: \[SETUID, SETGID, KILL, CHOWN\]/, 'the credentials test/credentials.test.ts runs');
     assert.match(yaml, /allowPrivilegeEscalation: false/);
     assert.match(yaml, /name: STATUS_HOST\n\s+value: 0\.0\.0\.0/, 'the status server reachable by Prometheus');
     assert.match(yaml, /STATUS_AUTH=bearer:/, 'and then authenticated');

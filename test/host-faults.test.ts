@@ -248,17 +248,19 @@ describe('host faults', () => {
     });
   });
 
-  test('a full disk: log lines are dropped and counted, the bots keep answering, logging resumes', { skip: canMountTmpfs() ? false : 'mounting a tmpfs needs root with CAP_SYS_ADMIN' }, async () => {
+  test('a full disk: log lines are dropped and counted, the bots keep answering, /health says the journal cannot write, all resumes', { skip: canMountTmpfs() ? false : 'mounting a tmpfs needs root with CAP_SYS_ADMIN' }, async () => {
     const mnt = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-tmpfs-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0711', 'tmpfs', mnt]);
     try {
       const home = path.join(mnt, 'home');
       fs.mkdirSync(home, { mode: 0o711 });
-      await withFleet({}, { home }, async (fleet) => {
-        await fleet.addBot('a');
-        await fleet.addBot('b');
+      await withFleet({}, { home, webhook: true }, async (fleet) => {
+        await fleet.addBot('a', { mode: 'polling' });
+        await fleet.addBot('b', { mode: 'polling' });
+        await fleet.addBot('h', { mode: 'webhook' });
         await fleet.startMaster();
-        await fleet.waitRunning(['a', 'b']);
+        await fleet.waitRunning(['a', 'b', 'h']);
+        const post = (id: number) => fleet.postWebhook('h', JSON.stringify({ update_id: id, message: { message_id: id, date: 0, chat: { id: 1, type: 'private' }, text: 'x'.repeat(2000) } }));
         const filler = path.join(mnt, 'filler');
         try {
           execFileSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=1M', 'count=64'], { stdio: 'ignore' });
@@ -273,7 +275,18 @@ describe('host faults', () => {
         for (let i = 0; i < 3; i++) assert.equal(await fleet.chat('a', 10, `full ${i}`), `full ${i}`);
         assert.equal(await fleet.chat('b', 11, 'b too'), 'b too');
         assert.equal(fleet.master!.exitCode, null, 'the master lives on a full disk');
+        // The journal cannot commit: Telegram is told 503 (it keeps the update), and so is /health.
+        const refused = await waitFor(async () => {
+          const codes = await Promise.all(Array.from({ length: 20 }, (_, i) => post(1000 + i)));
+          return codes.includes(503) ? codes : null;
+        }, 10_000, 'a webhook update refused for the full disk');
+        assert.ok(refused.every((c) => c === 200 || c === 503));
+        const sick = await fleet.statusHttp('/health');
+        assert.equal(sick.status, 503);
+        assert.match(sick.body, /the journal cannot write/);
         fs.rmSync(filler);
+        await waitFor(async () => ((await post(5000)) === 200 ? true : null), 10_000, 'the journal writing again');
+        assert.equal((await fleet.statusHttp('/health')).status, 200, 'healthy again');
         const log = path.join(home, 'logs', 'master.log');
         await waitFor(async () => {
           assert.equal((await fleet.cli(['restart', 'b'])).code, 0);

@@ -20,7 +20,7 @@ const NOW = 10_000_000;
 
 const STATES: ChildState[] = ['starting', 'running', 'draining'];
 const INTENTS: Intent[] = ['run', 'stop', 'restart'];
-const END_REASONS: Array<ExitReason | null> = [null, 'hung', 'memory', 'startup-timeout', 'protocol', 'operator', 'rolling-restart', 'config-change'];
+const END_REASONS: Array<ExitReason | null> = [null, 'hung', 'memory', 'disk', 'startup-timeout', 'protocol', 'operator', 'rolling-restart', 'config-change'];
 const EXITS: Array<[string, ExitInfo]> = [['exit 0', { code: 0, signal: null }], ['exit 1', { code: 1, signal: null }], ['exit 78', { code: 78, signal: null }], ['SIGKILL', { code: null, signal: 'SIGKILL' }], ['SIGSEGV', { code: null, signal: 'SIGSEGV' }]];
 const BUDGETS: Array<[string, RestartHistory, number]> = [
   ['fresh', { restarts: [], consecutive: 0 }, 60_000],
@@ -47,7 +47,7 @@ test('the exit truth table matches the golden file, row for row', () => {
   assert.deepEqual(now, golden);
 });
 
-test('the table keeps the contract: stop wins, 78 is config, unasked 0 is exited, faults spend the budget', () => {
+test('the table keeps the contract: stop wins, 78 is config, unasked 0 is exited, faults spend the budget; config and disk do not restart', () => {
   const t = table();
   for (const [k, v] of Object.entries(t)) {
     const [, intent, up, end, exit, budget] = k.split(' | ');
@@ -57,7 +57,7 @@ test('the table keeps the contract: stop wins, 78 is config, unasked 0 is exited
     if (end === 'on its own' && exit === 'exit 0') assert.equal(reason, 'exited', k);
     if (end !== 'on its own') assert.equal(reason, end, `${k}: the master's reason is recorded`);
     if (intent === 'run' && up === 'up') {
-      if (reason === 'config') assert.match(v, /quarantined · config · kept: do not restart/, k);
+      if (reason === 'config' || reason === 'disk') assert.match(v, new RegExp(`quarantined · ${reason} · kept: do not restart`), k);
       else if (budget === 'quota spent') assert.match(v, /^quarantined/, k);
       else assert.match(v, /^backoff/, k);
     }

@@ -59,10 +59,10 @@ describe('metrics of a fleet with a running, a disabled, a quarantined and a cra
     // The crash update is redelivered to the next worker (at least once), which may crash too before the backoff.
     assert.ok(sample(body, 'botfleet_worker_exits_total', 'bot="crasher",reason="crash"')! >= 1);
     // Every reason from 0 at a bot's first appearance, so increase() counts its first exit (the alerts rely on it).
-    assert.equal(body.split('\n').filter((l) => l.startsWith('botfleet_worker_exits_total{bot="hooked"')).length, 10, 'one series per reason');
+    assert.equal(body.split('\n').filter((l) => l.startsWith('botfleet_worker_exits_total{bot="hooked"')).length, 11, 'one series per reason');
     assert.equal(sample(body, 'botfleet_worker_exits_total', 'bot="hooked",reason="hung"'), 0);
     // What one polling bot costs (docs/metrics.md "Series per bot"): a disabled one, no exits, no journal.
-    assert.equal(body.split('\n').filter((l) => l.includes('bot="resting"')).length, 37);
+    assert.equal(body.split('\n').filter((l) => l.includes('bot="resting"')).length, 38);
   });
 
   test('updates, handler durations, webhook requests and their latency', async () => {

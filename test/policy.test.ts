@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { heartbeatCheckEveryMs, heartbeatOverdue, startupOverdue } from '../master/lifecycle/policy/deadlines.js';
 import { createLimiter } from '../master/lifecycle/policy/limiter.js';
-import { confirmDelayMs, memoryVerdict, needsConfirmation } from '../master/lifecycle/policy/memory.js';
+import { judgedMemory, overMemoryCap } from '../master/lifecycle/policy/memory.js';
 import { decideRestart, emptyHistory, type RestartHistory, type RestartPolicy } from '../master/lifecycle/policy/restart.js';
 import { ALLOWED_TRANSITIONS } from '../master/lifecycle/child.js';
 import { createChatQueue } from '../worker/chat-queue.js';
@@ -146,21 +146,15 @@ test('deadlines: heartbeat and startup, as a table on a fake clock', () => {
   assert.deepEqual([100, 3000, 60_000].map(heartbeatCheckEveryMs), [25, 750, 1000]);
 });
 
-test('memory cap: two consecutive samples over, a dip resets the count', () => {
-  const cap = 100;
-  const samples = [90, 120, 80, 120, 130];
-  let over = 0;
-  const restarts = samples.map((rss) => {
-    const v = memoryVerdict(over, rss, cap);
-    over = v.over;
-    return v.restart;
-  });
-  assert.deepEqual(restarts, [false, false, false, false, true]);
-});
-
-test('memory cap: a first sample over asks for a confirmation a quarter interval later (250 ms to 5 s)', () => {
-  assert.deepEqual([0, 1, 2].map(needsConfirmation), [false, true, false]);
-  assert.deepEqual([100, 1000, 5000, 60_000].map(confirmDelayMs), [250, 250, 1250, 5000]);
+test('memory cap: the cgroup\'s charge when there is one; else RSS, and PSS only when RSS is over; one sample over kills', () => {
+  let pssAsked = 0;
+  const pss = (v: number | null) => () => (pssAsked++, v);
+  assert.equal(judgedMemory({ charged: 120, rss: 10, pss: pss(5) }, 100), 120, 'the kernel\'s count wins');
+  assert.equal(judgedMemory({ charged: null, rss: 90, pss: pss(5) }, 100), 90);
+  assert.equal(pssAsked, 0, 'PSS is not read while RSS is under the cap');
+  assert.equal(judgedMemory({ charged: null, rss: 449, pss: pss(40) }, 100), 40, 'shared pages counted once: 300 sleeps are not 449 MB');
+  assert.equal(judgedMemory({ charged: null, rss: 449, pss: pss(null) }, 100), 449, 'PSS unreadable: RSS');
+  assert.deepEqual([99, 100, 101].map((b) => overMemoryCap(b, 100)), [false, false, true]);
 });
 
 test('text from a bot is escaped for the terminal: control characters become \\xNN', async () => {

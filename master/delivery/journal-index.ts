@@ -90,3 +90,20 @@ export function botStats(b: BotJournal, now: number): JournalStats {
   return { ...b.c, pending: b.pending.size, inFlight: b.inFlight.size, oldestPendingAgeMs: first ? Math.max(0, now - first.receivedAt) : null };
 }
 
+/** The last `size` samples (ms) in a ring, summarized as count, p50, p99 and max (null before any). */
+export class LatencyRing {
+  private readonly xs: Float64Array;
+  private count = 0;
+  constructor(private readonly size: number) {
+    this.xs = new Float64Array(size);
+  }
+  add(ms: number): void {
+    this.xs[this.count++ % this.size] = ms;
+  }
+  summary(): { samples: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null } {
+    const n = Math.min(this.count, this.size);
+    if (n === 0) return { samples: 0, p50Ms: null, p99Ms: null, maxMs: null };
+    const xs = this.xs.slice(0, n).sort();
+    return { samples: n, p50Ms: xs[Math.floor(n * 0.5)]!, p99Ms: xs[Math.min(n - 1, Math.floor(n * 0.99))]!, maxMs: xs[n - 1]! };
+  }
+}

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import { errorMessage } from '../../common/errors.js';
 import { MAX_UPDATE_DEATHS, type UpdateSink } from './outbox.js';
 import { PENDING_RETENTION_MS, type PendingRow } from './journal-store.js';
-import { botStats, newBotJournal, nextToSend, rememberAck, removeEntry, type BotJournal, type Entry, type JournalStats } from './journal-index.js';
+import { botStats, LatencyRing, newBotJournal, nextToSend, rememberAck, removeEntry, type BotJournal, type Entry, type JournalStats } from './journal-index.js';
 import type { JournalWriter, LAZY_FLUSH_MS } from './journal-writer.js';
 
 export type { JournalStats } from './journal-index.js';
@@ -53,6 +53,8 @@ export interface Journal {
   ackedIds(botId: string): number[];
   stats(botId: string): JournalStats;
   allStats(): Record<string, JournalStats>;
+  /** null while the journal writes; else why its last write failed (no write has succeeded since): `/health` answers 503 with it. */
+  writeProblem(): string | null;
   /**
    * Time from commit (Telegram's 200) to the worker's ack, over the last
    * {@link LATENCY_SAMPLES} acks of the fleet, in ms; null values before any ack.
@@ -91,9 +93,10 @@ export function createJournal(o: JournalOptions): Journal {
 class IndexedJournal implements Journal {
   private readonly bots = new Map<string, BotJournal>();
   private writeErrors = 0;
-  private readonly latency = new Float64Array(LATENCY_SAMPLES);
-  private latencyCount = 0;
+  private lastWriteError: string | null = null;
+  private readonly latency = new LatencyRing(LATENCY_SAMPLES);
   private readonly logWriteError = (err: unknown): void => {
+    this.lastWriteError = errorMessage(err);
     if (this.writeErrors++ % 1000 === 0) this.o.logger.error({ err: errorMessage(err), count: this.writeErrors }, 'journal write failed');
   };
 
@@ -194,6 +197,7 @@ class IndexedJournal implements Journal {
     e.committing = this.o.writer.write({ insert: [[botId, id, payload, now, replay ? 1 : 0]] }).then(() => {
       e.committing = null;
       e.committedAt = this.o.now();
+      this.lastWriteError = null;
       b.c.journaled++;
       this.schedulePump(b);
       return true;
@@ -241,7 +245,7 @@ class IndexedJournal implements Journal {
       if (e) {
         if (e.committing) continue; // not ours to settle yet: the worker cannot have it
         removeEntry(b, id, e);
-        this.latency[this.latencyCount++ % LATENCY_SAMPLES] = at - e.committedAt;
+        this.latency.add(at - e.committedAt);
         if (ok) b.c.delivered++;
         else b.c.failed++;
       }
@@ -277,16 +281,15 @@ class IndexedJournal implements Journal {
     return botStats(this.bot(botId), this.o.now());
   }
 
+  writeProblem = (): string | null => (this.lastWriteError === null ? null : `the journal cannot write: ${this.lastWriteError}`);
+
   allStats(): Record<string, JournalStats> {
     const now = this.o.now();
     return Object.fromEntries([...this.bots.values()].map((b) => [b.id, botStats(b, now)]));
   }
 
   deliveryLatency(): ReturnType<Journal['deliveryLatency']> {
-    const n = Math.min(this.latencyCount, LATENCY_SAMPLES);
-    if (n === 0) return { samples: 0, p50Ms: null, p99Ms: null, maxMs: null };
-    const xs = this.latency.slice(0, n).sort();
-    return { samples: n, p50Ms: xs[Math.floor(n * 0.5)]!, p99Ms: xs[Math.min(n - 1, Math.floor(n * 0.99))]!, maxMs: xs[n - 1]! };
+    return this.latency.summary();
   }
 
   expire(): void {

@@ -30,7 +30,10 @@ import { lockUidRange, UID_LOCK_DIR } from './uid-locks.js';
 export { UID_LOCK_DIR };
 import { isBuiltinHandler } from '../../worker/handlers/index.js';
 import { PACKAGE_ROOT, WORKER_ENTRY } from './worker-entry.js';
-import { killUid } from './proc.js';
+import { killUid, removeShmOf } from './proc.js';
+import { blockingPath, giveDirectory, handlerReadScope, prepareHome } from './bot-paths.js';
+
+export { blockingPath, handlerReadScope };
 import { holdsCapabilities, readCapabilities, setprivAvailable } from './privileges.js';
 
 /** `master.isolation` in status: which layers are in force, and why one is not. */
@@ -39,6 +42,8 @@ export interface IsolationStatus {
   permission: boolean;
   /** Always true: workers get an allowlisted environment. */
   envAllowlist: true;
+  /** Per-bot cgroups in force (`v1`, `v2`), or null (host/bot-limits.ts); filled in by the master. */
+  cgroups?: 'v1' | 'v2' | null;
   /** One line per layer that is off, and why. */
   notes: string[];
 }
@@ -57,6 +62,10 @@ export interface ForkIsolation {
   nodeFlags?: string[];
   /** HOME for the worker (its writable data directory, also its working directory: the worker changes to it itself). */
   home?: string;
+  /** The bot's cgroup, joined right after the spawn (host/bot-limits.ts). */
+  group?: { add(pid: number): boolean };
+  /** RLIMIT_NPROC to exec under (per-bot uids without a pids cgroup). */
+  nproc?: number;
 }
 
 /** What isolation needs of a bot's configuration. */
@@ -108,30 +117,6 @@ export function permissionFlags(flag: string, reads: string[], writes: string[],
   ];
 }
 
-/**
- * The first path on the way to `file` that a uid with no relation to its owners
- * cannot pass: a directory without o+x, or the file itself without o+r. Mode
- * bits only (ACLs are not read). @returns null when the whole path is open to others.
- */
-export function blockingPath(file: string): string | null {
-  const abs = path.resolve(file);
-  const parts = abs.split(path.sep).filter(Boolean);
-  let cur: string = path.sep;
-  for (let i = 0; i <= parts.length; i++) {
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(cur);
-    } catch {
-      return cur;
-    }
-    const last = i === parts.length;
-    if (st.isDirectory() && (st.mode & 0o001) === 0) return cur;
-    if (last && !st.isDirectory() && (st.mode & 0o004) === 0) return cur;
-    if (!last) cur = path.join(cur, parts[i]!);
-  }
-  return null;
-}
-
 /** What {@link createIsolation} needs. */
 export interface IsolationDeps {
   setting: IsolationSetting;
@@ -144,6 +129,8 @@ export interface IsolationDeps {
   logger: Logger;
   /** ALLOW_UNISOLATED_CHILD_PROCESSES: child processes and threads without per-bot uids are accepted. */
   allowUnisolatedChildren?: boolean;
+  /** BOTS_DATA_DIR: where the bots' own directories are (default `<home>/bots`). */
+  botsDir?: string;
 }
 
 /** The isolation the supervisor applies per bot. */
@@ -153,6 +140,8 @@ export interface Isolation {
   forBot(botId: string, spec: IsolatedBot): ForkIsolation;
   /** After a worker's exit: end every process left under the bot's uid. @returns how many were killed */
   afterExit(botId: string): number;
+  /** The bot's own directory (`BOTS_DATA_DIR`/<botId>, default `<home>/bots/<botId>`). */
+  dataDir(botId: string): string;
   /** Delete a removed bot's data directory `<home>/bots/<botId>/`. @returns whether there was one */
   removeData(botId: string): boolean;
   /** At master start: end processes left under any bot uid by an earlier master. */
@@ -178,7 +167,7 @@ function claimUidRange(d: IsolationDeps, notes: string[]): MasterLock | null {
     return null;
   }
   // The code must be readable, and the way to <home>/bots/<id>/ passable (the home itself is opened by prepareHome).
-  const blocked = [...CODE_PATHS, path.dirname(path.resolve(d.home))].map(blockingPath).find((p) => p !== null);
+  const blocked = [...CODE_PATHS, path.dirname(path.resolve(d.home)), ...(d.botsDir ? [path.dirname(path.resolve(d.botsDir))] : [])].map(blockingPath).find((p) => p !== null);
   if (blocked) {
     const why = `per-bot uids off: a worker uid cannot read the code, ${blocked} is closed to other users (mode without o+x/o+r)`;
     if (d.setting === 'uid') throw fail(ErrorCodes.ISOLATION, why);
@@ -202,48 +191,62 @@ export function createIsolation(d: IsolationDeps): Isolation {
     if (!permission) notes.push(`permission model off: node ${process.version} accepts neither --permission nor --experimental-permission`);
   }
   for (const n of notes) d.logger.warn({ isolation: n }, 'isolation layer not in force');
-  const botsDir = path.join(d.home, 'bots');
+  const botsDir = path.resolve(d.botsDir ?? path.join(d.home, 'bots'));
   if (uid) prepareHome(d.home, botsDir);
+  else fs.mkdirSync(botsDir, { recursive: true, mode: 0o711 });
   const uidOf = (botId: string) => d.uidBase + d.uidSlot(botId);
   return {
     status: { uid, permission: permission !== null, envAllowlist: true, notes },
-    forBot(botId, spec) {
-      const dataDir = path.join(botsDir, botId);
-      fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-      const out: ForkIsolation = { home: dataDir };
-      const handlerFile = isBuiltinHandler(spec.handler) ? null : path.resolve(d.home, spec.handler);
-      // A handler that is not there is the bot's configuration error (do not restart), not a closed path.
-      if (handlerFile && !fs.existsSync(handlerFile)) throw fail(ErrorCodes.HANDLER_LOAD, `handler "${spec.handler}" not found (${handlerFile})`);
-      const s = spec.settings;
-      const wantsChildren = s.allowChildProcess === true || s.allowWorkerThreads === true;
-      if (wantsChildren && !uid && !d.allowUnisolatedChildren) {
-        throw fail(ErrorCodes.ISOLATION, 'allowChildProcess/allowWorkerThreads need per-bot uids (a child escapes the permission model and could read the key); set ALLOW_UNISOLATED_CHILD_PROCESSES=true to accept that');
-      }
-      if (uid) {
-        const u = uidOf(botId);
-        fs.chownSync(dataDir, u, u);
-        fs.chmodSync(dataDir, 0o700);
-        const blocked = handlerFile ? blockingPath(handlerFile) : null;
-        if (blocked) throw fail(ErrorCodes.ISOLATION, `bot uid ${u} cannot read its handler: ${blocked} is closed to other users`);
-        Object.assign(out, { uid: u, gid: u });
-      }
-      if (permission) {
-        const reads = [path.join(PACKAGE_ROOT, 'dist'), path.join(PACKAGE_ROOT, 'node_modules'), path.join(PACKAGE_ROOT, 'package.json'), dataDir];
-        if (handlerFile) reads.push(handlerReadScope(handlerFile, d.home));
-        out.nodeFlags = permissionFlags(permission, reads, [dataDir], { childProcess: s.allowChildProcess === true, workerThreads: s.allowWorkerThreads === true });
-      }
-      return out;
+    forBot: (botId, spec) => forkIsolation(d, { uid: uid ? uidOf(botId) : null, permission, botsDir }, botId, spec),
+    dataDir: (botId) => path.join(botsDir, botId),
+    afterExit(botId) {
+      if (!uid) return 0;
+      removeShmOf(uidOf(botId)); // shared memory outlives its processes: it goes with them
+      return killUid(uidOf(botId));
     },
-    afterExit: (botId) => (uid ? killUid(uidOf(botId)) : 0),
     removeData(botId) {
       const dir = path.join(botsDir, botId);
       if (path.dirname(dir) !== botsDir || !fs.existsSync(dir)) return false;
-      fs.rmSync(dir, { recursive: true, force: true });
-      return true;
+      try {
+        fs.rmSync(dir, { recursive: true, force: true });
+        return true;
+      } catch (err) {
+        // A non-root master cannot enter the bot's 0700 directory: the operator removes it.
+        d.logger.warn({ botId, dir, err: (err as Error).message }, 'data directory of a removed bot could not be deleted');
+        return false;
+      }
     },
     endLeftovers: () => (uid ? d.allSlots().reduce((n, slot) => n + killUid(d.uidBase + slot), 0) : 0),
     release: () => rangeLock?.release(),
   };
+}
+
+/** What one fork gets, given the layers in force: the bot's uid (null: none), the permission model's flag (null: off). */
+function forkIsolation(d: IsolationDeps, layers: { uid: number | null; permission: string | null; botsDir: string }, botId: string, spec: IsolatedBot): ForkIsolation {
+  const dataDir = path.join(layers.botsDir, botId);
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const out: ForkIsolation = { home: dataDir };
+  const handlerFile = isBuiltinHandler(spec.handler) ? null : path.resolve(d.home, spec.handler);
+  // A handler that is not there is the bot's configuration error (do not restart), not a closed path.
+  if (handlerFile && !fs.existsSync(handlerFile)) throw fail(ErrorCodes.HANDLER_LOAD, `handler "${spec.handler}" not found (${handlerFile})`);
+  const s = spec.settings;
+  const wantsChildren = s.allowChildProcess === true || s.allowWorkerThreads === true;
+  if (wantsChildren && layers.uid === null && !d.allowUnisolatedChildren) {
+    throw fail(ErrorCodes.ISOLATION, 'allowChildProcess/allowWorkerThreads need per-bot uids (a child escapes the permission model and could read the key); set ALLOW_UNISOLATED_CHILD_PROCESSES=true to accept that');
+  }
+  if (layers.uid !== null) {
+    const u = layers.uid;
+    giveDirectory(dataDir, u);
+    const blocked = handlerFile ? blockingPath(handlerFile) : null;
+    if (blocked) throw fail(ErrorCodes.ISOLATION, `bot uid ${u} cannot read its handler: ${blocked} is closed to other users`);
+    Object.assign(out, { uid: u, gid: u });
+  }
+  if (layers.permission) {
+    const reads = [path.join(PACKAGE_ROOT, 'dist'), path.join(PACKAGE_ROOT, 'node_modules'), path.join(PACKAGE_ROOT, 'package.json'), dataDir];
+    if (handlerFile) reads.push(handlerReadScope(handlerFile, d.home));
+    out.nodeFlags = permissionFlags(layers.permission, reads, [dataDir], { childProcess: s.allowChildProcess === true, workerThreads: s.allowWorkerThreads === true });
+  }
+  return out;
 }
 
 /**
@@ -267,29 +270,3 @@ function refuseInheritedPrivilege(): void {
   }
 }
 
-/**
- * What a handler may read: its directory, unless that directory holds the home's
- * secrets (a handler file placed directly in the home, or above it): then only the file.
- */
-export function handlerReadScope(handlerFile: string, home: string): string {
-  const dir = path.dirname(handlerFile);
-  const rel = path.relative(dir, path.join(home, 'data'));
-  return rel.startsWith('..') || path.isAbsolute(rel) ? dir : handlerFile;
-}
-
-/**
- * The home for per-bot uids: the master's own directories closed (0700), the home
- * itself passable (o+x, not listable) so a worker reaches `bots/<botId>/`, and
- * `bots/` passable only.
- */
-function prepareHome(home: string, botsDir: string): void {
-  for (const dir of ['data', 'run', 'logs']) {
-    const p = path.join(home, dir);
-    fs.mkdirSync(p, { recursive: true, mode: 0o700 });
-    fs.chmodSync(p, 0o700);
-  }
-  const st = fs.statSync(home);
-  if ((st.mode & 0o001) === 0) fs.chmodSync(home, (st.mode & 0o7777) | 0o001);
-  fs.mkdirSync(botsDir, { recursive: true, mode: 0o711 });
-  fs.chmodSync(botsDir, 0o711);
-}

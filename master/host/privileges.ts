@@ -83,6 +83,39 @@ export function dropArgs(id: { uid?: number; gid?: number }, caps: CapabilitySet
   return args;
 }
 
+/** The OOM killer's preference for workers over the master (proc(5) oom_score_adj, -1000..1000). */
+export const WORKER_OOM_SCORE_ADJ = 500;
+
+const probed = new Map<string, boolean>();
+/** Whether `cmd args` runs here (util-linux tools); probed once each (~2 ms) and remembered. */
+export function toolRuns(cmd: string, args: string[]): boolean {
+  const key = `${cmd} ${args.join(' ')}`;
+  let ok = probed.get(key);
+  if (ok === undefined) {
+    try {
+      execFileSync(cmd, args, { stdio: 'ignore', timeout: 5000 });
+      ok = true;
+    } catch {
+      ok = false;
+    }
+    probed.set(key, ok);
+  }
+  return ok;
+}
+
+/**
+ * The exec chain's limits for one worker (util-linux, each execs the next: one pid):
+ * `prlimit --nproc` when asked (RLIMIT_NPROC counts the real uid's tasks), and `choom`,
+ * which raises the worker's oom_score_adj so the kernel's OOM killer takes a bot before
+ * its master. A tool that is missing is left out.
+ */
+export function limitArgs(nproc: number | undefined): string[] {
+  const out: string[] = [];
+  if (nproc !== undefined && toolRuns('prlimit', ['--nproc=1024:1024', '--', 'true'])) out.push('prlimit', `--nproc=${nproc}:${nproc}`, '--');
+  if (toolRuns('choom', ['-n', String(WORKER_OOM_SCORE_ADJ), '--', 'true'])) out.push('choom', '-n', String(WORKER_OOM_SCORE_ADJ), '--');
+  return out;
+}
+
 let ownCaps: CapabilitySets | undefined;
 /** This master's capability sets, read once (they do not change while it runs). */
 function masterCaps(): CapabilitySets {

@@ -17,7 +17,7 @@ export type ChildState = 'pending' | 'starting' | 'running' | 'draining' | 'back
 
 /** DESIGN.md's causes of a restart, recorded as `lastExit.reason`. */
 /** Every `lastExit.reason`, in the order docs and metrics list them. */
-export const EXIT_REASONS = ['crash', 'exited', 'config', 'protocol', 'hung', 'memory', 'startup-timeout', 'operator', 'rolling-restart', 'config-change'] as const;
+export const EXIT_REASONS = ['crash', 'exited', 'config', 'protocol', 'hung', 'memory', 'disk', 'startup-timeout', 'operator', 'rolling-restart', 'config-change'] as const;
 export type ExitReason = (typeof EXIT_REASONS)[number];
 
 /** Every allowed `from -> to`; anything else is a supervisor bug and is refused loudly. */
@@ -81,8 +81,6 @@ export interface Child {
   queueDepth: number;
   rssBytes: number;
   cpuPercent: number | null;
-  /** Consecutive memory samples over the cap. */
-  memOver: number;
   lastError: WorkerLastError | null;
   restartsTotal: number;
   /** Times its webhook registration was found changed and set again. */
@@ -122,7 +120,7 @@ export function newChild(botId: string, name: string, spec: BotSpec | null): Chi
   const c: Child = {
     botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
     prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, protocolDetail: null, unknownMessages: 0, uid: null, exitsByReason: {}, username: null,
-    note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, memOver: 0, lastError: null, restartsTotal: 0, webhookDrifts: 0,
+    note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, lastError: null, restartsTotal: 0, webhookDrifts: 0,
     history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, delivery: newBotDelivery(), log: null,
     totals: newTotals(), lastBeat: null, transitions: [], exits: [],
   };

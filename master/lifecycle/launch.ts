@@ -116,7 +116,7 @@ function spawn(core: SupervisorCore, c: Child, spec: BotSpec, release: () => voi
     // A violation can be found while fork() is still returning: remembered, acted on below.
     onViolation: (why) => (proc ? core.protocolViolation(c, proc, why) : (violation = why)),
   });
-  Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, lastBeat: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, memOver: 0, queueDepth: 0 });
+  Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, lastBeat: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, queueDepth: 0 });
   core.reportPids();
   void proc.exited.then((info) => core.onExit(c, proc, info));
   const skip = poisonIds(c.delivery);

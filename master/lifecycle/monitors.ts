@@ -5,9 +5,8 @@
  */
 import type { Child } from './child.js';
 import { heartbeatCheckEveryMs, heartbeatOverdue, masterWasPaused } from './policy/deadlines.js';
-import { confirmDelayMs } from './policy/memory.js';
 import { sampleProcesses } from './resource-sampler.js';
-import { realClock, type Clock, type Timer } from './clock.js';
+import { realClock, type Clock } from './clock.js';
 import { listProcesses } from '../host/proc.js';
 
 /** Each live child's process tree: pids of its uid when it has its own, else of its process group; the worker's pid always. */
@@ -49,11 +48,12 @@ export interface MonitorDeps {
    * give every child a fresh deadline instead of killing them as hung.
    */
   onPause(gapMs: number): void;
-  /**
-   * A fresh RSS/CPU sample of a live child (bytes, percent of one core).
-   * @returns true to have that child sampled again soon (a first sample over the cap, to confirm)
-   */
-  onSample(c: Child, rssBytes: number, cpuPercent: number): boolean;
+  /** Every DATA_CHECK_INTERVAL_MS: the size of a live child's own directory, bytes (null: unreadable), stopped early past its cap. */
+  dataCheckIntervalMs?: number;
+  measureData?(c: Child): Promise<number | null>;
+  onData?(c: Child, bytes: number): void;
+  /** A fresh sample of a live child (draining ones included): its processes' RSS summed (bytes), CPU (percent of one core), and their pids. */
+  onSample(c: Child, rssBytes: number, cpuPercent: number, pids: number[]): void;
 }
 
 /** Start both monitors. @returns a function that stops them. */
@@ -73,7 +73,6 @@ export function startMonitors(d: MonitorDeps): () => void {
 
   // One batched pidusage round per interval; a slow round is never overlapped by the next.
   let sampling = false;
-  const confirmations = new Set<Timer>();
   // A bot's memory and CPU are its whole process tree's: every process of its uid (per-bot
   // uids), else of its worker's process group, so a grandchild cannot hide 450 MB from the cap.
   const sampleTrees = async (list: Child[]) => {
@@ -91,29 +90,43 @@ export function startMonitors(d: MonitorDeps): () => void {
           cpu += x.cpuPercent;
         }
       }
-      if (d.onSample(c, rss, cpu)) confirmSoon(c);
+      d.onSample(c, rss, cpu, pids);
     }
-  };
-  const confirmSoon = (c: Child) => {
-    const pid = c.proc!.pid;
-    const t = clock.setTimeout(() => {
-      confirmations.delete(t);
-      if (c.proc?.pid === pid) void sampleTrees([c]);
-    }, confirmDelayMs(d.memoryCheckIntervalMs));
-    t.unref?.();
-    confirmations.add(t);
   };
   const memory = clock.setInterval(() => {
     if (sampling) return;
     sampling = true;
-    const live = [...d.children()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting'));
+    // Draining children too: a drain is no time to grow past the cap.
+    const live = [...d.children()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting' || c.state === 'draining'));
     void sampleTrees(live).finally(() => (sampling = false));
   }, d.memoryCheckIntervalMs);
   heartbeat.unref?.();
   memory.unref?.();
+  const stopData = startDataChecks(d, clock);
   return () => {
+    stopData();
     clock.clearInterval(heartbeat);
     clock.clearInterval(memory);
-    for (const t of confirmations) clock.clearTimeout(t);
   };
+}
+
+/** The data-directory checks: one walk at a time over the live children, a round every DATA_CHECK_INTERVAL_MS. @returns stop */
+function startDataChecks(d: MonitorDeps, clock: Clock): () => void {
+  const measure = d.measureData;
+  const report = d.onData;
+  if (!measure || !report || !d.dataCheckIntervalMs) return () => undefined;
+  let running = false;
+  const timer = clock.setInterval(() => {
+    if (running) return;
+    running = true;
+    const live = [...d.children()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting' || c.state === 'draining'));
+    void (async () => {
+      for (const c of live) {
+        const bytes = await measure(c).catch(() => null);
+        if (bytes !== null && c.proc) report(c, bytes);
+      }
+    })().finally(() => (running = false));
+  }, d.dataCheckIntervalMs);
+  timer.unref?.();
+  return () => clock.clearInterval(timer);
 }

@@ -67,7 +67,10 @@ export function exitReason(endReason: ExitReason | null, info: ExitInfo): ExitRe
 }
 
 /** Reasons that are faults: they go through the restart policy. */
-export const FAULTS: ReadonlySet<ExitReason> = new Set(['crash', 'exited', 'protocol', 'hung', 'memory', 'startup-timeout', 'config']);
+export const FAULTS: ReadonlySet<ExitReason> = new Set(['crash', 'exited', 'protocol', 'hung', 'memory', 'disk', 'startup-timeout', 'config']);
+
+/** Faults no restart can fix: quarantined until an operator acts, no budget spent (a bad configuration; a data directory over its cap). */
+export const DO_NOT_RESTART: ReadonlySet<ExitReason> = new Set(['config', 'disk']);
 
 /**
  * One child's process ended. @param now monotonic ms; @param keepStateReason the
@@ -88,7 +91,7 @@ export function stepExit(c: ExitContext, info: ExitInfo, now: number, policy: Re
 
 /** A fault of a child meant to run (or a failed start): restart per policy, or quarantine. */
 export function stepFault(c: ExitContext, reason: ExitReason, now: number, policy: RestartPolicy, detail?: string): ExitStep {
-  const { next, act } = decideRestart(c.history, policy, now, c.ranMs, reason === 'config');
+  const { next, act } = decideRestart(c.history, policy, now, c.ranMs, DO_NOT_RESTART.has(reason));
   const why = reason === 'protocol' ? `protocol: ${c.protocolDetail ?? 'violation'}` : (detail ?? reason);
   const base = { reason, fault: true, intent: c.intent, history: next };
   if (act.action === 'quarantine') {

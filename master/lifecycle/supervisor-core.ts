@@ -170,7 +170,8 @@ export class SupervisorCore {
     } catch {
       // the group is empty
     }
-    this.d.onWorkerExit?.(c.botId, proc.pid);
+    const cause = this.d.onWorkerExit?.(c.botId, proc.pid);
+    if (cause) c.endReason = cause; // the kernel's OOM killer: a SIGKILL the master did not send, whatever it meant to do
     const st = stepExit(this.exitContext(c), info, this.now(), this.policy, c.stateReason);
     onWorkerGone(c.delivery, st.fault);
     this.d.journal?.workerGone(c.botId, st.fault);

@@ -6,7 +6,7 @@
 import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/load.js';
-import type { ChildState } from './child.js';
+import type { ChildState, ExitReason } from './child.js';
 import type { forkWorker, ForkIsolation } from './child-process.js';
 import type { BotSpec } from './child-spec.js';
 import type { Clock } from './clock.js';
@@ -29,8 +29,15 @@ export interface SupervisorDeps {
   isolationFor?(botId: string, spec: BotSpec): ForkIsolation;
   /** Called once a removed bot's worker is gone and the bot is forgotten (e.g. to delete its data directory). */
   onRemoved?(botId: string): void;
-  /** Called after a worker's exit (e.g. to end every process left under the bot's uid). */
-  onWorkerExit?(botId: string, pid: number): void;
+  /**
+   * Called after a worker's exit (e.g. to end every process left under the bot's uid).
+   * @returns `memory` when the kernel's OOM killer ended it (its cgroup says so), for `lastExit.reason`
+   */
+  onWorkerExit?(botId: string, pid: number): ExitReason | void;
+  /** The size of the bot's own directory (bytes; host/disk.ts), stopped early past `stopAbove`; null when unreadable. */
+  dataUsage?(botId: string, stopAbove: number): Promise<number | null>;
+  /** The bot's memory as its cgroup counts it (bytes), or null without one. */
+  memoryOf?(botId: string): number | null;
   /** Told of every worker pid forked and exited (for zombie cleanup after a master crash). */
   onPids?(live: Array<{ pid: number; botId: string }>): void;
   /** Told of each restart decision: the bot's restart history and quarantine end (monotonic ms), to keep them in the registry. */

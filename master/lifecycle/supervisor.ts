@@ -10,7 +10,8 @@
 import { EventEmitter } from 'node:events';
 import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
 import { childStatus, type Child, type LastExit, type TransitionRecord, type WorkerStatus } from './child.js';
-import { memoryVerdict, needsConfirmation } from './policy/memory.js';
+import { judgedMemory, overMemoryCap } from './policy/memory.js';
+import { pssBytes } from '../host/proc.js';
 import { startMonitors } from './monitors.js';
 import { realClock } from './clock.js';
 import type { BotSpec, InvalidBot } from './child-spec.js';
@@ -133,6 +134,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
 function startChildMonitors(core: SupervisorCore): () => void {
   const { cfg, children, logger, now } = core;
   const capBytes = cfg.maxMemoryPerWorkerMb * 1024 * 1024;
+  const dataCapBytes = cfg.maxDataPerBotMb * 1024 * 1024;
   return startMonitors({
     children: () => children.values(), now, clock: core.clock, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, memoryCheckIntervalMs: cfg.memoryCheckIntervalMs,
     onHung: (c) => core.kill(c, 'hung'),
@@ -145,15 +147,24 @@ function startChildMonitors(core: SupervisorCore): () => void {
       }
       logger.warn({ pausedMs: Math.round(gapMs), children: n }, 'the master was not running: heartbeat deadlines renewed');
     },
-    onSample(c: Child, rssBytes: number, cpuPercent: number) {
-      c.rssBytes = rssBytes;
+    dataCheckIntervalMs: cfg.dataCheckIntervalMs,
+    ...(core.d.dataUsage ? { measureData: (c: Child) => core.d.dataUsage!(c.botId, dataCapBytes) } : {}),
+    onData(c: Child, bytes: number) {
+      if (bytes <= dataCapBytes) return;
+      logger.warn({ botId: c.botId, dataBytes: bytes, capBytes: dataCapBytes }, 'data directory over its cap: stopping the bot');
+      c.fatalMessage = `its data directory is over MAX_DATA_PER_BOT_MB (${cfg.maxDataPerBotMb} MB): free it, then botfleet restart ${c.botId}`;
+      c.endReason = 'disk';
+      core.kill(c, 'disk');
+    },
+    onSample(c: Child, rssBytes: number, cpuPercent: number, pids: number[]) {
+      const bytes = judgedMemory({ charged: core.d.memoryOf?.(c.botId) ?? null, rss: rssBytes, pss: () => pssBytes(pids) }, capBytes);
+      c.rssBytes = bytes;
       c.cpuPercent = cpuPercent;
-      const v = memoryVerdict(c.memOver, rssBytes, capBytes);
-      c.memOver = v.over;
-      if (!v.restart || c.state !== 'running') return needsConfirmation(v.over);
-      logger.warn({ botId: c.botId, rssBytes, capBytes }, 'memory cap exceeded');
-      void core.stopProc(c, 'memory', 'run', `RSS ${Math.round(rssBytes / 1048576)} MB over the ${cfg.maxMemoryPerWorkerMb} MB cap`);
-      return false;
+      if (!overMemoryCap(bytes, capBytes) || !c.proc) return;
+      // Killed at once, draining or not: a graceful stop would let it grow for the whole drain.
+      logger.warn({ botId: c.botId, memoryBytes: bytes, capBytes, state: c.state }, 'memory cap exceeded: killing the worker');
+      c.endReason = 'memory'; // what ended it, even in a drain begun for another reason
+      core.kill(c, 'memory');
     },
   });
 }

@@ -1,30 +1,29 @@
 /**
- * The memory-cap decision, pure: a child is restarted (reason `memory`) when its
- * RSS is over the cap on two consecutive samples, so one spike (a large update,
- * a GC that has not run yet) does not cost a restart. The second sample is not
- * left to the next round: it is taken {@link confirmDelayMs} after the first, so
- * a leak is stopped within about 1.25 check intervals of crossing the cap, not 2.
- * Bytes in, verdict out.
+ * The memory-cap decision, pure. A bot is judged by what the kernel charges its cgroup
+ * (anonymous + shared memory) when it has one; else by its processes' RSS, and, only
+ * when that sum is over the cap, by their PSS, which counts a page shared by N of them
+ * as 1/N each (300 `sleep`s summed to 449 MB of RSS). Over the cap on one sample, the
+ * worker is killed at once, draining included: a drain is no time to keep growing
+ * (a bot passed 150 MB to 468 MB while it drained, and to 3 GB with an update that never
+ * settled). Bytes in, verdict out.
  */
 
-/** Consecutive over-cap samples needed before a restart. */
-export const SAMPLES_OVER_CAP = 2;
-
-/** Delay (ms) of the confirmation sample after a first over-cap one: a quarter of the check interval, 250 ms to 5 s. */
-export function confirmDelayMs(checkIntervalMs: number): number {
-  return Math.min(5000, Math.max(250, Math.round(checkIntervalMs / 4)));
+/** The measures of one sample (bytes). `pss` is computed only when asked (it costs ~0.6 ms a process). */
+export interface MemorySample {
+  /** What the bot's cgroup is charged (anon + shmem), or null without a cgroup. */
+  charged: number | null;
+  /** The sum of its processes' RSS. */
+  rss: number;
+  /** The sum of their PSS, or null when it cannot be read. */
+  pss(): number | null;
 }
 
-/**
- * @param overBefore consecutive over-cap samples before this one
- * @returns the new count, and whether to restart now
- */
-export function memoryVerdict(overBefore: number, rssBytes: number, capBytes: number): { over: number; restart: boolean } {
-  const over = rssBytes > capBytes ? overBefore + 1 : 0;
-  return { over, restart: over >= SAMPLES_OVER_CAP };
+/** The bytes a bot is judged and shown by (see the module comment). */
+export function judgedMemory(s: MemorySample, capBytes: number): number {
+  if (s.charged !== null) return s.charged;
+  if (s.rss <= capBytes) return s.rss;
+  return s.pss() ?? s.rss;
 }
 
-/** True when this sample was the first over the cap, so a confirmation sample should follow soon. */
-export function needsConfirmation(over: number): boolean {
-  return over > 0 && over < SAMPLES_OVER_CAP;
-}
+/** Over the cap: kill now (reason `memory`). */
+export const overMemoryCap = (bytes: number, capBytes: number): boolean => bytes > capBytes;

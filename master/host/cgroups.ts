@@ -1,0 +1,225 @@
+/**
+ * Per-bot control groups: the kernel enforces each bot's memory cap and process count, as
+ * systemd and Kubernetes do for a service or a pod. A bot's worker and everything it
+ * spawns live in `<base>/<botId>`; its memory limit is MAX_MEMORY_PER_WORKER_MB (shared
+ * memory, /dev/shm included, is charged to it; swap may not extend it), its `pids.max`
+ * MAX_PROCESSES_PER_BOT (threads count). Over the limit the kernel's OOM killer acts at
+ * once, and the group's `oom_kill` counter tells the master why the worker died.
+ *
+ * Two layouts (cgroups(7)):
+ * - v1: the `memory` and `pids` hierarchies, each under this master's own group
+ *   (/proc/self/cgroup), where it may create directories (root).
+ * - v2 with delegation (systemd `Delegate=yes`): the master moves itself into a leaf
+ *   `<own>/<name>-master` (the "no internal processes" rule), enables `memory` and `pids`
+ *   for its subtree, and puts bots in `<own>/<name>/<botId>`.
+ * Where neither can be had (not root, no delegation), nothing is created and the master
+ * falls back to sampling (lifecycle/monitors.ts) and RLIMIT_NPROC; `note` says why.
+ * The filesystem root is a parameter so the layout logic can be tested on a directory.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** The limits of one bot's group. */
+export interface CgroupLimits {
+  /** memory limit, bytes */
+  memoryBytes: number;
+  /** most tasks (processes and threads) at once */
+  pids: number;
+}
+
+/** One bot's group. Every method is best effort: a failure reads as "unknown", never throws. */
+export interface BotGroup {
+  /** Move `pid` (a just-spawned worker) into the group. @returns false when it could not be moved */
+  add(pid: number): boolean;
+  /** Anonymous plus shared memory charged to the group (bytes): what the cap is about, page cache left out. null when unreadable. */
+  memoryBytes(): number | null;
+  /** Times the kernel's OOM killer acted in the group (cumulative). */
+  oomKills(): number;
+  /** Remove the group (once its processes are gone). */
+  remove(): void;
+}
+
+/** Per-bot groups of one master. */
+export interface BotCgroups {
+  readonly kind: 'v1' | 'v2' | null;
+  /** Why there are none, when there are none. */
+  readonly note: string | null;
+  /** The bot's group with `limits` set (created or updated). @returns null when it cannot be made */
+  forBot(botId: string, limits: CgroupLimits): BotGroup | null;
+  /** Remove every bot group this master made that is empty now. */
+  removeAll(): void;
+}
+
+/** Where the cgroup filesystems are and who we are in them: the real ones by default. */
+export interface CgroupEnv {
+  root: string;
+  /** The text of /proc/self/cgroup. */
+  selfCgroup: string;
+  pid: number;
+}
+
+const read = (f: string): string | null => {
+  try {
+    return fs.readFileSync(f, 'utf8');
+  } catch {
+    return null;
+  }
+};
+const write = (f: string, v: string): boolean => {
+  try {
+    fs.writeFileSync(f, v);
+    return true;
+  } catch {
+    return false;
+  }
+};
+/** A `key value` line's number from a stat-like file, 0 when absent. */
+const field = (text: string | null, key: string): number => {
+  const m = text === null ? null : new RegExp(`^${key} (\\d+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+};
+
+/** This process's path in hierarchy `controller` (v1: `N:memory:/path`), or in the unified one (`0::/path`) for ''. */
+export function ownPath(selfCgroup: string, controller: string): string | null {
+  for (const line of selfCgroup.split('\n')) {
+    const [, list, p] = line.split(':');
+    if (p === undefined) continue;
+    if (controller === '' ? list === '' : list!.split(',').includes(controller)) return p;
+  }
+  return null;
+}
+
+/**
+ * Open the per-bot groups of a master named `name` (unique per home on the machine).
+ * Tries v2 with delegation, then v1; creates only directories of its own.
+ */
+export function openCgroups(name: string, env: CgroupEnv = { root: '/sys/fs/cgroup', selfCgroup: read('/proc/self/cgroup') ?? '', pid: process.pid }): BotCgroups {
+  const v2 = openV2(name, env);
+  if (v2) return v2;
+  const v1 = openV1(name, env);
+  if (typeof v1 !== 'string') return v1;
+  return { kind: null, note: v1, forBot: () => null, removeAll: () => undefined };
+}
+
+/** v1: the memory and pids hierarchies. @returns the groups, or why not */
+function openV1(name: string, env: CgroupEnv): BotCgroups | string {
+  const memOwn = ownPath(env.selfCgroup, 'memory');
+  const pidsOwn = ownPath(env.selfCgroup, 'pids');
+  if (memOwn === null || pidsOwn === null) return 'no cgroup v1 memory and pids hierarchies for this process';
+  const memBase = path.join(env.root, 'memory', memOwn, name);
+  const pidsBase = path.join(env.root, 'pids', pidsOwn, name);
+  for (const base of [memBase, pidsBase]) {
+    try {
+      fs.mkdirSync(base, { recursive: true });
+    } catch (err) {
+      return `cgroup v1: cannot create ${base} (${(err as NodeJS.ErrnoException).code ?? 'error'}): the master is not root or the hierarchy is read-only`;
+    }
+  }
+  if (read(path.join(memBase, 'memory.limit_in_bytes')) === null) return `cgroup v1: ${memBase} has no memory.limit_in_bytes`;
+  const made = new Set<string>();
+  return {
+    kind: 'v1', note: null,
+    forBot(botId, limits) {
+      const mem = path.join(memBase, botId);
+      const pids = path.join(pidsBase, botId);
+      try {
+        fs.mkdirSync(mem, { recursive: true });
+        fs.mkdirSync(pids, { recursive: true });
+      } catch {
+        return null;
+      }
+      made.add(botId);
+      const ok = setV1Memory(mem, limits.memoryBytes);
+      if (!ok || !write(path.join(pids, 'pids.max'), String(limits.pids))) return null;
+      return {
+        add: (pid) => write(path.join(mem, 'cgroup.procs'), String(pid)) && write(path.join(pids, 'cgroup.procs'), String(pid)),
+        memoryBytes() {
+          const stat = read(path.join(mem, 'memory.stat'));
+          return stat === null ? null : field(stat, 'total_rss') + field(stat, 'total_shmem');
+        },
+        oomKills: () => field(read(path.join(mem, 'memory.oom_control')), 'oom_kill'),
+        remove() {
+          for (const dir of [mem, pids]) rmdirQuiet(dir);
+          made.delete(botId);
+        },
+      };
+    },
+    removeAll() {
+      for (const id of made) for (const dir of [path.join(memBase, id), path.join(pidsBase, id)]) rmdirQuiet(dir);
+      rmdirQuiet(memBase);
+      rmdirQuiet(pidsBase);
+    },
+  };
+}
+
+/** v2 with delegation. @returns null when v2 is not there or not delegated to us */
+function openV2(name: string, env: CgroupEnv): BotCgroups | null {
+  const own = ownPath(env.selfCgroup, '');
+  if (own === null || read(path.join(env.root, 'cgroup.controllers')) === null) return null;
+  const ownDir = path.join(env.root, own);
+  const available = (read(path.join(ownDir, 'cgroup.controllers')) ?? '').split(/\s+/);
+  if (!available.includes('memory') || !available.includes('pids')) return null;
+  const leaf = path.join(ownDir, `${name}-master`);
+  const base = path.join(ownDir, name);
+  try {
+    fs.mkdirSync(leaf, { recursive: true });
+    fs.mkdirSync(base, { recursive: true });
+  } catch {
+    return null;
+  }
+  // No internal processes: the master leaves its group for a leaf before the group may have controlled children.
+  if (!write(path.join(leaf, 'cgroup.procs'), String(env.pid))) return null;
+  if (!write(path.join(ownDir, 'cgroup.subtree_control'), '+memory +pids') || !write(path.join(base, 'cgroup.subtree_control'), '+memory +pids')) return null;
+  const made = new Set<string>();
+  return {
+    kind: 'v2', note: null,
+    forBot(botId, limits) {
+      const dir = path.join(base, botId);
+      try {
+        fs.mkdirSync(dir, { recursive: true });
+      } catch {
+        return null;
+      }
+      made.add(botId);
+      write(path.join(dir, 'memory.swap.max'), '0');
+      if (!write(path.join(dir, 'memory.max'), String(limits.memoryBytes)) || !write(path.join(dir, 'pids.max'), String(limits.pids))) return null;
+      return {
+        add: (pid) => write(path.join(dir, 'cgroup.procs'), String(pid)),
+        memoryBytes() {
+          const stat = read(path.join(dir, 'memory.stat'));
+          return stat === null ? null : field(stat, 'anon') + field(stat, 'shmem');
+        },
+        oomKills: () => field(read(path.join(dir, 'memory.events')), 'oom_kill'),
+        remove() {
+          rmdirQuiet(dir);
+          made.delete(botId);
+        },
+      };
+    },
+    removeAll() {
+      for (const id of made) rmdirQuiet(path.join(base, id));
+    },
+  };
+}
+
+/**
+ * v1 memory limit, with swap held to it where the kernel accounts swap (memsw): memsw
+ * must stay at or above the limit, so it is raised first when the limit grows, lowered
+ * after when it shrinks.
+ */
+function setV1Memory(dir: string, bytes: number): boolean {
+  const limit = path.join(dir, 'memory.limit_in_bytes');
+  const memsw = path.join(dir, 'memory.memsw.limit_in_bytes');
+  const v = String(bytes);
+  if (read(memsw) === null) return write(limit, v);
+  return write(limit, v) ? write(memsw, v) : write(memsw, v) && write(limit, v);
+}
+
+/** rmdir, ignoring a group that still has processes (EBUSY) or is gone. */
+function rmdirQuiet(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    // busy or gone
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * What the kernel holds a bot to (master/host/cgroups.ts, bot-limits.ts): a bot growing
+ * off-heap past its cap while it drains with an update that never settles is killed at
+ * once (its cgroup; or, without one, at the first sample over: a non-root master), reason
+ * `memory`; shared memory in /dev/shm is charged to it and deleted after it; a fork loop
+ * stops at MAX_PROCESSES_PER_BOT while the master starts other bots meanwhile.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
+import { waitFor } from './helpers/wait.js';
+import { blockingPath } from '../master/host/isolation.js';
+
+const HOG = path.join(FIXTURES, 'hog.js');
+const isRoot = process.getuid?.() === 0;
+const NOBODY = 65534;
+const skip = !isRoot ? 'needs root (CI runs as root)' : blockingPath(HOG) ? `the checkout is closed to other users at ${blockingPath(HOG)}` : false;
+const ENV = { MAX_MEMORY_PER_WORKER_MB: '120', MEMORY_CHECK_INTERVAL_MS: '250', WORKER_TIMEOUT_MS: '30000' };
+
+/**
+ * Start `hog` growing off-heap at 40 MiB/s with an update that never settles, disable it (a
+ * 30 s drain) and wait until it drains. @returns ms from the drain's start to the worker's exit, and its last row
+ */
+async function growWhileDraining(fleet: Fleet): Promise<{ ms: number; reason: string | undefined; state: string }> {
+  await fleet.addBot('hog', { handler: HOG });
+  await fleet.addBot('calm');
+  await fleet.startMaster();
+  const s = await fleet.waitRunning(['hog', 'calm']);
+  const pid = s.workers.find((w) => w.botId === 'hog')!.pid!;
+  fleet.emulator.userSends(fleet.tg('hog'), 1, 'offheap 40');
+  await fleet.waitWorker('hog', (w) => w.queueDepth >= 1, 10_000, 'the hog growing');
+  assert.equal((await fleet.cli(['bots', 'disable', 'hog'])).code, 0);
+  await fleet.waitWorker('hog', (w) => w.state === 'draining', 5_000, 'the hog draining before it reaches its cap');
+  const t0 = Date.now();
+  const w = await fleet.waitWorker('hog', (x) => x.pid !== pid, 25_000, 'the hog\'s worker gone');
+  return { ms: Date.now() - t0, reason: w.lastExit?.reason, state: w.state };
+}
+
+describe('the kernel holds each bot to its limits', { skip }, () => {
+  test('a cgroup: off-heap growth while draining is killed at once, reason memory; the neighbour untouched', async (t) => {
+    await withFleet(ENV, {}, async (fleet) => {
+      const r = await growWhileDraining(fleet);
+      const st = await fleet.status();
+      t.diagnostic(`cgroups ${st.master.isolation.cgroups}: the hog (growing 40 MB/s to its 120 MB cap) ended ${r.ms} ms into its drain, reason ${r.reason}`);
+      if (st.master.isolation.cgroups === null) return t.skip('no cgroup on this machine');
+      assert.equal(r.reason, 'memory');
+      assert.equal(r.state, 'stopped', 'it was being stopped: it stays stopped');
+      assert.ok(r.ms < 5000, `killed ${r.ms} ms into a 30 s drain`);
+      assert.equal(await fleet.chat('calm', 2, 'hi'), 'hi');
+    });
+  });
+
+  test('no cgroup (a non-root master): sampled, draining included, killed at the first sample over', async (t) => {
+    await withFleet(ENV, { asUid: NOBODY }, async (fleet) => {
+      const r = await growWhileDraining(fleet);
+      t.diagnostic(`sampling every 250 ms: the hog (growing 40 MB/s to its 120 MB cap) ended ${r.ms} ms into its drain, reason ${r.reason}`);
+      assert.equal((await fleet.status()).master.isolation.cgroups, null);
+      assert.equal(r.reason, 'memory');
+      assert.equal(r.state, 'stopped');
+      assert.ok(r.ms < 5000, `killed ${r.ms} ms into a 30 s drain`);
+    });
+  });
+
+  test('shared memory in /dev/shm is charged to the bot and deleted after it', async (t) => {
+    await withFleet({ MAX_MEMORY_PER_WORKER_MB: '120' }, {}, async (fleet) => {
+      await fleet.addBot('shm', { handler: HOG, settings: { allowChildProcess: true } });
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['shm']);
+      if (s.master.isolation.cgroups === null) return t.skip('no cgroup on this machine');
+      const pid = s.workers[0]!.pid!;
+      fleet.emulator.userSends(fleet.tg('shm'), 3, 'shm 600');
+      // Either dd is killed (the reply says how far it got) or the worker is: 600 MiB never fits.
+      const outcome = await Promise.race([
+        fleet.emulator.waitForSent(fleet.tg('shm'), (m) => m.text.startsWith('shm '), 20_000, 'the shm reply').then((m) => m.text),
+        fleet.waitWorker('shm', (w) => w.pid !== pid, 20_000, 'the worker killed').then((w) => `worker ended: ${w.lastExit?.reason}`),
+      ]);
+      t.diagnostic(`600 MiB into /dev/shm under a 120 MB cap: ${outcome}`);
+      const written = /^shm (\d+)/.exec(outcome);
+      if (written) assert.ok(Number(written[1]) < 130 * 1048576, 'the kernel stopped the write near the cap');
+      else assert.match(outcome, /memory/);
+      const stop = await fleet.cli(['bots', 'disable', 'shm']);
+      assert.equal(stop.code, 0);
+      await fleet.waitWorker('shm', (w) => w.state === 'stopped', 20_000, 'stopped');
+      await waitFor(() => (fs.readdirSync('/dev/shm').some((f) => f === `hog-${pid}`) ? null : true), 5000, 'its /dev/shm file deleted');
+    });
+  });
+
+  test('a bot writing 2 GB into its directory is stopped at its cap, reason disk, and stays down; a neighbour\'s webhooks keep answering 200', async (t) => {
+    await withFleet({ MAX_DATA_PER_BOT_MB: '64', DATA_CHECK_INTERVAL_MS: '200' }, { webhook: true }, async (fleet) => {
+      await fleet.addBot('filler', { handler: HOG, mode: 'polling' });
+      await fleet.addBot('hooked', { mode: 'webhook' });
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['filler', 'hooked']);
+      const pid = s.workers.find((w) => w.botId === 'filler')!.pid!;
+      const t0 = Date.now();
+      fleet.emulator.userSends(fleet.tg('filler'), 6, 'fill 2048');
+      const codes: number[] = [];
+      let id = 1;
+      const w = await waitFor(async () => {
+        codes.push(await fleet.postWebhook('hooked', JSON.stringify({ update_id: id++, message: { message_id: id, date: 0, chat: { id: 9, type: 'private' }, text: 'hi' } })));
+        const x = await fleet.worker('filler');
+        return x && x.pid !== pid && x.state === 'quarantined' ? x : null;
+      }, 30_000, 'the filler stopped');
+      const size = fs.statSync(path.join(fleet.home, 'bots', 'filler', 'fill.bin')).size;
+      t.diagnostic(`stopped ${Date.now() - t0} ms after it began writing, at ${Math.round(size / 1048576)} MiB of 2048 (cap 64 MB); ${codes.length} webhook posts meanwhile`);
+      assert.equal(w.lastExit?.reason, 'disk');
+      assert.match(w.stateReason ?? '', /MAX_DATA_PER_BOT_MB/);
+      assert.equal(w.quarantinedUntil, null, 'until an operator restarts it');
+      assert.ok(size < 1024 * 1048576, 'stopped long before 2 GB');
+      assert.deepEqual(codes.filter((c) => c !== 200), [], 'every webhook post answered 200');
+    });
+  });
+
+  test('a fork loop stops at MAX_PROCESSES_PER_BOT; the master starts another bot meanwhile', async (t) => {
+    await withFleet({ MAX_PROCESSES_PER_BOT: '64' }, {}, async (fleet) => {
+      await fleet.addBot('forker', { handler: HOG, settings: { allowChildProcess: true } });
+      await fleet.startMaster();
+      await fleet.waitRunning(['forker']);
+      const before = Date.now();
+      fleet.emulator.userSends(fleet.tg('forker'), 4, 'forkloop');
+      await fleet.addBot('late');
+      await fleet.waitRunning(['late'], 20_000);
+      const reply = await fleet.emulator.waitForSent(fleet.tg('forker'), (m) => m.text.startsWith('forked '), 30_000, 'the loop stopped');
+      const n = Number(reply.text.split(' ')[1]);
+      t.diagnostic(`${reply.text} (limit 64 tasks, the worker's own threads included), in ${Date.now() - before} ms`);
+      assert.ok(n > 0 && n < 64, `stopped at the limit: ${n}`);
+      assert.equal(await fleet.chat('late', 5, 'hi'), 'hi');
+    });
+  });
+});
