@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
+import { POISON_REASON } from '../worker/protocol.js';
 import { alive, waitFor } from './helpers/wait.js';
 import type { FleetStatus } from '../master/surfaces/status-server.js';
 import type { DeadLetter } from '../master/delivery/dead-letters.js';
@@ -287,7 +288,7 @@ describe('dead-letter queue', () => {
         const l = await list();
         return l.length === 1 ? l : null;
       }, 20_000, 'the poison update reaching the dead-letter queue');
-      assert.deepEqual([dl!.botId, dl!.kind, dl!.reason], ['poisoned', 'message', 'in flight through repeated worker deaths']);
+      assert.deepEqual([dl!.botId, dl!.kind, dl!.reason], ['poisoned', 'message', POISON_REASON]);
       const sick = await fleet.waitWorker('poisoned', (w) => w.state === 'running', 10_000, 'the bot running again');
       assert.equal(sick.restarts, before.restarts + 2, 'two deaths, then the update was answered 200 without a third');
       const text = (await fleet.cli(['dlq', 'list', 'poisoned'])).stdout;
@@ -323,7 +324,7 @@ describe('dead-letter queue, polling', () => {
         const l = JSON.parse((await fleet.cli(['dlq', 'list', 'pollpoison', '--json'])).stdout) as DeadLetter[];
         return l.length === 1 ? l : null;
       }, 20_000, 'the polled poison update reaching the dead-letter queue');
-      assert.deepEqual([rows[0]!.kind, rows[0]!.reason], ['message', 'in flight through repeated worker deaths']);
+      assert.deepEqual([rows[0]!.kind, rows[0]!.reason], ['message', POISON_REASON]);
       const w = await fleet.waitWorker('pollpoison', (w) => w.state === 'running', 10_000, 'the bot running again');
       assert.equal(w.restarts, before.restarts + 2);
       assert.equal(await fleet.chat('pollpoison', 79, 'still here'), 'ok: still here');

@@ -124,26 +124,53 @@ describe('journal (real file, real writer thread)', () => {
     });
   });
 
-  test('poison: in flight through two fault deaths, it leaves the journal for the dead-letter queue; a replay puts it back', async () => {
-    await withJournal({}, async (open, dead) => {
+  test('probation: after an unexplained death the suspects go one at a time; only the update alone at two deaths is dead-lettered; a replay puts it back', async () => {
+    await withJournal({ window: 8 }, async (open, dead) => {
       const j = await open();
-      await j.accept('a', upd(20));
-      await j.accept('a', upd(21));
+      for (const id of [20, 21, 22]) await j.accept('a', upd(id));
+      const first = sink();
+      j.attach('a', first);
+      await tick();
+      assert.deepEqual(first.ids(), [20, 21, 22], 'a full window');
+      j.workerGone('a', true); // a crash with three in flight: all three suspects, none blamed
+      assert.deepEqual(dead, []);
       for (let death = 0; death < 2; death++) {
         const w = sink();
         j.attach('a', w);
         await tick();
-        if (death === 0) j.acked('a', [{ updateId: 21, ok: true }]);
-        j.workerGone('a', true);
+        assert.deepEqual(w.ids(), [20], 'probation: one at a time, the oldest suspect first');
+        j.workerGone('a', true); // 20 alone in flight: it is the culprit
       }
-      assert.deepEqual(dead, [['a', 20, 'in flight through repeated worker deaths']]);
-      assert.equal(j.stats('a').pending, 0);
+      assert.deepEqual(dead, [['a', 20, 'its worker died twice while it was the only update in flight']]);
+      const next = sink();
+      j.attach('a', next);
+      await tick();
+      assert.deepEqual(next.ids(), [21], 'the next suspect, alone');
+      j.acked('a', [{ updateId: 21, ok: true }]);
+      await tick();
+      assert.deepEqual(next.ids(), [21, 22]);
+      j.acked('a', [{ updateId: 22, ok: true }]);
+      for (const id of [23, 24]) await j.accept('a', upd(id));
+      await tick();
+      assert.deepEqual(next.ids(), [21, 22, 23, 24], 'probation over: the window again');
       assert.equal(await j.accept('a', upd(20)), 'duplicate', 'Telegram\'s redelivery is not handled again');
       assert.equal(await j.accept('a', upd(20), true), 'journaled', 'dlq replay bypasses dedup');
-      const w = sink();
-      j.attach('a', w);
-      await tick();
-      assert.deepEqual(w.got, [{ ids: [20], replay: true }]);
+      await j.close();
+    });
+  });
+
+  test('a death the master explains (memory, hung, a deploy) makes no suspect: the window stays full, nothing is dead-lettered', async () => {
+    await withJournal({ window: 8 }, async (open, dead) => {
+      const j = await open();
+      for (const id of [40, 41, 42]) await j.accept('b', upd(id));
+      for (let death = 0; death < 3; death++) {
+        const w = sink();
+        j.attach('b', w);
+        await tick();
+        assert.deepEqual(w.ids(), [40, 41, 42]);
+        j.workerGone('b', false);
+      }
+      assert.deepEqual(dead, []);
       await j.close();
     });
   });

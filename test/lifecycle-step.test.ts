@@ -34,7 +34,7 @@ function table(): Record<string, string> {
   for (const state of STATES) for (const intent of INTENTS) for (const shuttingDown of [false, true]) for (const endReason of END_REASONS) for (const [exitName, info] of EXITS) for (const [budget, history, ranMs] of BUDGETS) {
     const st = stepExit({ state, intent, shuttingDown, endReason, history, ranMs, fatalMessage: null, protocolDetail: 'x' }, info, NOW, POLICY, 'kept');
     const follow = st.effects.map((e) => e.type === 'launch' ? 'launch now' : e.type === 'arm-restart' ? `restart in ${e.delayMs} ms` : e.type === 'arm-quarantine-end' ? `retry at +${e.until - NOW} ms` : e.doNotRestart ? 'kept: do not restart' : 'kept').join(', ') || 'nothing';
-    out[[state, intent, shuttingDown ? 'shutting down' : 'up', endReason ?? 'on its own', exitName, budget].join(' | ')] = [st.to, st.reason, follow, st.fault ? 'blames in-flight' : 'no blame'].join(' · ');
+    out[[state, intent, shuttingDown ? 'shutting down' : 'up', endReason ?? 'on its own', exitName, budget].join(' | ')] = [st.to, st.reason, follow, st.suspects ? 'in-flight become suspects' : 'no suspects'].join(' · ');
   }
   return out;
 }

@@ -48,7 +48,7 @@ export interface Ingress {
   /** A new connection that sends no byte within this is closed (ms). */
   firstByteTimeoutMs: number;
 }
-export const INGRESS_DEFAULTS: Readonly<Ingress> = { headersTimeoutMs: 10_000, requestTimeoutMs: 15_000, idleTimeoutMs: 60_000, maxConnections: 1024, maxConnectionsPerSource: 128, firstByteTimeoutMs: 5_000 };
+export const INGRESS_DEFAULTS: Readonly<Ingress> = { headersTimeoutMs: 10_000, requestTimeoutMs: 15_000, idleTimeoutMs: 60_000, maxConnections: 1024, maxConnectionsPerSource: 512, firstByteTimeoutMs: 5_000 };
 
 export interface WebhookServerOptions {
   target: WebhookTarget;

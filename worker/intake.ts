@@ -10,7 +10,7 @@ import { createBatcher } from '../common/batcher.js';
 import { createChatQueue, type ChatKey, type ChatQueue } from './chat-queue.js';
 import type { DedupWindow } from './dedup.js';
 import type { Polling } from './polling.js';
-import { updateProblem, type UpdateAck, type WorkerLastError, type WorkerMessage } from './protocol.js';
+import { POISON_REASON, updateProblem, type UpdateAck, type WorkerLastError, type WorkerMessage } from './protocol.js';
 import type { Telemetry } from './telemetry.js';
 
 /** Updates handled at once across chats before long polling waits for room. */
@@ -57,6 +57,8 @@ export interface IntakeDeps {
   describeError(err: unknown): WorkerLastError;
   /** With long polling: the offset bookkeeping (settles reported to it). */
   polling: Polling | null;
+  /** Suspects of an earlier worker's death (polling): taken one at a time, before the rest (master/delivery/poison.ts). */
+  probation?: Set<number>;
 }
 
 /** The intake: `accept` an update (from the master, or `replay`ed), `acceptPolled` one from getUpdates. */
@@ -74,12 +76,12 @@ export interface Intake {
  * handler can kill the worker (long polling). A plain function returning the library's
  * promise: an async wrapper was one more promise per update.
  */
-function runsHandler(d: IntakeDeps, beforeRun: (() => void) | null, done: (ack: UpdateAck) => void): (update: Update) => Promise<void> {
+function runsHandler(d: IntakeDeps, beforeRun: ((update: Update) => void) | null, done: (ack: UpdateAck) => void): (update: Update) => Promise<void> {
   const { bot, telemetry, stats } = d;
   return (update) => {
     stats.messages++;
     const began = performance.now();
-    beforeRun?.();
+    beforeRun?.(update);
     // A rejection here is the library failing outside any handler (a malformed update): an error, not a crash.
     return bot.handleUpdate(update).then(() => {
       done({ updateId: update.update_id, ok: !d.failed.has(update) });
@@ -104,11 +106,20 @@ export function createIntake(d: IntakeDeps): Intake {
   });
   /** Updates accepted whose handler has not settled yet (queued or running). */
   const handling = new Set<number>();
+  const lanes = probationLanes(d.probation ?? new Set(), bot, handling);
   const settle = (id: number) => {
     handling.delete(id);
+    lanes.settled(id);
     d.polling?.settle(id);
   };
-  const handle = runsHandler(d, polling ? () => begins.flushNow() : null, (ack) => {
+  // `begin` when its handler starts, sent with the acks gathered so far before it runs: the master's "in flight"
+  // is what is running, so a death names exactly the updates that could have caused it (master/delivery/poison.ts).
+  const beforeRun = (u: Update) => {
+    begins.push(u.update_id);
+    acks.flushNow();
+    begins.flushNow();
+  };
+  const handle = runsHandler(d, polling ? beforeRun : null, (ack) => {
     acks.push(ack);
     settle(ack.updateId);
   });
@@ -119,8 +130,8 @@ export function createIntake(d: IntakeDeps): Intake {
     if (replay) d.skip.delete(update.update_id);
     else if (d.skip.delete(update.update_id)) {
       // It was in flight when earlier workers of this bot died: a poison update.
-      logger.warn({ updateId: update.update_id }, 'update dead-lettered: it was in flight through repeated worker deaths');
-      d.send({ v: 1, type: 'dlq', updateId: update.update_id, error: 'in flight through repeated worker deaths', update });
+      logger.warn({ updateId: update.update_id }, `update dead-lettered: ${POISON_REASON}`);
+      d.send({ v: 1, type: 'dlq', updateId: update.update_id, error: POISON_REASON, update });
       return;
     }
     if (!replay && d.dedup.seen(update.update_id, Date.now())) {
@@ -132,10 +143,9 @@ export function createIntake(d: IntakeDeps): Intake {
       if (!handling.has(update.update_id)) acks.push({ updateId: update.update_id, ok: true });
       return;
     }
-    if (polling) begins.push(update.update_id);
     handling.add(update.update_id);
     if (polling && !replay) d.polling?.track(update.update_id);
-    queue.push(chatKey(update, bot), update);
+    queue.push(lanes.keyFor(update), update);
   };
 
   return {
@@ -163,4 +173,30 @@ function deadLetterMalformed(d: IntakeDeps, begins: { push(id: number): void; fl
   begins.push(id);
   begins.flushNow();
   d.send({ v: 1, type: 'dlq', updateId: id, error: `malformed update: ${problem}` });
+}
+
+/** The one lane every update takes while on probation: handled one at a time, in arrival order. */
+const PROBATION_LANE = '\u0000probation';
+
+/**
+ * Probation for a polling worker: while a suspect of the last death is pending, every
+ * update goes through one lane, one at a time (so a death names its culprit), until the
+ * suspects have settled and the lane has emptied; then each chat has its own lane again
+ * (order per chat holds: nothing of a chat runs beside what it queued in the lane). A
+ * suspect below an update that arrives without it was never fetched again: forgotten.
+ */
+function probationLanes(probation: Set<number>, bot: Bot, handling: Set<number>): { keyFor(update: Update): ChatKey; settled(id: number): void } {
+  const inLane = new Set<number>();
+  return {
+    keyFor(update) {
+      if (probation.size > 0) for (const id of probation) if (id < update.update_id && !handling.has(id)) probation.delete(id);
+      if (probation.size === 0 && inLane.size === 0) return chatKey(update, bot);
+      inLane.add(update.update_id);
+      return PROBATION_LANE;
+    },
+    settled(id) {
+      inLane.delete(id);
+      probation.delete(id);
+    },
+  };
 }

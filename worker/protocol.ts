@@ -15,6 +15,9 @@ export const PROTOCOL_VERSION = 1;
 /** Exit code that tells the master "do not restart me" (sysexits EX_CONFIG). */
 export const EXIT_CONFIG = 78;
 
+/** Why a poison update was dead-lettered (master/delivery/poison.ts), the same text from either side. */
+export const POISON_REASON = 'its worker died twice while it was the only update in flight';
+
 /** The resolved delivery mode of one running bot. */
 export type DeliveryMode = 'polling' | 'webhook';
 
@@ -52,7 +55,7 @@ export function botApiPolicy(fleet: BotApiPolicy, settings: Record<string, unkno
 
 /** Master -> worker. */
 export type MasterMessage =
-  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[]; ackedUpdateIds: number[] }
+  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[]; ackedUpdateIds: number[]; probationUpdateIds?: number[] }
   /** `replay`: an operator's `dlq replay`; handled even if the worker's skip list or dedup window holds its id. */
   | { v: 1; type: 'update'; updates: Update[]; replay?: true }
   | { v: 1; type: 'settings'; settings: Record<string, unknown> }
@@ -250,7 +253,8 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
         isStr(b.handler) && isObj(b.settings) && isObj(b.api) && isInt(b.api.maxRetries) && isInt(b.api.retryBackoffMs) &&
         isInt(b.api.rateLimitGlobal) && isInt(b.api.rateLimitPerChat) && isInt(m.heartbeatIntervalMs) && isInt(m.drainTimeoutMs) && isInt(m.pollingTimeoutSec) &&
         isInt(m.dedupWindowMs) && isStr(m.home) && Array.isArray(m.skipUpdateIds) && m.skipUpdateIds.every(isInt) &&
-        Array.isArray(m.ackedUpdateIds) && m.ackedUpdateIds.every(isInt);
+        Array.isArray(m.ackedUpdateIds) && m.ackedUpdateIds.every(isInt) &&
+        (m.probationUpdateIds === undefined || (Array.isArray(m.probationUpdateIds) && m.probationUpdateIds.every(isInt)));
       return ok ? (m as MasterMessage) : null;
     }
     case 'update':

@@ -190,7 +190,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     call, timeoutSec: init.pollingTimeoutSec, signal: stop.signal, logger, take: (u) => take(u), waitForRoom: () => waitForRoom(),
     describeError: toLastError, recordError: (e) => void (stats.lastError = e), tokenRejected,
   }) : null;
-  const intake = createIntake({ bot, mode: cfg.mode, send, logger, dedup, skip: new Set(init.skipUpdateIds), telemetry, stats, failed, describeError: toLastError, polling });
+  const intake = createIntake({ bot, mode: cfg.mode, send, logger, dedup, skip: new Set(init.skipUpdateIds), probation: new Set(init.probationUpdateIds ?? []), telemetry, stats, failed, describeError: toLastError, polling });
   take = intake.acceptPolled;
   waitForRoom = () => intake.queue.waitForRoom();
 

@@ -1,9 +1,8 @@
 /**
  * The dead-letter queue: updates botfleet gave up on, kept in the registry's SQLite
  * database so an operator can list them and replay them once the bot is fixed
- * (`botfleet dlq list|replay|rm`). An update lands here when it was in flight
- * through {@link MAX_UPDATE_DEATHS} fault deaths of its bot's workers (a poison
- * update). The update's JSON is stored whole, since replay needs it; listings show
+ * (`botfleet dlq list|replay|rm`). An update lands here when its bot's worker died
+ * twice while it was the only update in flight (a poison update: delivery/poison.ts). The update's JSON is stored whole, since replay needs it; listings show
  * only ids, kinds and sizes, never message text.
  */
 import type Database from 'better-sqlite3';

@@ -8,6 +8,7 @@
 import type { Update } from 'node-telegram-bot-api';
 import type { UpdateSink } from './outbox.js';
 import { trimOldest } from '../../common/bounded-map.js';
+import { forget, newPoisonState, onProbation, type PoisonState } from './poison.js';
 
 /** Acked ids remembered per bot for dedup (the oldest are forgotten first). */
 export const MAX_ACKED_PER_BOT = 10_000;
@@ -33,6 +34,8 @@ export interface BotJournal {
   /** id -> acked at (wall ms), oldest first. */
   acked: Map<number, number>;
   sink: UpdateSink | null;
+  /** Its suspects (delivery/poison.ts): while any is pending, one update at a time. */
+  poison: PoisonState;
   pendingBytes: number;
   pumpQueued: boolean;
   c: Omit<JournalStats, 'pending' | 'inFlight' | 'oldestPendingAgeMs'>;
@@ -40,13 +43,14 @@ export interface BotJournal {
 
 /** An empty index for bot `id`. */
 export function newBotJournal(id: string): BotJournal {
-  return { id, pending: new Map(), queue: [], head: 0, inFlight: new Set(), acked: new Map(), sink: null, pendingBytes: 0, pumpQueued: false,
+  return { id, pending: new Map(), queue: [], head: 0, inFlight: new Set(), acked: new Map(), sink: null, poison: newPoisonState(), pendingBytes: 0, pumpQueued: false,
     c: { received: 0, journaled: 0, duplicates: 0, refused: 0, delivered: 0, failed: 0, deadLettered: 0, expired: 0 } };
 }
 
 /** Forget pending entry `id` (acked, dead-lettered or expired). */
 export function removeEntry(b: BotJournal, id: number, e: Entry): void {
   b.pending.delete(id);
+  forget(b.poison, id);
   b.pendingBytes -= e.bytes;
 }
 
@@ -65,7 +69,9 @@ export function rememberAck(b: BotJournal, id: number, at: number): void {
 export function nextToSend(b: BotJournal, window: number): { batch: Update[]; replays: Update[] } {
   const batch: Update[] = [];
   const replays: Update[] = [];
-  while (b.inFlight.size < window && b.head < b.queue.length) {
+  // Probation: while a suspect is pending, one at a time (a death then names its culprit).
+  const limit = onProbation(b.poison) ? 1 : window;
+  while (b.inFlight.size < limit && b.head < b.queue.length) {
     const id = b.queue[b.head]!;
     const e = b.pending.get(id);
     if (!e || b.inFlight.has(id)) {

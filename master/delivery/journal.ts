@@ -9,8 +9,8 @@
  * pending, or acked within `dedupWindowMs` (kept durably), is answered 200 and not
  * handled again. Guarantee: at least once; twice only when a handler ran and its
  * ack was lost with the worker, or with the master within the acks' lazy write
- * ({@link LAZY_FLUSH_MS}). An update in flight through
- * {@link MAX_UPDATE_DEATHS} fault deaths leaves the journal for the dead-letter queue.
+ * ({@link LAZY_FLUSH_MS}). An update whose worker died {@link MAX_SOLO_DEATHS} times while it
+ * was the only one in flight leaves the journal for the dead-letter queue (poison.ts: probation).
  *
  * The in-memory index here is the truth for decisions (dedup, bounds, order); the
  * file is its durable copy, written by {@link JournalWriter} off the event loop.
@@ -18,7 +18,9 @@
 import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../common/errors.js';
-import { MAX_UPDATE_DEATHS, type UpdateSink } from './outbox.js';
+import type { UpdateSink } from './outbox.js';
+import { MAX_SOLO_DEATHS, onWorkerDeath } from './poison.js';
+import { POISON_REASON } from '../../worker/protocol.js';
 import { PENDING_RETENTION_MS, type PendingRow } from './journal-store.js';
 import { botStats, LatencyRing, newBotJournal, nextToSend, rememberAck, removeEntry, type BotJournal, type Entry, type JournalStats } from './journal-index.js';
 import type { JournalWriter, LAZY_FLUSH_MS } from './journal-writer.js';
@@ -45,8 +47,8 @@ export interface Journal {
   attach(botId: string, sink: UpdateSink): void;
   /** Stop sending to the bot's worker (it drains); what is in flight may still be acked. */
   pause(botId: string): void;
-  /** The worker is gone: what it had in flight goes out again to the next one; `fault` counts toward poison. */
-  workerGone(botId: string, fault: boolean): void;
+  /** The worker is gone: what it had in flight goes out again to the next one; after an `unexplained` death as suspects, one at a time (poison.ts). */
+  workerGone(botId: string, unexplained: boolean): void;
   /** Acks from the bot's worker (either mode): pending entries leave, the ids are remembered for dedup. */
   acked(botId: string, acks: ReadonlyArray<{ updateId: number; ok: boolean }>): void;
   /** Ids acked within the dedup window, oldest first: a new polling worker skips them. */
@@ -118,6 +120,11 @@ class IndexedJournal implements Journal {
       b.pending.set(r.update_id, { update, bytes: r.payload.length, receivedAt: r.received_at, committedAt: r.received_at, deaths: r.deaths, replay: r.replay === 1, committing: null });
       b.pendingBytes += r.payload.length;
       b.queue.push(r.update_id);
+      // A solo death before the master restarted: still a suspect.
+      if (r.deaths > 0) {
+        b.poison.suspects.add(r.update_id);
+        b.poison.soloDeaths.set(r.update_id, r.deaths);
+      }
     }
     for (const r of loaded.acked) this.bot(r.bot).acked.set(r.update_id, r.acked_at);
   }
@@ -219,16 +226,16 @@ class IndexedJournal implements Journal {
     this.bot(botId).sink = null;
   }
 
-  workerGone(botId: string, fault: boolean): void {
+  workerGone(botId: string, unexplained: boolean): void {
     const b = this.bot(botId);
     b.sink = null;
+    const verdict = onWorkerDeath(b.poison, [...b.inFlight].filter((id) => b.pending.has(id)), unexplained);
     const deaths: Array<[string, number, number]> = [];
-    for (const id of b.inFlight) {
-      const e = b.pending.get(id);
-      if (!e || !fault) continue;
-      e.deaths++;
-      if (e.deaths >= MAX_UPDATE_DEATHS) this.deadLetter(b, id, e, 'in flight through repeated worker deaths');
-      else deaths.push([botId, id, e.deaths]);
+    for (const [id, n] of verdict.counted) {
+      const e = b.pending.get(id)!;
+      e.deaths = n;
+      if (n >= MAX_SOLO_DEATHS) this.deadLetter(b, id, e, POISON_REASON);
+      else deaths.push([botId, id, n]);
     }
     if (deaths.length > 0) this.o.writer.write({ deaths }).catch(this.logWriteError);
     b.inFlight.clear();

@@ -1,25 +1,22 @@
 /**
- * Poison tracking for polling bots, owned by the delivery wing: which updates a
- * polling worker has begun and not acked. An update in flight through
- * {@link MAX_UPDATE_DEATHS} fault deaths of its bot's workers is put on the next
- * worker's skip list (it dead-letters it on sight) instead of being handled again,
- * so one bad message cannot crash-loop a bot. Webhook updates get the same rule in
- * the journal (journal.ts). The lifecycle holds one {@link BotDelivery} per bot.
+ * Poison tracking for polling bots, owned by the delivery wing: which updates a polling
+ * worker has begun and not acked, and the bot's suspects (delivery/poison.ts). The
+ * master never holds a polled update's body, so the next worker is told: the suspects to
+ * take one at a time (`probationUpdateIds`), and the poison to dead-letter on sight
+ * (`skipUpdateIds`). Webhook updates get the same tracker in the journal (journal.ts).
+ * The lifecycle holds one {@link BotDelivery} per bot.
  */
 import type { Update } from 'node-telegram-bot-api';
-import { trimOldest } from '../../common/bounded-map.js';
-
-/** An update in flight through this many worker deaths is dead-lettered, not retried (poison update). */
-export const MAX_UPDATE_DEATHS = 2;
-/** Bound on remembered poison candidates per bot. */
-const MAX_DEATH_RECORDS = 1000;
+import { forget, newPoisonState, onWorkerDeath, type PoisonState } from './poison.js';
 
 /** One polling bot's updates between `begin` and ack. */
 export interface BotDelivery {
   /** Updates a polling worker has begun and not acked. */
   inFlight: Set<number>;
-  /** update_id -> worker deaths it was in flight through (poison detection). */
-  deaths: Map<number, number>;
+  /** Its suspects and their solo deaths. */
+  poison: PoisonState;
+  /** Poison: the next worker dead-letters these on sight. */
+  skip: Set<number>;
   /** The skip list handed to the current worker at `init`: ids it may dead-letter on sight. */
   skipGiven: Set<number>;
   /** When the current worker's recent `dlq` frames came (ms), for {@link MAX_DLQ_PER_MINUTE}. */
@@ -35,10 +32,13 @@ export interface UpdateSink {
 }
 
 /** Empty bookkeeping for a new bot. */
-export const newBotDelivery = (): BotDelivery => ({ inFlight: new Set(), deaths: new Map(), skipGiven: new Set(), dlqTimes: [] });
+export const newBotDelivery = (): BotDelivery => ({ inFlight: new Set(), poison: newPoisonState(), skip: new Set(), skipGiven: new Set(), dlqTimes: [] });
 
 /** The update ids the next worker must skip (dead-letter) on sight. */
-export const poisonIds = (d: BotDelivery): number[] => [...d.deaths].filter(([, n]) => n >= MAX_UPDATE_DEATHS).map(([id]) => id);
+export const poisonIds = (d: BotDelivery): number[] => [...d.skip];
+
+/** The update ids the next worker must take one at a time, before the rest (probation). */
+export const probationIds = (d: BotDelivery): number[] => [...d.poison.suspects];
 
 /** A polling worker began an update. @returns how many it has begun and not acked. */
 export function onBegin(d: BotDelivery, updateId: number): number {
@@ -66,24 +66,22 @@ export function deadLetterRefusal(d: BotDelivery, updateId: number, now: number)
   return null;
 }
 
-/** The worker dead-lettered an update itself: no longer a poison candidate. */
+/** The worker dead-lettered an update itself: settled. */
 export function onWorkerDeadLetter(d: BotDelivery, updateId: number): void {
-  d.deaths.delete(updateId);
+  forget(d.poison, updateId);
   d.inFlight.delete(updateId);
+  d.skip.delete(updateId);
   d.skipGiven.delete(updateId);
 }
 
-/** An update settled in the worker: no longer in flight, no longer a poison candidate. */
+/** An update settled in the worker: no longer in flight, no longer suspected. */
 export function onAck(d: BotDelivery, updateId: number): void {
   d.inFlight.delete(updateId);
-  d.deaths.delete(updateId);
+  forget(d.poison, updateId);
 }
 
-/** The worker process is gone: blame what was in flight if it was a fault. */
-export function onWorkerGone(d: BotDelivery, fault: boolean): void {
-  if (fault) {
-    for (const id of d.inFlight) d.deaths.set(id, (d.deaths.get(id) ?? 0) + 1);
-    trimOldest(d.deaths, MAX_DEATH_RECORDS);
-  }
+/** The worker process is gone: what was in flight becomes suspect when nobody explains the death (poison.ts). */
+export function onWorkerGone(d: BotDelivery, unexplained: boolean): void {
+  for (const id of onWorkerDeath(d.poison, [...d.inFlight], unexplained).poison) d.skip.add(id);
   d.inFlight.clear();
 }

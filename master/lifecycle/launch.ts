@@ -9,7 +9,7 @@ import type { Child } from './child.js';
 import type { BotSpec } from './child-spec.js';
 import { forkFailureMessage, forkWorker, type WorkerProcess } from './child-process.js';
 import { createChildLog } from '../host/child-log.js';
-import { onWorkerStart, poisonIds } from '../delivery/outbox.js';
+import { onWorkerStart, poisonIds, probationIds } from '../delivery/outbox.js';
 import { prepareDelivery } from './telegram-admin.js';
 import type { SupervisorCore } from './supervisor-core.js';
 import { onWorkerMessage } from './worker-messages.js';
@@ -124,7 +124,7 @@ function spawn(core: SupervisorCore, c: Child, spec: BotSpec, release: () => voi
   proc.send({
     v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
     pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
-    skipUpdateIds: skip, ackedUpdateIds: d.journal?.ackedIds(c.botId) ?? [],
+    skipUpdateIds: skip, probationUpdateIds: probationIds(c.delivery), ackedUpdateIds: d.journal?.ackedIds(c.botId) ?? [],
     bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings,
       api: botApiPolicy({ maxRetries: cfg.apiMaxRetries, retryBackoffMs: cfg.apiRetryBackoffMs, rateLimitGlobal: cfg.rateLimitGlobal, rateLimitPerChat: cfg.rateLimitPerChat }, spec.settings) },
   });

@@ -45,8 +45,10 @@ export interface ExitStep {
   to: ChildState;
   stateReason: string | null;
   reason: ExitReason;
-  /** Whether the in-flight updates are blamed (poison tracking): a fault of a child meant to run. */
+  /** A fault of a child meant to run. */
   fault: boolean;
+  /** Whether the in-flight updates become suspects: a fault nobody explains ({@link SUSPECT_DEATHS}). */
+  suspects: boolean;
   /** Counted in `restarts` (total). */
   countsAsRestart: boolean;
   intent: Intent;
@@ -69,6 +71,16 @@ export function exitReason(endReason: ExitReason | null, info: ExitInfo): ExitRe
 /** Reasons that are faults: they go through the restart policy. */
 export const FAULTS: ReadonlySet<ExitReason> = new Set(['crash', 'exited', 'protocol', 'hung', 'memory', 'disk', 'startup-timeout', 'config']);
 
+/**
+ * Deaths an update may have caused: the updates then in flight become suspects, taken one
+ * at a time by the next worker (delivery/poison.ts). A crash, an unasked exit, a protocol
+ * violation, and, unlike DESIGN.md's first list, a hang and the memory cap too: a handler that
+ * loops or balloons on one update would otherwise crash-loop its bot into quarantine, and
+ * probation already keeps innocent updates out of the dead-letter queue. A death the master
+ * causes for reasons of its own (a deploy, an operator, a shutdown, the data cap) makes none.
+ */
+export const SUSPECT_DEATHS: ReadonlySet<ExitReason> = new Set(['crash', 'exited', 'protocol', 'hung', 'memory']);
+
 /** Faults no restart can fix: quarantined until an operator acts, no budget spent (a bad configuration; a data directory over its cap). */
 export const DO_NOT_RESTART: ReadonlySet<ExitReason> = new Set(['config', 'disk']);
 
@@ -78,7 +90,8 @@ export const DO_NOT_RESTART: ReadonlySet<ExitReason> = new Set(['config', 'disk'
  */
 export function stepExit(c: ExitContext, info: ExitInfo, now: number, policy: RestartPolicy, keepStateReason: string | null): ExitStep {
   const reason = exitReason(c.endReason, info);
-  const base = { reason, fault: c.intent === 'run' && !c.shuttingDown, history: c.history, quarantinedUntil: undefined, intent: c.intent };
+  const fault = c.intent === 'run' && !c.shuttingDown;
+  const base = { reason, fault, suspects: fault && SUSPECT_DEATHS.has(reason), history: c.history, quarantinedUntil: undefined, intent: c.intent };
   if (c.intent === 'stop' || c.shuttingDown) {
     return { ...base, to: 'stopped', stateReason: keepStateReason, countsAsRestart: false, effects: [] };
   }
@@ -93,7 +106,7 @@ export function stepExit(c: ExitContext, info: ExitInfo, now: number, policy: Re
 export function stepFault(c: ExitContext, reason: ExitReason, now: number, policy: RestartPolicy, detail?: string): ExitStep {
   const { next, act } = decideRestart(c.history, policy, now, c.ranMs, DO_NOT_RESTART.has(reason));
   const why = reason === 'protocol' ? `protocol: ${c.protocolDetail ?? 'violation'}` : (detail ?? reason);
-  const base = { reason, fault: true, intent: c.intent, history: next };
+  const base = { reason, fault: true, suspects: SUSPECT_DEATHS.has(reason), intent: c.intent, history: next };
   if (act.action === 'quarantine') {
     const stateReason = c.fatalMessage ?? (reason === 'protocol' ? `${why}; ${act.why}` : detail ?? act.why);
     const effects: ExitEffect[] = [{ type: 'save-history', history: next, quarantinedUntil: act.until, doNotRestart: act.until === null }];

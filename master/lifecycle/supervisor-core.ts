@@ -173,12 +173,13 @@ export class SupervisorCore {
     const cause = this.d.onWorkerExit?.(c.botId, proc.pid);
     if (cause) c.endReason = cause; // the kernel's OOM killer: a SIGKILL the master did not send, whatever it meant to do
     const st = stepExit(this.exitContext(c), info, this.now(), this.policy, c.stateReason);
-    onWorkerGone(c.delivery, st.fault);
-    this.d.journal?.workerGone(c.botId, st.fault);
+    const inFlight = c.delivery.inFlight.size;
+    onWorkerGone(c.delivery, st.suspects);
+    this.d.journal?.workerGone(c.botId, st.suspects);
     c.lastExit = { code: info.code, signal: info.signal, reason: st.reason, at: new Date().toISOString(), ...(c.fatalCode ? { errorCode: c.fatalCode } : {}) };
     c.exitsByReason[st.reason] = (c.exitsByReason[st.reason] ?? 0) + 1;
     keepRecent(c.exits, c.lastExit);
-    this.logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, workerPid: proc.pid, ...info, reason: st.reason }, 'worker exited');
+    this.logger[c.intent === 'run' ? 'warn' : 'info']({ botId: c.botId, workerPid: proc.pid, ...info, reason: st.reason, inFlight, suspects: c.delivery.poison.suspects.size }, 'worker exited');
     this.apply(c, st);
   }
 

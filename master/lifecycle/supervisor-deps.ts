@@ -56,7 +56,8 @@ export interface SupervisorDeps {
 export interface DeliveryPort {
   attach(botId: string, sink: UpdateSink): void;
   pause(botId: string): void;
-  workerGone(botId: string, fault: boolean): void;
+  /** `unexplained`: a crash, an unasked exit or a protocol violation (its in-flight updates become suspects). */
+  workerGone(botId: string, unexplained: boolean): void;
   acked(botId: string, acks: ReadonlyArray<{ updateId: number; ok: boolean }>): void;
   ackedIds(botId: string): number[];
 }
