@@ -6,7 +6,7 @@
  */
 import { Context, type Bot, type Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
-import { createBatcher } from '../common/batcher.js';
+import { createBatcher, type Batcher } from '../common/batcher.js';
 import { createChatQueue, type ChatKey, type ChatQueue } from './chat-queue.js';
 import type { DedupWindow } from './dedup.js';
 import type { Polling } from './polling.js';
@@ -99,11 +99,7 @@ function runsHandler(d: IntakeDeps, beforeRun: ((update: Update) => void) | null
 export function createIntake(d: IntakeDeps): Intake {
   const { bot, logger, telemetry, stats } = d;
   const polling = d.mode === 'polling';
-  const begins = createBatcher<number>((updateIds) => d.send({ v: 1, type: 'begin', updateIds }));
-  const acks = createBatcher<UpdateAck>((list) => {
-    begins.flushNow(); // a begin must never arrive after its ack
-    d.send({ v: 1, type: 'ack', acks: list });
-  });
+  const { begins, acks, beforeRun } = signals(d);
   /** Updates accepted whose handler has not settled yet (queued or running). */
   const handling = new Set<number>();
   const lanes = probationLanes(d.probation ?? new Set(), bot, handling);
@@ -111,13 +107,6 @@ export function createIntake(d: IntakeDeps): Intake {
     handling.delete(id);
     lanes.settled(id);
     d.polling?.settle(id);
-  };
-  // `begin` when its handler starts, sent with the acks gathered so far before it runs: the master's "in flight"
-  // is what is running, so a death names exactly the updates that could have caused it (master/delivery/poison.ts).
-  const beforeRun = (u: Update) => {
-    begins.push(u.update_id);
-    acks.flushNow();
-    begins.flushNow();
   };
   const handle = runsHandler(d, polling ? beforeRun : null, (ack) => {
     acks.push(ack);
@@ -197,6 +186,28 @@ function probationLanes(probation: Set<number>, bot: Bot, handling: Set<number>)
     settled(id) {
       inLane.delete(id);
       probation.delete(id);
+    },
+  };
+}
+
+/**
+ * The worker's begins and acks, batched per event-loop turn, and what runs before a polled
+ * update's handler: its `begin`, sent with the acks gathered so far, so the master's "in
+ * flight" is what is running and a death names exactly the updates that could have caused it
+ * (master/delivery/poison.ts).
+ */
+function signals(d: IntakeDeps): { begins: Batcher<number>; acks: Batcher<UpdateAck>; beforeRun(u: Update): void } {
+  const begins = createBatcher<number>((updateIds) => d.send({ v: 1, type: 'begin', updateIds }));
+  const acks = createBatcher<UpdateAck>((list) => {
+    begins.flushNow(); // a begin must never arrive after its ack
+    d.send({ v: 1, type: 'ack', acks: list });
+  });
+  return {
+    begins, acks,
+    beforeRun(u) {
+      begins.push(u.update_id);
+      acks.flushNow();
+      begins.flushNow();
     },
   };
 }

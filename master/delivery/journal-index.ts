@@ -9,6 +9,7 @@ import type { Update } from 'node-telegram-bot-api';
 import type { UpdateSink } from './outbox.js';
 import { trimOldest } from '../../common/bounded-map.js';
 import { forget, newPoisonState, onProbation, type PoisonState } from './poison.js';
+import type { PendingRow } from './journal-store.js';
 
 /** Acked ids remembered per bot for dedup (the oldest are forgotten first). */
 export const MAX_ACKED_PER_BOT = 10_000;
@@ -112,4 +113,30 @@ export class LatencyRing {
     const xs = this.xs.slice(0, n).sort();
     return { samples: n, p50Ms: xs[Math.floor(n * 0.5)]!, p99Ms: xs[Math.min(n - 1, Math.floor(n * 0.99))]!, maxMs: xs[n - 1]! };
   }
+}
+
+/**
+ * The rows a journal file held at start into the bots' indexes: pending updates in their
+ * order (an update with solo deaths still a suspect: a master restart resets no probation),
+ * acked ids for dedup. A row that is not JSON is dropped and reported through `bad`.
+ */
+export function loadRows(loaded: { pending: PendingRow[]; acked: Array<{ bot: string; update_id: number; acked_at: number }> }, bot: (id: string) => BotJournal, bad: (r: PendingRow) => void): void {
+  for (const r of loaded.pending) {
+    let update: Update;
+    try {
+      update = JSON.parse(r.payload) as Update;
+    } catch {
+      bad(r);
+      continue;
+    }
+    const b = bot(r.bot);
+    b.pending.set(r.update_id, { update, bytes: r.payload.length, receivedAt: r.received_at, committedAt: r.received_at, deaths: r.deaths, replay: r.replay === 1, committing: null });
+    b.pendingBytes += r.payload.length;
+    b.queue.push(r.update_id);
+    if (r.deaths > 0) {
+      b.poison.suspects.add(r.update_id);
+      b.poison.soloDeaths.set(r.update_id, r.deaths);
+    }
+  }
+  for (const r of loaded.acked) bot(r.bot).acked.set(r.update_id, r.acked_at);
 }

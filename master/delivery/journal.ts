@@ -22,7 +22,7 @@ import type { UpdateSink } from './outbox.js';
 import { MAX_SOLO_DEATHS, onWorkerDeath } from './poison.js';
 import { POISON_REASON } from '../../worker/protocol.js';
 import { PENDING_RETENTION_MS, type PendingRow } from './journal-store.js';
-import { botStats, LatencyRing, newBotJournal, nextToSend, rememberAck, removeEntry, type BotJournal, type Entry, type JournalStats } from './journal-index.js';
+import { botStats, LatencyRing, loadRows, newBotJournal, nextToSend, rememberAck, removeEntry, type BotJournal, type Entry, type JournalStats } from './journal-index.js';
 import type { JournalWriter, LAZY_FLUSH_MS } from './journal-writer.js';
 
 export type { JournalStats } from './journal-index.js';
@@ -106,27 +106,9 @@ class IndexedJournal implements Journal {
     this.load(o.loaded);
   }
 
-  /** The rows the file held at start: pending updates in their order, acked ids for dedup. A row that is not JSON is dropped, logged. */
+  /** The rows the file held at start (journal-index.ts's loadRows). */
   private load(loaded: JournalOptions['loaded']): void {
-    for (const r of loaded.pending) {
-      let update: Update;
-      try {
-        update = JSON.parse(r.payload) as Update;
-      } catch {
-        this.o.logger.error({ botId: r.bot, updateId: r.update_id }, 'journal row is not JSON; dropped');
-        continue;
-      }
-      const b = this.bot(r.bot);
-      b.pending.set(r.update_id, { update, bytes: r.payload.length, receivedAt: r.received_at, committedAt: r.received_at, deaths: r.deaths, replay: r.replay === 1, committing: null });
-      b.pendingBytes += r.payload.length;
-      b.queue.push(r.update_id);
-      // A solo death before the master restarted: still a suspect.
-      if (r.deaths > 0) {
-        b.poison.suspects.add(r.update_id);
-        b.poison.soloDeaths.set(r.update_id, r.deaths);
-      }
-    }
-    for (const r of loaded.acked) this.bot(r.bot).acked.set(r.update_id, r.acked_at);
+    loadRows(loaded, (id) => this.bot(id), (r) => this.o.logger.error({ botId: r.bot, updateId: r.update_id }, 'journal row is not JSON; dropped'));
   }
 
   private bot(id: string): BotJournal {
