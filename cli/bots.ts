@@ -6,6 +6,9 @@ import { homePaths, loadConfig } from '../config/load.js';
 import { maskToken } from '../config/secrets.js';
 import { openHomeRegistry, type BotModeSetting, type Registry } from '../master/registry.js';
 import { table } from '../common/table.js';
+import { handlerWarning } from '../master/host/bot-paths.js';
+import { canChangeUser } from '../master/host/isolation.js';
+import { isBuiltinHandler } from '../worker/handlers/index.js';
 
 /** Run `fn` on the registry of the home (the CLI's own connection, closed after). */
 export function withRegistry<T>(home: string | undefined, fn: (r: Registry) => T): T {
@@ -37,6 +40,17 @@ function readToken(raw: string): string {
   return (raw === '-' ? fs.readFileSync(0, 'utf8') : raw).trim();
 }
 
+/** Say at once what the fork would find: a handler the bot's own uid cannot read (stderr; the command still succeeds). */
+function warnHandler(handler: string, home: string | undefined): void {
+  let w: string | null;
+  try {
+    w = handlerWarning(handler, loadConfig(home ? { home } : {}).home, canChangeUser(), isBuiltinHandler);
+  } catch {
+    return; // a bad setting is the master's to report at start
+  }
+  if (w) console.error(`botfleet: warning: ${w}`);
+}
+
 const mode = (m: string | undefined): BotModeSetting | undefined => (m === undefined ? undefined : m === 'default' ? null : (m as BotModeSetting));
 
 export function registerBotsCommands(program: Command, home: () => string | undefined): void {
@@ -54,6 +68,7 @@ export function registerBotsCommands(program: Command, home: () => string | unde
         name: o.name, token: readToken(o.token), handler: o.handler, mode: mode(o.mode) ?? null,
         settings: parseSettings(o.settings) ?? {}, apiRoot: o.apiRoot ?? null, ...(o.id ? { id: o.id } : {}),
       }));
+      warnHandler(o.handler, home());
       console.log(id);
     });
   bots.command('list').description('list bots (tokens masked)').option('--json', 'JSON output').action((o: { json?: boolean }) => {
@@ -79,5 +94,6 @@ export function registerBotsCommands(program: Command, home: () => string | unde
         ...(o.mode !== undefined ? { mode: mode(o.mode) } : {}), ...(o.handler !== undefined ? { handler: o.handler } : {}),
         ...(o.settings !== undefined ? { settings: parseSettings(o.settings) } : {}), ...(o.apiRoot !== undefined ? { apiRoot: o.apiRoot } : {}),
       }));
+      if (o.handler !== undefined) warnHandler(o.handler, home());
     });
 }

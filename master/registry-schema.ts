@@ -34,6 +34,8 @@ const MIGRATIONS: readonly string[] = [
   `ALTER TABLE bots ADD COLUMN source TEXT NOT NULL DEFAULT 'local';
    ALTER TABLE bots ADD COLUMN invalid_reason TEXT;
    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+  // Why a bot is quarantined until an operator acts (a 401, a handler its uid cannot read, a full data directory): shown again after a master restart.
+  `ALTER TABLE restart_history ADD COLUMN reason TEXT`,
 ];
 
 /** Bring `db` to the newest schema, one transaction per step. A database from a newer botfleet is left alone. */

@@ -86,6 +86,8 @@ export interface StoredHistory {
   consecutive: number;
   quarantinedUntil: number | null;
   doNotRestart: boolean;
+  /** Why, for a do-not-restart quarantine (its state reason). */
+  reason?: string | null;
 }
 
 /** True when the database at `dbPath` exists and holds at least one encrypted token. */
@@ -271,9 +273,10 @@ function fleetState(db: Database.Database): Pick<Registry, 'uidSlot' | 'allUidSl
     },
     allUidSlots: () => (db.prepare('SELECT slot FROM bot_uids').all() as Array<{ slot: number }>).map((r) => r.slot),
     saveHistory(botId, h) {
-      db.prepare(`INSERT INTO restart_history (bot_id, restarts, consecutive, quarantined_until, do_not_restart) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT(bot_id) DO UPDATE SET restarts = excluded.restarts, consecutive = excluded.consecutive, quarantined_until = excluded.quarantined_until, do_not_restart = excluded.do_not_restart`)
-        .run(botId, JSON.stringify(h.restarts), h.consecutive, h.quarantinedUntil, h.doNotRestart ? 1 : 0);
+      db.prepare(`INSERT INTO restart_history (bot_id, restarts, consecutive, quarantined_until, do_not_restart, reason) VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT(bot_id) DO UPDATE SET restarts = excluded.restarts, consecutive = excluded.consecutive, quarantined_until = excluded.quarantined_until,
+          do_not_restart = excluded.do_not_restart, reason = excluded.reason`)
+        .run(botId, JSON.stringify(h.restarts), h.consecutive, h.quarantinedUntil, h.doNotRestart ? 1 : 0, h.reason ?? null);
     },
     loadHistories() {
       const out = new Map<string, StoredHistory>();
@@ -289,6 +292,7 @@ function fleetState(db: Database.Database): Pick<Registry, 'uidSlot' | 'allUidSl
           consecutive: Number(r.consecutive) || 0,
           quarantinedUntil: typeof r.quarantined_until === 'number' ? r.quarantined_until : null,
           doNotRestart: r.do_not_restart === 1,
+          reason: typeof r.reason === 'string' ? r.reason : null,
         });
       }
       return out;

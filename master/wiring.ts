@@ -31,7 +31,7 @@ function restoredHistories(registry: Registry, logger: Logger): Map<string, Rest
   const out = new Map<string, RestoredHistory>();
   try {
     for (const [botId, h] of registry.loadHistories()) {
-      out.set(botId, { history: { restarts: h.restarts.map(toMono), consecutive: h.consecutive }, quarantinedUntil: h.quarantinedUntil === null ? null : toMono(h.quarantinedUntil), doNotRestart: h.doNotRestart });
+      out.set(botId, { history: { restarts: h.restarts.map(toMono), consecutive: h.consecutive }, quarantinedUntil: h.quarantinedUntil === null ? null : toMono(h.quarantinedUntil), doNotRestart: h.doNotRestart, reason: h.reason ?? null });
     }
   } catch (err) {
     logger.warn({ err: errorMessage(err) }, 'could not read restart histories');
@@ -81,9 +81,9 @@ export function superviseFleet(f: FleetParts): Supervisor {
       return 'memory';
     },
     histories: restoredHistories(registry, logger),
-    onHistory(botId, h, until, doNotRestart) {
+    onHistory(botId, h, until, doNotRestart, reason) {
       try {
-        registry.saveHistory(botId, { restarts: h.restarts.map(toWall), consecutive: h.consecutive, quarantinedUntil: until === null ? null : toWall(until), doNotRestart });
+        registry.saveHistory(botId, { restarts: h.restarts.map(toWall), consecutive: h.consecutive, quarantinedUntil: until === null ? null : toWall(until), doNotRestart, reason: reason ?? null });
       } catch (err) {
         logger.warn({ botId, err: errorMessage(err) }, 'could not keep the restart history');
       }

@@ -118,7 +118,7 @@ test('registry: add/list/set/enable/rm; a bad row is reported with its reason an
   assert.match(wrong.load().invalid[0]!.reason, /wrong encryption key/);
   wrong.close();
   const check = new Database(db);
-  assert.equal(check.pragma('user_version', { simple: true }), 5, 'migrated: bots, dead_letters, bot_uids, restart_history, sources + meta');
+  assert.equal(check.pragma('user_version', { simple: true }), 6, 'migrated: bots, dead_letters, bot_uids, restart_history, sources + meta, quarantine reasons');
   assert.equal(check.pragma('journal_mode', { simple: true }), 'wal');
   check.close();
   fs.rmSync(dir, { recursive: true });

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
@@ -375,5 +376,49 @@ describe('do-not-restart exits', () => {
       await fleet.waitRunning(['good']);
       assert.equal(await fleet.chat('good', 99, 'unaffected'), 'unaffected');
     });
+  });
+
+  test('a 401 at setWebhook: quarantined (config), and still quarantined with its reason after a master restart', async () => {
+    await withFleet({}, { webhook: true }, async (fleet) => {
+      await fleet.addBot('good', { mode: 'webhook' });
+      const stranger = `${fleet.tg('good').id + 7}:${'y'.repeat(35)}`;
+      const r = await fleet.cli(['bots', 'add', '--id', 'hooked401', '--name', 'hooked401', '--mode', 'webhook', '--token', '-'], stranger);
+      assert.equal(r.code, 0, r.stderr);
+      await fleet.startMaster();
+      const w = await fleet.waitWorker('hooked401', (x) => x.state === 'quarantined', 15_000, 'quarantined at setWebhook');
+      assert.match(w.stateReason ?? '', /401/);
+      assert.equal(w.restartsLastHour, 0, 'no restart budget spent');
+      assert.equal((await fleet.cli(['stop'])).code, 0);
+      await waitFor(() => (fleet.master!.exitCode !== null ? true : null), 20_000, 'the master stopped');
+      await fleet.startMaster();
+      await fleet.waitRunning(['good']);
+      const again = await fleet.waitWorker('hooked401', (x) => x.state === 'quarantined', 15_000, 'still quarantined');
+      assert.match(again.stateReason ?? '', /401/, 'with its reason');
+      assert.match(again.stateReason ?? '', /before the master restarted/);
+    });
+  });
+
+  test('a handler the bot\'s uid cannot read: bots add warns at once; the bot is quarantined (config), no restart budget spent', { skip: process.getuid?.() === 0 ? false : 'needs root (per-bot uids)' }, async () => {
+    const closed = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-closed-'));
+    fs.chmodSync(closed, 0o700);
+    fs.copyFileSync(MISBEHAVE, path.join(closed, 'handler.js'));
+    try {
+      await withFleet({}, {}, async (fleet) => {
+        await fleet.addBot('open');
+        const tg = fleet.emulator.createBot('shut_bot');
+        const r = await fleet.cli(['bots', 'add', '--id', 'shut', '--name', 'shut', '--handler', path.join(closed, 'handler.js'), '--token', '-'], tg.token);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /warning: the bot's own uid cannot read its handler: .* is closed to other users/);
+        await fleet.startMaster();
+        await fleet.waitRunning(['open']);
+        const w = await fleet.waitWorker('shut', (x) => x.state === 'quarantined', 15_000, 'quarantined before any fork');
+        assert.match(w.stateReason ?? '', /cannot read its handler/);
+        assert.equal(w.restartsLastHour, 0);
+        assert.equal(w.restarts, 0);
+        assert.equal(w.pid, null);
+      });
+    } finally {
+      fs.rmSync(closed, { recursive: true, force: true });
+    }
   });
 });

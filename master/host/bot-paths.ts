@@ -68,3 +68,17 @@ export function prepareHome(home: string, botsDir: string): void {
   fs.mkdirSync(botsDir, { recursive: true, mode: 0o711 });
   fs.chmodSync(botsDir, 0o711);
 }
+
+/**
+ * The warning `bots add`/`bots set` print when the bot's own uid will not be able to read
+ * its handler (the same check the fork path makes, which then quarantines the bot with
+ * reason `config`). @returns null when it can, when the handler is a built-in, or when
+ * per-bot uids will not apply (`perBotUids` false)
+ */
+export function handlerWarning(handler: string, home: string, perBotUids: boolean, builtin: (h: string) => boolean): string | null {
+  if (!perBotUids || builtin(handler)) return null;
+  const file = path.resolve(home, handler);
+  if (!fs.existsSync(file)) return `handler ${file} does not exist: the bot will be quarantined (config) until it does`;
+  const blocked = blockingPath(file);
+  return blocked ? `the bot's own uid cannot read its handler: ${blocked} is closed to other users; it will be quarantined (config) until it is readable (o+rx on the directories, o+r on the files)` : null;
+}

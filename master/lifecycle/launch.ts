@@ -84,9 +84,9 @@ async function prepare(core: SupervisorCore, c: Child): Promise<boolean> {
   if (!r.ok) {
     c.launching = false;
     if (r.tokenRejected) {
+      // As a worker's exit 78: quarantined until fixed, no budget spent, kept across a master restart (DESIGN.md).
       core.logger.error({ botId: c.botId, code: ErrorCodes.BAD_TOKEN, err: r.message }, 'token rejected: quarantined until it is fixed');
-      c.quarantinedUntil = null;
-      core.transition(c, 'quarantined', r.message);
+      core.afterFault(c, 'config', r.message);
     } else core.afterFault(c, 'crash', r.message);
     return false;
   }

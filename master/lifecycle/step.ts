@@ -38,7 +38,7 @@ export type ExitEffect =
   | { type: 'launch'; why: string }
   | { type: 'arm-restart'; delayMs: number; why: string }
   | { type: 'arm-quarantine-end'; until: number }
-  | { type: 'save-history'; history: RestartHistory; quarantinedUntil: number | null; doNotRestart: boolean };
+  | { type: 'save-history'; history: RestartHistory; quarantinedUntil: number | null; doNotRestart: boolean; reason?: string | null };
 
 /** The step's result: the state to enter (with its reason), what to record, and what to do. */
 export interface ExitStep {
@@ -109,7 +109,7 @@ export function stepFault(c: ExitContext, reason: ExitReason, now: number, polic
   const base = { reason, fault: true, suspects: SUSPECT_DEATHS.has(reason), intent: c.intent, history: next };
   if (act.action === 'quarantine') {
     const stateReason = c.fatalMessage ?? (reason === 'protocol' ? `${why}; ${act.why}` : detail ?? act.why);
-    const effects: ExitEffect[] = [{ type: 'save-history', history: next, quarantinedUntil: act.until, doNotRestart: act.until === null }];
+    const effects: ExitEffect[] = [{ type: 'save-history', history: next, quarantinedUntil: act.until, doNotRestart: act.until === null, reason: act.until === null ? stateReason : null }];
     if (act.until !== null) effects.push({ type: 'arm-quarantine-end', until: act.until });
     return { ...base, to: 'quarantined', stateReason, countsAsRestart: false, quarantinedUntil: act.until, effects };
   }

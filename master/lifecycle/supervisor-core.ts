@@ -210,7 +210,7 @@ export class SupervisorCore {
           this.armQuarantineEnd(c, e.until);
           break;
         case 'save-history':
-          this.d.onHistory?.(c.botId, e.history, e.quarantinedUntil, e.doNotRestart);
+          this.d.onHistory?.(c.botId, e.history, e.quarantinedUntil, e.doNotRestart, e.reason ?? null);
           break;
         default:
           assertNever(e);
@@ -233,7 +233,7 @@ export class SupervisorCore {
   /** A quarantine from before the master restarted (kept in the registry) goes on where it was. */
   restoreQuarantine(c: Child, r: RestoredHistory): void {
     c.quarantinedUntil = r.doNotRestart ? null : r.quarantinedUntil;
-    this.transition(c, 'quarantined', r.doNotRestart ? 'quarantined before the master restarted (do not restart: exit 78); restart it once fixed' : 'quarantined before the master restarted (restart quota used up)');
+    this.transition(c, 'quarantined', r.doNotRestart ? `${r.reason ?? 'do not restart (exit 78)'} (quarantined before the master restarted; restart it once fixed)` : 'quarantined before the master restarted (restart quota used up)');
     if (c.quarantinedUntil !== null) this.armQuarantineEnd(c, c.quarantinedUntil);
   }
 

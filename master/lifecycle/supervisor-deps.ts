@@ -41,7 +41,7 @@ export interface SupervisorDeps {
   /** Told of every worker pid forked and exited (for zombie cleanup after a master crash). */
   onPids?(live: Array<{ pid: number; botId: string }>): void;
   /** Told of each restart decision: the bot's restart history and quarantine end (monotonic ms), to keep them in the registry. */
-  onHistory?(botId: string, history: RestartHistory, quarantinedUntil: number | null, doNotRestart: boolean): void;
+  onHistory?(botId: string, history: RestartHistory, quarantinedUntil: number | null, doNotRestart: boolean, reason?: string | null): void;
   /** Restart histories kept from an earlier master (monotonic ms of this process), applied when each bot is first seen. */
   histories?: Map<string, RestoredHistory>;
   /** Told of every dead-lettered update (to keep it in the dead-letter queue); `update` is null when a worker did not send it. */
@@ -63,7 +63,7 @@ export interface DeliveryPort {
 }
 
 /** A restart history read back from the registry, on this process's monotonic clock. */
-export interface RestoredHistory { history: RestartHistory; quarantinedUntil: number | null; doNotRestart: boolean }
+export interface RestoredHistory { history: RestartHistory; quarantinedUntil: number | null; doNotRestart: boolean; reason?: string | null }
 
 /** Emitted on every state change. */
 export interface TransitionEvent { botId: string; from: ChildState; to: ChildState; reason: string | null }
