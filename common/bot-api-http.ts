@@ -17,9 +17,10 @@
  * ~0.2 MB. An idle bot, and the master, never pay the rest.
  */
 import type { Agent, IncomingMessage } from 'node:http';
+import { BotfleetError, ErrorCodes } from './errors.js';
 
 /** Where a call failed. `errorCode` is Telegram's error_code (an HTTP status), or null when no envelope came back. */
-export class BotApiError extends Error {
+export class BotApiError extends BotfleetError {
   constructor(
     message: string,
     readonly errorCode: number | null,
@@ -29,7 +30,7 @@ export class BotApiError extends Error {
     readonly retryAfterSec?: number,
     options?: { cause?: unknown },
   ) {
-    super(message, options);
+    super(ErrorCodes.TELEGRAM, message, options);
     this.name = 'BotApiError';
   }
 }

@@ -8,7 +8,7 @@
  * than its origin.
  */
 import pRetry, { AbortError } from 'p-retry';
-import { errorMessage } from '../common/errors.js';
+import { BotfleetError, ErrorCodes, errorMessage } from '../common/errors.js';
 import { BotsApiDocumentError, parseBotsDocument, type ApiBot, type ApiDocument, type ApiSyncResult } from './bots-api.js';
 
 /** Largest response body read (bytes): a document of MAX_API_ENTRIES bots with their settings fits. */
@@ -19,9 +19,9 @@ export const FETCH_TIMEOUT_MS = 10_000;
 export const FETCH_RETRIES = 2;
 
 /** A failed fetch. `transient`: a network error, a timeout, a 5xx or a 429 (retried); else a 4xx or a bad document. */
-export class BotsApiError extends Error {
+export class BotsApiError extends BotfleetError {
   constructor(message: string, readonly transient: boolean) {
-    super(message);
+    super(ErrorCodes.BOTS_API, message);
     this.name = 'BotsApiError';
   }
 }

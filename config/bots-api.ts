@@ -14,6 +14,7 @@
  * list stays in force).
  */
 import path from 'node:path';
+import { BotfleetError, ErrorCodes } from '../common/errors.js';
 import { BOT_ID_PATTERN, botFieldsProblem, MAX_NAME_LENGTH } from './bot-fields.js';
 
 /** Most entries one document may hold (the fleet's own cap is MAX_TOTAL_WORKERS). */
@@ -47,8 +48,12 @@ export interface ApiSyncResult {
   shadowed: string[];
 }
 
-/** Why a document as a whole is refused: one line. */
-export class BotsApiDocumentError extends Error {}
+/** Why a document as a whole is refused: one line (`BF_ERR_BOTS_API`). */
+export class BotsApiDocumentError extends BotfleetError {
+  constructor(message: string) {
+    super(ErrorCodes.BOTS_API, message);
+  }
+}
 
 /**
  * A handler the API may name: a built-in name, or a module path relative to the home

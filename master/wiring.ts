@@ -6,7 +6,7 @@
 import os from 'node:os';
 import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
-import { ErrorCodes, errorMessage, fail } from '../common/errors.js';
+import { assertNever, ErrorCodes, errorMessage, fail } from '../common/errors.js';
 import fs from 'node:fs';
 import { listSetting, type Config } from '../config/load.js';
 import type { WebhookServer, WebhookServerOptions } from '../webhook-server/server.js';
@@ -172,6 +172,8 @@ export function controlCommands(c: ControlParts): ControlHandler {
         logger.info({ botId: req.botId, taken }, 'journaled updates moved to the dead-letter queue by an operator');
         return { taken };
       }
+      default:
+        return assertNever(req); // CONTROL_COMMANDS and this switch cannot drift apart
     }
   };
 }

@@ -26,9 +26,10 @@ import { BotApiError, botApiFetch, callBotApi } from '../common/bot-api-http.js'
 import { countingFetch, createTelemetry } from './telemetry.js';
 import { createRepeatFilter } from '../common/repeat-filter.js';
 import type { HandlerHooks } from './handlers/types.js';
+import { BotfleetError } from '../common/errors.js';
 import { createIntake, type RunStats } from './intake.js';
 import { createPolling, POLL_RETRY_MAX_MS, POLL_RETRY_MIN_MS, type BotCall, type Polling } from './polling.js';
-import type { MasterMessage, WorkerCounters, WorkerFatalReason, WorkerLastError, WorkerMessage } from './protocol.js';
+import { FATAL_CODES, type MasterMessage, type WorkerCounters, type WorkerFatalReason, type WorkerLastError, type WorkerMessage } from './protocol.js';
 
 type InitMessage = Extract<MasterMessage, { type: 'init' }>;
 
@@ -38,9 +39,9 @@ const ERROR_REPEAT_WINDOW_MS = 30_000;
 const CALL_TIMEOUT_MS = 10_000;
 
 /** A reason to stop for good: the worker exits with 78 (do not restart) or 1. */
-export class WorkerFatal extends Error {
+export class WorkerFatal extends BotfleetError {
   constructor(readonly reason: WorkerFatalReason, message: string) {
-    super(message);
+    super(FATAL_CODES[reason], message);
   }
 }
 

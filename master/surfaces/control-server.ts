@@ -18,6 +18,9 @@ const MAX_REQUEST_BYTES = 64 * 1024;
 /** A client that has not sent its request line by then is dropped. */
 const REQUEST_DEADLINE_MS = 10_000;
 
+/** Every command the control socket takes: the list the server checks and the CLI sends, written once. */
+export const CONTROL_COMMANDS = ['status', 'describe', 'restart', 'reload', 'dlq-replay', 'dlq-take'] as const;
+
 export type ControlRequest = { cmd: 'status' } | { cmd: 'describe'; botId: string } | { cmd: 'restart'; botId?: string } | { cmd: 'reload' } | { cmd: 'dlq-replay'; id?: number; botId?: string } | { cmd: 'dlq-take'; botId: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
@@ -69,7 +72,7 @@ export async function startControlServer(socketPath: string, handle: ControlHand
       return { ok: false, error: 'request is not JSON', code: ErrorCodes.CONTROL };
     }
     if (!tokenOk((req as { token?: unknown })?.token)) return { ok: false, error: 'wrong or missing control token', code: ErrorCodes.CONTROL };
-    if (!['status', 'describe', 'restart', 'reload', 'dlq-replay', 'dlq-take'].includes((req as { cmd?: string }).cmd ?? '')) return { ok: false, error: 'unknown command', code: ErrorCodes.CONTROL };
+    if (!(CONTROL_COMMANDS as readonly string[]).includes((req as { cmd?: string }).cmd ?? '')) return { ok: false, error: 'unknown command', code: ErrorCodes.CONTROL };
     try {
       return { ok: true, result: await handle(req) };
     } catch (err) {
