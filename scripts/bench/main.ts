@@ -3,7 +3,8 @@
  * `npm run bench` (full) and `npm run bench -- --quick` (under 2 minutes).
  * Every figure is a ratio against a baseline measured in the same run (these
  * machines are shared and noisy); absolute times are printed beside it. Prints a
- * table and writes bench/results.json. `--only a,b` runs some groups:
+ * table and writes bench/results.json (a full run) or bench/results-<groups>.json
+ * (`--only a,b`, so a partial run never replaces the full one's figures). Groups:
  * start, fleet, webhook, faults, metrics, page, pm2.
  */
 import fs from 'node:fs';
@@ -84,7 +85,7 @@ await group('pm2', async () => {
 
 const table = renderTable(rows);
 console.log(table);
-const out = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../../bench/results.json');
+const out = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../../bench', only ? `results-${[...only].sort().join('-')}.json` : 'results.json');
 fs.mkdirSync(path.dirname(out), { recursive: true });
 fs.writeFileSync(out, JSON.stringify({
   date: new Date().toISOString(), quick, node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model,
