@@ -19,6 +19,7 @@ import type { Journal } from './delivery/journal.js';
 import type { Isolation } from './host/isolation.js';
 import type { BotLimits } from './host/bot-limits.js';
 import { dirUsage } from './host/disk.js';
+import { probeExecTools } from './host/privileges.js';
 import { createSupervisor, type RestoredHistory, type Supervisor } from './lifecycle/supervisor.js';
 import { startBotsApiPoller, type BotsApiPoller } from '../config/bots-api-source.js';
 
@@ -180,6 +181,7 @@ export function controlCommands(c: ControlParts): ControlHandler {
 
 /** The scheduling policy workers get: SCHED_BATCH needs util-linux chrt, probed once here before any fork. */
 export function schedPolicyInForce(cfg: Config, logger: Logger): Config['workerSchedPolicy'] {
+  probeExecTools(); // setpriv, prlimit, choom: probed now, not at the first fork
   if (cfg.workerSchedPolicy !== 'batch' || batchSchedulingAvailable()) return cfg.workerSchedPolicy;
   // Expected off Linux (SCHED_BATCH is a Linux policy); on Linux it means chrt is missing or not allowed.
   if (process.platform === 'linux') logger.warn('WORKER_SCHED_POLICY=batch needs util-linux chrt, which cannot run here: workers run under the default policy');

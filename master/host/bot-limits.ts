@@ -17,7 +17,8 @@ export interface LimitsStatus {
 
 /** What a fork gets: the group to join, or the RLIMIT_NPROC to exec under. */
 export interface ForkLimits {
-  group?: { add(pid: number): boolean };
+  /** The `cgroup.procs` files the worker joins before it execs node. */
+  cgroupProcs?: string[];
   /** RLIMIT_NPROC for the worker's uid (per-bot uids without a pids cgroup). */
   nproc?: number;
 }
@@ -63,7 +64,7 @@ export function createBotLimits(o: BotLimitsOptions): BotLimits {
         return perBotUid ? { nproc: o.processes } : {};
       }
       groups.set(botId, { group, oomAtFork: group.oomKills() });
-      return { group };
+      return { cgroupProcs: group.procsFiles() };
     },
     oomKilledSinceFork(botId) {
       const g = groups.get(botId);

@@ -29,8 +29,10 @@ export interface CgroupLimits {
 
 /** One bot's group. Every method is best effort: a failure reads as "unknown", never throws. */
 export interface BotGroup {
-  /** Move `pid` (a just-spawned worker) into the group. @returns false when it could not be moved */
+  /** Move `pid` into the group. @returns false when it could not be moved */
   add(pid: number): boolean;
+  /** The `cgroup.procs` files a process writes its pid into to join (the worker does, before it execs node: host/privileges.ts). */
+  procsFiles(): string[];
   /** Anonymous plus shared memory charged to the group (bytes): what the cap is about, page cache left out. null when unreadable. */
   memoryBytes(): number | null;
   /** Times the kernel's OOM killer acted in the group (cumulative). */
@@ -133,6 +135,7 @@ function openV1(name: string, env: CgroupEnv): BotCgroups | string {
       if (!ok || !write(path.join(pids, 'pids.max'), String(limits.pids))) return null;
       return {
         add: (pid) => write(path.join(mem, 'cgroup.procs'), String(pid)) && write(path.join(pids, 'cgroup.procs'), String(pid)),
+        procsFiles: () => [path.join(mem, 'cgroup.procs'), path.join(pids, 'cgroup.procs')],
         memoryBytes() {
           const stat = read(path.join(mem, 'memory.stat'));
           return stat === null ? null : field(stat, 'total_rss') + field(stat, 'total_shmem');
@@ -185,6 +188,7 @@ function openV2(name: string, env: CgroupEnv): BotCgroups | null {
       if (!write(path.join(dir, 'memory.max'), String(limits.memoryBytes)) || !write(path.join(dir, 'pids.max'), String(limits.pids))) return null;
       return {
         add: (pid) => write(path.join(dir, 'cgroup.procs'), String(pid)),
+        procsFiles: () => [path.join(dir, 'cgroup.procs')],
         memoryBytes() {
           const stat = read(path.join(dir, 'memory.stat'));
           return stat === null ? null : field(stat, 'anon') + field(stat, 'shmem');

@@ -62,8 +62,8 @@ export interface ForkIsolation {
   nodeFlags?: string[];
   /** HOME for the worker (its writable data directory, also its working directory: the worker changes to it itself). */
   home?: string;
-  /** The bot's cgroup, joined right after the spawn (host/bot-limits.ts). */
-  group?: { add(pid: number): boolean };
+  /** The bot's cgroup (`cgroup.procs` files), joined by the worker's own first exec (host/privileges.ts). */
+  cgroupProcs?: string[];
   /** RLIMIT_NPROC to exec under (per-bot uids without a pids cgroup). */
   nproc?: number;
 }

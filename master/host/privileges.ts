@@ -116,6 +116,31 @@ export function limitArgs(nproc: number | undefined): string[] {
   return out;
 }
 
+/**
+ * The first exec of a worker when it has a cgroup: a shell that writes its own pid into
+ * each `cgroup.procs` file and execs the rest (one pid throughout). Joining from the child
+ * keeps the master's event loop out of it: a write to cgroup.procs waits for the kernel's
+ * cgroup lock (an RCU grace period), and from the master it stalled the loop to 60 ms while
+ * forking (bench measure 2, this round). A file that cannot be written is said on the
+ * worker's stderr (its log), and the worker runs on.
+ */
+export function joinArgs(procsFiles: readonly string[]): string[] {
+  if (procsFiles.length === 0) return [];
+  const script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || echo "botfleet: could not join cgroup $1" >&2; shift; n=$((n-1)); done; exec "$@"';
+  return ['/bin/sh', '-c', script, 'sh', String(procsFiles.length), ...procsFiles];
+}
+
+/**
+ * Probe every exec tool a fork uses (setpriv, prlimit, choom), once, at the master's start:
+ * each probe is a synchronous exec, which at the first fork stalled the event loop 60 ms
+ * (bench measure 2, this round) against a 50 ms target.
+ */
+export function probeExecTools(): void {
+  setprivAvailable();
+  limitArgs(1);
+  masterCaps();
+}
+
 let ownCaps: CapabilitySets | undefined;
 /** This master's capability sets, read once (they do not change while it runs). */
 function masterCaps(): CapabilitySets {

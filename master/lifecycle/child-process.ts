@@ -29,7 +29,7 @@ import type { MasterMessage } from '../../worker/protocol.js';
 import { createBudget } from '../../common/budget.js';
 import type { ForkIsolation } from '../host/isolation.js';
 import { WORKER_ENTRY } from '../host/worker-entry.js';
-import { dropArgs, limitArgs, SETPRIV, setprivAvailable } from '../host/privileges.js';
+import { dropArgs, joinArgs, limitArgs, SETPRIV, setprivAvailable } from '../host/privileges.js';
 
 export { WORKER_ENTRY };
 export type { ForkIsolation };
@@ -266,8 +266,6 @@ function spawnWorker(o: ForkOptions): ChildProcess {
     for (const s of child.stdio) (s as Readable | null)?.destroy?.();
     throw Object.assign(fail(ErrorCodes.FORK, `fork failed: ${command[0]} did not start`), { spawnError });
   }
-  // Into the bot's cgroup before node has started (setpriv and the tools exec first): its children follow.
-  iso.group?.add(child.pid);
   return child;
 }
 
@@ -277,7 +275,7 @@ export function workerCommand(o: Pick<ForkOptions, 'maxOldSpaceMb' | 'schedPolic
   // chrt sets the policy and execs node; setpriv drops privileges and execs chrt: one pid, the same fds.
   const sched = o.schedPolicy === 'batch' && batchSchedulingAvailable() ? [CHRT, '--batch', '0'] : [];
   const drop = setprivAvailable() ? [SETPRIV, ...dropArgs(iso)] : [];
-  return [...drop, ...limitArgs(iso.nproc), ...sched, process.execPath, ...nodeArgs];
+  return [...joinArgs(iso.cgroupProcs ?? []), ...drop, ...limitArgs(iso.nproc), ...sched, process.execPath, ...nodeArgs];
 }
 
 /**

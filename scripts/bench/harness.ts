@@ -211,6 +211,13 @@ export function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
+/** Private memory of `pid` (anonymous + shared memory, bytes: /proc status RssAnon + RssShmem): what its cgroup is charged, shared libraries left out. */
+export function privateBytes(pid: number): number {
+  const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN);
+  return (kb('RssAnon') + kb('RssShmem')) * 1024;
+}
+
 /** Resolves when `pred` holds for a transition of the master, or rejects after `ms`. */
 export function nextTransition(master: MasterHandle, pred: (e: TransitionEvent) => boolean, ms: number, what: string): Promise<TransitionEvent> {
   return new Promise((resolve, reject) => {
