@@ -48,9 +48,12 @@ export interface BotLimitsOptions {
   cgroupEnv?: CgroupEnv;
 }
 
+/** The name of a home's cgroup base (`botfleet-` and 12 hex of its path's SHA-256): two homes never share one. */
+export const cgroupName = (home: string): string => `botfleet-${crypto.createHash('sha256').update(home).digest('hex').slice(0, 12)}`;
+
 /** Open the limits of one master (its groups are named after its home, so two homes never share one). */
 export function createBotLimits(o: BotLimitsOptions): BotLimits {
-  const name = `botfleet-${crypto.createHash('sha256').update(o.home).digest('hex').slice(0, 12)}`;
+  const name = cgroupName(o.home);
   const cg: BotCgroups = o.cgroupEnv ? openCgroups(name, o.cgroupEnv) : openCgroups(name);
   if (cg.note) o.logger.warn({ isolation: cg.note }, 'per-bot cgroups not in force: memory is sampled, processes limited per uid');
   const groups = new Map<string, { group: BotGroup; oomAtFork: number }>();

@@ -118,6 +118,8 @@ function openV1(name: string, env: CgroupEnv): BotCgroups | string {
     }
   }
   if (read(path.join(memBase, 'memory.limit_in_bytes')) === null) return `cgroup v1: ${memBase} has no memory.limit_in_bytes`;
+  // Groups an earlier master of this home left (a crash): empty now that its processes are ended.
+  for (const base of [memBase, pidsBase]) removeEmptyChildren(base);
   const made = new Set<string>();
   return {
     kind: 'v1', note: null,
@@ -173,6 +175,7 @@ function openV2(name: string, env: CgroupEnv): BotCgroups | null {
   // No internal processes: the master leaves its group for a leaf before the group may have controlled children.
   if (!write(path.join(leaf, 'cgroup.procs'), String(env.pid))) return null;
   if (!write(path.join(ownDir, 'cgroup.subtree_control'), '+memory +pids') || !write(path.join(base, 'cgroup.subtree_control'), '+memory +pids')) return null;
+  removeEmptyChildren(base);
   const made = new Set<string>();
   return {
     kind: 'v2', note: null,
@@ -217,6 +220,33 @@ function setV1Memory(dir: string, bytes: number): boolean {
   const v = String(bytes);
   if (read(memsw) === null) return write(limit, v);
   return write(limit, v) ? write(memsw, v) : write(memsw, v) && write(limit, v);
+}
+
+/**
+ * Remove the groups a master of this machine made under `name` (v1 memory and pids, or
+ * the unified hierarchy), where no process is left: for tests and tools that clean up
+ * after a master that was killed. Best effort, never throws.
+ */
+export function removeGroupsNamed(name: string, env: CgroupEnv = { root: '/sys/fs/cgroup', selfCgroup: read('/proc/self/cgroup') ?? '', pid: process.pid }): void {
+  const bases = [['memory', ownPath(env.selfCgroup, 'memory')], ['pids', ownPath(env.selfCgroup, 'pids')], ['', ownPath(env.selfCgroup, '')]] as const;
+  for (const [hierarchy, own] of bases) {
+    if (own === null) continue;
+    const base = path.join(env.root, hierarchy, own, name);
+    removeEmptyChildren(base);
+    rmdirQuiet(base);
+    rmdirQuiet(`${base}-master`);
+  }
+}
+
+/** Remove every child group of `dir` that has no process left (a busy one stays). */
+export function removeEmptyChildren(dir: string): void {
+  let names: fs.Dirent[];
+  try {
+    names = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of names) if (e.isDirectory()) rmdirQuiet(path.join(dir, e.name));
 }
 
 /** rmdir, ignoring a group that still has processes (EBUSY) or is gone. */

@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '../../common/free-port.js';
 import { controlRequest } from '../../master/surfaces/control-server.js';
 import { UID_LOCK_DIR } from '../../master/host/isolation.js';
+import { cgroupName } from '../../master/host/bot-limits.js';
+import { removeGroupsNamed } from '../../master/host/cgroups.js';
 import type { FleetStatus } from '../../master/surfaces/status-server.js';
 import type { EmulatedBot } from '../../scripts/emulator/bot-state.js';
 import { BotApiEmulator } from '../../scripts/emulator/emulator.js';
@@ -186,6 +188,12 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: F
       if (!opts.home) fs.rmSync(home, { recursive: true, force: true });
       // The machine-wide lock file of this fleet's own uid range (its master has exited).
       for (const suffix of ['', '-journal']) fs.rmSync(path.join(env.RUNTIME_DIRECTORY ?? UID_LOCK_DIR, `uid-base-${env.WORKER_UID_BASE}.lock${suffix}`), { force: true });
+      // The per-bot cgroups of this home, which a master killed by a test could not remove (a worker
+      // still exiting keeps its group busy for a moment: a few tries).
+      for (let i = 0; i < 4; i++) {
+        removeGroupsNamed(cgroupName(path.resolve(home)));
+        await new Promise((r) => setTimeout(r, 100));
+      }
     },
   };
   return fleet;
