@@ -23,7 +23,7 @@ const ENV = { MAX_MEMORY_PER_WORKER_MB: '120', MEMORY_CHECK_INTERVAL_MS: '250', 
  * Start `hog` growing off-heap at 40 MiB/s with an update that never settles, disable it (a
  * 30 s drain) and wait until it drains. @returns ms from the drain's start to the worker's exit, and its last row
  */
-async function growWhileDraining(fleet: Fleet): Promise<{ ms: number; reason: string | undefined; state: string }> {
+async function growWhileDraining(fleet: Fleet): Promise<{ ms: number; reason: string | undefined; state: string; peakMb: number }> {
   await fleet.addBot('hog', { handler: HOG });
   await fleet.addBot('calm');
   await fleet.startMaster();
@@ -34,8 +34,12 @@ async function growWhileDraining(fleet: Fleet): Promise<{ ms: number; reason: st
   assert.equal((await fleet.cli(['bots', 'disable', 'hog'])).code, 0);
   await fleet.waitWorker('hog', (w) => w.state === 'draining', 5_000, 'the hog draining before it reaches its cap');
   const t0 = Date.now();
-  const w = await fleet.waitWorker('hog', (x) => x.pid !== pid, 25_000, 'the hog\'s worker gone');
-  return { ms: Date.now() - t0, reason: w.lastExit?.reason, state: w.state };
+  let peak = 0; // the bot's memory as the master saw it (its cgroup's charge, or RSS/PSS), highest before the kill
+  const w = await fleet.waitWorker('hog', (x) => {
+    if (x.pid === pid) peak = Math.max(peak, x.rssBytes);
+    return x.pid !== pid;
+  }, 25_000, 'the hog\'s worker gone');
+  return { ms: Date.now() - t0, reason: w.lastExit?.reason, state: w.state, peakMb: Math.round(peak / 1048576) };
 }
 
 describe('the kernel holds each bot to its limits', { skip }, () => {
@@ -43,7 +47,7 @@ describe('the kernel holds each bot to its limits', { skip }, () => {
     await withFleet(ENV, {}, async (fleet) => {
       const r = await growWhileDraining(fleet);
       const st = await fleet.status();
-      t.diagnostic(`cgroups ${st.master.isolation.cgroups}: the hog (growing 40 MB/s to its 120 MB cap) ended ${r.ms} ms into its drain, reason ${r.reason}`);
+      t.diagnostic(`cgroups ${st.master.isolation.cgroups}: the hog (growing 40 MB/s to its 120 MB cap) ended ${r.ms} ms into its drain, reason ${r.reason}; peak seen ${r.peakMb} MB`);
       if (st.master.isolation.cgroups === null) return t.skip('no cgroup on this machine');
       assert.equal(r.reason, 'memory');
       assert.equal(r.state, 'stopped', 'it was being stopped: it stays stopped');
@@ -55,7 +59,7 @@ describe('the kernel holds each bot to its limits', { skip }, () => {
   test('no cgroup (a non-root master): sampled, draining included, killed at the first sample over', async (t) => {
     await withFleet(ENV, { asUid: NOBODY }, async (fleet) => {
       const r = await growWhileDraining(fleet);
-      t.diagnostic(`sampling every 250 ms: the hog (growing 40 MB/s to its 120 MB cap) ended ${r.ms} ms into its drain, reason ${r.reason}`);
+      t.diagnostic(`sampling every 250 ms: the hog (growing 40 MB/s to its 120 MB cap) ended ${r.ms} ms into its drain, reason ${r.reason}; peak seen ${r.peakMb} MB`);
       assert.equal((await fleet.status()).master.isolation.cgroups, null);
       assert.equal(r.reason, 'memory');
       assert.equal(r.state, 'stopped');
