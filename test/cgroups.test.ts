@@ -8,10 +8,18 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { openCgroups, ownPath } from '../master/host/cgroups.js';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-cg-'));
+const made: string[] = [];
+const tmp = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-cg-'));
+  made.push(dir);
+  return dir;
+};
+after(() => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
 const put = (f: string, v = '') => {
   fs.mkdirSync(path.dirname(f), { recursive: true });
   fs.writeFileSync(f, v);
