@@ -69,8 +69,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
     memoryOf: (botId) => limits.memoryBytes(botId),
     dataUsage: (botId, stopAbove) => dirUsage(isolation.dataDir(botId), stopAbove),
     onRemoved(botId) {
-      // A removed bot's data goes with it (its processes first): `bots rm` is the operator's word.
-      isolation.afterExit(botId);
+      // A removed bot's data goes with it (its processes ended at its worker's exit): `bots rm` is the operator's word.
       if (isolation.removeData(botId)) logger.info({ botId }, 'data directory of a removed bot deleted');
       limits.remove(botId);
     },

@@ -48,8 +48,7 @@ test('v2 with delegation: the master moves to a leaf, enables memory and pids, e
   assert.equal(fs.readFileSync(path.join(dir, 'memory.max'), 'utf8'), String(150 * 1048576));
   assert.equal(fs.readFileSync(path.join(dir, 'memory.swap.max'), 'utf8'), '0');
   assert.equal(fs.readFileSync(path.join(dir, 'pids.max'), 'utf8'), '256');
-  assert.equal(g.add(777), true);
-  assert.equal(fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8'), '777');
+  assert.deepEqual(g.procsFiles(), [path.join(dir, 'cgroup.procs')], 'where a worker joins');
   put(path.join(dir, 'memory.stat'), 'anon 1000\nfile 99999\nshmem 24\n');
   put(path.join(dir, 'memory.events'), 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n');
   assert.equal(g.memoryBytes(), 1024, 'anonymous + shared, page cache left out');
@@ -71,6 +70,7 @@ test('v1: memory.limit_in_bytes (and memsw) and pids.max under the master\'s own
   assert.equal(fs.readFileSync(path.join(mem, 'memory.limit_in_bytes'), 'utf8'), '100');
   assert.equal(fs.readFileSync(path.join(mem, 'memory.memsw.limit_in_bytes'), 'utf8'), '100', 'swap cannot extend the cap');
   assert.equal(fs.readFileSync(path.join(root, 'pids', 'botfleet-y', 'b2', 'pids.max'), 'utf8'), '64');
+  assert.deepEqual(g.procsFiles(), [path.join(mem, 'cgroup.procs'), path.join(root, 'pids', 'botfleet-y', 'b2', 'cgroup.procs')], 'both hierarchies joined');
   put(path.join(mem, 'memory.stat'), 'cache 5000\nrss 1\ntotal_rss 300\ntotal_shmem 12\n');
   put(path.join(mem, 'memory.oom_control'), 'oom_kill_disable 0\nunder_oom 0\noom_kill 2\n');
   assert.equal(g.memoryBytes(), 312);

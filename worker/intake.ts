@@ -99,7 +99,7 @@ function runsHandler(d: IntakeDeps, beforeRun: ((update: Update) => void) | null
 export function createIntake(d: IntakeDeps): Intake {
   const { bot, logger, telemetry, stats } = d;
   const polling = d.mode === 'polling';
-  const { begins, acks, beforeRun } = signals(d);
+  const { begins, acks, beforeRun } = signals(d, () => lanes.active());
   /** Updates accepted whose handler has not settled yet (queued or running). */
   const handling = new Set<number>();
   const lanes = probationLanes(d.probation ?? new Set(), bot, handling);
@@ -174,7 +174,7 @@ const PROBATION_LANE = '\u0000probation';
  * (order per chat holds: nothing of a chat runs beside what it queued in the lane). A
  * suspect below an update that arrives without it was never fetched again: forgotten.
  */
-function probationLanes(probation: Set<number>, bot: Bot, handling: Set<number>): { keyFor(update: Update): ChatKey; settled(id: number): void } {
+function probationLanes(probation: Set<number>, bot: Bot, handling: Set<number>): { keyFor(update: Update): ChatKey; settled(id: number): void; active(): boolean } {
   const inLane = new Set<number>();
   return {
     keyFor(update) {
@@ -187,16 +187,17 @@ function probationLanes(probation: Set<number>, bot: Bot, handling: Set<number>)
       inLane.delete(id);
       probation.delete(id);
     },
+    active: () => probation.size > 0 || inLane.size > 0,
   };
 }
 
 /**
  * The worker's begins and acks, batched per event-loop turn, and what runs before a polled
- * update's handler: its `begin`, sent with the acks gathered so far, so the master's "in
- * flight" is what is running and a death names exactly the updates that could have caused it
- * (master/delivery/poison.ts).
+ * update's handler: its `begin`, so the master's "in flight" is what is running; on
+ * probation also the acks gathered so far (one frame more per update, only then), so a death
+ * names exactly the update that was running (master/delivery/poison.ts).
  */
-function signals(d: IntakeDeps): { begins: Batcher<number>; acks: Batcher<UpdateAck>; beforeRun(u: Update): void } {
+function signals(d: IntakeDeps, onProbation: () => boolean): { begins: Batcher<number>; acks: Batcher<UpdateAck>; beforeRun(u: Update): void } {
   const begins = createBatcher<number>((updateIds) => d.send({ v: 1, type: 'begin', updateIds }));
   const acks = createBatcher<UpdateAck>((list) => {
     begins.flushNow(); // a begin must never arrive after its ack
@@ -206,7 +207,7 @@ function signals(d: IntakeDeps): { begins: Batcher<number>; acks: Batcher<Update
     begins, acks,
     beforeRun(u) {
       begins.push(u.update_id);
-      acks.flushNow();
+      if (onProbation()) acks.flushNow(); // flushes the begins first
       begins.flushNow();
     },
   };

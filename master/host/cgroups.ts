@@ -29,8 +29,6 @@ export interface CgroupLimits {
 
 /** One bot's group. Every method is best effort: a failure reads as "unknown", never throws. */
 export interface BotGroup {
-  /** Move `pid` into the group. @returns false when it could not be moved */
-  add(pid: number): boolean;
   /** The `cgroup.procs` files a process writes its pid into to join (the worker does, before it execs node: host/privileges.ts). */
   procsFiles(): string[];
   /** Anonymous plus shared memory charged to the group (bytes): what the cap is about, page cache left out. null when unreadable. */
@@ -135,19 +133,7 @@ function openV1(name: string, env: CgroupEnv): BotCgroups | string {
       made.add(botId);
       const ok = setV1Memory(mem, limits.memoryBytes);
       if (!ok || !write(path.join(pids, 'pids.max'), String(limits.pids))) return null;
-      return {
-        add: (pid) => write(path.join(mem, 'cgroup.procs'), String(pid)) && write(path.join(pids, 'cgroup.procs'), String(pid)),
-        procsFiles: () => [path.join(mem, 'cgroup.procs'), path.join(pids, 'cgroup.procs')],
-        memoryBytes() {
-          const stat = read(path.join(mem, 'memory.stat'));
-          return stat === null ? null : field(stat, 'total_rss') + field(stat, 'total_shmem');
-        },
-        oomKills: () => field(read(path.join(mem, 'memory.oom_control')), 'oom_kill'),
-        remove() {
-          for (const dir of [mem, pids]) rmdirQuiet(dir);
-          made.delete(botId);
-        },
-      };
+      return botGroup([mem, pids], { stat: path.join(mem, 'memory.stat'), anon: 'total_rss', shmem: 'total_shmem', oom: path.join(mem, 'memory.oom_control') }, () => made.delete(botId));
     },
     removeAll() {
       for (const id of made) for (const dir of [path.join(memBase, id), path.join(pidsBase, id)]) rmdirQuiet(dir);
@@ -189,22 +175,30 @@ function openV2(name: string, env: CgroupEnv): BotCgroups | null {
       made.add(botId);
       write(path.join(dir, 'memory.swap.max'), '0');
       if (!write(path.join(dir, 'memory.max'), String(limits.memoryBytes)) || !write(path.join(dir, 'pids.max'), String(limits.pids))) return null;
-      return {
-        add: (pid) => write(path.join(dir, 'cgroup.procs'), String(pid)),
-        procsFiles: () => [path.join(dir, 'cgroup.procs')],
-        memoryBytes() {
-          const stat = read(path.join(dir, 'memory.stat'));
-          return stat === null ? null : field(stat, 'anon') + field(stat, 'shmem');
-        },
-        oomKills: () => field(read(path.join(dir, 'memory.events')), 'oom_kill'),
-        remove() {
-          rmdirQuiet(dir);
-          made.delete(botId);
-        },
-      };
+      return botGroup([dir], { stat: path.join(dir, 'memory.stat'), anon: 'anon', shmem: 'shmem', oom: path.join(dir, 'memory.events') }, () => made.delete(botId));
     },
     removeAll() {
       for (const id of made) rmdirQuiet(path.join(base, id));
+    },
+  };
+}
+
+/**
+ * One bot's group over its directories (v1: memory and pids; v2: one): where its processes
+ * join, which `memory.stat` fields are its anonymous and shared memory, where the kernel
+ * counts its OOM kills (`oom_kill`).
+ */
+function botGroup(dirs: string[], memory: { stat: string; anon: string; shmem: string; oom: string }, forget: () => void): BotGroup {
+  return {
+    procsFiles: () => dirs.map((d) => path.join(d, 'cgroup.procs')),
+    memoryBytes() {
+      const stat = read(memory.stat);
+      return stat === null ? null : field(stat, memory.anon) + field(stat, memory.shmem);
+    },
+    oomKills: () => field(read(memory.oom), 'oom_kill'),
+    remove() {
+      for (const d of dirs) rmdirQuiet(d);
+      forget();
     },
   };
 }

@@ -48,20 +48,9 @@ export function readCapabilities(pid: number | 'self' = 'self'): CapabilitySets 
 
 /** util-linux setpriv, 2.31 or newer (for `--ambient-caps`). */
 export const SETPRIV = 'setpriv';
-let setprivUsable: boolean | undefined;
 
 /** Whether `setpriv` runs here with the options {@link dropArgs} uses. Probed once (~2 ms) and remembered. */
-export function setprivAvailable(): boolean {
-  if (setprivUsable === undefined) {
-    try {
-      execFileSync(SETPRIV, ['--inh-caps=-all', '--ambient-caps=-all', '--no-new-privs', '--', 'true'], { stdio: 'ignore', timeout: 5000 });
-      setprivUsable = true;
-    } catch {
-      setprivUsable = false;
-    }
-  }
-  return setprivUsable;
-}
+export const setprivAvailable = (): boolean => toolRuns(SETPRIV, ['--inh-caps=-all', '--ambient-caps=-all', '--no-new-privs', '--', 'true']);
 
 /** True when this process holds any capability a child could inherit or regain (a non-empty effective, permitted, inheritable or ambient set). */
 export function holdsCapabilities(caps: CapabilitySets = readCapabilities()): boolean {

@@ -21,7 +21,7 @@
  * JSON over our own pipe costs what Node's 'json' IPC serialization cost (it is
  * the same format: JSON.stringify plus a newline per message).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { createLineSplitter } from '../../common/line-splitter.js';
 import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
@@ -29,7 +29,7 @@ import type { MasterMessage } from '../../worker/protocol.js';
 import { createBudget } from '../../common/budget.js';
 import type { ForkIsolation } from '../host/isolation.js';
 import { WORKER_ENTRY } from '../host/worker-entry.js';
-import { dropArgs, joinArgs, limitArgs, SETPRIV, setprivAvailable } from '../host/privileges.js';
+import { dropArgs, joinArgs, limitArgs, SETPRIV, setprivAvailable, toolRuns } from '../host/privileges.js';
 
 export { WORKER_ENTRY };
 export type { ForkIsolation };
@@ -48,23 +48,12 @@ export type WorkerSchedPolicy = 'batch' | 'other';
 
 /** util-linux `chrt`, which sets the policy and then execs node (same pid, same fds). */
 const CHRT = 'chrt';
-let batchUsable: boolean | undefined;
 
 /**
  * Whether workers can be started under SCHED_BATCH here: `chrt --batch 0 true`
  * runs (Linux with util-linux). Probed once (~2 ms, synchronous) and remembered.
  */
-export function batchSchedulingAvailable(): boolean {
-  if (batchUsable === undefined) {
-    try {
-      execFileSync(CHRT, ['--batch', '0', 'true'], { stdio: 'ignore', timeout: 5000 });
-      batchUsable = true;
-    } catch {
-      batchUsable = false;
-    }
-  }
-  return batchUsable;
-}
+export const batchSchedulingAvailable = (): boolean => toolRuns(CHRT, ['--batch', '0', 'true']);
 
 /**
  * Largest worker -> master frame, bytes. The largest legitimate one is a `dlq`
@@ -269,7 +258,7 @@ function spawnWorker(o: ForkOptions): ChildProcess {
   return child;
 }
 
-/** argv of a worker: [setpriv …] [chrt --batch 0] node <flags> <entry>. */
+/** argv of a worker, each tool exec'ing the next (one pid): [sh joining its cgroup] [setpriv …] [prlimit] [choom] [chrt --batch 0] node <flags> <entry>. */
 export function workerCommand(o: Pick<ForkOptions, 'maxOldSpaceMb' | 'schedPolicy' | 'entry'>, iso: ForkIsolation): string[] {
   const nodeArgs = [`--max-old-space-size=${o.maxOldSpaceMb}`, ...(iso.nodeFlags ?? []), o.entry ?? WORKER_ENTRY];
   // chrt sets the policy and execs node; setpriv drops privileges and execs chrt: one pid, the same fds.
