@@ -96,8 +96,7 @@ export function startMonitors(d: MonitorDeps): () => void {
   const memory = clock.setInterval(() => {
     if (sampling) return;
     sampling = true;
-    // Draining children too: a drain is no time to grow past the cap.
-    const live = [...d.children()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting' || c.state === 'draining'));
+    const live = liveChildren(d);
     void sampleTrees(live).finally(() => (sampling = false));
   }, d.memoryCheckIntervalMs);
   heartbeat.unref?.();
@@ -110,6 +109,9 @@ export function startMonitors(d: MonitorDeps): () => void {
   };
 }
 
+/** Children with a worker process, draining ones included: a drain is no time to grow past a cap. */
+const liveChildren = (d: MonitorDeps): Child[] => [...d.children()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting' || c.state === 'draining'));
+
 /** The data-directory checks: one walk at a time over the live children, a round every DATA_CHECK_INTERVAL_MS. @returns stop */
 function startDataChecks(d: MonitorDeps, clock: Clock): () => void {
   const measure = d.measureData;
@@ -119,7 +121,7 @@ function startDataChecks(d: MonitorDeps, clock: Clock): () => void {
   const timer = clock.setInterval(() => {
     if (running) return;
     running = true;
-    const live = [...d.children()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting' || c.state === 'draining'));
+    const live = liveChildren(d);
     void (async () => {
       for (const c of live) {
         const bytes = await measure(c).catch(() => null);
