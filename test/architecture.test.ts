@@ -65,3 +65,17 @@ test('the webhook server imports nothing of the master', () => {
   const wrong = tsFiles(path.join(ROOT, 'webhook-server')).flatMap((f) => importsOf(f).filter((t) => t.startsWith('master/')).map((t) => `${path.relative(ROOT, f)} -> ${t}`));
   assert.deepEqual(wrong, []);
 });
+
+test("only the dispatcher changes a child's lifecycle: no other master file assigns life, state, stateReason or proc", () => {
+  const assigns = /\b(?:c|child|known)\.(life|state|stateReason|proc)\s*(?:=(?!=)|\?\?=)|Object\.assign\(\s*c\s*,\s*\{[^}]*\b(life|state|stateReason|proc)\s*:/g;
+  const wrong: string[] = [];
+  let seen = 0;
+  for (const file of tsFiles(path.join(ROOT, 'master'))) {
+    const rel = path.relative(ROOT, file);
+    const hits = [...fs.readFileSync(file, 'utf8').matchAll(assigns)].map((m) => m[0]);
+    if (rel === 'master/lifecycle/dispatcher.ts') seen = hits.length;
+    else if (hits.length > 0) wrong.push(`${rel}: ${hits.join(', ')}`);
+  }
+  assert.deepEqual(wrong, []);
+  assert.ok(seen >= 4, `the check sees the dispatcher's own assignments (${seen})`);
+});

@@ -1,23 +1,23 @@
 /**
- * The supervisor with scripted fake children (suture's and concurrently's practice):
- * `fork` is replaced by a fake whose messages and exits the test drives, so each
- * lifecycle path is exercised without a real worker. Telegram's side (deleteWebhook
- * before polling) is the emulator on loopback. Every wait is on an event with a deadline.
+ * The supervisor with fake children, a fake Telegram and a fake clock (suture's
+ * practice): `fork` is replaced by a scripted child whose messages and exits the test
+ * drives, Telegram's side by a function the test answers, and every deadline, backoff
+ * and check by a clock that moves only when told. No emulator, no worker, no real timer:
+ * waits are on events (with a safety deadline) and on the loop's own turns.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pino from 'pino';
+import { fail, ErrorCodes } from '../common/errors.js';
 import { loadConfig } from '../config/load.js';
 import type { ExitInfo, ForkOptions, WorkerProcess } from '../master/lifecycle/child-process.js';
 import type { BotSpec } from '../master/lifecycle/child-spec.js';
-import { createSupervisor, type Supervisor, type TransitionEvent } from '../master/lifecycle/supervisor.js';
+import { createSupervisor, type RestoredHistory, type Supervisor, type TransitionEvent } from '../master/lifecycle/supervisor.js';
 import { createFakeClock, type FakeClock } from '../master/lifecycle/clock.js';
+import type { AdminResult, DeliveryRequest } from '../master/lifecycle/telegram-admin.js';
+import type { RestartHistory } from '../master/lifecycle/policy/restart.js';
 import type { MasterMessage } from '../worker/protocol.js';
-import { BotApiEmulator } from '../scripts/emulator/emulator.js';
 
 /** A scripted child: records what the master sent, and says or does what the test tells it. */
 class FakeChild implements WorkerProcess {
@@ -27,13 +27,15 @@ class FakeChild implements WorkerProcess {
   readonly kills: string[] = [];
   readonly raw = new EventEmitter() as unknown as WorkerProcess['raw'];
   readonly exited: Promise<ExitInfo>;
+  /** Ignore `shutdown` (a worker that will not drain). */
+  stubborn = false;
   private resolveExit!: (i: ExitInfo) => void;
   constructor(readonly opts: ForkOptions) {
     this.exited = new Promise((r) => (this.resolveExit = r));
   }
   send(m: MasterMessage): void {
     this.sent.push(m);
-    if (m.type === 'shutdown') setImmediate(() => this.exit({ code: 0, signal: null }));
+    if (m.type === 'shutdown' && !this.stubborn) setImmediate(() => this.exit({ code: 0, signal: null }));
   }
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
     this.kills.push(signal);
@@ -47,161 +49,278 @@ class FakeChild implements WorkerProcess {
   }
 }
 
-describe('supervisor with fake children', () => {
-  let emulator: BotApiEmulator;
-  let apiRoot: string;
-  let home: string;
-  before(async () => {
-    emulator = new BotApiEmulator();
-    apiRoot = await emulator.start();
-    home = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-sup-'));
-  });
-  after(async () => {
-    await emulator.stop();
-    fs.rmSync(home, { recursive: true, force: true });
-  });
+/** Let the loop run its pending turns (immediates, promise jobs): no timer, no sleep. */
+const turns = async (n = 20) => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
 
-  function build(env: Record<string, string> = {}, clock?: FakeClock): { sup: Supervisor; forks: FakeChild[]; events: TransitionEvent[]; spec: (id: string) => BotSpec } {
-    const cfg = loadConfig({}, { BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, HEARTBEAT_INTERVAL_MS: '50', HEARTBEAT_TIMEOUT_MS: '400', RESTART_BACKOFF_MS: '20', RESTART_COOLDOWN_MS: '100', MAX_RESTARTS_PER_HOUR: '3', ...env });
-    const forks: FakeChild[] = [];
-    const events: TransitionEvent[] = [];
-    const sup = createSupervisor({
-      config: cfg, logger: pino({ level: 'silent' }), cores: 2, logsDir: home, secretTokenFor: () => 'secret', ...(clock ? { clock } : {}),
-      fork: (o) => {
-        const f = new FakeChild(o);
-        forks.push(f);
-        return f;
-      },
-    });
-    sup.on('transition', (e: TransitionEvent) => events.push(e));
-    const spec = (id: string): BotSpec => ({ id, name: id, token: emulator.createBot(`${id}_bot`).token, mode: 'polling', handler: 'echo', settings: {}, apiRoot: null, enabled: true });
-    return { sup, forks, events, spec };
-  }
+interface Harness {
+  sup: Supervisor;
+  clock: FakeClock;
+  forks: FakeChild[];
+  events: TransitionEvent[];
+  telegram: DeliveryRequest[];
+  saved: Array<{ botId: string; history: RestartHistory; doNotRestart: boolean; reason: string | null | undefined }>;
+  removed: string[];
+  /** Telegram's answer to the next preparations (default: ok). */
+  answer: (r: DeliveryRequest) => AdminResult;
+  /** Make the next fork throw this instead. */
+  forkError: Error | null;
+  spec(id: string, over?: Partial<BotSpec>): BotSpec;
+  forked(n: number): Promise<FakeChild>;
+  reach(botId: string, to: string): Promise<TransitionEvent>;
+  running(botId: string, n: number): Promise<FakeChild>;
+  state(botId: string): ReturnType<Supervisor['status']>[number];
+}
 
-  /** Resolves with the first transition of `botId` into `to`, or fails after `ms`. */
-  const reach = (sup: Supervisor, botId: string, to: string, ms = 3000) => new Promise<TransitionEvent>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${botId} did not reach ${to} within ${ms} ms`)), ms);
-    const on = (e: TransitionEvent) => {
-      if (e.botId === botId && e.to === to) {
+function build(env: Record<string, string> = {}, histories?: Map<string, RestoredHistory>): Harness {
+  const cfg = loadConfig({}, {
+    BOTFLEET_HOME: '/nonexistent/botfleet-fake', HEARTBEAT_INTERVAL_MS: '50', HEARTBEAT_TIMEOUT_MS: '400', RESTART_BACKOFF_MS: '20', RESTART_COOLDOWN_MS: '100',
+    MAX_RESTARTS_PER_HOUR: '3', STARTUP_TIMEOUT_MS: '1000', WORKER_TIMEOUT_MS: '500', MEMORY_CHECK_INTERVAL_MS: '3600000', ...env,
+  });
+  const clock = createFakeClock(1_000_000);
+  const bus = new EventEmitter();
+  const h: Harness = {
+    clock, forks: [], events: [], telegram: [], saved: [], removed: [], forkError: null,
+    answer: (r) => ({ ok: true, mode: r.mode, note: null }),
+    sup: null as unknown as Supervisor,
+    spec: (id, over = {}) => ({ id, name: id, token: `${id}:TEST-TOKEN`, mode: 'polling', handler: 'echo', settings: {}, apiRoot: null, enabled: true, ...over }),
+    forked: (n) => new Promise((resolve, reject) => {
+      if (h.forks.length >= n) return resolve(h.forks[n - 1]!);
+      const t = setTimeout(() => reject(new Error(`fork ${n} did not happen (${h.forks.length} forks)`)), 3000);
+      const on = () => {
+        if (h.forks.length < n) return;
         clearTimeout(t);
-        sup.off('transition', on);
+        bus.off('fork', on);
+        resolve(h.forks[n - 1]!);
+      };
+      bus.on('fork', on);
+    }),
+    reach: (botId, to) => new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${botId} did not reach ${to}`)), 3000);
+      const on = (e: TransitionEvent) => {
+        if (e.botId !== botId || e.to !== to) return;
+        clearTimeout(t);
+        h.sup.off('transition', on);
         resolve(e);
-      }
-    };
-    sup.on('transition', on);
-  });
-  const forked = async (forks: FakeChild[], n: number, ms = 3000) => {
-    const until = Date.now() + ms;
-    while (forks.length < n) {
-      if (Date.now() > until) throw new Error(`fork ${n} did not happen within ${ms} ms`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    return forks[n - 1]!;
+      };
+      h.sup.on('transition', on);
+    }),
+    async running(botId, n) {
+      const f = await h.forked(n);
+      const r = h.reach(botId, 'running');
+      f.say({ type: 'ready' });
+      await r;
+      return f;
+    },
+    state: (botId) => h.sup.status().find((w) => w.botId === botId)!,
   };
+  h.sup = createSupervisor({
+    config: cfg, logger: pino({ level: 'silent' }), cores: 2, logsDir: '/nonexistent/botfleet-fake', secretTokenFor: () => 'secret', clock,
+    telegram: async (r) => {
+      h.telegram.push(r);
+      return h.answer(r);
+    },
+    fork: (o) => {
+      if (h.forkError) throw h.forkError;
+      const f = new FakeChild(o);
+      h.forks.push(f);
+      setImmediate(() => bus.emit('fork'));
+      return f;
+    },
+    onHistory: (botId, history, _until, doNotRestart, reason) => h.saved.push({ botId, history, doNotRestart, reason }),
+    onRemoved: (botId) => h.removed.push(botId),
+    ...(histories ? { histories } : {}),
+  });
+  h.sup.on('transition', (e: TransitionEvent) => h.events.push(e));
+  return h;
+}
 
+const path = (h: Harness, botId: string) => h.events.filter((e) => e.botId === botId).map((e) => e.to);
+
+describe('supervisor with fake children, a fake Telegram and a fake clock', () => {
   test('configured -> pending (Telegram side) -> starting -> running on ready; init carries the token, never argv', async () => {
-    const { sup, forks, events, spec } = build();
-    const s = spec('a');
-    sup.reconcile([s], []);
-    const f = await forked(forks, 1);
+    const h = build();
+    const s = h.spec('a');
+    h.sup.reconcile([s], []);
+    const f = await h.running('a', 1);
     assert.equal(f.sent[0]?.type, 'init');
     assert.equal((f.sent[0] as Extract<MasterMessage, { type: 'init' }>).bot.token, s.token);
-    const running = reach(sup, 'a', 'running');
-    f.say({ type: 'ready' });
-    await running;
-    assert.deepEqual(events.filter((e) => e.botId === 'a').map((e) => e.to), ['pending', 'starting', 'running']);
-    await sup.stopAll();
+    assert.deepEqual(h.telegram.map((r) => [r.botId, r.mode]), [['a', 'polling']], "Telegram's side prepared once, for polling");
+    assert.deepEqual(path(h, 'a'), ['pending', 'starting', 'running']);
+    await h.sup.stopAll();
   });
 
-  test('a crash goes through backoff to a new fork; the fault after the third restart in the window quarantines', async () => {
-    const { sup, forks, spec } = build();
-    sup.reconcile([spec('b')], []);
+  test('crashes go through backoff (0, then 20 ms, exactly) to new forks; the fault after the third restart in the window quarantines', async () => {
+    const h = build();
+    h.sup.reconcile([h.spec('b')], []);
+    const delays = [0, 20, 40];
     for (let i = 1; i <= 4; i++) {
-      const f = await forked(forks, i);
-      const next = reach(sup, 'b', i < 4 ? 'backoff' : 'quarantined');
+      const f = await h.forked(i);
+      const next = h.reach('b', i < 4 ? 'backoff' : 'quarantined');
       f.exit({ code: 1, signal: null });
       await next;
+      if (i === 4) break;
+      const delay = delays[i - 1]!;
+      if (delay > 0) {
+        h.clock.advance(delay - 1);
+        await turns();
+        assert.equal(h.forks.length, i, `no fork 1 ms before the ${delay} ms backoff ends`);
+      }
+      h.clock.advance(delay > 0 ? 1 : 0);
     }
-    // backoff -> (timer) -> starting -> a fork each time; then quarantined with a retry time
-    const st = sup.status().find((w) => w.botId === 'b')!;
+    const st = h.state('b');
     assert.equal(st.state, 'quarantined');
     assert.equal(st.lastExit?.reason, 'crash');
     assert.ok(st.quarantinedUntil !== null);
-    assert.equal(forks.length, 4);
     assert.equal(st.restartsLastHour, 3);
-    await sup.stopAll();
+    assert.equal(h.saved.filter((x) => x.botId === 'b').length, 4, 'each decision kept in the store');
+    await h.sup.stopAll();
   });
 
-  test('no heartbeat within the deadline: SIGKILL with reason hung; a protocol violation: reason protocol', async () => {
-    const { sup, forks, spec } = build();
-    sup.reconcile([spec('c')], []);
-    const f1 = await forked(forks, 1);
-    const running = reach(sup, 'c', 'running');
-    f1.say({ type: 'ready' });
-    await running;
-    const back = reach(sup, 'c', 'backoff');
-    await back; // the fake never beats: hung after 400 ms
-    assert.deepEqual(f1.kills, ['SIGKILL']);
-    assert.equal(sup.status()[0]!.lastExit?.reason, 'hung');
-    const f2 = await forked(forks, 2);
-    const r2 = reach(sup, 'c', 'running');
-    f2.say({ type: 'ready' });
-    await r2;
-    const b2 = reach(sup, 'c', 'backoff');
-    f2.say({ type: 'ack', acks: 'not a list' });
-    await b2;
-    assert.equal(sup.status()[0]!.lastExit?.reason, 'protocol');
-    assert.match(sup.status()[0]!.stateReason ?? '', /protocol/);
-    await sup.stopAll();
-  });
-
-  test('on a fake clock: hung exactly past the heartbeat deadline, backoff delays exact', async () => {
-    const clock = createFakeClock(1_000_000);
-    const { sup, forks, spec } = build({}, clock);
-    sup.reconcile([spec('e')], []);
-    const f1 = await forked(forks, 1);
-    const r1 = reach(sup, 'e', 'running');
-    f1.say({ type: 'ready' });
-    await r1;
+  test('hung exactly past the heartbeat deadline; a protocol violation is reason protocol', async () => {
+    const h = build();
+    h.sup.reconcile([h.spec('e')], []);
+    const f1 = await h.running('e', 1);
     // HEARTBEAT_TIMEOUT_MS=400, checked every 100 ms: at 400 ms of silence it is not yet late.
-    clock.advance(400);
+    h.clock.advance(400);
     assert.deepEqual(f1.kills, [], 'not killed at the deadline itself');
-    const backoff = reach(sup, 'e', 'backoff');
-    clock.advance(100);
+    const backoff = h.reach('e', 'backoff');
+    h.clock.advance(100);
     assert.deepEqual(f1.kills, ['SIGKILL'], 'killed at the first check past it');
-    const b1 = await backoff;
-    assert.match(b1.reason ?? '', /^hung; restart in 0 ms$/, 'the first fault restarts at once');
-    clock.advance(0);
-    const f2 = await forked(forks, 2);
-    const r2 = reach(sup, 'e', 'running');
-    f2.say({ type: 'ready' });
-    await r2;
-    const b2 = reach(sup, 'e', 'backoff');
-    f2.exit({ code: 1, signal: null });
-    assert.match((await b2).reason ?? '', /^crash; restart in 20 ms$/, 'the second quick fault waits RESTART_BACKOFF_MS');
-    clock.advance(19);
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(forks.length, 2, 'no fork before the backoff ends');
-    clock.advance(1);
-    await forked(forks, 3);
-    await sup.stopAll();
+    assert.match((await backoff).reason ?? '', /^hung; restart in 0 ms$/);
+    h.clock.advance(0);
+    const f2 = await h.running('e', 2);
+    const b2 = h.reach('e', 'backoff');
+    f2.say({ type: 'ack', acks: 'not a list' });
+    assert.match((await b2).reason ?? '', /^protocol: a message that breaks the protocol; restart in 20 ms$/);
+    assert.equal(h.state('e').lastExit?.reason, 'protocol');
+    await h.sup.stopAll();
   });
 
-  test('an operator restart drains, then forks again: draining -> pending -> starting -> running', async () => {
-    const { sup, forks, events, spec } = build();
-    sup.reconcile([spec('d')], []);
-    const f1 = await forked(forks, 1);
-    const r1 = reach(sup, 'd', 'running');
-    f1.say({ type: 'ready' });
-    await r1;
-    const restarting = sup.restart('d');
-    const f2 = await forked(forks, 2);
+  test('no ready within STARTUP_TIMEOUT_MS: killed with reason startup-timeout, not a moment before', async () => {
+    const h = build();
+    h.sup.reconcile([h.spec('s')], []);
+    const f = await h.forked(1);
+    h.clock.advance(999);
+    await turns();
+    assert.deepEqual(f.kills, []);
+    const back = h.reach('s', 'backoff');
+    h.clock.advance(1);
+    await back;
+    assert.equal(h.state('s').lastExit?.reason, 'startup-timeout');
+    await h.sup.stopAll();
+  });
+
+  test('an operator restart drains, then forks again: draining -> starting -> running', async () => {
+    const h = build();
+    h.sup.reconcile([h.spec('d')], []);
+    const f1 = await h.running('d', 1);
+    const restarting = h.sup.restart('d');
+    const f2 = await h.forked(2);
     assert.equal(f1.sent.at(-1)?.type, 'shutdown', 'asked to drain first');
     f2.say({ type: 'ready' });
-    const summary = await restarting;
-    assert.deepEqual(summary, { restarted: ['d'], skipped: [] });
-    assert.deepEqual(events.filter((e) => e.botId === 'd').map((e) => e.to).slice(-4), ['draining', 'pending', 'starting', 'running']);
-    assert.equal(sup.status()[0]!.lastExit?.reason, 'operator');
-    await sup.stopAll();
+    assert.deepEqual(await restarting, { restarted: ['d'], skipped: [] });
+    assert.deepEqual(path(h, 'd').slice(-3), ['draining', 'starting', 'running']);
+    assert.equal(h.state('d').lastExit?.reason, 'operator');
+    assert.equal(h.state('d').restarts, 1);
+    await h.sup.stopAll();
+  });
+
+  test('a worker that does not drain is SIGKILLed at WORKER_TIMEOUT_MS, and stopAll names it', async () => {
+    const h = build();
+    h.sup.reconcile([h.spec('k')], []);
+    const f = await h.running('k', 1);
+    f.stubborn = true;
+    const stopping = h.sup.stopAll();
+    await turns();
+    h.clock.advance(499);
+    await turns();
+    assert.deepEqual(f.kills, [], 'not before the deadline');
+    h.clock.advance(1);
+    assert.deepEqual(await stopping, ['k']);
+    assert.deepEqual(f.kills, ['SIGKILL']);
+    assert.equal(h.state('k').state, 'stopped');
+  });
+
+  test('a 401 at setWebhook is a config quarantine: no fork, no budget spent, kept with its reason; restart releases it', async () => {
+    const h = build({ WEBHOOK_HOST: 'https://bots.example' });
+    h.answer = () => ({ ok: false, tokenRejected: true, message: 'Telegram rejected the token (401 Unauthorized)' });
+    h.sup.reconcile([h.spec('t', { mode: 'webhook' })], []);
+    await h.reach('t', 'quarantined');
+    const st = h.state('t');
+    assert.equal(st.stateReason, 'Telegram rejected the token (401 Unauthorized)');
+    assert.equal(st.quarantinedUntil, null);
+    assert.equal(st.restarts, 0);
+    assert.equal(h.forks.length, 0);
+    assert.deepEqual(h.saved.at(-1), { botId: 't', history: { restarts: [], consecutive: 0 }, doNotRestart: true, reason: 'Telegram rejected the token (401 Unauthorized)' });
+    h.answer = (r) => ({ ok: true, mode: r.mode, note: null });
+    const restarting = h.sup.restart('t');
+    await h.running('t', 1);
+    assert.deepEqual((await restarting).restarted, ['t']);
+    await h.sup.stopAll();
+  });
+
+  test('a handler the fork path refuses (HANDLER_LOAD) is a config quarantine at once; a host error (EAGAIN) is a crash with backoff', async () => {
+    const h = build();
+    h.forkError = fail(ErrorCodes.HANDLER_LOAD, 'handler /srv/bots/x.js is not readable by uid 20001');
+    h.sup.reconcile([h.spec('h')], []);
+    await h.reach('h', 'quarantined');
+    assert.equal(h.state('h').stateReason, 'handler /srv/bots/x.js is not readable by uid 20001');
+    assert.equal(h.state('h').restarts, 0);
+    h.forkError = fail(ErrorCodes.FORK, 'fork failed: spawn setpriv EAGAIN');
+    h.sup.reconcile([h.spec('h'), h.spec('g')], []);
+    await h.reach('g', 'backoff');
+    assert.match(h.state('g').stateReason ?? '', /^fork failed: spawn setpriv EAGAIN; restart in 0 ms$/);
+    h.forkError = null;
+    h.clock.advance(0);
+    await h.running('g', 1);
+    await h.sup.stopAll();
+  });
+
+  test('over capacity a bot waits pending; a slot freed by a disabled neighbour starts it', async () => {
+    const h = build({ MAX_TOTAL_WORKERS: '1' });
+    h.sup.reconcile([h.spec('p1'), h.spec('p2')], []);
+    await h.running('p1', 1);
+    assert.equal(h.state('p2').state, 'pending');
+    assert.equal(h.state('p2').stateReason, 'over capacity (1 workers)');
+    h.sup.reconcile([h.spec('p1', { enabled: false }), h.spec('p2')], []);
+    await h.running('p2', 2);
+    assert.equal(h.state('p1').state, 'stopped');
+    assert.equal(h.state('p1').stateReason, 'disabled');
+    await h.sup.stopAll();
+  });
+
+  test('a settings change reaches the running worker; a removed bot drains, then is forgotten', async () => {
+    const h = build();
+    h.sup.reconcile([h.spec('r')], []);
+    const f = await h.running('r', 1);
+    h.sup.reconcile([h.spec('r', { settings: { greeting: 'hi' } })], []);
+    assert.deepEqual(f.sent.at(-1), { v: 1, type: 'settings', settings: { greeting: 'hi' } });
+    h.sup.reconcile([], []);
+    assert.equal(f.sent.at(-1)?.type, 'shutdown');
+    await f.exited;
+    await turns();
+    assert.deepEqual(h.removed, ['r']);
+    assert.deepEqual(h.sup.status(), []);
+    await h.sup.stopAll();
+  });
+
+  test('a do-not-restart quarantine an earlier master kept comes back with its reason; one on the quota frees itself on time', async () => {
+    const histories = new Map<string, RestoredHistory>([
+      ['q78', { history: { restarts: [], consecutive: 0 }, quarantinedUntil: null, doNotRestart: true, reason: 'Telegram rejected the token (401 Unauthorized)' }],
+      ['qq', { history: { restarts: [999_000, 999_500, 999_900], consecutive: 3 }, quarantinedUntil: 1_000_000 + 5000, doNotRestart: false }],
+    ]);
+    const h = build({}, histories);
+    h.sup.reconcile([h.spec('q78'), h.spec('qq')], []);
+    assert.match(h.state('q78').stateReason ?? '', /^Telegram rejected the token \(401 Unauthorized\) \(quarantined before the master restarted/);
+    assert.equal(h.state('qq').state, 'quarantined');
+    h.clock.advance(4999);
+    await turns();
+    assert.equal(h.forks.length, 0);
+    h.clock.advance(1);
+    await h.running('qq', 1);
+    assert.equal(h.state('q78').state, 'quarantined', 'only an operator or a fix releases a do-not-restart');
+    await h.sup.stopAll();
   });
 });

@@ -6,7 +6,7 @@
  * drives it and writes each change to the file.
  */
 import type { Update } from 'node-telegram-bot-api';
-import type { UpdateSink } from './outbox.js';
+import type { UpdateSink } from './in-flight.js';
 import { trimOldest } from '../../common/bounded-map.js';
 import { forget, newPoisonState, onProbation, type PoisonState } from './poison.js';
 import type { PendingRow } from './journal-store.js';

@@ -18,7 +18,7 @@
 import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../common/errors.js';
-import type { UpdateSink } from './outbox.js';
+import type { UpdateSink } from './in-flight.js';
 import { MAX_SOLO_DEATHS, onWorkerDeath } from './poison.js';
 import { POISON_REASON } from '../../worker/protocol.js';
 import { PENDING_RETENTION_MS, type PendingRow } from './journal-store.js';

@@ -1,73 +1,49 @@
 /**
- * One supervised child as the supervisor sees it: the state union, the allowed
- * transitions, and the status view. `master/supervisor.ts` alone mutates these.
+ * One supervised child as the supervisor sees it: its lifecycle (`life`, the machine of
+ * phase.ts and step.ts), its live process handle, and what it reports (counters, memory,
+ * heartbeats), with the status view. Only the dispatcher (dispatcher.ts) changes `life`,
+ * `state`, `stateReason` and `proc`.
  */
-import type { ErrorCode } from '../../common/errors.js';
-import type { WorkerLastError, DeliveryMode } from '../../worker/protocol.js';
+import type { WorkerLastError } from '../../worker/protocol.js';
 import type { ChildLog } from "../host/child-log.js";
 import type { WorkerProcess } from './child-process.js';
-import type { Timer } from './clock.js';
-import { newBotDelivery, type BotDelivery } from '../delivery/outbox.js';
+import { newBotDelivery, type BotDelivery } from '../delivery/in-flight.js';
 import { emptyHistory, type RestartHistory } from './policy/restart.js';
 import { newTotals, type BeatCounts, type BotTotals } from './counters.js';
 import type { BotSpec } from './child-spec.js';
+import { newLife, procOf, type ChildState, type ExitReason, type LastExit, type Life } from './phase.js';
+import type { DeliveryMode } from '../../worker/protocol.js';
 
-/** DESIGN.md's lifecycle states. */
-export type ChildState = 'pending' | 'starting' | 'running' | 'draining' | 'backoff' | 'quarantined' | 'stopped';
+export { EXIT_REASONS } from './phase.js';
+export type { ChildState, ExitReason, LastExit } from './phase.js';
 
-/** DESIGN.md's causes of a restart, recorded as `lastExit.reason`. */
-/** Every `lastExit.reason`, in the order docs and metrics list them. */
-export const EXIT_REASONS = ['crash', 'exited', 'config', 'protocol', 'hung', 'memory', 'disk', 'startup-timeout', 'operator', 'rolling-restart', 'config-change'] as const;
-export type ExitReason = (typeof EXIT_REASONS)[number];
-
-/** Every allowed `from -> to`; anything else is a supervisor bug and is refused loudly. */
+/**
+ * Every shown `from -> to` the machine may produce; the dispatcher logs any other as a
+ * supervisor bug (the table test checks the step against it).
+ */
 export const ALLOWED_TRANSITIONS: Readonly<Record<ChildState, readonly ChildState[]>> = {
   pending: ['starting', 'stopped', 'quarantined', 'backoff'],
   starting: ['running', 'draining', 'backoff', 'quarantined', 'stopped', 'pending'],
-  running: ['draining', 'backoff', 'quarantined', 'stopped', 'pending'],
-  draining: ['stopped', 'starting', 'backoff', 'quarantined', 'pending'],
-  backoff: ['starting', 'stopped', 'quarantined', 'pending'],
+  running: ['draining', 'backoff', 'quarantined', 'stopped'],
+  draining: ['stopped', 'starting', 'pending'],
+  backoff: ['starting', 'stopped', 'pending'],
   quarantined: ['starting', 'stopped', 'pending'],
-  stopped: ['starting', 'pending', 'stopped', 'quarantined'],
+  stopped: ['starting', 'pending', 'quarantined'],
 };
-
-/** What a stop or kill was for; decides what happens when the process exits. */
-export type Intent = 'run' | 'stop' | 'restart';
-
-/** How a child last ended. `at` is an ISO time. */
-export interface LastExit {
-  code: number | null;
-  signal: string | null;
-  reason: ExitReason;
-  at: string;
-  /** The catalog code of the worker's own fatal error (BF_ERR_BAD_TOKEN, BF_ERR_HANDLER_LOAD, BF_ERR_WORKER_FATAL), when it sent one. */
-  errorCode?: ErrorCode;
-}
 
 /** The supervisor's record of one bot. */
 export interface Child {
   botId: string;
   name: string;
   spec: BotSpec | null;
-  /** Resolved delivery mode, set when delivery is prepared. */
-  mode: DeliveryMode | null;
+  /** Its lifecycle: the phase and what the machine keeps (history, attempts, mode). */
+  life: Life;
+  /** What `life` shows (kept beside it by the dispatcher for readers). */
   state: ChildState;
   stateReason: string | null;
-  intent: Intent;
+  /** The live worker's handle, while `life` has a process. */
   proc: WorkerProcess | null;
-  launching: boolean;
-  /** The spec's delivery must be (re)prepared with Telegram before the next fork. */
-  prepareDelivery: boolean;
-  startedAt: number | null;
   lastHeartbeatAt: number | null;
-  /** Why the master ended the current process, if it did. */
-  endReason: ExitReason | null;
-  /** The worker's own last words (an IPC `error`), used as the quarantine reason. */
-  fatalMessage: string | null;
-  /** The catalog code of that message (worker/protocol.ts FATAL_CODES). */
-  fatalCode: ErrorCode | null;
-  /** What the current worker did to be killed with reason `protocol`. */
-  protocolDetail: string | null;
   /** The uid the current worker runs as when it has its own (per-bot uids), else null. */
   uid: number | null;
   /** Worker exits since the master started, by recorded reason. */
@@ -75,21 +51,15 @@ export interface Child {
   /** Frames of unknown type dropped (the first few are logged). */
   unknownMessages: number;
   username: string | null;
-  note: string | null;
   messages: number;
   errors: number;
   queueDepth: number;
   rssBytes: number;
   cpuPercent: number | null;
   lastError: WorkerLastError | null;
-  restartsTotal: number;
   /** Times its webhook registration was found changed and set again. */
   webhookDrifts: number;
-  history: RestartHistory;
-  quarantinedUntil: number | null;
   lastExit: LastExit | null;
-  timer: Timer | null;
-  releaseSlot: (() => void) | null;
   /** Its updates between intake and ack (the delivery wing's state; only delivery/ changes it). */
   delivery: BotDelivery;
   log: ChildLog | null;
@@ -115,16 +85,13 @@ export function keepRecent<T>(list: T[], item: T): void {
 }
 
 
-/** A new record, `stopped` until the supervisor acts on it. */
-export function newChild(botId: string, name: string, spec: BotSpec | null): Child {
-  const c: Child = {
-    botId, name, spec, mode: null, state: 'stopped', stateReason: null, intent: 'stop', proc: null, launching: false,
-    prepareDelivery: true, startedAt: null, lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, protocolDetail: null, unknownMessages: 0, uid: null, exitsByReason: {}, username: null,
-    note: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, lastError: null, restartsTotal: 0, webhookDrifts: 0,
-    history: emptyHistory(), quarantinedUntil: null, lastExit: null, timer: null, releaseSlot: null, delivery: newBotDelivery(), log: null,
-    totals: newTotals(), lastBeat: null, transitions: [], exits: [],
+/** A new record, `stopped` until the supervisor acts on it; `history` is what an earlier master kept. */
+export function newChild(botId: string, name: string, spec: BotSpec | null, history: RestartHistory = emptyHistory()): Child {
+  return {
+    botId, name, spec, life: newLife(history), state: 'stopped', stateReason: null, proc: null, lastHeartbeatAt: null, uid: null, exitsByReason: {},
+    unknownMessages: 0, username: null, messages: 0, errors: 0, queueDepth: 0, rssBytes: 0, cpuPercent: null, lastError: null, webhookDrifts: 0,
+    lastExit: null, delivery: newBotDelivery(), log: null, totals: newTotals(), lastBeat: null, transitions: [], exits: [],
   };
-  return c;
 }
 
 /** One row of `GET /api/workers/status` (DESIGN.md). Never a token. */
@@ -162,16 +129,18 @@ export interface WorkerStatus {
  * `wall` turns a time on that clock into wall-clock ms for the ISO fields.
  */
 export function childStatus(c: Child, now: number, periodMs: number, wall: (mono: number) => number = (t) => t): WorkerStatus {
-  const live = c.proc !== null && c.startedAt !== null;
+  const proc = procOf(c.life.phase);
+  const live = c.proc !== null && proc !== null;
+  const until = c.life.phase.tag === 'quarantined' ? c.life.phase.until : null;
   return {
-    botId: c.botId, name: c.name, state: c.state, stateReason: c.stateReason, mode: c.mode,
-    pid: c.proc?.pid ?? null, uptimeMs: live ? now - c.startedAt! : 0, rssBytes: live ? c.rssBytes : 0, cpuPercent: live ? c.cpuPercent : null,
-    restarts: c.restartsTotal, restartsLastHour: c.history.restarts.filter((t) => now - t < periodMs).length,
+    botId: c.botId, name: c.name, state: c.state, stateReason: c.stateReason, mode: c.life.mode,
+    pid: c.proc?.pid ?? null, uptimeMs: live ? now - proc.startedAt : 0, rssBytes: live ? c.rssBytes : 0, cpuPercent: live ? c.cpuPercent : null,
+    restarts: c.life.restarts, restartsLastHour: c.life.history.restarts.filter((t) => now - t < periodMs).length,
     messages: c.totals.handled, errors: c.totals.failed, queueDepth: c.queueDepth, // since the master started, across worker restarts
     lastHeartbeatAt: c.lastHeartbeatAt !== null ? new Date(wall(c.lastHeartbeatAt)).toISOString() : null,
     lastExit: c.lastExit, exitsByReason: { ...c.exitsByReason }, lastError: c.lastError,
-    quarantinedUntil: c.quarantinedUntil !== null ? new Date(wall(c.quarantinedUntil)).toISOString() : null,
-    username: c.username, note: c.note, webhookDrifts: c.webhookDrifts,
+    quarantinedUntil: until !== null ? new Date(wall(until)).toISOString() : null,
+    username: c.username, note: c.life.note, webhookDrifts: c.webhookDrifts,
     updates: { received: c.totals.received, handled: c.totals.handled, failed: c.totals.failed, deduplicated: c.totals.deduplicated },
   };
 }

@@ -1,7 +1,10 @@
 /**
- * Launching a child: Telegram's side first (setWebhook/deleteWebhook, shown as `pending`),
- * then a fork slot (START_CONCURRENCY, paced), the fork, and the `init` message.
- * `starting` means forked; `running` comes with the worker's `ready` (worker-messages.ts).
+ * The I/O of a launch, behind the dispatcher's `prepare` and `fork` effects: Telegram's
+ * side (setWebhook/deleteWebhook, PREPARE_CONCURRENCY at a time), then a fork slot
+ * (START_CONCURRENCY, paced), the fork and the `init` message. Each outcome goes back to
+ * the machine as an event (prepared, prepare failed, forked, fork failed, exit); nothing
+ * here decides a state. A worker's frames go to the delivery wing (begin, ack, dlq) or
+ * back to the machine (ready, error, a violation).
  */
 import { BotfleetError, ErrorCodes, errorMessage } from '../../common/errors.js';
 import { botApiPolicy } from '../../worker/protocol.js';
@@ -9,128 +12,124 @@ import type { Child } from './child.js';
 import type { BotSpec } from './child-spec.js';
 import { forkFailureMessage, forkWorker, type WorkerProcess } from './child-process.js';
 import { createChildLog } from '../host/child-log.js';
-import { onWorkerStart, poisonIds, probationIds } from '../delivery/outbox.js';
-import { prepareDelivery } from './telegram-admin.js';
-import type { SupervisorCore } from './supervisor-core.js';
+import { onWorkerStart, poisonIds, probationIds } from '../delivery/in-flight.js';
+import { prepareDelivery, type AdminResult, type DeliveryRequest } from './telegram-admin.js';
+import type { Dispatcher, Launcher } from './dispatcher.js';
 import { onWorkerMessage } from './worker-messages.js';
 
-/**
- * Bring `c` up for `why`, unless it has a process, a launch under way, no spec, or the
- * master is stopping. Over capacity it waits in `pending`. Never throws: a failed
- * preparation or fork is a fault of this bot (backoff, quota, quarantine), never the master's end.
- */
-export async function launchChild(core: SupervisorCore, c: Child, why: string): Promise<void> {
-  if (c.proc || c.launching || core.shuttingDown || !c.spec) return;
-  core.clearTimer(c);
-  if (!core.holdsSlot(c) && core.used() >= core.cap) {
-    if (c.state !== 'pending') core.transition(c, 'pending', `over capacity (${core.cap} workers)`);
-    return;
-  }
-  c.launching = true;
-  const abandoned = () => c.intent !== 'run' || core.shuttingDown || !c.spec;
-  // Telegram-side preparation is I/O, not CPU: done before taking a fork slot so it overlaps other forks.
-  if (!abandoned() && c.prepareDelivery && !(await prepareInTurn(core, c, why))) return;
-  if (c.state !== 'starting') core.transition(c, 'starting', why);
-  const release = await core.limiter.acquire();
-  try {
-    await core.pacer.run(() => {
-      if (abandoned()) {
-        release();
-        c.launching = false;
-        return core.transition(c, 'stopped', c.stateReason);
+/** Telegram's side of a launch (telegram-admin.ts; a fake in tests). */
+export type PrepareTelegram = (r: DeliveryRequest) => Promise<AdminResult>;
+
+/** The launcher of one dispatcher. `telegram` defaults to the real Bot API calls. */
+export function createLauncher(core: Dispatcher, telegram: PrepareTelegram = prepareDelivery): Launcher {
+  const current = (c: Child, tag: 'preparing' | 'forking', attempt: number) => c.life.phase.tag === tag && c.life.phase.attempt === attempt && c.spec !== null;
+  return {
+    async prepare(c, attempt) {
+      const done = await core.preparing.acquire();
+      try {
+        if (!current(c, 'preparing', attempt)) return;
+        const r = await prepare(core, c, c.spec!, telegram);
+        core.dispatch(c, r.ok ? { type: 'prepared', attempt, mode: r.mode, note: r.note } : { type: 'prepare-failed', attempt, message: r.message, tokenRejected: r.tokenRejected });
+      } finally {
+        done();
       }
-      spawn(core, c, c.spec!, release);
-    });
-  } catch (err) {
-    // EMFILE, EAGAIN, ENOMEM, a bad uid: a failed start of this bot (backoff), never the master's end.
-    release();
-    c.launching = false;
-    if (err instanceof BotfleetError && (err.code === ErrorCodes.HANDLER_LOAD || err.code === ErrorCodes.ISOLATION)) {
-      // The bot's configuration, not the host (a handler missing or closed to the bot's uid, children without uids):
-      // no restart can fix it, so it is quarantined until an operator does, as a worker's exit 78 would be (DESIGN.md).
-      core.logger.error({ botId: c.botId, code: err.code, err: err.message }, 'bot cannot start as configured: quarantined until it is fixed');
-      return core.afterFault(c, 'config', err.message);
-    }
-    const why = await forkFailureMessage(err);
-    core.logger.error({ botId: c.botId, err: why }, 'fork failed');
-    core.afterFault(c, 'crash', why.startsWith('fork failed') ? why : `fork failed: ${why}`);
-  } finally {
-    c.launching = false;
-  }
+    },
+    async fork(c, attempt) {
+      const release = await core.limiter.acquire();
+      await core.pacer.run(async () => {
+        if (!current(c, 'forking', attempt)) return release();
+        try {
+          const { proc, early } = spawn(core, c, c.spec!);
+          core.forkSlots.set(c, release);
+          core.dispatch(c, { type: 'forked', attempt, pid: proc.pid }, proc);
+          start(core, c, proc, early());
+        } catch (err) {
+          release();
+          core.dispatch(c, await forkFailed(core, c, attempt, err));
+        }
+      });
+    },
+  };
 }
 
-/** Telegram's side, shown as `pending` (waiting its turn), PREPARE_CONCURRENCY at a time. @returns false when the child went elsewhere. */
-async function prepareInTurn(core: SupervisorCore, c: Child, why: string): Promise<boolean> {
-  if (c.state !== 'pending') core.transition(c, 'pending', `preparing Telegram's side (${why})`);
-  const done = await core.preparing.acquire();
+/** Align Telegram with the bot's mode; a thrown error is a failed preparation. */
+async function prepare(core: Dispatcher, c: Child, spec: BotSpec, telegram: PrepareTelegram): Promise<AdminResult> {
+  const wanted = spec.mode ?? core.cfg.mode;
+  const mode = wanted === 'auto' ? (core.cfg.webhookHost ? 'webhook' : 'polling') : wanted;
   try {
-    return await prepare(core, c);
+    const r = await telegram(core.deliveryRequest(c, spec, mode));
+    if (!r.ok && r.tokenRejected) core.logger.error({ botId: c.botId, code: ErrorCodes.BAD_TOKEN, err: r.message }, 'token rejected: quarantined until it is fixed');
+    if (r.ok && r.note) core.logger.warn({ botId: c.botId, note: r.note }, 'delivery prepared with a note');
+    return r;
   } catch (err) {
-    c.launching = false;
-    core.afterFault(c, 'crash', errorMessage(err));
-    return false;
-  } finally {
-    done();
+    return { ok: false, tokenRejected: false, message: errorMessage(err) };
   }
 }
 
-/** Align Telegram with the bot's mode. @returns false when the child went to backoff/quarantine instead. */
-async function prepare(core: SupervisorCore, c: Child): Promise<boolean> {
-  const { cfg } = core;
-  const spec = c.spec!;
-  const wanted = spec.mode ?? cfg.mode;
-  const mode = wanted === 'auto' ? (cfg.webhookHost ? 'webhook' : 'polling') : wanted;
-  const r = await prepareDelivery(core.deliveryRequest(c, spec, mode));
-  if (!r.ok) {
-    c.launching = false;
-    if (r.tokenRejected) {
-      // As a worker's exit 78: quarantined until fixed, no budget spent, kept across a master restart (DESIGN.md).
-      core.logger.error({ botId: c.botId, code: ErrorCodes.BAD_TOKEN, err: r.message }, 'token rejected: quarantined until it is fixed');
-      core.afterFault(c, 'config', r.message);
-    } else core.afterFault(c, 'crash', r.message);
-    return false;
+/**
+ * A failed fork as an event. The bot's configuration (a handler missing or closed to the
+ * bot's uid, children without uids) is `config`: no restart can fix it (DESIGN.md). EMFILE,
+ * EAGAIN, ENOMEM, a bad uid are the host's: a crash of this start, retried with backoff.
+ */
+async function forkFailed(core: Dispatcher, c: Child, attempt: number, err: unknown) {
+  if (err instanceof BotfleetError && (err.code === ErrorCodes.HANDLER_LOAD || err.code === ErrorCodes.ISOLATION)) {
+    core.logger.error({ botId: c.botId, code: err.code, err: err.message }, 'bot cannot start as configured: quarantined until it is fixed');
+    return { type: 'fork-failed' as const, attempt, message: err.message, config: true };
   }
-  c.mode = r.mode;
-  c.note = r.note;
-  if (r.note) core.logger.warn({ botId: c.botId, note: r.note }, 'delivery prepared with a note');
-  c.prepareDelivery = false;
-  return true;
+  const why = await forkFailureMessage(err);
+  core.logger.error({ botId: c.botId, err: why }, 'fork failed');
+  return { type: 'fork-failed' as const, attempt, message: why.startsWith('fork failed') ? why : `fork failed: ${why}`, config: false };
 }
 
-/** Fork the worker, send `init`, and arm the startup deadline (STARTUP_TIMEOUT_MS). */
-function spawn(core: SupervisorCore, c: Child, spec: BotSpec, release: () => void): void {
+/** Fork the worker process; `early` is a violation found before fork() returned. @throws what forkWorker or the isolation throws */
+function spawn(core: Dispatcher, c: Child, spec: BotSpec): { proc: WorkerProcess; early: () => string | null } {
   const { cfg, d, now } = core;
   c.log ??= createChildLog(d.logsDir, c.botId, { maxBytes: cfg.logMaxBytes, keep: cfg.logKeepFiles, bytesPerSec: cfg.workerLogBytesPerSec, now, echo: d.echoWorkerLine });
   const log = c.log;
   let violation: string | null = null;
+  let proc: WorkerProcess | undefined;
   const isolation = d.isolationFor?.(c.botId, spec);
   c.uid = isolation?.uid ?? null;
-  const proc: WorkerProcess = (d.fork ?? forkWorker)({
-    maxOldSpaceMb: cfg.maxMemoryPerWorkerMb,
-    logLevel: cfg.logLevel,
-    schedPolicy: cfg.workerSchedPolicy,
-    now,
-    isolation,
+  proc = (d.fork ?? forkWorker)({
+    maxOldSpaceMb: cfg.maxMemoryPerWorkerMb, logLevel: cfg.logLevel, schedPolicy: cfg.workerSchedPolicy, now, isolation,
     onOutput: (line, stream, truncated) => log.line(line, stream, proc?.pid ?? 0, spec.token, truncated),
-    onMessage: (m) => onWorkerMessage(core, c, proc, m),
-    // A violation can be found while fork() is still returning: remembered, acted on below.
-    onViolation: (why) => (proc ? core.protocolViolation(c, proc, why) : (violation = why)),
+    onMessage: (m) => proc && onWorkerMessage(core, c, proc, m),
+    // A violation can be found while fork() is still returning: remembered, reported once started.
+    onViolation: (detail) => (proc && c.proc === proc ? core.dispatch(c, { type: 'protocol-violation', pid: proc.pid, detail }) : (violation = detail)),
   });
-  Object.assign(c, { proc, startedAt: now(), lastHeartbeatAt: null, endReason: null, fatalMessage: null, fatalCode: null, lastBeat: null, releaseSlot: release, rssBytes: 0, cpuPercent: null, queueDepth: 0 });
-  core.reportPids();
-  void proc.exited.then((info) => core.onExit(c, proc, info));
+  return { proc, early: () => violation };
+}
+
+/** A forked worker's first steps: its counters reset, the exit watched, `init` sent. */
+function start(core: Dispatcher, c: Child, proc: WorkerProcess, early: string | null): void {
+  const { cfg, d } = core;
+  const spec = c.spec!;
+  Object.assign(c, { lastHeartbeatAt: null, lastBeat: null, rssBytes: 0, cpuPercent: null, queueDepth: 0 });
+  void proc.exited.then((info) => {
+    if (c.proc !== proc) return;
+    // Whatever the worker left in its process group dies with it (a graceful exit left them before).
+    // The group id cannot be reused while a member lives, so this never hits a stranger.
+    try {
+      process.kill(-proc.pid, 'SIGKILL');
+    } catch {
+      // the group is empty
+    }
+    const cause = d.onWorkerExit?.(c.botId, proc.pid); // the kernel's OOM killer: a SIGKILL the master did not send
+    core.dispatch(c, { type: 'exit', pid: proc.pid, code: info.code, signal: info.signal, oom: cause === 'memory' });
+  });
   const skip = poisonIds(c.delivery);
   onWorkerStart(c.delivery, skip);
-  proc.send({
-    v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
-    pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
-    skipUpdateIds: skip, probationUpdateIds: probationIds(c.delivery), ackedUpdateIds: d.journal?.ackedIds(c.botId) ?? [],
-    bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.mode!, handler: spec.handler, settings: spec.settings,
-      api: botApiPolicy({ maxRetries: cfg.apiMaxRetries, retryBackoffMs: cfg.apiRetryBackoffMs, rateLimitGlobal: cfg.rateLimitGlobal, rateLimitPerChat: cfg.rateLimitPerChat }, spec.settings) },
-  });
-  // Deferred by one setImmediate: after a pause of the master, expired timers run before
-  // pending pipe data is read, and a `ready` already sent must be seen first.
-  c.timer = core.clock.setTimeout(() => setImmediate(() => c.proc === proc && c.state === 'starting' && core.kill(c, 'startup-timeout')), cfg.startupTimeoutMs);
-  core.logger.info({ botId: c.botId, workerPid: proc.pid, mode: c.mode }, 'worker forked');
-  if (violation) core.protocolViolation(c, proc, violation);
+  try {
+    proc.send({
+      v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
+      pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
+      skipUpdateIds: skip, probationUpdateIds: probationIds(c.delivery), ackedUpdateIds: d.journal?.ackedIds(c.botId) ?? [],
+      bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.life.mode!, handler: spec.handler, settings: spec.settings,
+        api: botApiPolicy({ maxRetries: cfg.apiMaxRetries, retryBackoffMs: cfg.apiRetryBackoffMs, rateLimitGlobal: cfg.rateLimitGlobal, rateLimitPerChat: cfg.rateLimitPerChat }, spec.settings) },
+    });
+  } catch (err) {
+    core.dispatch(c, { type: 'protocol-violation', pid: proc.pid, detail: `init could not be sent: ${errorMessage(err)}` });
+  }
+  core.logger.info({ botId: c.botId, workerPid: proc.pid, mode: c.life.mode }, 'worker forked');
+  if (early) core.dispatch(c, { type: 'protocol-violation', pid: proc.pid, detail: early });
 }

@@ -6,7 +6,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { Child, ChildState, ExitReason } from './child.js';
+import type { Child, ChildState } from './child.js';
 import { realClock, type Clock, type Timer } from './clock.js';
 
 /** Quiet time after the last rolling-restart request before the coalesced trailing roll starts. */
@@ -18,7 +18,8 @@ export interface RollSummary { restarted: string[]; skipped: Array<{ botId: stri
 /** What a roll needs from the supervisor. `events` emits `transition` ({ botId, to }). */
 export interface RollerDeps {
   bots(): Child[];
-  restartOne(c: Child, reason: ExitReason): Promise<void>;
+  /** Restart one bot for the roll (an event of the machine). */
+  restartOne(c: Child): void;
   events: EventEmitter;
   logger: Logger;
   /** How long one bot may take to settle after its restart (ms). */
@@ -72,7 +73,7 @@ export function createRoller(d: RollerDeps): Roller {
     for (let i = 0; i < list.length; i += batch) {
       await Promise.all(list.slice(i, i + batch).map(async (c) => {
         if (c.state === 'quarantined' || c.state === 'stopped') return void summary.skipped.push({ botId: c.botId, why: c.state });
-        await d.restartOne(c, 'rolling-restart');
+        d.restartOne(c);
         const st = await settled(c);
         if (st === 'running') summary.restarted.push(c.botId);
         else summary.skipped.push({ botId: c.botId, why: st });

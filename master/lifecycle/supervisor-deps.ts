@@ -6,12 +6,14 @@
 import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/load.js';
-import type { ChildState, ExitReason } from './child.js';
+import type { ChildState, ExitReason, RestoredHistory } from './phase.js';
 import type { forkWorker, ForkIsolation } from './child-process.js';
 import type { BotSpec } from './child-spec.js';
 import type { Clock } from './clock.js';
 import type { RestartHistory } from './policy/restart.js';
-import type { UpdateSink } from '../delivery/outbox.js';
+import type { UpdateSink } from '../delivery/in-flight.js';
+import type { PrepareTelegram } from './launch.js';
+import type { DeliveryRequest } from './telegram-admin.js';
 
 /** What the supervisor needs from outside; `fork` and `now` are seams for tests. */
 export interface SupervisorDeps {
@@ -50,6 +52,10 @@ export interface SupervisorDeps {
   echoWorkerLine?(line: string): void;
   /** The delivery wing's journal (webhook updates, durable dedup); none in tests that do not deliver. */
   journal?: DeliveryPort;
+  /** Telegram's side of a launch (setWebhook/deleteWebhook; telegram-admin.ts by default; a fake in tests). */
+  telegram?: PrepareTelegram;
+  /** Telegram's check of a webhook registration (checkWebhook by default). */
+  checkWebhook?(r: DeliveryRequest): Promise<string | null>;
 }
 
 /** What the supervisor tells the journal (see master/delivery/journal.ts). */
@@ -62,8 +68,7 @@ export interface DeliveryPort {
   ackedIds(botId: string): number[];
 }
 
-/** A restart history read back from the registry, on this process's monotonic clock. */
-export interface RestoredHistory { history: RestartHistory; quarantinedUntil: number | null; doNotRestart: boolean; reason?: string | null }
+export type { RestoredHistory };
 
 /** Emitted on every state change. */
 export interface TransitionEvent { botId: string; from: ChildState; to: ChildState; reason: string | null }

@@ -1,11 +1,8 @@
 /**
- * The supervisor: the one owner of the children map. It forks one worker per
- * enabled bot (bounded start concurrency, capacity cap), moves each child
- * through the lifecycle with exactly one `transition()`, restarts on exit per
- * the restart policy, detects hung children by heartbeat deadline, tells the
- * delivery wing (the journal) when a bot's worker can take updates and what it
- * acked, and stops children the OTP way: ask, wait the deadline, kill (the whole
- * process group).
+ * The supervisor: the one owner of the children map, behind the `Supervisor` interface.
+ * Everything that happens to a bot (the registry's listing, a worker's message or exit,
+ * a monitor's finding, an operator's restart, the master's shutdown) becomes an event of
+ * the one machine (phase.ts, step.ts), applied by the dispatcher (dispatcher.ts).
  */
 import { EventEmitter } from 'node:events';
 import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
@@ -15,10 +12,11 @@ import { pssBytes } from '../host/proc.js';
 import { startMonitors } from './monitors.js';
 import { realClock } from './clock.js';
 import type { BotSpec, InvalidBot } from './child-spec.js';
-import { checkWebhook } from './telegram-admin.js';
+import { checkWebhook as checkWebhookReal } from './telegram-admin.js';
 import { createRoller, type RollSummary } from './rolling-restart.js';
-import { HOUR_MS, SupervisorCore } from './supervisor-core.js';
-import { launchChild } from './launch.js';
+import { Dispatcher, HOUR_MS } from './dispatcher.js';
+import { createLauncher } from './launch.js';
+import { meantToRun } from './phase.js';
 import type { SupervisorDeps } from './supervisor-deps.js';
 
 export type { DeliveryPort, RestoredHistory, SupervisorDeps, TransitionEvent } from './supervisor-deps.js';
@@ -81,22 +79,26 @@ export interface Supervisor extends EventEmitter {
  */
 export function createSupervisor(d: SupervisorDeps): Supervisor {
   const events = new EventEmitter() as Supervisor;
-  const core: SupervisorCore = new SupervisorCore(d, events, d.clock ?? realClock, (c, why) => launchChild(core, c, why));
+  const core = new Dispatcher(d, events, d.clock ?? realClock);
+  core.useLauncher(createLauncher(core, d.telegram));
   const { children, now } = core;
   const stopMonitors = startChildMonitors(core);
   const roller = createRoller({
-    bots: () => [...children.values()].filter((c) => c.spec?.enabled), restartOne: (c, reason) => core.restartOne(c, reason), events, logger: d.logger, clock: core.clock,
+    bots: () => [...children.values()].filter((c) => c.spec?.enabled), restartOne: (c) => core.dispatch(c, { type: 'restart', reason: 'rolling-restart' }), events, logger: d.logger, clock: core.clock,
     settleMs: d.config.startupTimeoutMs + d.config.workerTimeoutMs, rollingRestartPercent: d.config.rollingRestartPercent,
   });
   return Object.assign(events, {
     reconcile: (specs: BotSpec[], invalid: InvalidBot[]) => reconcileAll(core, specs, invalid),
-    isWebhookBot: (botId: string) => children.get(botId)?.mode === 'webhook' && children.get(botId)?.intent !== 'stop',
+    isWebhookBot(botId: string) {
+      const c = children.get(botId);
+      return c !== undefined && c.life.mode === 'webhook' && meantToRun(c.life.phase);
+    },
     async restart(botId?: string): Promise<RollSummary> {
       if (botId === undefined) return roller.request();
       const c = children.get(botId);
       if (!c) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${botId}"`);
       if (!c.spec?.enabled) throw fail(ErrorCodes.BAD_INPUT, `bot "${botId}" is ${c.spec ? 'disabled' : 'not valid'}; enable or fix it first`);
-      await core.restartOne(c, 'operator');
+      core.dispatch(c, { type: 'restart', reason: 'operator' });
       const st = await roller.settled(c);
       return st === 'running' ? { restarted: [botId], skipped: [] } : { restarted: [], skipped: [{ botId, why: st }] };
     },
@@ -112,7 +114,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       if (!c) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${botId}"`);
       return {
         status: childStatus(c, now(), HOUR_MS, (t) => core.wall(t)), transitions: [...c.transitions], exits: [...c.exits],
-        restartWindow: { max: d.config.maxRestartsPerHour, periodMs: HOUR_MS, restarts: c.history.restarts.map((t) => new Date(core.wall(t)).toISOString()) },
+        restartWindow: { max: d.config.maxRestartsPerHour, periodMs: HOUR_MS, restarts: c.life.history.restarts.map((t) => new Date(core.wall(t)).toISOString()) },
         uid: c.uid, droppedLogLines: c.log?.droppedLines() ?? 0, recentLog: c.log?.recent() ?? [],
       };
     },
@@ -122,22 +124,24 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       core.shuttingDown = true;
       roller.cancel(); // a coalesced roll never starts once the master stops
       stopMonitors();
-      const results = await Promise.all([...children.values()].map(async (c) => ((await core.stopProc(c, 'operator', 'stop', 'master shutting down')) ? c.botId : null)));
+      const live = [...children.values()].flatMap((c) => (c.proc ? [c.proc.exited] : []));
+      for (const c of [...children.values()]) core.dispatch(c, { type: 'shutdown' });
+      await Promise.all(live);
       await Promise.all([...children.values()].map((c) => c.log?.close()));
       core.endPidRecord();
-      return results.filter((x): x is string => x !== null);
+      return [...core.killedAtDeadline];
     },
   });
 }
 
 /** Heartbeat deadlines (a hung child is killed), resource samples (the memory cap), and the master's own pauses. @returns stop */
-function startChildMonitors(core: SupervisorCore): () => void {
+function startChildMonitors(core: Dispatcher): () => void {
   const { cfg, children, logger, now } = core;
   const capBytes = cfg.maxMemoryPerWorkerMb * 1024 * 1024;
   const dataCapBytes = cfg.maxDataPerBotMb * 1024 * 1024;
   return startMonitors({
     children: () => children.values(), now, clock: core.clock, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, memoryCheckIntervalMs: cfg.memoryCheckIntervalMs,
-    onHung: (c) => core.kill(c, 'hung'),
+    onHung: (c) => c.proc && core.dispatch(c, { type: 'heartbeat-overdue', pid: c.proc.pid }),
     onPause(gapMs) {
       // The master itself was not running (SIGSTOP, suspend, starvation): the children were not late, we were.
       let n = 0;
@@ -150,11 +154,10 @@ function startChildMonitors(core: SupervisorCore): () => void {
     dataCheckIntervalMs: cfg.dataCheckIntervalMs,
     ...(core.d.dataUsage ? { measureData: (c: Child) => core.d.dataUsage!(c.botId, dataCapBytes) } : {}),
     onData(c: Child, bytes: number) {
-      if (bytes <= dataCapBytes) return;
+      if (bytes <= dataCapBytes || !c.proc) return;
       logger.warn({ botId: c.botId, dataBytes: bytes, capBytes: dataCapBytes }, 'data directory over its cap: stopping the bot');
-      c.fatalMessage = `its data directory is over MAX_DATA_PER_BOT_MB (${cfg.maxDataPerBotMb} MB): free it, then botfleet restart ${c.botId}`;
-      c.endReason = 'disk';
-      core.kill(c, 'disk');
+      const message = `its data directory is over MAX_DATA_PER_BOT_MB (${cfg.maxDataPerBotMb} MB): free it, then botfleet restart ${c.botId}`;
+      core.dispatch(c, { type: 'disk-over-cap', pid: c.proc.pid, message });
     },
     onSample(c: Child, rssBytes: number, cpuPercent: number, pids: number[]) {
       const bytes = judgedMemory({ charged: core.d.memoryOf?.(c.botId) ?? null, rss: rssBytes, pss: () => pssBytes(pids) }, capBytes);
@@ -163,18 +166,18 @@ function startChildMonitors(core: SupervisorCore): () => void {
       if (!overMemoryCap(bytes, capBytes) || !c.proc) return;
       // Killed at once, draining or not: a graceful stop would let it grow for the whole drain.
       logger.warn({ botId: c.botId, memoryBytes: bytes, capBytes, state: c.state }, 'memory cap exceeded: killing the worker');
-      c.endReason = 'memory'; // what ended it, even in a drain begun for another reason
-      core.kill(c, 'memory');
+      core.dispatch(c, { type: 'memory-over-cap', pid: c.proc.pid });
     },
   });
 }
 
 /** Each running webhook bot's registration checked in turn (a few calls a minute for a big fleet, never a burst). @returns the bots that had drifted */
-async function checkWebhooks(core: SupervisorCore): Promise<string[]> {
+async function checkWebhooks(core: Dispatcher): Promise<string[]> {
+  const checkWebhook = core.d.checkWebhook ?? checkWebhookReal;
   const drifted: string[] = [];
   for (const c of [...core.children.values()]) {
     if (core.shuttingDown) break;
-    if (c.state !== 'running' || c.mode !== 'webhook' || !c.spec) continue;
+    if (c.state !== 'running' || c.life.mode !== 'webhook' || !c.spec) continue;
     try {
       const drift = await checkWebhook(core.deliveryRequest(c, c.spec, 'webhook'));
       if (drift === null) continue;

@@ -18,7 +18,7 @@ function fleetOf(n: number): Child[] {
   return Array.from({ length: n }, (_, i) => {
     const c = newChild(`b${String(i).padStart(4, '0')}`, `Bot ${i}`, null);
     c.state = i % 50 === 0 ? 'quarantined' : 'running';
-    c.mode = i % 2 === 0 ? 'webhook' : 'polling';
+    c.life = { ...c.life, mode: i % 2 === 0 ? 'webhook' : 'polling' };
     c.exitsByReason = { crash: i % 3, 'rolling-restart': 1 };
     addBeat(c.totals, null, {
       messages: 1000 + i, errors: i % 7,
@@ -41,12 +41,12 @@ const time = async (fn: () => Promise<unknown>, rounds: number) => {
 export async function metricsMeasures(bots: number, rounds: number): Promise<{ rows: Row[]; raw: unknown }> {
   const children = fleetOf(bots);
   const journal: Record<string, JournalStats> = {};
-  for (const c of children) if (c.mode === 'webhook') journal[c.botId] = { received: 10, journaled: 10, duplicates: 1, refused: 0, delivered: 9, failed: 0, deadLettered: 0, expired: 0, pending: 1, inFlight: 1, oldestPendingAgeMs: 20 } as unknown as JournalStats;
+  for (const c of children) if (c.life.mode === 'webhook') journal[c.botId] = { received: 10, journaled: 10, duplicates: 1, refused: 0, delivered: 9, failed: 0, deadLettered: 0, expired: 0, pending: 1, inFlight: 1, oldestPendingAgeMs: 20 } as unknown as JournalStats;
   const m = createMetrics({
     status: () => children.map((c) => childStatus(c, performance.now(), 3_600_000)), totals: () => children.map((c): [string, Child['totals']] => [c.botId, c.totals]),
     deadLetters: () => new Map([['b0001', 3]]), memoryCapBytes: 150 * 1048576, journal: () => journal,
   });
-  for (const c of children) if (c.mode === 'webhook') m.observeWebhook(c.botId, 200, 0.004);
+  for (const c of children) if (c.life.mode === 'webhook') m.observeWebhook(c.botId, 200, 0.004);
   const text = await m.scrape();
   const series = text.split('\n').filter((l) => l && !l.startsWith('#')).length;
   // Baseline: prom-client alone, the same number of series in one Gauge, set directly.
