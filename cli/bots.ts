@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, loadConfig } from '../config/load.js';
 import { maskToken } from '../config/secrets.js';
-import { openHomeRegistry, type BotModeSetting, type Registry } from '../master/registry.js';
+import { openHomeRegistry, type BotModeSetting, type Registry } from '../master/store/registry.js';
 import { table } from '../common/table.js';
 import { handlerWarning } from '../master/host/bot-paths.js';
 import { canChangeUser } from '../master/host/isolation.js';

@@ -10,7 +10,7 @@ import { ErrorCodes, fail } from '../common/errors.js';
 import { escapeControl, formatDuration, formatMb } from '../common/table.js';
 import { maskToken } from '../config/secrets.js';
 import type { BotDescription } from '../master/lifecycle/supervisor.js';
-import type { Registry } from '../master/registry.js';
+import type { Registry } from '../master/store/registry.js';
 
 /** Settings keys whose values are not printed (a handler's own API keys and passwords). */
 const SECRET_KEY = /token|secret|password|passwd|key|credential|auth/i;

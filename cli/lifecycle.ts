@@ -8,7 +8,7 @@ import { homePaths, type Config } from '../config/load.js';
 import { loadEncryptionKey } from '../config/secrets.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
 import { readLivePid } from '../master/host/pid-file.js';
-import { openHomeRegistry } from '../master/registry.js';
+import { openHomeRegistry } from '../master/store/registry.js';
 
 /** Print which bots would start and how. @returns the exit code: 0 all good, 1 some bot is invalid. */
 export function dryRun(cfg: Config): number {

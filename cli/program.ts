@@ -3,6 +3,10 @@
  * one-line reason on stderr; 2 bad usage; 78 (EX_CONFIG, sysexits.h) a configuration error that a
  * restart cannot fix, so systemd's `RestartPreventExitStatus=78` and PM2's `stop_exit_codes` stop there.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { constants as osConstants } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { BotfleetError, ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, loadConfig, type FlagValues } from '../config/load.js';
@@ -137,8 +141,10 @@ program.command('startup <system>').description('print the systemd unit for this
   });
 
 program.command('demo').description('the whole system offline: emulator, bots, users, a crash and its recovery').action(async () => {
-  const { runDemo } = await import('../scripts/demo.js');
-  await runDemo();
+  // The demo is a program of its own (scripts/), started beside the CLI, not linked into it.
+  const demo = spawn(process.execPath, [fileURLToPath(new URL('../scripts/demo.js', import.meta.url))], { stdio: 'inherit' });
+  const [code, signal] = (await once(demo, 'exit')) as [number | null, NodeJS.Signals | null];
+  process.exitCode = code ?? (signal ? 128 + (osConstants.signals[signal] ?? 0) : 1);
 });
 
 linkHelpToDocs(program);

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { ErrorCodes, fail } from '../common/errors.js';
 import { SETTINGS, type Config, type SettingDef } from './settings.js';
-import { sourceAllowlist } from '../webhook-server/sources.js';
+import { sourceAllowlist } from '../common/source-allowlist.js';
 import { isLoopbackHost, parseStatusAuth } from '../common/status-auth.js';
 
 export type { Config } from './settings.js';

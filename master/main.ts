@@ -16,7 +16,7 @@ import { startControlServer, tokenFileOf } from './surfaces/control-server.js';
 import { openLogFile, type LogFile } from './host/log-file.js';
 import { createMetrics } from './surfaces/metrics.js';
 import { removePidFile, writePidFile } from './host/pid-file.js';
-import { openHomeRegistry, type Registry } from './registry.js';
+import { openHomeRegistry, type Registry } from './store/registry.js';
 import { openJournal } from './delivery/open-journal.js';
 import type { Journal } from './delivery/journal.js';
 import { holdYoungGeneration, releaseYoungGeneration } from './host/heap.js';

@@ -13,7 +13,7 @@ import type { WebhookServer, WebhookServerOptions } from '../webhook-server/serv
 import { batchSchedulingAvailable } from './lifecycle/child-process.js';
 import { stdoutLines } from './host/log-file.js';
 import type { ControlHandler, ControlRequest } from './surfaces/control-server.js';
-import type { Registry } from './registry.js';
+import type { Registry } from './store/registry.js';
 import { replayDeadLetters } from './delivery/replay.js';
 import type { Journal } from './delivery/journal.js';
 import type { Isolation } from './host/isolation.js';
@@ -21,7 +21,7 @@ import type { BotLimits } from './host/bot-limits.js';
 import { dirUsage } from './host/disk.js';
 import { probeExecTools } from './host/privileges.js';
 import { createSupervisor, type RestoredHistory, type Supervisor } from './lifecycle/supervisor.js';
-import { startBotsApiPoller, type BotsApiPoller } from '../config/bots-api-source.js';
+import { startBotsApiPoller, type BotsApiPoller } from './store/bots-api-source.js';
 
 /** Monotonic ms (this process) to wall-clock ms, and back: restart histories are kept in wall-clock time. */
 const toWall = (mono: number) => Date.now() - (performance.now() - mono);

@@ -4,6 +4,7 @@
  * webhook server), simulated users chatting, the status table, a SIGKILLed
  * worker coming back, then a clean stop. Runs in a temporary home it removes.
  */
+import { pathToFileURL } from 'node:url';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,7 @@ import { loadConfig, homePaths } from '../config/load.js';
 import { loadEncryptionKey } from '../config/secrets.js';
 import { statusTable } from '../master/surfaces/status-table.js';
 import { startMaster } from '../master/main.js';
-import { openHomeRegistry } from '../master/registry.js';
+import { openHomeRegistry } from '../master/store/registry.js';
 import { controlRequest } from '../master/surfaces/control-server.js';
 import { processAlive } from '../master/host/pid-file.js';
 import type { FleetStatus } from '../master/surfaces/status-server.js';
@@ -105,4 +106,12 @@ export async function runDemo(): Promise<void> {
     const left = pids.filter(processAlive);
     say(left.length === 0 ? `done: workers ${pids.join(', ')} have exited, nothing left running` : `workers still alive: ${left.join(', ')}`);
   }
+}
+
+// Run as a program (`botfleet demo` and `npm run demo` start it as its own process).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runDemo().catch((err: unknown) => {
+    console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  });
 }

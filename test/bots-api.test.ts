@@ -1,7 +1,7 @@
 /**
- * The bots API's document (config/bots-api.ts), its fetch (config/bots-api-source.ts)
+ * The bots API's document (config/bots-api.ts), its fetch (master/store/bots-api-source.ts)
  * against a real HTTP server on loopback, and the registry's copy of the last good list
- * (master/registry-sync.ts) on a real SQLite file.
+ * (master/store/registry-sync.ts) on a real SQLite file.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -13,8 +13,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { BotsApiDocumentError, MAX_API_ENTRIES, parseBotsDocument } from '../config/bots-api.js';
-import { fetchBots, MAX_BODY_BYTES } from '../config/bots-api-source.js';
-import { openRegistry } from '../master/registry.js';
+import { fetchBots, MAX_BODY_BYTES } from '../master/store/bots-api-source.js';
+import { openRegistry } from '../master/store/registry.js';
 
 const fakeToken = () => `${crypto.randomInt(100000, 999999999)}:${crypto.randomBytes(27).toString('base64url').slice(0, 35)}`;
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-unit-'));

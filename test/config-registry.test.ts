@@ -8,8 +8,8 @@ import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { effectiveCapacity, loadConfig } from '../config/load.js';
 import { decryptToken, encryptToken, loadEncryptionKey, maskToken, webhookSecretToken } from '../config/secrets.js';
-import { openRegistry } from '../master/registry.js';
-import { MAX_DEAD_LETTERS_PER_BOT } from '../master/delivery/dead-letters.js';
+import { openRegistry } from '../master/store/registry.js';
+import { MAX_DEAD_LETTERS_PER_BOT } from '../master/store/dead-letters.js';
 import { parseMasterMessage, parseWorkerMessage } from '../worker/protocol.js';
 
 const fakeToken = () => `${crypto.randomInt(100000, 999999999)}:${crypto.randomBytes(27).toString('base64url').slice(0, 35)}`;

@@ -12,7 +12,7 @@ import { createFleet, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js
 import { POISON_REASON } from '../worker/protocol.js';
 import { alive, waitFor } from './helpers/wait.js';
 import type { FleetStatus } from '../master/surfaces/status-server.js';
-import type { DeadLetter } from '../master/delivery/dead-letters.js';
+import type { DeadLetter } from '../master/store/dead-letters.js';
 
 const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import type { Update } from 'node-telegram-bot-api';
-import type { DeadLetter } from '../master/delivery/dead-letters.js';
+import type { DeadLetter } from '../master/store/dead-letters.js';
 import { CLI, FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { alive, waitFor } from './helpers/wait.js';
 

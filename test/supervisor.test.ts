@@ -12,7 +12,7 @@ import pino from 'pino';
 import { fail, ErrorCodes } from '../common/errors.js';
 import { loadConfig } from '../config/load.js';
 import type { ExitInfo, ForkOptions, WorkerProcess } from '../master/lifecycle/child-process.js';
-import type { BotSpec } from '../master/lifecycle/child-spec.js';
+import type { BotSpec } from '../config/bot-spec.js';
 import { createSupervisor, type RestoredHistory, type Supervisor, type TransitionEvent } from '../master/lifecycle/supervisor.js';
 import { createFakeClock, type FakeClock } from '../master/lifecycle/clock.js';
 import type { AdminResult, DeliveryRequest } from '../master/lifecycle/telegram-admin.js';
@@ -66,6 +66,8 @@ interface Harness {
   answer: (r: DeliveryRequest) => AdminResult;
   /** Make the next fork throw this instead. */
   forkError: Error | null;
+  /** New children say `ready` on their own this long (fake ms) after the fork; null: when told. */
+  autoReady: number | null;
   spec(id: string, over?: Partial<BotSpec>): BotSpec;
   forked(n: number): Promise<FakeChild>;
   reach(botId: string, to: string): Promise<TransitionEvent>;
@@ -81,7 +83,7 @@ function build(env: Record<string, string> = {}, histories?: Map<string, Restore
   const clock = createFakeClock(1_000_000);
   const bus = new EventEmitter();
   const h: Harness = {
-    clock, forks: [], events: [], telegram: [], saved: [], removed: [], forkError: null,
+    clock, forks: [], events: [], telegram: [], saved: [], removed: [], forkError: null, autoReady: null,
     answer: (r) => ({ ok: true, mode: r.mode, note: null }),
     sup: null as unknown as Supervisor,
     spec: (id, over = {}) => ({ id, name: id, token: `${id}:TEST-TOKEN`, mode: 'polling', handler: 'echo', settings: {}, apiRoot: null, enabled: true, ...over }),
@@ -125,7 +127,10 @@ function build(env: Record<string, string> = {}, histories?: Map<string, Restore
       if (h.forkError) throw h.forkError;
       const f = new FakeChild(o);
       h.forks.push(f);
-      setImmediate(() => bus.emit('fork'));
+      setImmediate(() => {
+        if (h.autoReady !== null) clock.setTimeout(() => f.say({ type: 'ready' }), h.autoReady);
+        bus.emit('fork');
+      });
       return f;
     },
     onHistory: (botId, history, _until, doNotRestart, reason) => h.saved.push({ botId, history, doNotRestart, reason }),
@@ -321,6 +326,34 @@ describe('supervisor with fake children, a fake Telegram and a fake clock', () =
     h.clock.advance(1);
     await h.running('qq', 1);
     assert.equal(h.state('q78').state, 'quarantined', 'only an operator or a fix releases a do-not-restart');
+    await h.sup.stopAll();
+  });
+
+  test('20 rolling restarts asked for in two seconds: two rolls, each bot restarted at most twice, every transition allowed', async () => {
+    const h = build({ HEARTBEAT_TIMEOUT_MS: '600000', HEARTBEAT_INTERVAL_MS: '1000' }); // the fakes never beat
+    h.autoReady = 300;
+    h.sup.reconcile([h.spec('a'), h.spec('b')], []);
+    await h.forked(2);
+    h.clock.advance(300);
+    await turns();
+    assert.deepEqual(h.sup.status().map((w) => w.state), ['running', 'running']);
+    const rolls: Array<ReturnType<Supervisor['restart']>> = [];
+    for (let i = 0; i < 20; i++) {
+      rolls.push(h.sup.restart());
+      h.clock.advance(100);
+      await turns();
+    }
+    for (let i = 0; i < 20; i++) { // quiet for ROLL_COALESCE_MS: the trailing roll starts, and its workers get ready
+      h.clock.advance(100);
+      await turns();
+    }
+    const summaries = await Promise.all(rolls);
+    assert.equal(new Set(summaries).size, 2, 'one leading roll and one trailing roll, every request answered by one of them');
+    for (const id of ['a', 'b']) {
+      assert.equal(h.state(id).state, 'running');
+      assert.equal(h.state(id).restarts, 2, `${id} restarted once per roll`);
+    }
+    assert.equal(h.forks.length, 6);
     await h.sup.stopAll();
   });
 });

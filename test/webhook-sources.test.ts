@@ -4,7 +4,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { test } from 'node:test';
 import { createWebhookServer } from '../webhook-server/server.js';
-import { sourceAllowlist, TELEGRAM_SOURCES } from '../webhook-server/sources.js';
+import { sourceAllowlist, TELEGRAM_SOURCES } from '../common/source-allowlist.js';
 import { waitFor } from './helpers/wait.js';
 
 const update = JSON.stringify({ update_id: 1, message: { message_id: 1, date: 0, chat: { id: 1, type: 'private' }, text: 'hi' } });

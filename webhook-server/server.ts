@@ -21,7 +21,7 @@ import type { Update } from 'node-telegram-bot-api';
 import { updateProblem } from '../worker/protocol.js';
 import { assertNever } from '../common/errors.js';
 import { secretMatches } from './secret.js';
-import { sourceAllowlist } from './sources.js';
+import { sourceAllowlist } from '../common/source-allowlist.js';
 
 /**
  * The delivery port's answer for one update: `journaled` (committed) and `duplicate`

@@ -9,7 +9,7 @@ import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import { ErrorCodes, fail } from '../../common/errors.js';
 import type { DeliverResult } from '../../webhook-server/server.js';
-import type { DeadLetterStore } from './dead-letters.js';
+import type { DeadLetterStore } from '../store/dead-letters.js';
 
 /** What a replay needs: the store, and a way to put an update back into a bot's journal. */
 export interface ReplayDeps {

@@ -10,7 +10,7 @@ import type { WorkerProcess } from './child-process.js';
 import { newBotDelivery, type BotDelivery } from '../delivery/in-flight.js';
 import { emptyHistory, type RestartHistory } from './policy/restart.js';
 import { newTotals, type BeatCounts, type BotTotals } from './counters.js';
-import type { BotSpec } from './child-spec.js';
+import type { BotSpec } from '../../config/bot-spec.js';
 import { newLife, procOf, type ChildState, type ExitReason, type LastExit, type Life } from './phase.js';
 import type { DeliveryMode } from '../../worker/protocol.js';
 

@@ -12,7 +12,7 @@ import { assertNever } from '../../common/errors.js';
 import { effectiveCapacity, type Config } from '../../config/load.js';
 import type { DeliveryMode } from '../../worker/protocol.js';
 import { ALLOWED_TRANSITIONS, keepRecent, type Child } from './child.js';
-import type { BotSpec } from './child-spec.js';
+import type { BotSpec } from '../../config/bot-spec.js';
 import type { WorkerProcess } from './child-process.js';
 import type { Clock, Timer } from './clock.js';
 import { createForkPacer } from './fork-pacer.js';

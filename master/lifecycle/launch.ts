@@ -9,7 +9,7 @@
 import { BotfleetError, ErrorCodes, errorMessage } from '../../common/errors.js';
 import { botApiPolicy } from '../../worker/protocol.js';
 import type { Child } from './child.js';
-import type { BotSpec } from './child-spec.js';
+import type { BotSpec } from '../../config/bot-spec.js';
 import { forkFailureMessage, forkWorker, type WorkerProcess } from './child-process.js';
 import { createChildLog } from '../host/child-log.js';
 import { onWorkerStart, poisonIds, probationIds } from '../delivery/in-flight.js';

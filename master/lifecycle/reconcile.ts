@@ -5,7 +5,7 @@
  * mode, handler, API root: a restart) or settings only (hot reload of a running worker).
  */
 import { newChild, type Child } from './child.js';
-import type { BotSpec, InvalidBot } from './child-spec.js';
+import type { BotSpec, InvalidBot } from '../../config/bot-spec.js';
 import type { Dispatcher } from './dispatcher.js';
 
 /** Apply one registry listing: `specs` (valid rows) and `invalid` (rows that did not parse, with why). */

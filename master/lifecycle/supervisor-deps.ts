@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config/load.js';
 import type { ChildState, ExitReason, RestoredHistory } from './phase.js';
 import type { forkWorker, ForkIsolation } from './child-process.js';
-import type { BotSpec } from './child-spec.js';
+import type { BotSpec } from '../../config/bot-spec.js';
 import type { Clock } from './clock.js';
 import type { RestartHistory } from './policy/restart.js';
 import type { UpdateSink } from '../delivery/in-flight.js';

@@ -11,7 +11,7 @@ import { judgedMemory, overMemoryCap } from './policy/memory.js';
 import { pssBytes } from '../host/proc.js';
 import { startMonitors } from './monitors.js';
 import { realClock } from './clock.js';
-import type { BotSpec, InvalidBot } from './child-spec.js';
+import type { BotSpec, InvalidBot } from '../../config/bot-spec.js';
 import { checkWebhook as checkWebhookReal } from './telegram-admin.js';
 import { createRoller, type RollSummary } from './rolling-restart.js';
 import { Dispatcher, HOUR_MS } from './dispatcher.js';

@@ -17,7 +17,7 @@ import { controlRequest } from '../../master/surfaces/control-server.js';
 import type { FleetStatus } from '../../master/surfaces/status-server.js';
 import { loadEncryptionKey } from '../../config/secrets.js';
 import { startMaster, type MasterHandle } from '../../master/main.js';
-import { openHomeRegistry } from '../../master/registry.js';
+import { openHomeRegistry } from '../../master/store/registry.js';
 import type { TransitionEvent } from '../../master/lifecycle/supervisor.js';
 
 const here = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));

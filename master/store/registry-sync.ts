@@ -1,12 +1,12 @@
 /**
  * The bots API's list kept in the registry (BOTS_API_URL): the last good list, so the
  * fleet starts and keeps running while the API is down. Part of the registry
- * (master/registry.ts). One transaction per document; a row is written only when
+ * (master/store/registry.ts). One transaction per document; a row is written only when
  * something in it changed, so an unchanged document costs no write at all.
  */
 import type Database from 'better-sqlite3';
-import { decryptToken, encryptToken } from '../config/secrets.js';
-import type { ApiBot, ApiSyncResult } from '../config/bots-api.js';
+import { decryptToken, encryptToken } from '../../config/secrets.js';
+import type { ApiBot, ApiSyncResult } from '../../config/bots-api.js';
 
 const ETAG_KEY = 'bots_api_etag';
 

@@ -7,15 +7,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { BotfleetError, ErrorCodes, errorMessage, fail } from '../common/errors.js';
-import { BOT_ID_PATTERN } from '../config/bot-fields.js';
-import type { ApiBot, ApiSyncResult } from '../config/bots-api.js';
-import { decryptToken, encryptToken, loadEncryptionKey } from '../config/secrets.js';
-import { openDeadLetters, type DeadLetterStore } from './delivery/dead-letters.js';
+import { BotfleetError, ErrorCodes, errorMessage, fail } from '../../common/errors.js';
+import { BOT_ID_PATTERN } from '../../config/bot-fields.js';
+import type { ApiBot, ApiSyncResult } from '../../config/bots-api.js';
+import { decryptToken, encryptToken, loadEncryptionKey } from '../../config/secrets.js';
+import { openDeadLetters, type DeadLetterStore } from './dead-letters.js';
 import { checkFields, migrate, rowToSpec, type BotPatch } from './registry-schema.js';
 import { forgetApiEtag, storedApiEtag, syncApiRows } from './registry-sync.js';
 
-import type { BotModeSetting, BotSpec, InvalidBot } from './lifecycle/child-spec.js';
+import type { BotModeSetting, BotSpec, InvalidBot } from '../../config/bot-spec.js';
 
 export type { BotModeSetting, BotPatch, BotSpec, InvalidBot };
 
@@ -57,7 +57,7 @@ export interface Registry {
   setEnabled(id: string, enabled: boolean): void;
   /** @throws `BF_ERR_BOT_NOT_FOUND`, `BF_ERR_BAD_INPUT` (a bad field, or a bot from the bots API) */
   update(id: string, patch: BotPatch): void;
-  /** Make the API's rows what `bots` lists, in one transaction, writing only what changed; keeps `etag` (see master/registry-sync.ts). */
+  /** Make the API's rows what `bots` lists, in one transaction, writing only what changed; keeps `etag` (see master/store/registry-sync.ts). */
   syncFromApi(bots: readonly ApiBot[], etag: string | null): ApiSyncResult;
   /** The ETag of the last API document applied, or null. */
   apiEtag(): string | null;

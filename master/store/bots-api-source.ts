@@ -8,8 +8,8 @@
  * than its origin.
  */
 import pRetry, { AbortError } from 'p-retry';
-import { BotfleetError, ErrorCodes, errorMessage } from '../common/errors.js';
-import { BotsApiDocumentError, parseBotsDocument, type ApiBot, type ApiDocument, type ApiSyncResult } from './bots-api.js';
+import { BotfleetError, ErrorCodes, errorMessage } from '../../common/errors.js';
+import { BotsApiDocumentError, parseBotsDocument, type ApiBot, type ApiDocument, type ApiSyncResult } from '../../config/bots-api.js';
 
 /** Largest response body read (bytes): a document of MAX_API_ENTRIES bots with their settings fits. */
 export const MAX_BODY_BYTES = 16 * 1024 * 1024;

@@ -1,14 +1,14 @@
 /**
  * The registry's schema and its rows: migrations by `PRAGMA user_version`, the field
  * checks of an edit, and a row turned into a child spec (or into an invalid bot with
- * its reason). Part of the registry (master/registry.ts); no I/O beyond the handle given.
+ * its reason). Part of the registry (master/store/registry.ts); no I/O beyond the handle given.
  */
 import type Database from 'better-sqlite3';
-import { ErrorCodes, fail } from '../common/errors.js';
-import { BOT_ID_PATTERN, BOT_MODES, botFieldsProblem } from '../config/bot-fields.js';
-import { decryptToken, TOKEN_PATTERN } from '../config/secrets.js';
-import { DEAD_LETTERS_SCHEMA } from './delivery/dead-letters.js';
-import type { BotModeSetting, BotSpec, InvalidBot } from './lifecycle/child-spec.js';
+import { ErrorCodes, fail } from '../../common/errors.js';
+import { BOT_ID_PATTERN, BOT_MODES, botFieldsProblem } from '../../config/bot-fields.js';
+import { decryptToken, TOKEN_PATTERN } from '../../config/secrets.js';
+import { DEAD_LETTERS_SCHEMA } from './dead-letters.js';
+import type { BotModeSetting, BotSpec, InvalidBot } from '../../config/bot-spec.js';
 
 /** Migrations by `PRAGMA user_version`: index i brings the schema from version i to i+1. */
 const MIGRATIONS: readonly string[] = [
