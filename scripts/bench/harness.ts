@@ -5,11 +5,11 @@
  * Every process started here is tracked and ended by {@link cleanupAll}.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import os from 'node:os';
 import path from 'node:path';
+import { EventEmitter, once } from 'node:events';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { loadConfig, homePaths } from '../../config/load.js';
@@ -22,6 +22,8 @@ import type { TransitionEvent } from '../../master/lifecycle/supervisor.js';
 
 const here = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
 export const BARE_CHILD = here('./bare-child.js');
+/** The like-for-like bare bot: node-telegram-bot-api, getMe, a getUpdates loop (bare-poller.ts). */
+export const BARE_POLLER = here('./bare-poller.js');
 export const NOOP_HANDLER = here('./noop-handler.js');
 export const MISBEHAVE_HANDLER = here('../../test/fixtures/misbehave.js');
 const EMULATOR = here('../emulator/main.js');
@@ -54,19 +56,48 @@ export async function cleanupAll(): Promise<void> {
 }
 
 /** A standalone emulator process with `n` bots. */
-export interface EmulatorProcess { apiRoot: string; bots: Array<{ id: number; username: string; token: string }>; stop(): Promise<void> }
+export interface EmulatorProcess {
+  apiRoot: string;
+  bots: Array<{ id: number; username: string; token: string }>;
+  stop(): Promise<void>;
+  /** With `reportFirstPoll`: resolves (performance.now()) once the emulator has seen a getUpdates of every bot in `ids` (all when omitted). */
+  allPolled(ids?: number[]): Promise<number>;
+  /** With `reportFirstPoll`: resolves once bot `id`'s first getUpdates was seen. */
+  polled(id: number): Promise<void>;
+}
 
-export async function startEmulator(n: number): Promise<EmulatorProcess> {
-  const p = track(spawn(process.execPath, [EMULATOR, '--port', '0', '--bots', String(n), '--webhook-retry-ms', '200'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+/** The emulator as its own process with `n` bots; `reportFirstPoll` has it tell each bot's first getUpdates. */
+export async function startEmulator(n: number, o: { reportFirstPoll?: boolean } = {}): Promise<EmulatorProcess> {
+  const p = track(spawn(process.execPath, [EMULATOR, '--port', '0', '--bots', String(n), '--webhook-retry-ms', '200', ...(o.reportFirstPoll ? ['--report-first-poll'] : [])], { stdio: ['ignore', 'pipe', 'inherit'] }));
   const lines = readline.createInterface({ input: p.stdout! });
   const got: Array<Record<string, unknown>> = [];
-  for await (const line of lines) {
-    got.push(JSON.parse(line) as Record<string, unknown>);
-    if (got.length === n + 1) break;
-  }
+  const polledIds = new Set<number>();
+  const polls = new EventEmitter();
+  polls.setMaxListeners(0);
+  const setUp = new Promise<void>((resolve) => lines.on('line', (line) => {
+    const m = JSON.parse(line) as Record<string, unknown>;
+    if (typeof m.firstPoll === 'number') {
+      polledIds.add(m.firstPoll);
+      polls.emit('poll', m.firstPoll);
+      return;
+    }
+    got.push(m);
+    if (got.length === n + 1) resolve();
+  }));
+  await setUp;
   const stop = () => terminate(p);
   onCleanup(stop);
-  return { apiRoot: String(got[0]!.apiRoot), bots: got.slice(1) as EmulatorProcess['bots'], stop };
+  const bots = got.slice(1) as EmulatorProcess['bots'];
+  const polled = (id: number) => new Promise<void>((resolve) => {
+    if (polledIds.has(id)) return resolve();
+    const on = (x: number) => x === id && (polls.off('poll', on), resolve());
+    polls.on('poll', on);
+  });
+  const allPolled = async (ids = bots.map((b) => b.id)) => {
+    await Promise.all(ids.map(polled));
+    return performance.now();
+  };
+  return { apiRoot: String(got[0]!.apiRoot), bots, stop, polled, allPolled };
 }
 
 /** A temporary home whose registry holds one bot per emulator bot (ids b000, b001, ...). */
@@ -176,18 +207,36 @@ export async function forkBare(): Promise<{ child: ChildProcess; ms: number }> {
   return { child, ms: performance.now() - t0 };
 }
 
-/** Fork `n` bare children at most `concurrency` at a time; resolves when all are ready (ms). */
-export async function forkBareFleet(n: number, concurrency: number): Promise<{ children: ChildProcess[]; ms: number }> {
-  const t0 = performance.now();
+/**
+ * `emu`'s bots run bare, one `node` process per bot (bare-poller.ts), forked `concurrency`
+ * at a time, each slot taken again once its bot's first getUpdates reached the emulator.
+ * @returns the children and the time from the first fork to every bot's first getUpdates (ms)
+ */
+export async function forkBarePollers(emu: EmulatorProcess, concurrency: number): Promise<{ children: ChildProcess[]; ms: number }> {
   const children: ChildProcess[] = [];
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      next++;
-      children.push((await forkBare()).child);
+    while (next < emu.bots.length) {
+      const bot = emu.bots[next++]!;
+      children.push(track(spawn(process.execPath, ['--max-old-space-size=150', BARE_POLLER], {
+        detached: true, stdio: 'ignore', env: { ...process.env, BENCH_TOKEN: bot.token, BENCH_API_ROOT: emu.apiRoot },
+      })));
+      await emu.polled(bot.id);
     }
   }));
-  return { children, ms: performance.now() - t0 };
+  const end = Date.now();
+  return { children, ms: end - firstForkAt(children.map((c) => c.pid!)) };
+}
+
+/**
+ * When the earliest of `pids` was forked, as wall-clock ms: the kernel's start time of each
+ * (/proc/<pid>/stat field 22, in clock ticks of 10 ms since boot). The same clock for
+ * botfleet's workers and bare bots, so both fleet starts are timed from their first fork.
+ */
+export function firstForkAt(pids: number[]): number {
+  const ticks = Math.min(...pids.map((pid) => Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19])));
+  const uptimeMs = Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * 1000;
+  return Date.now() - uptimeMs + ticks * 10;
 }
 
 /** End bare children and wait for them. */

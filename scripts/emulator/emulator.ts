@@ -168,6 +168,7 @@ export class BotApiEmulator extends EventEmitter {
   }
 
   private getUpdates(bot: EmulatedBot, p: Params, raw: NodeJS.EventEmitter): Promise<Answer> | Answer {
+    this.emit('poll', bot);
     if (bot.webhook) {
       bot.conflicts++;
       return err(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first");
