@@ -30,6 +30,8 @@ export const ErrorCodes = {
   BOTS_API: 'BF_ERR_BOTS_API',
   /** A Bot API call of botfleet's own failed: no reply, a timeout, or Telegram's error. */
   TELEGRAM: 'BF_ERR_TELEGRAM',
+  /** The store's database (PostgreSQL at DATABASE_URL) could not be reached in time, or refused a statement. */
+  STORE: 'BF_ERR_STORE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -66,6 +68,7 @@ export const ERROR_DOCS: Readonly<Record<ErrorCode, ErrorDoc>> = {
   BF_ERR_ISOLATION: { meaning: 'Per-bot isolation cannot be applied: `WORKER_ISOLATION=uid` without the right to change user, a uid base held by another home, or a handler the bot\'s uid cannot read.', action: 'Run the master as root (or with the capabilities in docs/deployment.md), give each home its own `WORKER_UID_BASE`, or make the handler readable by other users.' },
   BF_ERR_JOURNAL: { meaning: 'The webhook journal cannot be opened, read or written (its writer thread failed).', action: 'Check the disk and `data/journal.db`; the webhook answers 503 meanwhile, so Telegram keeps the updates.' },
   BF_ERR_BOTS_API: { meaning: 'The bots API (BOTS_API_URL) could not be fetched (network, timeout, an HTTP error) or its document was refused as a whole; the last good list stays in force.', action: 'Check the API and `botfleet_config_last_reload_success`; one bad entry is not this error (that bot alone is stopped with its reason).' },
+  BF_ERR_STORE: { meaning: 'The store\'s database (PostgreSQL at DATABASE_URL) could not be reached within its timeout, refused the connection or a statement, or holds a schema newer than this botfleet; the message names the server, never the password.', action: 'Check the server and the URL (host, port, user, database); botfleet retries with backoff and resumes by itself once it answers.' },
   BF_ERR_TELEGRAM: { meaning: 'A Bot API call of botfleet\'s own (getMe, setWebhook, deleteWebhook, getWebhookInfo) failed: no reply, a timeout, or Telegram\'s error; a 401 quarantines the bot (config).', action: 'Check TELEGRAM_API_ROOT and the network; the bot is retried with backoff.' },
   BF_ERR_WORKER_FATAL: { meaning: 'A worker gave up on an error of its own (exit 1, reason `crash`), recorded as `lastExit.errorCode`.', action: 'Read the bot\'s log (`botfleet logs <bot>`); it is restarted within its restart budget.' },
 };

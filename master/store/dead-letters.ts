@@ -63,7 +63,8 @@ export const DEAD_LETTERS_SCHEMA = `CREATE TABLE dead_letters (
 
 const kindOf = (json: string): string => Object.keys(JSON.parse(json) as object).find((k) => k !== 'update_id') ?? 'unknown';
 
-function toDeadLetter(r: Record<string, unknown>): DeadLetter {
+/** A dead letter from its row (either engine's). */
+export function toDeadLetter(r: Record<string, unknown>): DeadLetter {
   const json = r.update_json as string;
   return {
     id: r.id as number, botId: r.bot_id as string, updateId: r.update_id as number, kind: kindOf(json), bytes: Buffer.byteLength(json),

@@ -69,6 +69,8 @@ export interface Registry {
   changedSinceLastCheck(): boolean;
   /** The dead-letter queue, in the same database. */
   readonly deadLetters: DeadLetterStore;
+  /** Small named values (the `meta` table). */
+  readonly meta: { get(key: string): string | null; set(key: string, value: string): void };
   /** The bot id's uid slot, allocated (max + 1) on first use and never reused. */
   uidSlot(botId: string): number;
   /** Every slot ever allocated. */
@@ -88,6 +90,23 @@ export interface StoredHistory {
   doNotRestart: boolean;
   /** Why, for a do-not-restart quarantine (its state reason). */
   reason?: string | null;
+}
+
+/** A stored restart history from its row (either engine's: `do_not_restart` 1 or true); a damaged `restarts` reads as none. */
+export function historyFromRow(r: Record<string, unknown>): StoredHistory {
+  let restarts: unknown;
+  try {
+    restarts = JSON.parse(String(r.restarts));
+  } catch {
+    restarts = [];
+  }
+  return {
+    restarts: Array.isArray(restarts) ? restarts.filter((t): t is number => typeof t === 'number') : [],
+    consecutive: Number(r.consecutive) || 0,
+    quarantinedUntil: typeof r.quarantined_until === 'number' ? r.quarantined_until : null,
+    doNotRestart: r.do_not_restart === 1 || r.do_not_restart === true,
+    reason: typeof r.reason === 'string' ? r.reason : null,
+  };
 }
 
 /** True when the database at `dbPath` exists and holds at least one encrypted token. */
@@ -144,6 +163,10 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
       return changed;
     },
     deadLetters: openDeadLetters(db),
+    meta: {
+      get: (k) => (db.prepare('SELECT value FROM meta WHERE key = ?').get(k) as { value: string } | undefined)?.value ?? null,
+      set: (k, v) => void db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(k, v),
+    },
     close() {
       db.close();
     },
@@ -280,21 +303,7 @@ function fleetState(db: Database.Database): Pick<Registry, 'uidSlot' | 'allUidSl
     },
     loadHistories() {
       const out = new Map<string, StoredHistory>();
-      for (const r of db.prepare('SELECT * FROM restart_history').all() as Array<Record<string, unknown>>) {
-        let restarts: unknown;
-        try {
-          restarts = JSON.parse(String(r.restarts));
-        } catch {
-          restarts = [];
-        }
-        out.set(String(r.bot_id), {
-          restarts: Array.isArray(restarts) ? restarts.filter((t): t is number => typeof t === 'number') : [],
-          consecutive: Number(r.consecutive) || 0,
-          quarantinedUntil: typeof r.quarantined_until === 'number' ? r.quarantined_until : null,
-          doNotRestart: r.do_not_restart === 1,
-          reason: typeof r.reason === 'string' ? r.reason : null,
-        });
-      }
+      for (const r of db.prepare('SELECT * FROM restart_history').all() as Array<Record<string, unknown>>) out.set(String(r.bot_id), historyFromRow(r));
       return out;
     },
   };

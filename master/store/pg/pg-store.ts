@@ -1,0 +1,104 @@
+/**
+ * The PostgreSQL engine of the store (node-postgres): restart history, dead letters and
+ * meta on the shared database at DATABASE_URL, with the same behaviour as the SQLite
+ * engine (test/store.test.ts runs one suite on both). Every statement runs on the bounded
+ * pool with its timeouts (connect.ts); a failure is a `BF_ERR_STORE` naming the server,
+ * never the password.
+ */
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { MAX_DEAD_LETTERS_PER_BOT, toDeadLetter } from '../dead-letters.js';
+import { historyFromRow } from '../registry.js';
+import type { DeadLetterQueue, HistoryStore, MetaStore, Store } from '../store.js';
+import { inTransaction, openPool, storeError, type PgOptions } from './connect.js';
+import { migratePg } from './migrations.js';
+
+/** Open the store at `o.url` and bring its schema up to date. @throws BotfleetError `BF_ERR_STORE` (the server cannot be reached, or a migration failed) */
+export async function openPgStore(o: PgOptions & { logger?: Logger }): Promise<Store & { pool: pg.Pool }> {
+  const pool = openPool(o);
+  const q = async <R extends pg.QueryResultRow>(what: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> => {
+    try {
+      return await pool.query<R>(sql, params);
+    } catch (err) {
+      throw storeError(err, what, o.url);
+    }
+  };
+  try {
+    await migratePg(pool);
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw storeError(err, 'migrating the schema', o.url);
+  }
+  return {
+    engine: 'postgres', pool,
+    history: pgHistory(q),
+    deadLetters: pgDeadLetters(q, pool, o.url),
+    meta: pgMeta(q),
+    close: () => pool.end(),
+  };
+}
+
+type Query = <R extends pg.QueryResultRow>(what: string, sql: string, params?: unknown[]) => Promise<pg.QueryResult<R>>;
+
+function pgHistory(q: Query): HistoryStore {
+  return {
+    async save(botId, h) {
+      await q('saving a restart history', `INSERT INTO restart_history (bot_id, restarts, consecutive, quarantined_until, do_not_restart, reason) VALUES ($1, $2, $3, $4, $5, $6)
+        ON CONFLICT (bot_id) DO UPDATE SET restarts = excluded.restarts, consecutive = excluded.consecutive, quarantined_until = excluded.quarantined_until,
+          do_not_restart = excluded.do_not_restart, reason = excluded.reason`, [botId, JSON.stringify(h.restarts), h.consecutive, h.quarantinedUntil, h.doNotRestart, h.reason ?? null]);
+    },
+    async loadAll() {
+      const r = await q('reading restart histories', 'SELECT * FROM restart_history');
+      return new Map(r.rows.map((row: Record<string, unknown>) => [String(row.bot_id), historyFromRow(row)]));
+    },
+  };
+}
+
+function pgDeadLetters(q: Query, pool: pg.Pool, url: string): DeadLetterQueue {
+  const where = (sel: { id: number } | { botId: string }): [string, string | number] => ('id' in sel ? ['id = $1', sel.id] : ['bot_id = $1', sel.botId]);
+  return {
+    async add(botId, update, reason, at) {
+      try {
+        await inTransaction(pool, async (c) => {
+          await c.query('INSERT INTO dead_letters (bot_id, update_id, update_json, reason, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (bot_id, update_id) DO NOTHING',
+            [botId, update.update_id, JSON.stringify(update), reason, at]);
+          await c.query(`DELETE FROM dead_letters WHERE bot_id = $1 AND id NOT IN (SELECT id FROM dead_letters WHERE bot_id = $1 ORDER BY id DESC LIMIT ${MAX_DEAD_LETTERS_PER_BOT})`, [botId]);
+        });
+      } catch (err) {
+        throw storeError(err, 'keeping a dead letter', url);
+      }
+    },
+    async list(botId) {
+      const r = botId === undefined ? await q('listing dead letters', 'SELECT * FROM dead_letters ORDER BY id') : await q('listing dead letters', 'SELECT * FROM dead_letters WHERE bot_id = $1 ORDER BY id', [botId]);
+      return r.rows.map(toDeadLetter);
+    },
+    async forReplay(sel) {
+      const [cond, arg] = where(sel);
+      const r = await q('reading dead letters', `SELECT * FROM dead_letters WHERE ${cond} ORDER BY id`, [arg]);
+      return r.rows.map((row: Record<string, unknown>) => ({ ...toDeadLetter(row), update: JSON.parse(row.update_json as string) }));
+    },
+    async replayFailed(id, result) {
+      await q('recording a replay', 'UPDATE dead_letters SET replays = replays + 1, last_result = $2 WHERE id = $1', [id, result]);
+    },
+    async countsByBot() {
+      const r = await q<{ bot_id: string; n: number }>('counting dead letters', 'SELECT bot_id, count(*)::int AS n FROM dead_letters GROUP BY bot_id');
+      return new Map(r.rows.map((row) => [row.bot_id, row.n]));
+    },
+    async remove(sel) {
+      const [cond, arg] = where(sel);
+      return (await q('removing dead letters', `DELETE FROM dead_letters WHERE ${cond}`, [arg])).rowCount ?? 0;
+    },
+  };
+}
+
+function pgMeta(q: Query): MetaStore {
+  return {
+    async get(key) {
+      const r = await q<{ value: string }>('reading meta', 'SELECT value FROM meta WHERE key = $1', [key]);
+      return r.rows[0]?.value ?? null;
+    },
+    async set(key, value) {
+      await q('writing meta', 'INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
+    },
+  };
+}

@@ -1,0 +1,187 @@
+/**
+ * The store wing's behaviour, one suite run once per engine: SQLite (the registry's
+ * database in a temporary home) and PostgreSQL (a real server the test starts itself from
+ * the machine's binaries, as `nobody` under root: scripts/postgres.ts). Then what only the
+ * PostgreSQL engine has: migrations under an advisory lock, a newer schema refused, an
+ * unreachable server failing in bounded time without its password, and an outage survived.
+ */
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Update } from 'node-telegram-bot-api';
+import { MAX_DEAD_LETTERS_PER_BOT } from '../master/store/dead-letters.js';
+import { redactUrl } from '../master/store/pg/connect.js';
+import { PG_SCHEMA_VERSION } from '../master/store/pg/migrations.js';
+import { openPgStore } from '../master/store/pg/pg-store.js';
+import { openRegistry } from '../master/store/registry.js';
+import { openSqliteStore, type Store } from '../master/store/store.js';
+import { postgresBinDir, POSTGRES_MISSING, startLocalPostgres, type LocalPostgres } from '../scripts/postgres.js';
+
+const noPostgres = postgresBinDir() === null ? POSTGRES_MISSING : false;
+const update = (id: number, text = 'hello'): Update => ({ update_id: id, message: { message_id: id, date: 0, chat: { id: 7, type: 'private' }, text } }) as Update;
+
+interface Engine { name: string; skip: string | false; open(): Promise<Store>; done(): Promise<void> }
+
+function sqliteEngine(): Engine {
+  const dirs: string[] = [];
+  return {
+    name: 'sqlite', skip: false,
+    async open() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-store-'));
+      dirs.push(dir);
+      return openSqliteStore(openRegistry(path.join(dir, 'botfleet.db'), crypto.randomBytes(32)));
+    },
+    async done() {
+      for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+    },
+  };
+}
+
+function postgresEngine(server: () => LocalPostgres): Engine {
+  let n = 0;
+  return {
+    name: 'postgres', skip: noPostgres,
+    async open() {
+      // A database of its own per test: the suite's tests do not see each other's rows.
+      const db = `store_${process.pid}_${n++}`;
+      server().psql(`CREATE DATABASE ${db}`);
+      return openPgStore({ url: server().url.replace(/\/postgres$/, `/${db}`) });
+    },
+    async done() {},
+  };
+}
+
+let pg: LocalPostgres | null = null;
+before(async () => {
+  if (!noPostgres) pg = await startLocalPostgres();
+});
+after(async () => {
+  await pg?.stop();
+});
+
+for (const engine of [sqliteEngine(), postgresEngine(() => pg!)]) {
+  describe(`the store on ${engine.name}`, { skip: engine.skip }, () => {
+    after(() => engine.done());
+
+    test('restart histories: kept, replaced, read back whole (window, quarantine, do-not-restart and its reason)', async () => {
+      const s = await engine.open();
+      try {
+        assert.deepEqual(await s.history.loadAll(), new Map());
+        await s.history.save('a', { restarts: [1000, 2000], consecutive: 2, quarantinedUntil: 9_000_000_000_000, doNotRestart: false, reason: null });
+        await s.history.save('b', { restarts: [], consecutive: 0, quarantinedUntil: null, doNotRestart: true, reason: 'Telegram rejected the token (401 Unauthorized)' });
+        await s.history.save('a', { restarts: [3000], consecutive: 1, quarantinedUntil: null, doNotRestart: false, reason: null });
+        const all = await s.history.loadAll();
+        assert.deepEqual(all.get('a'), { restarts: [3000], consecutive: 1, quarantinedUntil: null, doNotRestart: false, reason: null });
+        assert.deepEqual(all.get('b'), { restarts: [], consecutive: 0, quarantinedUntil: null, doNotRestart: true, reason: 'Telegram rejected the token (401 Unauthorized)' });
+        assert.equal(all.size, 2);
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('dead letters: one copy per update, oldest first, read for replay whole, replays counted, removed by id or bot', async () => {
+      const s = await engine.open();
+      try {
+        await s.deadLetters.add('a', update(1, 'first'), 'died twice alone', 100);
+        await s.deadLetters.add('a', update(1, 'again'), 'died twice alone', 200);
+        await s.deadLetters.add('b', update(5), 'handler failed', 300);
+        await s.deadLetters.add('a', update(2), 'handler failed', 400);
+        const all = await s.deadLetters.list();
+        assert.deepEqual(all.map((d) => [d.botId, d.updateId, d.kind, d.reason, d.at, d.replays]), [['a', 1, 'message', 'died twice alone', 100, 0], ['b', 5, 'message', 'handler failed', 300, 0], ['a', 2, 'message', 'handler failed', 400, 0]]);
+        assert.deepEqual((await s.deadLetters.list('a')).map((d) => d.updateId), [1, 2]);
+        const [one] = await s.deadLetters.forReplay({ id: all[0]!.id });
+        assert.equal((one!.update as { message?: { text?: string } }).message?.text, 'first', 'the first copy kept');
+        assert.deepEqual((await s.deadLetters.forReplay({ botId: 'a' })).map((d) => d.updateId), [1, 2]);
+        assert.deepEqual(await s.deadLetters.forReplay({ id: 999_999 }), []);
+        await s.deadLetters.replayFailed(all[0]!.id, 'timeout');
+        const again = (await s.deadLetters.list('a'))[0]!;
+        assert.deepEqual([again.replays, again.lastResult], [1, 'timeout']);
+        assert.deepEqual(await s.deadLetters.countsByBot(), new Map([['a', 2], ['b', 1]]));
+        assert.equal(await s.deadLetters.remove({ id: all[1]!.id }), 1);
+        assert.equal(await s.deadLetters.remove({ botId: 'a' }), 2);
+        assert.deepEqual(await s.deadLetters.list(), []);
+      } finally {
+        await s.close();
+      }
+    });
+
+    test(`dead letters: at most ${MAX_DEAD_LETTERS_PER_BOT} a bot, the oldest dropped, the neighbours untouched`, async () => {
+      const s = await engine.open();
+      try {
+        await s.deadLetters.add('other', update(1), 'x', 1);
+        for (let i = 1; i <= MAX_DEAD_LETTERS_PER_BOT + 5; i++) await s.deadLetters.add('flood', update(i), 'x', i);
+        const kept = await s.deadLetters.list('flood');
+        assert.equal(kept.length, MAX_DEAD_LETTERS_PER_BOT);
+        assert.equal(kept[0]!.updateId, 6, 'the five oldest dropped');
+        assert.equal((await s.deadLetters.list('other')).length, 1);
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('meta: absent is null, set, replaced', async () => {
+      const s = await engine.open();
+      try {
+        assert.equal(await s.meta.get('bots_api_etag'), null);
+        await s.meta.set('bots_api_etag', '"v1"');
+        await s.meta.set('bots_api_etag', '"v2"');
+        assert.equal(await s.meta.get('bots_api_etag'), '"v2"');
+      } finally {
+        await s.close();
+      }
+    });
+  });
+}
+
+describe('the store on PostgreSQL: migrations, failures and outages', { skip: noPostgres }, () => {
+  test('two masters opening a fresh database at once migrate it once, under the advisory lock', async () => {
+    pg!.psql('CREATE DATABASE racing');
+    const url = pg!.url.replace(/\/postgres$/, '/racing');
+    const [a, b] = await Promise.all([openPgStore({ url }), openPgStore({ url })]);
+    await Promise.all([a.close(), b.close()]);
+    assert.equal(pg!.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations", 'racing'), Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1).join(','), 'each version once');
+    assert.equal(pg!.psql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'journal_pending'", 'racing'), '1');
+  });
+
+  test('a database migrated by a newer botfleet is refused with BF_ERR_STORE, nothing changed', async () => {
+    pg!.psql('CREATE DATABASE newer');
+    const url = pg!.url.replace(/\/postgres$/, '/newer');
+    await (await openPgStore({ url })).close();
+    const s = await openPgStore({ url });
+    await s.pool.query("INSERT INTO schema_migrations (version, name) VALUES (999, 'from the future')");
+    await s.close();
+    await assert.rejects(openPgStore({ url }), (err: Error & { code?: string }) => err.code === 'BF_ERR_STORE' && /version 999, newer than this botfleet/.test(err.message));
+  });
+
+  test('an unreachable server fails in bounded time with BF_ERR_STORE naming the server, never the password', async () => {
+    const url = pg!.url.replace(`:${pg!.port}/`, ':1/');
+    const t0 = Date.now();
+    await assert.rejects(openPgStore({ url, connectTimeoutMs: 1000 }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'BF_ERR_STORE');
+      assert.match(err.message, /^migrating the schema failed on botfleet@127\.0\.0\.1:1\/postgres: /);
+      assert.ok(!err.message.includes(pg!.password), 'no password in the message');
+      assert.ok(!(err.stack ?? '').includes(pg!.password), 'no password in the stack');
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 5000, 'bounded by the connect timeout');
+    assert.equal(redactUrl(pg!.url), pg!.url.replace(encodeURIComponent(pg!.password), '***'));
+    assert.ok(!redactUrl(pg!.url).includes(pg!.password));
+  });
+
+  test('the server stopped and started again: calls fail with BF_ERR_STORE meanwhile, nothing crashes, and the same store works after', async () => {
+    pg!.psql('CREATE DATABASE outage');
+    const s = await openPgStore({ url: pg!.url.replace(/\/postgres$/, '/outage'), connectTimeoutMs: 1000 });
+    try {
+      await s.meta.set('k', 'before');
+      await pg!.pause();
+      await assert.rejects(s.meta.get('k'), (err: Error & { code?: string }) => err.code === 'BF_ERR_STORE' && !err.message.includes(pg!.password));
+      await pg!.resume();
+      assert.equal(await s.meta.get('k'), 'before', 'resumed without reopening the store');
+    } finally {
+      await s.close();
+    }
+  });
+});
