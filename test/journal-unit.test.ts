@@ -1,17 +1,21 @@
 /**
- * The journal on its own, over a real SQLite file and its real writer thread:
- * the per-bot bound, dedup at insert and after the ack, order and the in-flight
- * window, redelivery to the next worker, poison to the dead-letter queue, and
- * everything not acked coming back when the file is opened again (a restart).
+ * The journal on its own, once per storage engine: a real SQLite file with its real
+ * writer thread, and a real PostgreSQL (started by the test: scripts/postgres.ts). The
+ * per-bot bound, dedup at insert and after the ack, order and the in-flight window,
+ * redelivery to the next worker, poison to the dead-letter queue, and everything not
+ * acked coming back when the journal is opened again (a restart).
  */
-import { test, describe } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import type { Update } from 'node-telegram-bot-api';
-import { openJournal } from '../master/delivery/open-journal.js';
+import { openJournal, startJournal } from '../master/delivery/open-journal.js';
+import { pgJournalEngine } from '../master/store/pg/pg-journal.js';
+import { openPgStore } from '../master/store/pg/pg-store.js';
+import { postgresBinDir, POSTGRES_MISSING, startLocalPostgres, type LocalPostgres } from '../scripts/postgres.js';
 import type { Journal } from '../master/delivery/journal.js';
 import type { MasterMessage } from '../worker/protocol.js';
 
@@ -31,23 +35,47 @@ function sink() {
 }
 const tick = () => new Promise((r) => setImmediate(r));
 
-async function withJournal(opts: { maxPending?: number; window?: number }, fn: (open: () => Promise<Journal>, dead: Array<[string, number, string]>) => Promise<void>) {
+type Engine = 'sqlite' | 'postgres';
+let server: LocalPostgres | null = null;
+let databases = 0;
+const noPostgres = postgresBinDir() === null ? POSTGRES_MISSING : false;
+before(async () => {
+  if (!noPostgres) server = await startLocalPostgres();
+});
+after(async () => {
+  await server?.stop();
+});
+
+/** `fn` with a way to open (and, again, reopen) one journal on `engine`, and the dead letters it gave up. */
+async function withJournal(engine: Engine, opts: { maxPending?: number; window?: number }, fn: (open: () => Promise<Journal>, dead: Array<[string, number, string]>) => Promise<void>) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-journal-'));
   const dead: Array<[string, number, string]> = [];
-  const open = () => openJournal({
-    file: path.join(dir, 'journal.db'), sync: 'full', maxPending: opts.maxPending ?? 100, window: opts.window ?? 64, dedupWindowMs: 60_000, logger: quiet,
-    onDeadLetter: (bot, id, _u, reason) => dead.push([bot, id, reason]),
-  });
+  const o = {
+    maxPending: opts.maxPending ?? 100, window: opts.window ?? 64, dedupWindowMs: 60_000, logger: quiet,
+    onDeadLetter: (bot: string, id: number, _u: Update, reason: string) => dead.push([bot, id, reason]),
+  };
+  const db = `journal_${process.pid}_${databases++}`;
+  if (engine === 'postgres') server!.psql(`CREATE DATABASE ${db}`);
+  const pools: Array<{ close(): Promise<void> }> = [];
+  const open = async (): Promise<Journal> => {
+    if (engine === 'sqlite') return openJournal({ file: path.join(dir, 'journal.db'), sync: 'full', ...o });
+    const url = server!.url.replace(/\/postgres$/, `/${db}`);
+    const store = await openPgStore({ url });
+    pools.push(store);
+    const e = pgJournalEngine(store.pool, url);
+    return startJournal(e, await e.load(Date.now() - o.dedupWindowMs), o);
+  };
   try {
     await fn(open, dead);
   } finally {
+    for (const p of pools) await p.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-describe('journal (real file, real writer thread)', () => {
+for (const engine of ['sqlite', 'postgres'] as const) describe(`journal on ${engine === 'sqlite' ? 'a real SQLite file and its writer thread' : 'a real PostgreSQL'}`, { skip: engine === 'postgres' && noPostgres }, () => {
   test('JOURNAL_MAX_PENDING: beyond the bound intake is "full" (a 503) and nothing is lost; an ack makes room', async () => {
-    await withJournal({ maxPending: 3 }, async (open) => {
+    await withJournal(engine, { maxPending: 3 }, async (open) => {
       const j = await open();
       assert.deepEqual(await Promise.all([1, 2, 3, 4].map((id) => j.accept('a', upd(id)))), ['journaled', 'journaled', 'journaled', 'full']);
       assert.equal(await j.accept('b', upd(4)), 'journaled', 'the bound is per bot');
@@ -63,7 +91,7 @@ describe('journal (real file, real writer thread)', () => {
   });
 
   test('dedup: a copy of a pending update waits for its commit, an acked one is "duplicate", across a reopen too', async () => {
-    await withJournal({}, async (open) => {
+    await withJournal(engine, {}, async (open) => {
       const j = await open();
       const [first, second] = await Promise.all([j.accept('a', upd(10)), j.accept('a', upd(10))]);
       assert.deepEqual([first, second], ['journaled', 'duplicate']);
@@ -82,7 +110,7 @@ describe('journal (real file, real writer thread)', () => {
   });
 
   test('delivery: in order, at most the window in flight, only while attached; the next worker gets what the dead one had', async () => {
-    await withJournal({ window: 2 }, async (open) => {
+    await withJournal(engine, { window: 2 }, async (open) => {
       const j = await open();
       for (const id of [1, 2, 3, 4, 5]) assert.equal(await j.accept('a', upd(id)), 'journaled');
       const w1 = sink();
@@ -107,7 +135,7 @@ describe('journal (real file, real writer thread)', () => {
   });
 
   test('a restart (the file reopened) delivers every update not acked, in order, and not the acked ones', async () => {
-    await withJournal({}, async (open) => {
+    await withJournal(engine, {}, async (open) => {
       const j = await open();
       for (const id of [7, 8, 9]) await j.accept('a', upd(id));
       const w = sink();
@@ -125,7 +153,7 @@ describe('journal (real file, real writer thread)', () => {
   });
 
   test('probation: after an unexplained death the suspects go one at a time; only the update alone at two deaths is dead-lettered; a replay puts it back', async () => {
-    await withJournal({ window: 8 }, async (open, dead) => {
+    await withJournal(engine, { window: 8 }, async (open, dead) => {
       const j = await open();
       for (const id of [20, 21, 22]) await j.accept('a', upd(id));
       const first = sink();
@@ -160,7 +188,7 @@ describe('journal (real file, real writer thread)', () => {
   });
 
   test('a death the master explains (memory, hung, a deploy) makes no suspect: the window stays full, nothing is dead-lettered', async () => {
-    await withJournal({ window: 8 }, async (open, dead) => {
+    await withJournal(engine, { window: 8 }, async (open, dead) => {
       const j = await open();
       for (const id of [40, 41, 42]) await j.accept('b', upd(id));
       for (let death = 0; death < 3; death++) {
@@ -176,7 +204,7 @@ describe('journal (real file, real writer thread)', () => {
   });
 
   test('dlq take: a stopped bot\'s pending updates move to the dead-letter queue, remembered as handled', async () => {
-    await withJournal({}, async (open, dead) => {
+    await withJournal(engine, {}, async (open, dead) => {
       const j = await open();
       for (const id of [30, 31]) await j.accept('gone', upd(id));
       assert.equal(j.take('gone'), 2);

@@ -9,7 +9,7 @@ import type { Update } from 'node-telegram-bot-api';
 import type { UpdateSink } from './in-flight.js';
 import { trimOldest } from '../../common/bounded-map.js';
 import { forget, newPoisonState, onProbation, type PoisonState } from './poison.js';
-import type { PendingRow } from './journal-store.js';
+import type { PendingRow } from '../store/journal-engine.js';
 
 /** Acked ids remembered per bot for dedup (the oldest are forgotten first). */
 export const MAX_ACKED_PER_BOT = 10_000;

@@ -21,7 +21,7 @@ import { errorMessage } from '../../common/errors.js';
 import type { UpdateSink } from './in-flight.js';
 import { MAX_SOLO_DEATHS, onWorkerDeath } from './poison.js';
 import { POISON_REASON } from '../../worker/protocol.js';
-import { PENDING_RETENTION_MS, type PendingRow } from './journal-store.js';
+import { PENDING_RETENTION_MS, type PendingRow } from '../store/journal-engine.js';
 import { botStats, LatencyRing, loadRows, newBotJournal, nextToSend, rememberAck, removeEntry, type BotJournal, type Entry, type JournalStats } from './journal-index.js';
 import type { JournalWriter, LAZY_FLUSH_MS } from './journal-writer.js';
 

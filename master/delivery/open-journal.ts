@@ -5,8 +5,9 @@
 import type { Logger } from 'pino';
 import type { Update } from 'node-telegram-bot-api';
 import { ErrorCodes, fail } from '../../common/errors.js';
-import { loadJournal, openJournalDb, type JournalSync } from './journal-store.js';
-import { startJournalWriter } from './journal-writer.js';
+import type { JournalEngine, JournalSync, LoadedJournal } from '../store/journal-engine.js';
+import { openSqliteJournal } from '../store/journal-sqlite.js';
+import { createJournalWriter } from './journal-writer.js';
 import { createJournal, type Journal } from './journal.js';
 
 /** Settings of {@link openJournal}. Times in ms. */
@@ -28,18 +29,20 @@ const EXPIRE_EVERY_MS = 60_000;
  * @throws BotfleetError `BF_ERR_JOURNAL` when the file cannot be opened or read (one line)
  */
 export async function openJournal(o: OpenJournalOptions): Promise<Journal> {
-  let loaded;
+  const engine = await openSqliteJournal(o.file, o.sync);
+  let loaded: LoadedJournal;
   try {
-    const db = openJournalDb(o.file, o.sync);
-    try {
-      loaded = loadJournal(db, Date.now() - o.dedupWindowMs);
-    } finally {
-      db.close();
-    }
+    loaded = await engine.load(Date.now() - o.dedupWindowMs);
   } catch (err) {
+    await engine.close().catch(() => undefined);
     throw fail(ErrorCodes.JOURNAL, `journal ${o.file} cannot be read: ${(err as Error).message.split('\n')[0]}`, err);
   }
-  const writer = await startJournalWriter(o.file, o.sync);
+  return startJournal(engine, loaded, o);
+}
+
+/** The journal over an open engine and what it held. */
+export function startJournal(engine: JournalEngine, loaded: LoadedJournal, o: Omit<OpenJournalOptions, 'file' | 'sync'>): Journal {
+  const writer = createJournalWriter(engine);
   const journal = createJournal({ writer, loaded, maxPending: o.maxPending, window: o.window, dedupWindowMs: o.dedupWindowMs, now: Date.now, onDeadLetter: o.onDeadLetter, logger: o.logger });
   if (loaded.pending.length > 0) o.logger.info({ pending: loaded.pending.length }, 'journal: updates not acked before the last stop will be delivered');
   const timer = setInterval(() => journal.expire(), EXPIRE_EVERY_MS).unref();

@@ -6,27 +6,13 @@
  * file once at start ({@link loadJournal}) and keeps its own index in memory.
  * `(bot, update_id)` is the primary key of both tables: an update is journaled once.
  */
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { ErrorCodes, fail } from '../../common/errors.js';
 
-/** `full`: every commit is fsynced (survives power loss); `normal`: WAL without fsync per commit (survives a process crash). */
-export type JournalSync = 'full' | 'normal';
+import type { JournalEngine, JournalOps, JournalSync, LoadedJournal, PendingRow } from './journal-engine.js';
 
-/** Telegram keeps an unconfirmed update 24 h (Bot API, getUpdates); so do we, then it expires. */
-export const PENDING_RETENTION_MS = 24 * 3600_000;
-
-/**
- * One batch of changes, applied in one transaction. Times are ms since the epoch.
- * - `insert`: [bot, updateId, payload (compact JSON), receivedAt, replay 0|1]
- * - `ack`: [bot, updateId, ackedAt] — leaves `pending`, remembered in `acked`
- * - `deaths`: [bot, updateId, deaths] — worker deaths the update was in flight through
- * - `expire`: drop pending older than `pendingBefore` and acked ids older than `ackedBefore`
- */
-export interface JournalOps {
-  insert: Array<[string, number, string, number, number]>;
-  ack: Array<[string, number, number]>;
-  deaths: Array<[string, number, number]>;
-  expire?: { pendingBefore: number; ackedBefore: number };
-}
+export type { JournalOps, JournalSync, PendingRow };
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS pending (
@@ -79,13 +65,64 @@ export function journalWriter(db: Database.Database): (ops: JournalOps) => void 
   });
 }
 
-/** A pending row as loaded at start. */
-export interface PendingRow { bot: string; update_id: number; payload: string; received_at: number; deaths: number; replay: number }
-
 /** Everything still pending (in `update_id` order per bot) and the ids acked since `ackedSince`. */
-export function loadJournal(db: Database.Database, ackedSince: number): { pending: PendingRow[]; acked: Array<{ bot: string; update_id: number; acked_at: number }> } {
+export function loadJournal(db: Database.Database, ackedSince: number): LoadedJournal {
   return {
     pending: db.prepare('SELECT bot, update_id, payload, received_at, deaths, replay FROM pending ORDER BY bot, update_id').all() as PendingRow[],
     acked: db.prepare('SELECT bot, update_id, acked_at FROM acked WHERE acked_at >= ? ORDER BY acked_at').all(ackedSince) as Array<{ bot: string; update_id: number; acked_at: number }>,
+  };
+}
+
+/**
+ * The SQLite engine on `file`: read at start on the master's thread, committed by a writer
+ * thread of its own (journal-thread.ts), so the master's loop never waits on fsync.
+ * @returns once the thread has opened the file; @throws BotfleetError `BF_ERR_JOURNAL` when it cannot
+ */
+export async function openSqliteJournal(file: string, sync: JournalSync): Promise<JournalEngine> {
+  const worker = new Worker(new URL('./journal-thread.js', import.meta.url), { workerData: { file, sync } });
+  await new Promise<void>((resolve, reject) => {
+    worker.once('message', () => resolve());
+    worker.once('error', (e) => reject(fail(ErrorCodes.JOURNAL, `journal ${file} cannot be opened: ${e.message.split('\n')[0]}`, e)));
+  });
+  let seq = 0;
+  let dead: Error | null = null;
+  const waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  const failAll = (e: Error) => {
+    dead ??= e;
+    for (const w of waiting.values()) w.reject(dead);
+    waiting.clear();
+  };
+  worker.on('message', (m: { seq: number; error?: string }) => {
+    const w = waiting.get(m.seq);
+    waiting.delete(m.seq);
+    if (m.error === undefined) w?.resolve();
+    else w?.reject(fail(ErrorCodes.JOURNAL, `journal write failed: ${m.error}`));
+  });
+  worker.on('error', (e) => failAll(fail(ErrorCodes.JOURNAL, `journal writer thread failed: ${e.message.split('\n')[0]}`, e)));
+  worker.on('exit', () => failAll(fail(ErrorCodes.JOURNAL, 'journal writer thread ended')));
+  return {
+    async load(ackedSince) {
+      const db = openJournalDb(file, sync);
+      try {
+        return loadJournal(db, ackedSince);
+      } finally {
+        db.close();
+      }
+    },
+    commit(ops) {
+      if (dead) return Promise.reject(dead);
+      return new Promise<void>((resolve, reject) => {
+        waiting.set(++seq, { resolve, reject });
+        worker.postMessage({ seq, ops });
+      });
+    },
+    dead: () => dead,
+    async close() {
+      if (dead) return;
+      // The thread answers batches in order: every earlier batch is answered before it exits.
+      const exited = new Promise<void>((r) => worker.once('exit', () => r()));
+      worker.postMessage('close');
+      await exited;
+    },
   };
 }

@@ -6,7 +6,7 @@
  * against 0.02 ms at `normal`), and the master's loop must not wait on the disk.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { journalWriter, openJournalDb, type JournalOps, type JournalSync } from './journal-store.js';
+import { journalWriter, openJournalDb, type JournalOps, type JournalSync } from './journal-sqlite.js';
 
 const { file, sync } = workerData as { file: string; sync: JournalSync };
 const db = openJournalDb(file, sync);

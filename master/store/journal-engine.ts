@@ -1,0 +1,44 @@
+/**
+ * The journal's storage engines, seen from the delivery wing: what a batch of changes is
+ * ({@link JournalOps}), what is read back at start, and an engine that commits one batch
+ * at a time. Two engines: SQLite in the home (journal-sqlite.ts, committed by a thread of
+ * its own) and PostgreSQL (pg/pg-journal.ts). The delivery wing's writer
+ * (delivery/journal-writer.ts) gathers batches (group commit) over either.
+ */
+
+/** `full`: every commit is fsynced (survives power loss); `normal`: WAL without fsync per commit (survives a process crash). */
+export type JournalSync = 'full' | 'normal';
+
+/** Telegram keeps an unconfirmed update 24 h (Bot API, getUpdates); so do we, then it expires. */
+export const PENDING_RETENTION_MS = 24 * 3600_000;
+
+/**
+ * One batch of changes, applied in one transaction. Times are ms since the epoch.
+ * - `insert`: [bot, updateId, payload (compact JSON), receivedAt, replay 0|1]
+ * - `ack`: [bot, updateId, ackedAt] — leaves `pending`, remembered in `acked`
+ * - `deaths`: [bot, updateId, deaths] — worker deaths the update was in flight through
+ * - `expire`: drop pending older than `pendingBefore` and acked ids older than `ackedBefore`
+ */
+export interface JournalOps {
+  insert: Array<[string, number, string, number, number]>;
+  ack: Array<[string, number, number]>;
+  deaths: Array<[string, number, number]>;
+  expire?: { pendingBefore: number; ackedBefore: number };
+}
+
+/** A pending row as loaded at start. */
+export interface PendingRow { bot: string; update_id: number; payload: string; received_at: number; deaths: number; replay: number }
+
+/** What the journal holds at start: pending updates (in `update_id` order per bot) and the ids acked since the dedup window began. */
+export interface LoadedJournal { pending: PendingRow[]; acked: Array<{ bot: string; update_id: number; acked_at: number }> }
+
+/** One engine: read at start, then commit batches (one at a time: the writer never overlaps two). */
+export interface JournalEngine {
+  /** Everything pending and the ids acked since `ackedSince` (ms since the epoch). */
+  load(ackedSince: number): Promise<LoadedJournal>;
+  /** Apply one batch in one transaction. @returns once committed; rejects (nothing applied) when it failed */
+  commit(ops: JournalOps): Promise<void>;
+  /** Set once the engine can never commit again (its thread died): every write then fails at once. */
+  dead(): Error | null;
+  close(): Promise<void>;
+}

@@ -1,0 +1,81 @@
+/**
+ * The journal on PostgreSQL: `journal_pending` and `journal_acked` (migrations.ts), the
+ * same rows as the SQLite engine's `pending` and `acked`. One batch is one transaction of
+ * set-based statements over arrays (`unnest`), so a batch of 500 updates costs a handful
+ * of round trips, not 500: intake is `INSERT … ON CONFLICT DO NOTHING` (an update is
+ * journaled once), an ack moves the id from pending to acked, and the batch's bots are
+ * announced with `pg_notify('botfleet_journal', bot)` in the same commit (PostgreSQL
+ * delivers a NOTIFY only if its transaction commits). The commit's promise resolves after
+ * COMMIT returns: with `synchronous_commit` on (the server's default), after the WAL is
+ * flushed, the promise of `JOURNAL_SYNC=full`.
+ */
+import type pg from 'pg';
+import type { JournalEngine, JournalOps, LoadedJournal, PendingRow } from '../journal-engine.js';
+import { inTransaction, storeError } from './connect.js';
+
+/** The channel a commit NOTIFYs with the bots it journaled for (the payload is a bot id). */
+export const JOURNAL_CHANNEL = 'botfleet_journal';
+
+/** Keep the last of each (bot, update_id): one statement may not touch a row twice. */
+function lastPerKey<T extends [string, number, ...unknown[]]>(rows: T[]): T[] {
+  const m = new Map<string, T>();
+  for (const r of rows) m.set(`${r[0]}\u0000${r[1]}`, r);
+  return [...m.values()];
+}
+
+const col = <T>(rows: unknown[][], i: number) => rows.map((r) => r[i] as T);
+
+/** Apply one batch (see JournalOps: inserts, then deaths, then acks, then expiry) on `c`, inside its transaction. */
+async function applyBatch(c: pg.PoolClient, ops: JournalOps): Promise<void> {
+  if (ops.insert.length > 0) {
+    const rows = ops.insert;
+    const replays = rows.filter((r) => r[4] === 1);
+    if (replays.length > 0) {
+      await c.query('DELETE FROM journal_acked a USING unnest($1::text[], $2::bigint[]) AS r(bot, id) WHERE a.bot = r.bot AND a.update_id = r.id', [col(replays, 0), col(replays, 1)]);
+    }
+    await c.query(`INSERT INTO journal_pending (bot, update_id, payload, received_at, replay)
+      SELECT bot, id, payload, at, replay = 1 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::int[]) AS r(bot, id, payload, at, replay)
+      ON CONFLICT (bot, update_id) DO NOTHING`, [col(rows, 0), col(rows, 1), col(rows, 2), col(rows, 3), col(rows, 4)]);
+  }
+  if (ops.deaths.length > 0) {
+    const rows = lastPerKey(ops.deaths);
+    await c.query(`UPDATE journal_pending p SET deaths = d.n FROM unnest($1::text[], $2::bigint[], $3::int[]) AS d(bot, id, n)
+      WHERE p.bot = d.bot AND p.update_id = d.id`, [col(rows, 0), col(rows, 1), col(rows, 2)]);
+  }
+  if (ops.ack.length > 0) {
+    const rows = lastPerKey(ops.ack);
+    await c.query('DELETE FROM journal_pending p USING unnest($1::text[], $2::bigint[]) AS a(bot, id) WHERE p.bot = a.bot AND p.update_id = a.id', [col(rows, 0), col(rows, 1)]);
+    await c.query(`INSERT INTO journal_acked (bot, update_id, acked_at) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+      ON CONFLICT (bot, update_id) DO UPDATE SET acked_at = excluded.acked_at`, [col(rows, 0), col(rows, 1), col(rows, 2)]);
+  }
+  if (ops.expire) {
+    await c.query('DELETE FROM journal_pending WHERE received_at < $1', [ops.expire.pendingBefore]);
+    await c.query('DELETE FROM journal_acked WHERE acked_at < $1', [ops.expire.ackedBefore]);
+  }
+  const bots = [...new Set(ops.insert.map((r) => r[0]))];
+  if (bots.length > 0) await c.query(`SELECT pg_notify('${JOURNAL_CHANNEL}', bot) FROM unnest($1::text[]) AS b(bot)`, [bots]);
+}
+
+/** The PostgreSQL journal engine on an open, migrated pool (the store's). `close` leaves the pool to its owner. */
+export function pgJournalEngine(pool: pg.Pool, url: string): JournalEngine {
+  return {
+    async load(ackedSince): Promise<LoadedJournal> {
+      try {
+        const pending = await pool.query<Omit<PendingRow, 'replay'> & { replay: boolean }>('SELECT bot, update_id, payload, received_at, deaths, replay FROM journal_pending ORDER BY bot, update_id');
+        const acked = await pool.query<{ bot: string; update_id: number; acked_at: number }>('SELECT bot, update_id, acked_at FROM journal_acked WHERE acked_at >= $1 ORDER BY acked_at', [ackedSince]);
+        return { pending: pending.rows.map((r) => ({ ...r, replay: r.replay ? 1 : 0 })), acked: acked.rows };
+      } catch (err) {
+        throw storeError(err, 'reading the journal', url);
+      }
+    },
+    async commit(ops) {
+      try {
+        await inTransaction(pool, (c) => applyBatch(c, ops));
+      } catch (err) {
+        throw storeError(err, 'committing to the journal', url);
+      }
+    },
+    dead: () => null,
+    close: async () => undefined,
+  };
+}
