@@ -16,7 +16,9 @@ import type { ControlHandler, ControlRequest } from './surfaces/control-server.j
 import type { Registry } from './store/registry.js';
 import { replayDeadLetters } from './delivery/replay.js';
 import type { Journal } from './delivery/journal.js';
-import type { Isolation } from './host/isolation.js';
+import { canChangeUser, type Isolation } from './host/isolation.js';
+import { handlerWarning } from './host/bot-paths.js';
+import { isBuiltinHandler } from '../worker/handlers/index.js';
 import type { BotLimits } from './host/bot-limits.js';
 import { dirUsage } from './host/disk.js';
 import { probeExecTools } from './host/privileges.js';
@@ -242,6 +244,20 @@ export function startPeriodic(cfg: Config, registry: Registry, supervisor: Super
   };
 }
 
+/**
+ * The warning `bots add` prints, for bots the bots API added or changed: the bot's own uid
+ * cannot read its handler (the fork path will quarantine it with reason `config`).
+ */
+function warnUnreadableHandlers(cfg: Config, registry: Registry, ids: readonly string[], logger: Logger): void {
+  if (ids.length === 0 || !canChangeUser()) return;
+  const wanted = new Set(ids);
+  for (const b of registry.list()) {
+    if (!wanted.has(b.id)) continue;
+    const warning = handlerWarning(b.handler, cfg.home, true, isBuiltinHandler);
+    if (warning) logger.warn({ botId: b.id, handler: b.handler, warning }, 'bots API bot cannot run as configured');
+  }
+}
+
 /** At most this many bot ids or rejected entries named in one log line (the rest are counted). */
 const LOGGED_IDS = 20;
 const someOf = (ids: readonly string[]) => (ids.length > LOGGED_IDS ? [...ids.slice(0, LOGGED_IDS), `... ${ids.length - LOGGED_IDS} more`] : [...ids]);
@@ -262,6 +278,7 @@ export function startBotsApi(cfg: Config, registry: Registry, logger: Logger, re
         if (r.shadowed.length > 0) logger.warn({ bots: someOf(r.shadowed) }, 'bots API lists ids held by bots added with the CLI: the local ones are kept');
         if (r.added.length + r.changed.length + r.removed.length === 0) return;
         logger.info({ added: someOf(r.added), changed: someOf(r.changed), removed: someOf(r.removed) }, 'bots API list applied');
+        warnUnreadableHandlers(cfg, registry, [...r.added, ...r.changed], logger);
         try {
           reload();
         } catch (err) {

@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -419,6 +421,32 @@ describe('do-not-restart exits', () => {
       });
     } finally {
       fs.rmSync(closed, { recursive: true, force: true });
+    }
+  });
+
+  test("the bots API lists a bot whose uid cannot read its handler: the master warns when the list is applied, and quarantines it (config)", { skip: process.getuid?.() === 0 ? false : 'needs root (per-bot uids)' }, async () => {
+    let doc = '{"bots":[]}';
+    const api = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(doc));
+    await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+    try {
+      await withFleet({ BOTS_API_URL: `http://127.0.0.1:${(api.address() as AddressInfo).port}/bots`, BOTS_API_POLL_MS: '500' }, {}, async (fleet) => {
+        // The API may name only handlers inside the home: one there, in a directory closed to other users.
+        const closed = path.join(fleet.home, 'closed-handlers');
+        fs.mkdirSync(closed, { mode: 0o700 });
+        fs.copyFileSync(MISBEHAVE, path.join(closed, 'handler.js'));
+        const tg = fleet.emulator.createBot('apishut_bot');
+        doc = JSON.stringify({ bots: [{ id: 'apishut', token: tg.token, handler: 'closed-handlers/handler.js' }] });
+        await fleet.startMaster();
+        const w = await fleet.waitWorker('apishut', (x) => x.state === 'quarantined', 15_000, 'quarantined before any fork');
+        assert.match(w.stateReason ?? '', /cannot read its handler/);
+        assert.equal(w.restarts, 0);
+        const warned = fs.readFileSync(path.join(fleet.home, 'logs', 'master.log'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg?: string; botId?: string; warning?: string })
+          .find((l) => l.msg === 'bots API bot cannot run as configured' && l.botId === 'apishut');
+        assert.match(warned?.warning ?? '', /the bot's own uid cannot read its handler: .* is closed to other users/);
+      });
+    } finally {
+      api.closeAllConnections();
+      await new Promise((r) => api.close(r));
     }
   });
 });
