@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +17,8 @@ import { MAX_DEAD_LETTERS_PER_BOT } from '../master/store/dead-letters.js';
 import { redactUrl } from '../master/store/pg/connect.js';
 import { PG_SCHEMA_VERSION } from '../master/store/pg/migrations.js';
 import { openPgStore } from '../master/store/pg/pg-store.js';
+import { JOURNAL_CHANNEL, pgJournalEngine } from '../master/store/pg/pg-journal.js';
+import { listenPg } from '../master/store/pg/listen.js';
 import { openRegistry } from '../master/store/registry.js';
 import { openSqliteStore, type Store } from '../master/store/store.js';
 import { postgresBinDir, POSTGRES_MISSING, startLocalPostgres, type LocalPostgres } from '../scripts/postgres.js';
@@ -181,6 +184,46 @@ describe('the store on PostgreSQL: migrations, failures and outages', { skip: no
       await pg!.resume();
       assert.equal(await s.meta.get('k'), 'before', 'resumed without reopening the store');
     } finally {
+      await s.close();
+    }
+  });
+
+  test('a journal commit NOTIFYs its bots to a LISTEN connection, which comes back by itself after an outage', async () => {
+    pg!.psql('CREATE DATABASE listening');
+    const url = pg!.url.replace(/\/postgres$/, '/listening');
+    const s = await openPgStore({ url, connectTimeoutMs: 1000 });
+    const journal = pgJournalEngine(s.pool, url);
+    const heard: string[] = [];
+    const events = new EventEmitter();
+    const lost: string[] = [];
+    const l = listenPg({
+      url, channels: [JOURNAL_CHANNEL], minRetryMs: 50, maxRetryMs: 200, connectTimeoutMs: 1000,
+      onNotify: (_ch, payload) => (heard.push(payload), events.emit('notify')),
+      onConnected: () => events.emit('connected'),
+      onLost: (why) => lost.push(why),
+    });
+    const next = (what: string) => new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${what} did not happen within 10 s`)), 10_000);
+      events.once(what, () => (clearTimeout(t), resolve()));
+    });
+    try {
+      await next('connected');
+      const notified = next('notify');
+      await journal.commit({ insert: [['bot-a', 1, '{"update_id":1}', Date.now(), 0], ['bot-a', 2, '{"update_id":2}', Date.now(), 0]], ack: [], deaths: [] });
+      await notified;
+      assert.deepEqual(heard, ['bot-a'], 'one notification per bot and commit');
+      await pg!.pause();
+      const back = next('connected');
+      await pg!.resume();
+      await back;
+      assert.ok(lost.length >= 1 && lost.every((w) => !w.includes(pg!.password)), 'the loss was told, without the password');
+      const again = next('notify');
+      await journal.commit({ insert: [['bot-b', 1, '{"update_id":1}', Date.now(), 0]], ack: [], deaths: [] });
+      await again;
+      assert.deepEqual(heard, ['bot-a', 'bot-b']);
+      assert.equal(l.connected(), true);
+    } finally {
+      await l.close();
       await s.close();
     }
   });
