@@ -7,6 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +39,8 @@ const tick = () => new Promise((r) => setImmediate(r));
 type Engine = 'sqlite' | 'postgres';
 let server: LocalPostgres | null = null;
 let databases = 0;
+/** The token key of the tests' stores (random per run). */
+const TEST_KEY = crypto.randomBytes(32);
 const noPostgres = postgresBinDir() === null ? POSTGRES_MISSING : false;
 before(async () => {
   if (!noPostgres) server = await startLocalPostgres();
@@ -60,7 +63,7 @@ async function withJournal(engine: Engine, opts: { maxPending?: number; window?:
   const open = async (): Promise<Journal> => {
     if (engine === 'sqlite') return openJournal({ file: path.join(dir, 'journal.db'), sync: 'full', ...o });
     const url = server!.url.replace(/\/postgres$/, `/${db}`);
-    const store = await openPgStore({ url });
+    const store = await openPgStore({ url, key: TEST_KEY });
     pools.push(store);
     const e = pgJournalEngine(store.pool, url);
     return startJournal(e, await e.load(Date.now() - o.dedupWindowMs), o);

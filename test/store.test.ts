@@ -23,20 +23,33 @@ import { openRegistry } from '../master/store/registry.js';
 import { openSqliteStore, type Store } from '../master/store/store.js';
 import { postgresBinDir, POSTGRES_MISSING, startLocalPostgres, type LocalPostgres } from '../scripts/postgres.js';
 
+/** A token of the right shape (an emulator-style stand-in, worthless anywhere): `<digits>:<35 characters>`. */
+const tok = (s: string) => `123456:AAAA-${(s + '_'.repeat(35)).slice(0, 30)}`;
+/** The token key of the tests' stores (random per run). */
+const TEST_KEY = crypto.randomBytes(32);
 const noPostgres = postgresBinDir() === null ? POSTGRES_MISSING : false;
 const update = (id: number, text = 'hello'): Update => ({ update_id: id, message: { message_id: id, date: 0, chat: { id: 7, type: 'private' }, text } }) as Update;
 
-interface Engine { name: string; skip: string | false; open(): Promise<Store>; done(): Promise<void> }
+interface Engine {
+  name: string;
+  skip: string | false;
+  /** A fresh store (a database of its own), with `key` as the token key (TEST_KEY by default). */
+  open(key?: Buffer): Promise<Store>;
+  /** Another store on the last fresh one's database (a second master, or the CLI), with `key`. */
+  reopen(key?: Buffer): Promise<Store>;
+  done(): Promise<void>;
+}
 
 function sqliteEngine(): Engine {
   const dirs: string[] = [];
+  const at = (key: Buffer) => openSqliteStore(openRegistry(path.join(dirs.at(-1)!, 'botfleet.db'), key));
   return {
     name: 'sqlite', skip: false,
-    async open() {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-store-'));
-      dirs.push(dir);
-      return openSqliteStore(openRegistry(path.join(dir, 'botfleet.db'), crypto.randomBytes(32)));
+    async open(key = TEST_KEY) {
+      dirs.push(fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-store-')));
+      return at(key);
     },
+    reopen: async (key = TEST_KEY) => at(key),
     async done() {
       for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
     },
@@ -45,14 +58,15 @@ function sqliteEngine(): Engine {
 
 function postgresEngine(server: () => LocalPostgres): Engine {
   let n = 0;
+  const at = (key: Buffer) => openPgStore({ url: server().url.replace(/\/postgres$/, `/store_${process.pid}_${n}`), key });
   return {
     name: 'postgres', skip: noPostgres,
-    async open() {
+    async open(key = TEST_KEY) {
       // A database of its own per test: the suite's tests do not see each other's rows.
-      const db = `store_${process.pid}_${n++}`;
-      server().psql(`CREATE DATABASE ${db}`);
-      return openPgStore({ url: server().url.replace(/\/postgres$/, `/${db}`) });
+      server().psql(`CREATE DATABASE store_${process.pid}_${++n}`);
+      return at(key);
     },
+    reopen: async (key = TEST_KEY) => at(key),
     async done() {},
   };
 }
@@ -68,6 +82,85 @@ after(async () => {
 for (const engine of [sqliteEngine(), postgresEngine(() => pg!)]) {
   describe(`the store on ${engine.name}`, { skip: engine.skip }, () => {
     after(() => engine.done());
+
+    test('bots: added (an id asked for, or one made of the name), listed without tokens, changed, disabled, removed; a taken id refused', async () => {
+      const s = await engine.open();
+      try {
+        assert.equal(await s.bots.add({ id: 'alpha', name: 'Alpha', token: tok('alpha-token-000000000000000') }), 'alpha');
+        assert.equal(await s.bots.add({ name: 'Shop Bot', token: tok('shop-token-0000000000000000'), handler: 'echo', settings: { a: 1 } }), 'shop-bot');
+        assert.equal(await s.bots.add({ name: 'Shop Bot', token: tok('shop2-token-000000000000000') }), 'shop-bot-2');
+        await assert.rejects(s.bots.add({ id: 'alpha', name: 'Again', token: tok('again-token-00000000000000') }), (e: Error & { code?: string }) => e.code === 'BF_ERR_BAD_INPUT' && /already exists/.test(e.message));
+        const listed = await s.bots.list();
+        assert.deepEqual(listed.map((b) => [b.id, b.name, b.enabled, b.source, b.settings]), [['alpha', 'Alpha', true, 'local', '{}'], ['shop-bot', 'Shop Bot', true, 'local', '{"a":1}'], ['shop-bot-2', 'Shop Bot', true, 'local', '{}']]);
+        assert.ok(!JSON.stringify(listed).includes('AAAA'), 'no token in a listing');
+        await s.bots.update('alpha', { name: 'Alpha 2', token: tok('alpha-new-token-0000000000') });
+        await s.bots.setEnabled('shop-bot', false);
+        await s.bots.remove('shop-bot-2');
+        const { specs, invalid } = await s.bots.load();
+        assert.deepEqual(invalid, []);
+        assert.deepEqual(specs.map((b) => [b.id, b.name, b.token, b.enabled]), [['alpha', 'Alpha 2', tok('alpha-new-token-0000000000'), true], ['shop-bot', 'Shop Bot', tok('shop-token-0000000000000000'), false]]);
+        await assert.rejects(s.bots.remove('shop-bot-2'), (e: Error & { code?: string }) => e.code === 'BF_ERR_BOT_NOT_FOUND');
+        await assert.rejects(s.bots.update('nobody', { name: 'x' }), (e: Error & { code?: string }) => e.code === 'BF_ERR_BOT_NOT_FOUND');
+      } finally {
+        await s.close();
+      }
+    });
+
+    test('bots: tokens are stored encrypted: another key opens none of them, and every row is then invalid with its reason', async () => {
+      const s = await engine.open();
+      await s.bots.add({ id: 'a', name: 'A', token: tok('secret-token-a-000000000000') });
+      await s.close();
+      const other = await engine.reopen(crypto.randomBytes(32));
+      try {
+        assert.equal(await other.bots.keyOpensAToken(), false);
+        const { specs, invalid } = await other.bots.load();
+        assert.deepEqual(specs, []);
+        assert.equal(invalid.length, 1);
+        assert.equal(invalid[0]!.id, 'a');
+        assert.ok(!invalid[0]!.reason.includes('secret-token'), 'the reason carries no token');
+      } finally {
+        await other.close();
+      }
+      const same = await engine.reopen();
+      try {
+        assert.equal(await same.bots.keyOpensAToken(), true);
+      } finally {
+        await same.close();
+      }
+    });
+
+    test("bots: uid slots allocated once each, never reused; another writer's change is seen", async () => {
+      const s = await engine.open();
+      const cli = await engine.reopen();
+      try {
+        assert.deepEqual([await s.bots.uidSlot('a'), await s.bots.uidSlot('b'), await s.bots.uidSlot('a')], [0, 1, 0]);
+        assert.deepEqual(await s.bots.allUidSlots(), [0, 1]);
+        assert.equal(await s.bots.changedSinceLastCheck(), false);
+        await cli.bots.add({ id: 'x', name: 'X', token: tok('x-token-00000000000000000000') });
+        assert.equal(await s.bots.changedSinceLastCheck(), true, 'the CLI added a bot');
+        assert.equal(await s.bots.changedSinceLastCheck(), false);
+      } finally {
+        await cli.close();
+        await s.close();
+      }
+    });
+
+    test('bots API: its list applied (added, changed, removed), an unchanged entry not written, a local id shadows it, the ETag kept', async () => {
+      const s = await engine.open();
+      const api = (id: string, name = id) => ({ id, name, token: tok(`${id}-api`), mode: null, handler: 'echo', settings: {}, enabled: true, apiRoot: null, invalid: null });
+      try {
+        await s.bots.add({ id: 'local', name: 'Local', token: tok('local-token-00000000000000') });
+        assert.deepEqual(await s.bots.syncFromApi([api('p'), api('q'), api('local')], '"v1"'), { added: ['p', 'q'], changed: [], removed: [], shadowed: ['local'] });
+        assert.equal(await s.bots.apiEtag(), '"v1"');
+        assert.deepEqual(await s.bots.syncFromApi([api('p'), api('q', 'Q renamed')], '"v2"'), { added: [], changed: ['q'], removed: [], shadowed: [] });
+        assert.deepEqual(await s.bots.syncFromApi([api('q', 'Q renamed')], null), { added: [], changed: [], removed: ['p'], shadowed: [] });
+        assert.equal(await s.bots.apiEtag(), null);
+        assert.deepEqual((await s.bots.list()).map((b) => [b.id, b.source, b.name]), [['local', 'local', 'Local'], ['q', 'api', 'Q renamed']]);
+        await assert.rejects(s.bots.setEnabled('q', false), (e: Error & { code?: string }) => e.code === 'BF_ERR_BAD_INPUT' && /bots API/.test(e.message));
+      } finally {
+        await s.close();
+      }
+    });
 
     test('restart histories: kept, replaced, read back whole (window, quarantine, do-not-restart and its reason)', async () => {
       const s = await engine.open();
@@ -143,7 +236,7 @@ describe('the store on PostgreSQL: migrations, failures and outages', { skip: no
   test('two masters opening a fresh database at once migrate it once, under the advisory lock', async () => {
     pg!.psql('CREATE DATABASE racing');
     const url = pg!.url.replace(/\/postgres$/, '/racing');
-    const [a, b] = await Promise.all([openPgStore({ url }), openPgStore({ url })]);
+    const [a, b] = await Promise.all([openPgStore({ url, key: TEST_KEY }), openPgStore({ url, key: TEST_KEY })]);
     await Promise.all([a.close(), b.close()]);
     assert.equal(pg!.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations", 'racing'), Array.from({ length: PG_SCHEMA_VERSION }, (_, i) => i + 1).join(','), 'each version once');
     assert.equal(pg!.psql("SELECT count(*) FROM information_schema.tables WHERE table_name = 'journal_pending'", 'racing'), '1');
@@ -152,17 +245,17 @@ describe('the store on PostgreSQL: migrations, failures and outages', { skip: no
   test('a database migrated by a newer botfleet is refused with BF_ERR_STORE, nothing changed', async () => {
     pg!.psql('CREATE DATABASE newer');
     const url = pg!.url.replace(/\/postgres$/, '/newer');
-    await (await openPgStore({ url })).close();
-    const s = await openPgStore({ url });
+    await (await openPgStore({ url, key: TEST_KEY })).close();
+    const s = await openPgStore({ url, key: TEST_KEY });
     await s.pool.query("INSERT INTO schema_migrations (version, name) VALUES (999, 'from the future')");
     await s.close();
-    await assert.rejects(openPgStore({ url }), (err: Error & { code?: string }) => err.code === 'BF_ERR_STORE' && /version 999, newer than this botfleet/.test(err.message));
+    await assert.rejects(openPgStore({ url, key: TEST_KEY }), (err: Error & { code?: string }) => err.code === 'BF_ERR_STORE' && /version 999, newer than this botfleet/.test(err.message));
   });
 
   test('an unreachable server fails in bounded time with BF_ERR_STORE naming the server, never the password', async () => {
     const url = pg!.url.replace(`:${pg!.port}/`, ':1/');
     const t0 = Date.now();
-    await assert.rejects(openPgStore({ url, connectTimeoutMs: 1000 }), (err: Error & { code?: string }) => {
+    await assert.rejects(openPgStore({ url, key: TEST_KEY, connectTimeoutMs: 1000 }), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'BF_ERR_STORE');
       assert.match(err.message, /^migrating the schema failed on botfleet@127\.0\.0\.1:1\/postgres: /);
       assert.ok(!err.message.includes(pg!.password), 'no password in the message');
@@ -176,7 +269,7 @@ describe('the store on PostgreSQL: migrations, failures and outages', { skip: no
 
   test('the server stopped and started again: calls fail with BF_ERR_STORE meanwhile, nothing crashes, and the same store works after', async () => {
     pg!.psql('CREATE DATABASE outage');
-    const s = await openPgStore({ url: pg!.url.replace(/\/postgres$/, '/outage'), connectTimeoutMs: 1000 });
+    const s = await openPgStore({ url: pg!.url.replace(/\/postgres$/, '/outage'), key: TEST_KEY, connectTimeoutMs: 1000 });
     try {
       await s.meta.set('k', 'before');
       await pg!.pause();
@@ -191,7 +284,7 @@ describe('the store on PostgreSQL: migrations, failures and outages', { skip: no
   test('a journal commit NOTIFYs its bots to a LISTEN connection, which comes back by itself after an outage', async () => {
     pg!.psql('CREATE DATABASE listening');
     const url = pg!.url.replace(/\/postgres$/, '/listening');
-    const s = await openPgStore({ url, connectTimeoutMs: 1000 });
+    const s = await openPgStore({ url, key: TEST_KEY, connectTimeoutMs: 1000 });
     const journal = pgJournalEngine(s.pool, url);
     const heard: string[] = [];
     const events = new EventEmitter();

@@ -8,7 +8,8 @@ import type Database from 'better-sqlite3';
 import { decryptToken, encryptToken } from '../../config/secrets.js';
 import type { ApiBot, ApiSyncResult } from '../../config/bots-api.js';
 
-const ETAG_KEY = 'bots_api_etag';
+/** The meta key of the last applied document's ETag. */
+export const ETAG_KEY = 'bots_api_etag';
 
 /** The stored ETag of the last document applied, or null. */
 export function storedApiEtag(db: Database.Database): string | null {
@@ -32,46 +33,66 @@ function sameRow(row: Record<string, unknown>, b: ApiBot, key: Buffer): boolean 
   }
 }
 
+/** What a bots API document changes: rows to insert and update (stored values), ids to remove, and the result to report. */
+export interface ApiSyncPlan {
+  result: ApiSyncResult;
+  inserts: Array<Record<string, unknown>>;
+  updates: Array<Record<string, unknown>>;
+  removes: string[];
+}
+
+/**
+ * Plan making the API rows (`rows`: every bot row, either engine's) what `bots` lists.
+ * Rows added with the CLI (source 'local') are never touched; an unchanged row is not written. Pure.
+ */
+export function planApiSync(rows: ReadonlyMap<string, Record<string, unknown>>, key: Buffer, bots: readonly ApiBot[], now: number): ApiSyncPlan {
+  const plan: ApiSyncPlan = { result: { added: [], changed: [], removed: [], shadowed: [] }, inserts: [], updates: [], removes: [] };
+  const listed = new Set<string>();
+  for (const b of bots) {
+    listed.add(b.id);
+    const row = rows.get(b.id);
+    if (row && row.source !== 'api') {
+      plan.result.shadowed.push(b.id);
+      continue;
+    }
+    if (row && sameRow(row, b, key)) continue;
+    const values = {
+      id: b.id, name: b.name, token_enc: encryptToken(key, b.token), mode: b.mode, handler: b.handler, settings: JSON.stringify(b.settings),
+      api_root: b.apiRoot, enabled: b.enabled ? 1 : 0, invalid_reason: b.invalid, now,
+    };
+    (row ? plan.updates : plan.inserts).push(values);
+    (row ? plan.result.changed : plan.result.added).push(b.id);
+  }
+  for (const [id, row] of rows) {
+    if (row.source === 'api' && !listed.has(id)) {
+      plan.removes.push(id);
+      plan.result.removed.push(id);
+    }
+  }
+  return plan;
+}
+
 /**
  * Make the registry's API rows what `bots` lists, and keep `etag`, in one transaction.
  * Rows added with the CLI (source 'local') are never touched.
  */
 export function syncApiRows(db: Database.Database, key: Buffer, bots: readonly ApiBot[], etag: string | null, now = Date.now()): ApiSyncResult {
-  const result: ApiSyncResult = { added: [], changed: [], removed: [], shadowed: [] };
   const rows = new Map<string, Record<string, unknown>>();
   for (const r of db.prepare('SELECT * FROM bots').all() as Record<string, unknown>[]) rows.set(String(r.id), r);
+  const plan = planApiSync(rows, key, bots, now);
   const insert = db.prepare(`INSERT INTO bots (id, name, token_enc, mode, handler, settings, api_root, enabled, created_at, updated_at, source, invalid_reason)
     VALUES (@id, @name, @token_enc, @mode, @handler, @settings, @api_root, @enabled, @now, @now, 'api', @invalid_reason)`);
   const update = db.prepare(`UPDATE bots SET name = @name, token_enc = @token_enc, mode = @mode, handler = @handler, settings = @settings,
     api_root = @api_root, enabled = @enabled, updated_at = @now, invalid_reason = @invalid_reason WHERE id = @id AND source = 'api'`);
+  const remove = db.prepare("DELETE FROM bots WHERE id = ? AND source = 'api'");
   db.transaction(() => {
-    const listed = new Set<string>();
-    for (const b of bots) {
-      listed.add(b.id);
-      const row = rows.get(b.id);
-      if (row && row.source !== 'api') {
-        result.shadowed.push(b.id);
-        continue;
-      }
-      if (row && sameRow(row, b, key)) continue;
-      const values = {
-        id: b.id, name: b.name, token_enc: encryptToken(key, b.token), mode: b.mode, handler: b.handler, settings: JSON.stringify(b.settings),
-        api_root: b.apiRoot, enabled: b.enabled ? 1 : 0, invalid_reason: b.invalid, now,
-      };
-      (row ? update : insert).run(values);
-      (row ? result.changed : result.added).push(b.id);
-    }
-    const remove = db.prepare("DELETE FROM bots WHERE id = ? AND source = 'api'");
-    for (const [id, row] of rows) {
-      if (row.source === 'api' && !listed.has(id)) {
-        remove.run(id);
-        result.removed.push(id);
-      }
-    }
+    for (const v of plan.inserts) insert.run(v);
+    for (const v of plan.updates) update.run(v);
+    for (const id of plan.removes) remove.run(id);
     if (etag !== storedApiEtag(db)) {
       if (etag === null) forgetApiEtag(db);
       else db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(ETAG_KEY, etag);
     }
   })();
-  return result;
+  return plan.result;
 }

@@ -138,6 +138,36 @@ export function openHomeRegistry(p: { db: string; keyFile: string }, envKey: str
 }
 
 /** Lower-case slug of a name, usable as a bot id and in a log file name. */
+/** A row as listed to users (either engine's row: `enabled` 1 or 0). */
+export function toListing(r: Record<string, unknown>): BotListing {
+  return {
+    id: String(r.id), name: String(r.name), mode: (r.mode as BotModeSetting) ?? null, handler: String(r.handler),
+    enabled: r.enabled === 1, settings: String(r.settings), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
+    source: r.source === 'api' ? 'api' : 'local', invalidReason: typeof r.invalid_reason === 'string' ? r.invalid_reason : null,
+  };
+}
+
+/** The columns a patch sets, with their stored values (the token encrypted with `key`), `updated_at` last; none for an empty patch. */
+export function patchColumns(patch: BotPatch, key: Buffer, now = Date.now()): Array<[string, unknown]> {
+  const cols: Array<[string, unknown]> = [];
+  if (patch.name !== undefined) cols.push(['name', patch.name]);
+  if (patch.token !== undefined) cols.push(['token_enc', encryptToken(key, patch.token)]);
+  if (patch.mode !== undefined) cols.push(['mode', patch.mode]);
+  if (patch.handler !== undefined) cols.push(['handler', patch.handler]);
+  if (patch.settings !== undefined) cols.push(['settings', JSON.stringify(patch.settings)]);
+  if (patch.apiRoot !== undefined) cols.push(['api_root', patch.apiRoot]);
+  if (cols.length > 0) cols.push(['updated_at', now]);
+  return cols;
+}
+
+/** A new bot's id: what it asked for, else its name made an id. @throws BotfleetError `BF_ERR_BAD_INPUT` for an id that does not match BOT_ID_PATTERN */
+export function newBotId(bot: NewBot): string {
+  const id = bot.id ?? slugify(bot.name);
+  if (!BOT_ID_PATTERN.test(id)) throw fail(ErrorCodes.BAD_INPUT, `id must match ${BOT_ID_PATTERN}, got "${id.slice(0, 80)}"`);
+  return id;
+}
+
+/** Slug of a bot's name, as its id. */
 export function slugify(name: string): string {
   const s = name.toLowerCase().normalize('NFKD').replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48);
   return s || 'bot';
@@ -207,8 +237,7 @@ function botEditing(db: Database.Database, key: Buffer): Pick<Registry, 'add' | 
   return {
     add(bot) {
       checkFields(bot);
-      let id = bot.id ?? slugify(bot.name);
-      if (!BOT_ID_PATTERN.test(id)) throw fail(ErrorCodes.BAD_INPUT, `id must match ${BOT_ID_PATTERN}, got "${id.slice(0, 80)}"`);
+      let id = newBotId(bot);
       if (bot.id === undefined) {
         for (let n = 2; getRow.get(id); n++) id = `${slugify(bot.name)}-${n}`;
       } else if (getRow.get(id)) throw fail(ErrorCodes.BAD_INPUT, `a bot with id "${id}" already exists`);
@@ -233,18 +262,9 @@ function botEditing(db: Database.Database, key: Buffer): Pick<Registry, 'add' | 
     update(id, patch) {
       requireLocal(id);
       checkFields(patch);
-      const sets: string[] = [];
-      const values: unknown[] = [];
-      const put = (col: string, v: unknown) => { sets.push(`${col} = ?`); values.push(v); };
-      if (patch.name !== undefined) put('name', patch.name);
-      if (patch.token !== undefined) put('token_enc', encryptToken(key, patch.token));
-      if (patch.mode !== undefined) put('mode', patch.mode);
-      if (patch.handler !== undefined) put('handler', patch.handler);
-      if (patch.settings !== undefined) put('settings', JSON.stringify(patch.settings));
-      if (patch.apiRoot !== undefined) put('api_root', patch.apiRoot);
-      if (sets.length === 0) return;
-      put('updated_at', Date.now());
-      db.prepare(`UPDATE bots SET ${sets.join(', ')} WHERE id = ?`).run(...values, id);
+      const cols = patchColumns(patch, key);
+      if (cols.length === 0) return;
+      db.prepare(`UPDATE bots SET ${cols.map(([c]) => `${c} = ?`).join(', ')} WHERE id = ?`).run(...cols.map(([, v]) => v), id);
     },
   };
 }
@@ -253,11 +273,7 @@ function botEditing(db: Database.Database, key: Buffer): Pick<Registry, 'add' | 
 function botReading(db: Database.Database, key: Buffer): Pick<Registry, 'list' | 'load' | 'keyOpensAToken'> {
   return {
     list() {
-      return (db.prepare('SELECT * FROM bots ORDER BY id').all() as Record<string, unknown>[]).map((r) => ({
-        id: String(r.id), name: String(r.name), mode: (r.mode as BotModeSetting) ?? null, handler: String(r.handler),
-        enabled: r.enabled === 1, settings: String(r.settings), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
-        source: r.source === 'api' ? 'api' : 'local', invalidReason: typeof r.invalid_reason === 'string' ? r.invalid_reason : null,
-      }));
+      return (db.prepare('SELECT * FROM bots ORDER BY id').all() as Record<string, unknown>[]).map(toListing);
     },
     load() {
       const specs: BotSpec[] = [];

@@ -7,9 +7,37 @@
  */
 import type { Update } from 'node-telegram-bot-api';
 import type { DeadLetter, DeadLetterStore, DeadLetterWithUpdate } from './dead-letters.js';
-import type { Registry, StoredHistory } from './registry.js';
+import type { ApiBot, ApiSyncResult } from '../../config/bots-api.js';
+import type { BotSpec, InvalidBot } from '../../config/bot-spec.js';
+import type { BotListing, BotPatch, NewBot, Registry, StoredHistory } from './registry.js';
 
 export type { DeadLetter, DeadLetterWithUpdate, StoredHistory };
+
+/**
+ * The bots (tokens encrypted with the home's key, never stored in the clear), their uid
+ * slots, and the bots API's list. The rules are the registry's (registry.ts): one bad row
+ * never hides the rest, a bot from the bots API is edited there.
+ */
+export interface BotRegistry {
+  /** @returns its id. @throws `BF_ERR_BAD_INPUT` on a bad field or a taken id */
+  add(bot: NewBot): Promise<string>;
+  list(): Promise<BotListing[]>;
+  /** @throws `BF_ERR_BOT_NOT_FOUND` */
+  remove(id: string): Promise<void>;
+  /** @throws `BF_ERR_BOT_NOT_FOUND`; `BF_ERR_BAD_INPUT` for a bot from the bots API */
+  setEnabled(id: string, enabled: boolean): Promise<void>;
+  /** @throws `BF_ERR_BOT_NOT_FOUND`, `BF_ERR_BAD_INPUT` */
+  update(id: string, patch: BotPatch): Promise<void>;
+  syncFromApi(bots: readonly ApiBot[], etag: string | null): Promise<ApiSyncResult>;
+  apiEtag(): Promise<string | null>;
+  load(): Promise<{ specs: BotSpec[]; invalid: InvalidBot[] }>;
+  keyOpensAToken(): Promise<boolean>;
+  /** True when the bots changed (any writer) since the last call. */
+  changedSinceLastCheck(): Promise<boolean>;
+  /** The bot's uid slot, allocated (max + 1) on first use and never reused. */
+  uidSlot(botId: string): Promise<number>;
+  allUidSlots(): Promise<number[]>;
+}
 
 /** Restart histories (window, quarantine) per bot, kept across master restarts. */
 export interface HistoryStore {
@@ -40,6 +68,7 @@ export interface MetaStore {
 /** One store: its engine and its concerns. */
 export interface Store {
   readonly engine: 'sqlite' | 'postgres';
+  readonly bots: BotRegistry;
   readonly history: HistoryStore;
   readonly deadLetters: DeadLetterQueue;
   readonly meta: MetaStore;
@@ -60,8 +89,15 @@ function asyncDeadLetters(d: DeadLetterStore): DeadLetterQueue {
 
 /** The SQLite engine: the registry's own database in the home (today's code, behind the interfaces). */
 export function openSqliteStore(registry: Registry): Store {
+  const r = registry;
   return {
     engine: 'sqlite',
+    bots: {
+      add: async (b) => r.add(b), list: async () => r.list(), remove: async (id) => r.remove(id), setEnabled: async (id, on) => r.setEnabled(id, on),
+      update: async (id, p) => r.update(id, p), syncFromApi: async (b, e) => r.syncFromApi(b, e), apiEtag: async () => r.apiEtag(), load: async () => r.load(),
+      keyOpensAToken: async () => r.keyOpensAToken(), changedSinceLastCheck: async () => r.changedSinceLastCheck(), uidSlot: async (id) => r.uidSlot(id),
+      allUidSlots: async () => r.allUidSlots(),
+    },
     history: { save: async (botId, h) => registry.saveHistory(botId, h), loadAll: async () => registry.loadHistories() },
     deadLetters: asyncDeadLetters(registry.deadLetters),
     meta: { get: async (k) => registry.meta.get(k), set: async (k, v) => registry.meta.set(k, v) },

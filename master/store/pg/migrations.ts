@@ -3,7 +3,8 @@
  * under an advisory lock (`pg_advisory_xact_lock`, PostgreSQL's "Advisory Locks"): two
  * masters starting at once migrate once, the second finds the work done. A database
  * holding a version this botfleet does not know is refused: it was migrated by a newer one.
- * Times are ms since the epoch (bigint), as the SQLite engine keeps them.
+ * Times are ms since the epoch (bigint) and flags of the bots 0 or 1, as the SQLite engine keeps
+ * them, so both engines' rows read the same (registry-schema.ts).
  */
 import type pg from 'pg';
 import { ErrorCodes, fail } from '../../../common/errors.js';
@@ -23,7 +24,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
 CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE bots (
   id text PRIMARY KEY, name text NOT NULL, token_enc text NOT NULL, mode text, handler text NOT NULL,
-  settings text NOT NULL DEFAULT '{}', api_root text, enabled boolean NOT NULL DEFAULT true,
+  settings text NOT NULL DEFAULT '{}', api_root text, enabled integer NOT NULL DEFAULT 1,
   source text NOT NULL DEFAULT 'local', invalid_reason text, created_at bigint NOT NULL, updated_at bigint NOT NULL);
 CREATE TABLE bot_uids (bot_id text PRIMARY KEY, slot integer NOT NULL UNIQUE);
 CREATE TABLE restart_history (

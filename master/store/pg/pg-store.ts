@@ -12,9 +12,13 @@ import { historyFromRow } from '../registry.js';
 import type { DeadLetterQueue, HistoryStore, MetaStore, Store } from '../store.js';
 import { inTransaction, openPool, storeError, type PgOptions } from './connect.js';
 import { migratePg } from './migrations.js';
+import { pgBots } from './pg-bots.js';
 
-/** Open the store at `o.url` and bring its schema up to date. @throws BotfleetError `BF_ERR_STORE` (the server cannot be reached, or a migration failed) */
-export async function openPgStore(o: PgOptions & { logger?: Logger }): Promise<Store & { pool: pg.Pool }> {
+/**
+ * Open the store at `o.url` and bring its schema up to date; `key` is the home's token key.
+ * @throws BotfleetError `BF_ERR_STORE` (the server cannot be reached, or a migration failed)
+ */
+export async function openPgStore(o: PgOptions & { key: Buffer; logger?: Logger }): Promise<Store & { pool: pg.Pool }> {
   const pool = openPool(o);
   const q = async <R extends pg.QueryResultRow>(what: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> => {
     try {
@@ -29,8 +33,10 @@ export async function openPgStore(o: PgOptions & { logger?: Logger }): Promise<S
     await pool.end().catch(() => undefined);
     throw storeError(err, 'migrating the schema', o.url);
   }
+  const bots = pgBots(pool, o.key, o.url);
+  await bots.changedSinceLastCheck(); // changes are counted from the open, as the SQLite engine counts them
   return {
-    engine: 'postgres', pool,
+    engine: 'postgres', pool, bots,
     history: pgHistory(q),
     deadLetters: pgDeadLetters(q, pool, o.url),
     meta: pgMeta(q),
