@@ -16,7 +16,9 @@ import { startControlServer, tokenFileOf } from './surfaces/control-server.js';
 import { openLogFile, type LogFile } from './host/log-file.js';
 import { createMetrics } from './surfaces/metrics.js';
 import { removePidFile, writePidFile } from './host/pid-file.js';
-import { openHomeRegistry, type Registry } from './store/registry.js';
+import { openHomeRegistry } from './store/registry.js';
+import { openSqliteStore, type Store } from './store/store.js';
+import { deadLetterCounts, openSlotCache, type DeadLetterCounts, type SlotCache } from './store/caches.js';
 import { openJournal } from './delivery/open-journal.js';
 import type { Journal } from './delivery/journal.js';
 import { holdYoungGeneration, releaseYoungGeneration } from './host/heap.js';
@@ -27,7 +29,7 @@ import { createStatusServer } from './surfaces/status-server.js';
 import { fleetStatus } from './surfaces/fleet-status.js';
 import type { RollSummary, Supervisor, TransitionEvent } from './lifecycle/supervisor.js';
 import { isLoopbackHost, parseStatusAuth } from '../common/status-auth.js';
-import { controlCommands, deadLetterKeeper, fleetReloader, openIngress, schedPolicyInForce, startBotsApi, startPeriodic, superviseFleet } from './wiring.js';
+import { controlCommands, deadLetterKeeper, fleetReloader, openIngress, restoredHistories, schedPolicyInForce, startBotsApi, startPeriodic, superviseFleet } from './wiring.js';
 import { WORKER_ENTRY } from './lifecycle/child-process.js';
 import { createWorkerRecorder, endZombies } from './host/zombies.js';
 
@@ -46,7 +48,7 @@ export interface MasterHandle {
   /** Restart one bot, or all in rolling batches (SIGUSR2); resolves with what was restarted and skipped. */
   restart(botId?: string): Promise<RollSummary>;
   /** Re-read the registry now (SIGHUP). */
-  reload(): { bots: number; invalid: number };
+  reload(): Promise<{ bots: number; invalid: number }>;
   /** SIGKILL every worker's process group at once (a second SIGINT). */
   forceKill(): void;
   /** The supervisor, for in-process observers (benchmarks): emits `transition` events. */
@@ -62,11 +64,11 @@ function masterLogger(cfg: Config, logsDir: string, echo: boolean): { logger: Lo
   return { logger: createLogger(pino.multistream(streams), cfg.logLevel, { role: 'master' }), file };
 }
 
-/** The home, claimed: its lock (taken first: nothing of this home is touched while another master holds it), pid file and registry. */
+/** The home, claimed: its lock (taken first: nothing of this home is touched while another master holds it), pid file and store. */
 interface Home {
   p: ReturnType<typeof homePaths>;
   lock: { release(): void };
-  registry: Registry;
+  store: Store;
   workersFile: string;
 }
 
@@ -76,7 +78,7 @@ function claimHome(cfg: Config): Home {
   const lock = acquireLock(path.join(p.run, 'master.lock'));
   try {
     writePidFile(p.pidFile);
-    return { p, lock, registry: openHomeRegistry(p, cfg.encryptionKey), workersFile: `${p.run}/workers.json` };
+    return { p, lock, store: openSqliteStore(openHomeRegistry(p, cfg.encryptionKey)), workersFile: `${p.run}/workers.json` };
   } catch (err) {
     lock.release();
     throw err;
@@ -91,27 +93,31 @@ interface Core {
   supervisor: Supervisor;
   secretTokenFor(botId: string): string;
   workerSchedPolicy: ReturnType<typeof schedPolicyInForce>;
+  slots: SlotCache;
+  deadLetters: DeadLetterCounts;
 }
 
 /** Before any worker starts: end what a crashed master left behind; then the journal and the supervisor. Releases the home when the journal cannot open. */
 async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> {
-  const { p, registry } = home;
+  const { p, store } = home;
   const secret = loadWebhookSecret(cfg.webhookSecret, p.secretFile);
   const secretTokenFor = (botId: string) => webhookSecretToken(secret, botId);
   await endZombies(home.workersFile, WORKER_ENTRY, logger);
   const recordWorkers = createWorkerRecorder(home.workersFile);
   const workerSchedPolicy = schedPolicyInForce(cfg, logger);
+  const slots = await openSlotCache(store);
   const isolation = createIsolation({
     setting: cfg.workerIsolation, home: cfg.home, uidBase: cfg.workerUidBase, logger, allowUnisolatedChildren: cfg.allowUnisolatedChildProcesses, ...(cfg.botsDataDir ? { botsDir: path.resolve(cfg.home, cfg.botsDataDir) } : {}),
-    uidSlot: (botId) => registry.uidSlot(botId), allSlots: () => registry.allUidSlots(),
+    uidSlot: (botId) => slots.uidSlot(botId), allSlots: () => slots.allSlots(),
   });
-  const keepDeadLetter = deadLetterKeeper(registry, logger);
+  const deadLetters = deadLetterCounts(store);
+  const keepDeadLetter = deadLetterKeeper(store, logger, deadLetters.refresh);
   const journal = await openJournal({
     file: p.journal, sync: cfg.journalSync, maxPending: cfg.journalMaxPending, window: cfg.deliveryWindow,
     dedupWindowMs: cfg.dedupWindowMs, logger, onDeadLetter: keepDeadLetter,
   }).catch((err: unknown) => {
     isolation.release();
-    registry.close();
+    void store.close();
     home.lock.release();
     throw err;
   });
@@ -119,8 +125,9 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   const leftovers = isolation.endLeftovers();
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
   const limits = createBotLimits({ home: cfg.home, memoryBytes: cfg.maxMemoryPerWorkerMb * 1024 * 1024, processes: cfg.maxProcessesPerBot, logger });
-  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, registry, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter });
-  return { isolation, limits, journal, supervisor, secretTokenFor, workerSchedPolicy };
+  const histories = await restoredHistories(store, logger);
+  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter });
+  return { isolation, limits, journal, supervisor, secretTokenFor, workerSchedPolicy, slots, deadLetters };
 }
 
 /** The surfaces wing, listening: metrics, the webhook server (when any bot may use webhooks), the status server, the control socket. */
@@ -136,13 +143,14 @@ interface Surfaces {
 }
 
 async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger, startedAt: number): Promise<Surfaces> {
-  const { registry } = home;
+  const { store } = home;
   const { supervisor, journal, isolation, workerSchedPolicy } = core;
   const memoryCapBytes = cfg.maxMemoryPerWorkerMb * 1024 * 1024;
-  const fleet = fleetReloader(registry, supervisor);
+  // Per-bot uids: each bot's uid slot is allocated before it is reconciled (a fork never waits on the store).
+  const fleet = fleetReloader(store, supervisor, (ids) => (isolation.status.uid ? core.slots.ensure(ids) : Promise.resolve()));
   let botsApi: ReturnType<typeof startBotsApi> = null;
   const metrics = createMetrics({
-    status: () => supervisor.status(), totals: () => supervisor.totals(), deadLetters: () => registry.deadLetters.countsByBot(),
+    status: () => supervisor.status(), totals: () => supervisor.totals(), deadLetters: () => core.deadLetters.current(),
     memoryCapBytes, journal: () => journal.allStats(), configReload: () => fleet.health(botsApi),
   });
   let draining = false;
@@ -150,7 +158,7 @@ async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger,
   if (webhook) releaseYoungGeneration();
   let webhookUp = false;
   const status = () => fleetStatus(supervisor.status(), { pid: process.pid, uptimeMs: Date.now() - startedAt, mode: cfg.mode, version: VERSION, capacity: supervisor.capacity(), workerSchedPolicy, isolation: { ...isolation.status, cgroups: core.limits.status.cgroups } });
-  const commands = controlCommands({ supervisor, registry, journal, logger, status, reload: fleet.reload });
+  const commands = controlCommands({ supervisor, store, journal, logger, status, reload: fleet.reload, onDeadLettersChanged: core.deadLetters.refresh });
   const statusServer = createStatusServer({
     status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats(), deliveryLatency: journal.deliveryLatency() }),
     metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape },
@@ -195,9 +203,9 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const surfaces = await openSurfaces(cfg, home, core, logger, startedAt);
   const { supervisor } = core;
   const reload = surfaces.fleet.reload;
-  reload();
-  const stopPeriodic = startPeriodic(cfg, home.registry, supervisor, logger, reload, surfaces.webhook !== null);
-  const botsApi = startBotsApi(cfg, home.registry, logger, reload);
+  await reload();
+  const stopPeriodic = startPeriodic(cfg, home.store, supervisor, logger, reload, surfaces.webhook !== null);
+  const botsApi = startBotsApi(cfg, home.store, logger, reload);
   surfaces.setBotsApi(botsApi);
   logger.info({ pid: process.pid, home: cfg.home, statusPort: surfaces.ports.status, webhookPort: surfaces.ports.webhook, capacity: supervisor.capacity(), workerSchedPolicy: core.workerSchedPolicy }, 'master started');
   let stopping: Promise<string[]> | null = null;
@@ -228,7 +236,7 @@ async function closeAll(home: Home, core: Core, s: Surfaces, logger: Logger): Pr
   s.statusServer.page?.close(); // open event streams would hold close()
   await s.statusServer.close();
   s.control.close();
-  home.registry.close();
+  await home.store.close().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'store close failed'));
   await core.journal.close().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'journal close failed'));
   const { p } = home;
   for (const f of [p.socket, tokenFileOf(p.socket), p.portsFile, home.workersFile]) fs.rmSync(f, { force: true });
@@ -271,10 +279,6 @@ export async function runMaster(cfg: Config): Promise<void> {
   });
   process.on('SIGHUP', () => {
     master.logger.info('SIGHUP: registry reload');
-    try {
-      master.reload();
-    } catch (err) {
-      master.logger.error({ err: errorMessage(err) }, 'registry reload failed: the fleet keeps its configurations');
-    }
+    master.reload().catch((err: unknown) => master.logger.error({ err: errorMessage(err) }, 'registry reload failed: the fleet keeps its configurations'));
   });
 }

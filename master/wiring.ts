@@ -13,7 +13,7 @@ import type { WebhookServer, WebhookServerOptions } from '../webhook-server/serv
 import { batchSchedulingAvailable } from './lifecycle/child-process.js';
 import { stdoutLines } from './host/log-file.js';
 import type { ControlHandler, ControlRequest } from './surfaces/control-server.js';
-import type { Registry } from './store/registry.js';
+import type { Store } from './store/store.js';
 import { replayDeadLetters } from './delivery/replay.js';
 import type { Journal } from './delivery/journal.js';
 import { canChangeUser, type Isolation } from './host/isolation.js';
@@ -29,11 +29,11 @@ import { startBotsApiPoller, type BotsApiPoller } from './store/bots-api-source.
 const toWall = (mono: number) => Date.now() - (performance.now() - mono);
 const toMono = (wall: number) => performance.now() - (Date.now() - wall);
 
-/** Restart histories from the registry, on this process's clock. */
-function restoredHistories(registry: Registry, logger: Logger): Map<string, RestoredHistory> {
+/** Restart histories from the store, on this process's clock; none (logged) when they cannot be read. */
+export async function restoredHistories(store: Store, logger: Logger): Promise<Map<string, RestoredHistory>> {
   const out = new Map<string, RestoredHistory>();
   try {
-    for (const [botId, h] of registry.loadHistories()) {
+    for (const [botId, h] of await store.history.loadAll()) {
       out.set(botId, { history: { restarts: h.restarts.map(toMono), consecutive: h.consecutive }, quarantinedUntil: h.quarantinedUntil === null ? null : toMono(h.quarantinedUntil), doNotRestart: h.doNotRestart, reason: h.reason ?? null });
     }
   } catch (err) {
@@ -47,7 +47,9 @@ export interface FleetParts {
   cfg: Config;
   logsDir: string;
   logger: Logger;
-  registry: Registry;
+  store: Store;
+  /** Restart histories an earlier master kept (restoredHistories). */
+  histories: Map<string, RestoredHistory>;
   isolation: Isolation;
   /** The kernel's per-bot limits (cgroups, RLIMIT_NPROC). */
   limits: BotLimits;
@@ -60,7 +62,8 @@ export interface FleetParts {
 
 /** The supervisor of the fleet: per-bot isolation, restart histories kept in the registry, dead letters and journal. */
 export function superviseFleet(f: FleetParts): Supervisor {
-  const { cfg, logsDir, logger, registry, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
+  const { cfg, logsDir, logger, store, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
+  const saving = new Map<string, Promise<void>>();
   return createSupervisor({
     config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor,
     ...(cfg.logToStdout ? { echoWorkerLine: stdoutLines() } : {}),
@@ -82,13 +85,15 @@ export function superviseFleet(f: FleetParts): Supervisor {
       logger.warn({ botId }, "the kernel's OOM killer acted in the bot's cgroup: over its memory cap");
       return 'memory';
     },
-    histories: restoredHistories(registry, logger),
+    histories: f.histories,
     onHistory(botId, h, until, doNotRestart, reason) {
-      try {
-        registry.saveHistory(botId, { restarts: h.restarts.map(toWall), consecutive: h.consecutive, quarantinedUntil: until === null ? null : toWall(until), doNotRestart, reason: reason ?? null });
-      } catch (err) {
+      const kept = { restarts: h.restarts.map(toWall), consecutive: h.consecutive, quarantinedUntil: until === null ? null : toWall(until), doNotRestart, reason: reason ?? null };
+      // One bot's saves in order (each replaces the last): a later decision never lands before an earlier one.
+      const next = (saving.get(botId) ?? Promise.resolve()).then(() => store.history.save(botId, kept)).catch((err: unknown) => {
         logger.warn({ botId, err: errorMessage(err) }, 'could not keep the restart history');
-      }
+      });
+      saving.set(botId, next);
+      void next.then(() => saving.get(botId) === next && saving.delete(botId));
     },
     onDeadLetter: keepDeadLetter,
     journal,
@@ -105,30 +110,42 @@ export function superviseFleet(f: FleetParts): Supervisor {
 
 /** The fleet's reload from the registry, and what the last one found. */
 export interface FleetReloader {
-  /** Read the registry and reconcile the fleet (SIGHUP, `reload`, a registry or bots API change). @throws the registry's error (kept as a failed reload) */
-  reload(): { bots: number; invalid: number };
+  /** Read the store's bots and reconcile the fleet (SIGHUP, `reload`, a registry or bots API change). @throws the store's error (kept as a failed reload) */
+  reload(): Promise<{ bots: number; invalid: number }>;
   /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
   undecryptable(): string[];
   /** `botfleet_config_last_reload_success`: the last registry read and, with BOTS_API_URL, the last poll; wall-clock ms of the last time both were good. */
   health(api: BotsApiPoller | null): { success: boolean; lastSuccessMs: number | null };
 }
 
-export function fleetReloader(registry: Registry, supervisor: Supervisor): FleetReloader {
+/**
+ * The fleet's reloads from the store. `beforeReconcile` runs on the specs first (the uid
+ * slots of new bots allocated). Reloads are serialized: one asked for while one runs
+ * follows it.
+ */
+export function fleetReloader(store: Store, supervisor: Supervisor, beforeReconcile: (ids: string[]) => Promise<void> = async () => undefined): FleetReloader {
   const last = { ok: false, atMs: null as number | null, undecryptable: [] as string[] };
+  let chain: Promise<unknown> = Promise.resolve();
+  const once = async () => {
+    let loaded: Awaited<ReturnType<Store['bots']['load']>>;
+    try {
+      loaded = await store.bots.load();
+      await beforeReconcile(loaded.specs.map((b) => b.id));
+    } catch (err) {
+      last.ok = false;
+      throw err;
+    }
+    Object.assign(last, { ok: true, atMs: Date.now() });
+    const { specs, invalid } = loaded;
+    last.undecryptable = invalid.filter((b) => b.enabled && b.reason.includes('cannot be decrypted')).map((b) => b.id);
+    supervisor.reconcile(specs, invalid);
+    return { bots: specs.length, invalid: invalid.length };
+  };
   return {
     reload() {
-      let loaded: ReturnType<Registry['load']>;
-      try {
-        loaded = registry.load();
-      } catch (err) {
-        last.ok = false;
-        throw err;
-      }
-      Object.assign(last, { ok: true, atMs: Date.now() });
-      const { specs, invalid } = loaded;
-      last.undecryptable = invalid.filter((b) => b.enabled && b.reason.includes('cannot be decrypted')).map((b) => b.id);
-      supervisor.reconcile(specs, invalid);
-      return { bots: specs.length, invalid: invalid.length };
+      const run = chain.then(once, once);
+      chain = run.catch(() => undefined);
+      return run;
     },
     undecryptable: () => last.undecryptable,
     health(api) {
@@ -142,16 +159,18 @@ export function fleetReloader(registry: Registry, supervisor: Supervisor): Fleet
 /** What the control socket's commands reach. */
 export interface ControlParts {
   supervisor: Supervisor;
-  registry: Registry;
+  store: Store;
   journal: Journal;
   logger: Logger;
   status(): unknown;
-  reload(): { bots: number; invalid: number };
+  reload(): Promise<{ bots: number; invalid: number }>;
+  /** Told when the dead-letter queue changed (its counts for /metrics). */
+  onDeadLettersChanged?(): void;
 }
 
 /** The control socket's commands (surfaces/control-server.ts answers with their result or error code). */
 export function controlCommands(c: ControlParts): ControlHandler {
-  const { supervisor, registry, journal, logger, status, reload } = c;
+  const { supervisor, store, journal, logger, status, reload } = c;
   return async (req: ControlRequest) => {
     switch (req.cmd) {
       case 'status': return status();
@@ -163,9 +182,9 @@ export function controlCommands(c: ControlParts): ControlHandler {
       case 'dlq-replay': {
         const configured = new Set(supervisor.status().map((w) => w.botId));
         return replayDeadLetters({
-          deadLetters: registry.deadLetters, logger,
+          deadLetters: store.deadLetters, logger,
           replay: (botId, u) => (configured.has(botId) ? journal.accept(botId, u, true) : Promise.resolve('unknown-bot')),
-        }, req);
+        }, req).finally(() => c.onDeadLettersChanged?.());
       }
       case 'dlq-take': {
         const w = supervisor.status().find((x) => x.botId === req.botId);
@@ -190,15 +209,13 @@ export function schedPolicyInForce(cfg: Config, logger: Logger): Config['workerS
   return 'other';
 }
 
-/** Keeps a dead-lettered update in the registry's dead-letter queue; a failed write is logged, never thrown. */
-export function deadLetterKeeper(registry: Registry, logger: Logger): FleetParts['keepDeadLetter'] {
+/** Keeps a dead-lettered update in the store's dead-letter queue; a failed write is logged, never thrown. `kept` follows each write. */
+export function deadLetterKeeper(store: Store, logger: Logger, kept: () => void = () => undefined): FleetParts['keepDeadLetter'] {
   return (botId, updateId, update, reason) => {
-    try {
-      // A malformed polled update comes without its body (it may not serialize): kept by id, so it is listed.
-      registry.deadLetters.add(botId, update ?? ({ update_id: updateId } as Update), reason, Date.now());
-    } catch (err) {
+    // A malformed polled update comes without its body (it may not serialize): kept by id, so it is listed.
+    void store.deadLetters.add(botId, update ?? ({ update_id: updateId } as Update), reason, Date.now()).then(kept, (err: unknown) => {
       logger.error({ botId, updateId, err: errorMessage(err) }, 'could not keep the dead letter');
-    }
+    });
   };
 }
 
@@ -224,13 +241,14 @@ export async function openIngress(cfg: Config, supervisor: Supervisor, journal: 
  * with a webhook server, the registration check (WEBHOOK_CHECK_MS; one at a time, never
  * overlapping: another tool may overwrite a bot's webhook). @returns stop
  */
-export function startPeriodic(cfg: Config, registry: Registry, supervisor: Supervisor, logger: Logger, reload: () => unknown, webhooks: boolean): () => void {
+export function startPeriodic(cfg: Config, store: Store, supervisor: Supervisor, logger: Logger, reload: () => Promise<unknown>, webhooks: boolean): () => void {
+  let polling = false;
   const poll = setInterval(() => {
-    try {
-      if (registry.changedSinceLastCheck()) reload();
-    } catch (err) {
-      logger.error({ err: errorMessage(err) }, 'registry poll failed');
-    }
+    if (polling) return; // a slow store: one poll at a time
+    polling = true;
+    void (async () => {
+      if (await store.bots.changedSinceLastCheck()) await reload();
+    })().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'registry poll failed')).finally(() => (polling = false));
   }, cfg.registryPollMs);
   let checkingWebhooks = false;
   const webhookCheck = webhooks ? setInterval(() => {
@@ -248,10 +266,10 @@ export function startPeriodic(cfg: Config, registry: Registry, supervisor: Super
  * The warning `bots add` prints, for bots the bots API added or changed: the bot's own uid
  * cannot read its handler (the fork path will quarantine it with reason `config`).
  */
-function warnUnreadableHandlers(cfg: Config, registry: Registry, ids: readonly string[], logger: Logger): void {
+async function warnUnreadableHandlers(cfg: Config, store: Store, ids: readonly string[], logger: Logger): Promise<void> {
   if (ids.length === 0 || !canChangeUser()) return;
   const wanted = new Set(ids);
-  for (const b of registry.list()) {
+  for (const b of await store.bots.list()) {
     if (!wanted.has(b.id)) continue;
     const warning = handlerWarning(b.handler, cfg.home, true, isBuiltinHandler);
     if (warning) logger.warn({ botId: b.id, handler: b.handler, warning }, 'bots API bot cannot run as configured');
@@ -267,24 +285,20 @@ const someOf = (ids: readonly string[]) => (ids.length > LOGGED_IDS ? [...ids.sl
  * the fleet. A failure is logged once (and again when its cause changes), the last
  * good list stays in force. @returns the poller, or null without BOTS_API_URL
  */
-export function startBotsApi(cfg: Config, registry: Registry, logger: Logger, reload: () => unknown): BotsApiPoller | null {
+export function startBotsApi(cfg: Config, store: Store, logger: Logger, reload: () => Promise<unknown>): BotsApiPoller | null {
   if (cfg.botsApiUrl === undefined) return null;
   let lastFailure: string | null = null;
   const poller = startBotsApiPoller({
-    url: cfg.botsApiUrl, bearer: cfg.botsApiToken, intervalMs: cfg.botsApiPollMs, store: registry,
+    url: cfg.botsApiUrl, bearer: cfg.botsApiToken, intervalMs: cfg.botsApiPollMs, store: store.bots,
     events: {
       onApplied(r, rejected) {
         for (const line of someOf(rejected)) logger.warn({ entry: line }, 'bots API entry rejected');
         if (r.shadowed.length > 0) logger.warn({ bots: someOf(r.shadowed) }, 'bots API lists ids held by bots added with the CLI: the local ones are kept');
         if (r.added.length + r.changed.length + r.removed.length === 0) return;
         logger.info({ added: someOf(r.added), changed: someOf(r.changed), removed: someOf(r.removed) }, 'bots API list applied');
-        warnUnreadableHandlers(cfg, registry, [...r.added, ...r.changed], logger);
-        try {
-          reload();
-        } catch (err) {
-          // The registry's fault, not the API's: kept as a failed reload (botfleet_config_last_reload_success 0); the next reload (SIGHUP, `reload`, a registry change) applies the list.
-          logger.error({ err: errorMessage(err) }, 'registry reload failed after the bots API list was applied');
-        }
+        void warnUnreadableHandlers(cfg, store, [...r.added, ...r.changed], logger).catch(() => undefined);
+        // A failure is the store's, not the API's: kept as a failed reload (botfleet_config_last_reload_success 0); the next reload (SIGHUP, `reload`, a registry change) applies the list.
+        reload().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'registry reload failed after the bots API list was applied'));
       },
       onFailure(message) {
         if (message !== lastFailure) logger.warn({ err: message }, 'bots API fetch failed: the last good list stays in force');

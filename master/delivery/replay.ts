@@ -9,11 +9,11 @@ import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import { ErrorCodes, fail } from '../../common/errors.js';
 import type { DeliverResult } from '../../webhook-server/server.js';
-import type { DeadLetterStore } from '../store/dead-letters.js';
+import type { DeadLetterQueue } from '../store/store.js';
 
 /** What a replay needs: the store, and a way to put an update back into a bot's journal. */
 export interface ReplayDeps {
-  deadLetters: DeadLetterStore;
+  deadLetters: DeadLetterQueue;
   replay(botId: string, update: Update): Promise<DeliverResult>;
   logger: Logger;
 }
@@ -25,7 +25,7 @@ export interface ReplayDeps {
  */
 export async function replayDeadLetters(d: ReplayDeps, req: { id?: number; botId?: string }): Promise<{ replayed: number; kept: Array<{ id: number; result: string }> }> {
   if (req.id === undefined && req.botId === undefined) throw fail(ErrorCodes.BAD_INPUT, 'dlq replay needs a dead letter id or --bot');
-  const rows = d.deadLetters.forReplay(req.id !== undefined ? { id: req.id } : { botId: req.botId! });
+  const rows = await d.deadLetters.forReplay(req.id !== undefined ? { id: req.id } : { botId: req.botId! });
   if (rows.length === 0) throw fail(ErrorCodes.BOT_NOT_FOUND, req.id !== undefined ? `no dead letter with id ${req.id}` : `no dead letters for bot "${req.botId}"`);
   let replayed = 0;
   const kept: Array<{ id: number; result: string }> = [];
@@ -33,10 +33,10 @@ export async function replayDeadLetters(d: ReplayDeps, req: { id?: number; botId
     const result = await d.replay(row.botId, row.update);
     d.logger.info({ botId: row.botId, updateId: row.updateId, dlqId: row.id, result }, 'dead letter replayed');
     if (result === 'journaled' || result === 'duplicate') {
-      d.deadLetters.remove({ id: row.id });
+      await d.deadLetters.remove({ id: row.id });
       replayed++;
     } else {
-      d.deadLetters.replayFailed(row.id, result);
+      await d.deadLetters.replayFailed(row.id, result);
       kept.push({ id: row.id, result });
     }
   }

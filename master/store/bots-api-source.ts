@@ -131,10 +131,10 @@ export function fetchBots(o: FetchOptions): Promise<BotsApiReply> {
   }, { retries: o.retries ?? FETCH_RETRIES, minTimeout: o.minRetryMs ?? 500, maxTimeout: 5000, randomize: true });
 }
 
-/** Where a fetched document goes: the registry (master/registry.ts implements it). */
+/** Where a fetched document goes: the store's bots (store.ts `BotRegistry`, either engine). */
 export interface BotsApiStore {
-  apiEtag(): string | null;
-  syncFromApi(bots: readonly ApiBot[], etag: string | null): ApiSyncResult;
+  apiEtag(): Promise<string | null>;
+  syncFromApi(bots: readonly ApiBot[], etag: string | null): Promise<ApiSyncResult>;
 }
 
 /** The outcome of the last poll, for `/metrics`: wall-clock ms of the last success, and whether the last poll succeeded. */
@@ -171,10 +171,10 @@ export function startBotsApiPoller(o: { url: string; bearer?: string | undefined
   let failed = false;
   const pollOnce = async (): Promise<void> => {
     try {
-      const reply = await fetchBots({ url: o.url, bearer: o.bearer, etag: o.store.apiEtag(), ...(o.minRetryMs !== undefined ? { minRetryMs: o.minRetryMs } : {}) });
+      const reply = await fetchBots({ url: o.url, bearer: o.bearer, etag: await o.store.apiEtag(), ...(o.minRetryMs !== undefined ? { minRetryMs: o.minRetryMs } : {}) });
       if (stopped) return; // the master is stopping: the registry may be closed
       if (!reply.unchanged) {
-        const result = o.store.syncFromApi(reply.document.bots, reply.etag);
+        const result = await o.store.syncFromApi(reply.document.bots, reply.etag);
         const changed = result.added.length + result.changed.length + result.removed.length > 0;
         if (changed || reply.document.rejected.length > 0 || result.shadowed.length > 0) o.events.onApplied(result, reply.document.rejected);
       }

@@ -12,7 +12,9 @@ import { BOT_ID_PATTERN } from '../../config/bot-fields.js';
 import type { ApiBot, ApiSyncResult } from '../../config/bots-api.js';
 import { decryptToken, encryptToken, loadEncryptionKey } from '../../config/secrets.js';
 import { openDeadLetters, type DeadLetterStore } from './dead-letters.js';
-import { checkFields, migrate, rowToSpec, type BotPatch } from './registry-schema.js';
+import { checkFields, historyFromRow, migrate, newBotId, patchColumns, rowToSpec, slugify, toListing, type BotPatch } from './registry-schema.js';
+
+export { historyFromRow, newBotId, patchColumns, slugify, toListing };
 import { forgetApiEtag, storedApiEtag, syncApiRows } from './registry-sync.js';
 
 import type { BotModeSetting, BotSpec, InvalidBot } from '../../config/bot-spec.js';
@@ -92,23 +94,6 @@ export interface StoredHistory {
   reason?: string | null;
 }
 
-/** A stored restart history from its row (either engine's: `do_not_restart` 1 or true); a damaged `restarts` reads as none. */
-export function historyFromRow(r: Record<string, unknown>): StoredHistory {
-  let restarts: unknown;
-  try {
-    restarts = JSON.parse(String(r.restarts));
-  } catch {
-    restarts = [];
-  }
-  return {
-    restarts: Array.isArray(restarts) ? restarts.filter((t): t is number => typeof t === 'number') : [],
-    consecutive: Number(r.consecutive) || 0,
-    quarantinedUntil: typeof r.quarantined_until === 'number' ? r.quarantined_until : null,
-    doNotRestart: r.do_not_restart === 1 || r.do_not_restart === true,
-    reason: typeof r.reason === 'string' ? r.reason : null,
-  };
-}
-
 /** True when the database at `dbPath` exists and holds at least one encrypted token. */
 export function registryHoldsTokens(dbPath: string): boolean {
   if (!fs.existsSync(dbPath)) return false;
@@ -138,41 +123,6 @@ export function openHomeRegistry(p: { db: string; keyFile: string }, envKey: str
 }
 
 /** Lower-case slug of a name, usable as a bot id and in a log file name. */
-/** A row as listed to users (either engine's row: `enabled` 1 or 0). */
-export function toListing(r: Record<string, unknown>): BotListing {
-  return {
-    id: String(r.id), name: String(r.name), mode: (r.mode as BotModeSetting) ?? null, handler: String(r.handler),
-    enabled: r.enabled === 1, settings: String(r.settings), createdAt: Number(r.created_at), updatedAt: Number(r.updated_at),
-    source: r.source === 'api' ? 'api' : 'local', invalidReason: typeof r.invalid_reason === 'string' ? r.invalid_reason : null,
-  };
-}
-
-/** The columns a patch sets, with their stored values (the token encrypted with `key`), `updated_at` last; none for an empty patch. */
-export function patchColumns(patch: BotPatch, key: Buffer, now = Date.now()): Array<[string, unknown]> {
-  const cols: Array<[string, unknown]> = [];
-  if (patch.name !== undefined) cols.push(['name', patch.name]);
-  if (patch.token !== undefined) cols.push(['token_enc', encryptToken(key, patch.token)]);
-  if (patch.mode !== undefined) cols.push(['mode', patch.mode]);
-  if (patch.handler !== undefined) cols.push(['handler', patch.handler]);
-  if (patch.settings !== undefined) cols.push(['settings', JSON.stringify(patch.settings)]);
-  if (patch.apiRoot !== undefined) cols.push(['api_root', patch.apiRoot]);
-  if (cols.length > 0) cols.push(['updated_at', now]);
-  return cols;
-}
-
-/** A new bot's id: what it asked for, else its name made an id. @throws BotfleetError `BF_ERR_BAD_INPUT` for an id that does not match BOT_ID_PATTERN */
-export function newBotId(bot: NewBot): string {
-  const id = bot.id ?? slugify(bot.name);
-  if (!BOT_ID_PATTERN.test(id)) throw fail(ErrorCodes.BAD_INPUT, `id must match ${BOT_ID_PATTERN}, got "${id.slice(0, 80)}"`);
-  return id;
-}
-
-/** Slug of a bot's name, as its id. */
-export function slugify(name: string): string {
-  const s = name.toLowerCase().normalize('NFKD').replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 48);
-  return s || 'bot';
-}
-
 /**
  * Open (creating and migrating if needed) the registry.
  * @param key the 32-byte token key (see config/secrets.ts)

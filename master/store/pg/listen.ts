@@ -41,60 +41,66 @@ const CHANNEL = /^[a-z_][a-z0-9_]*$/;
 export function listenPg(o: ListenOptions): PgListener {
   checkPgUrl(o.url);
   for (const ch of o.channels) if (!CHANNEL.test(ch)) throw new Error(`not a channel name: ${ch}`);
-  const min = o.minRetryMs ?? 200;
-  const max = o.maxRetryMs ?? 5000;
-  let client: pg.Client | null = null;
-  let up = false;
-  let closed = false;
-  let failures = 0;
-  let timer: NodeJS.Timeout | null = null;
+  const l = new Listener(o);
+  void l.connect();
+  return { connected: () => l.up, close: () => l.close() };
+}
 
-  const retry = (why: string) => {
-    up = false;
-    const c = client;
-    client = null;
+/** One listener's connection and its re-connections. */
+class Listener {
+  up = false;
+  private client: pg.Client | null = null;
+  private closed = false;
+  private failures = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly o: ListenOptions) {}
+
+  /** Drop the connection and make a new one after the backoff. */
+  private retry(why: string): void {
+    this.up = false;
+    const c = this.client;
+    this.client = null;
     c?.removeAllListeners('notification');
     void c?.end().catch(() => undefined);
-    if (closed || timer) return;
-    o.onLost?.(why);
-    const delay = Math.min(max, min * 2 ** Math.min(failures++, 16)) * (0.5 + Math.random() / 2);
-    timer = setTimeout(() => {
-      timer = null;
-      void connect();
+    if (this.closed || this.timer) return;
+    this.o.onLost?.(why);
+    const min = this.o.minRetryMs ?? 200;
+    const delay = Math.min(this.o.maxRetryMs ?? 5000, min * 2 ** Math.min(this.failures++, 16)) * (0.5 + Math.random() / 2);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.connect();
     }, delay);
-    timer.unref();
-  };
+    this.timer.unref();
+  }
 
-  const connect = async () => {
-    if (closed) return;
+  async connect(): Promise<void> {
+    const { o } = this;
+    if (this.closed) return;
     const c = new pg.Client({ connectionString: o.url, connectionTimeoutMillis: o.connectTimeoutMs ?? 5000, keepAlive: true, application_name: 'botfleet-listen' });
-    client = c;
-    c.on('error', (err) => retry(storeError(err, 'the LISTEN connection', o.url).message));
-    c.on('end', () => client === c && retry('the LISTEN connection ended'));
+    this.client = c;
+    c.on('error', (err) => this.retry(storeError(err, 'the LISTEN connection', o.url).message));
+    c.on('end', () => this.client === c && this.retry('the LISTEN connection ended'));
     c.on('notification', (n) => n.payload !== undefined && o.onNotify(n.channel, n.payload));
     try {
       await c.connect();
       for (const ch of o.channels) await c.query(`LISTEN ${ch}`);
-      if (client !== c || closed) return void c.end().catch(() => undefined);
-      up = true;
-      failures = 0;
+      if (this.client !== c || this.closed) return void c.end().catch(() => undefined);
+      this.up = true;
+      this.failures = 0;
       o.onConnected?.();
     } catch (err) {
-      if (client === c) retry(storeError(err, 'the LISTEN connection', o.url).message);
+      if (this.client === c) this.retry(storeError(err, 'the LISTEN connection', o.url).message);
     }
-  };
+  }
 
-  void connect();
-  return {
-    connected: () => up,
-    async close() {
-      closed = true;
-      if (timer) clearTimeout(timer);
-      timer = null;
-      up = false;
-      const c = client;
-      client = null;
-      await c?.end().catch(() => undefined);
-    },
-  };
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.up = false;
+    const c = this.client;
+    this.client = null;
+    await c?.end().catch(() => undefined);
+  }
 }

@@ -12,7 +12,7 @@ import type { BotSpec, InvalidBot } from '../../../config/bot-spec.js';
 import { decryptToken, encryptToken } from '../../../config/secrets.js';
 import { checkFields, rowToSpec } from '../registry-schema.js';
 import { ETAG_KEY, planApiSync } from '../registry-sync.js';
-import { newBotId, patchColumns, slugify, toListing } from '../registry.js';
+import { newBotId, patchColumns, slugify, toListing } from '../registry-schema.js';
 import type { BotRegistry } from '../store.js';
 import { inTransaction, storeError } from './connect.js';
 
@@ -27,6 +27,16 @@ type Q = (sql: string, params?: unknown[]) => Promise<pg.QueryResult<Record<stri
 const bump = (c: pg.PoolClient) => c.query(`INSERT INTO meta (key, value) VALUES ('bots_version', '1') ON CONFLICT (key) DO UPDATE SET value = (meta.value::bigint + 1)::text;
   SELECT pg_notify('${BOTS_CHANNEL}', '')`);
 
+/** What the parts of the engine share: reads, writes in a transaction that marks the change, the row checks. */
+interface Ctx {
+  pool: pg.Pool;
+  key: Buffer;
+  wrap<T>(what: string, fn: () => Promise<T>): Promise<T>;
+  q: Q;
+  write<T>(what: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T>;
+  requireRow(c: pg.PoolClient, id: string, local: boolean): Promise<{ source: string }>;
+}
+
 /** The bots engine on an open, migrated pool; `key` is the home's token key. */
 export function pgBots(pool: pg.Pool, key: Buffer, url: string): BotRegistry {
   const wrap = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
@@ -37,20 +47,26 @@ export function pgBots(pool: pg.Pool, key: Buffer, url: string): BotRegistry {
       throw storeError(err, what, url);
     }
   };
-  const q: Q = (sql, params = []) => wrap('reading the bots', () => pool.query(sql, params));
-  const write = <T>(what: string, fn: (c: pg.PoolClient) => Promise<T>) => wrap(what, () => inTransaction(pool, async (c) => {
-    const out = await fn(c);
-    await bump(c);
-    return out;
-  }));
-  const requireRow = async (c: pg.PoolClient, id: string, local: boolean) => {
-    const row = (await c.query('SELECT source FROM bots WHERE id = $1 FOR UPDATE', [id])).rows[0] as { source: string } | undefined;
-    if (!row) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${id}"`);
-    if (local && row.source === 'api') throw fail(ErrorCodes.BAD_INPUT, `bot "${id}" comes from the bots API (BOTS_API_URL): change it there`);
-    return row;
+  const ctx: Ctx = {
+    pool, key, wrap,
+    q: (sql, params = []) => wrap('reading the bots', () => pool.query(sql, params)),
+    write: (what, fn) => wrap(what, () => inTransaction(pool, async (c) => {
+      const out = await fn(c);
+      await bump(c);
+      return out;
+    })),
+    async requireRow(c, id, local) {
+      const row = (await c.query('SELECT source FROM bots WHERE id = $1 FOR UPDATE', [id])).rows[0] as { source: string } | undefined;
+      if (!row) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${id}"`);
+      if (local && row.source === 'api') throw fail(ErrorCodes.BAD_INPUT, `bot "${id}" comes from the bots API (BOTS_API_URL): change it there`);
+      return row;
+    },
   };
-  let seenVersion: string | null | undefined;
-  const version = async () => ((await q("SELECT value FROM meta WHERE key = 'bots_version'")).rows[0]?.value as string | undefined) ?? null;
+  return { ...botEdits(ctx), ...apiList(ctx), ...botReads(ctx), ...fleetSlots(ctx) };
+}
+
+/** The operator's edits. */
+function botEdits({ key, write, requireRow }: Ctx): Pick<BotRegistry, 'add' | 'remove' | 'setEnabled' | 'update'> {
   return {
     add: (bot) => write('adding a bot', async (c) => {
       checkFields(bot);
@@ -66,7 +82,6 @@ export function pgBots(pool: pg.Pool, key: Buffer, url: string): BotRegistry {
       for (let n = 2; (await insert(id)).rowCount === 0; n++) id = `${slugify(bot.name)}-${n}`;
       return id;
     }),
-    list: async () => (await q('SELECT * FROM bots ORDER BY id')).rows.map(toListing),
     remove: (id) => write('removing a bot', async (c) => {
       const fromApi = (await requireRow(c, id, false)).source === 'api';
       await c.query('DELETE FROM bots WHERE id = $1', [id]);
@@ -84,6 +99,12 @@ export function pgBots(pool: pg.Pool, key: Buffer, url: string): BotRegistry {
       if (cols.length === 0) return;
       await c.query(`UPDATE bots SET ${cols.map(([col], i) => `${col} = $${i + 1}`).join(', ')} WHERE id = $${cols.length + 1}`, [...cols.map(([, v]) => v), id]);
     }),
+  };
+}
+
+/** The bots API's list and its ETag. */
+function apiList({ key, q, write }: Ctx): Pick<BotRegistry, 'syncFromApi' | 'apiEtag'> {
+  return {
     syncFromApi: (bots, etag) => write('applying the bots API list', async (c) => {
       const rows = new Map((await c.query('SELECT * FROM bots FOR UPDATE')).rows.map((r: Record<string, unknown>) => [String(r.id), r]));
       const plan = planApiSync(rows, key, bots, Date.now());
@@ -100,6 +121,14 @@ export function pgBots(pool: pg.Pool, key: Buffer, url: string): BotRegistry {
       return plan.result;
     }),
     apiEtag: async () => ((await q('SELECT value FROM meta WHERE key = $1', [ETAG_KEY])).rows[0]?.value as string | undefined) ?? null,
+  };
+}
+
+/** The fleet's view: every row as a spec or as invalid with its reason, the key check, changes by any writer. */
+function botReads({ key, q }: Ctx): Pick<BotRegistry, 'list' | 'load' | 'keyOpensAToken' | 'changedSinceLastCheck'> {
+  let seenVersion: string | null | undefined;
+  return {
+    list: async () => (await q('SELECT * FROM bots ORDER BY id')).rows.map(toListing),
     async load() {
       const specs: BotSpec[] = [];
       const invalid: InvalidBot[] = [];
@@ -122,11 +151,17 @@ export function pgBots(pool: pg.Pool, key: Buffer, url: string): BotRegistry {
       });
     },
     async changedSinceLastCheck() {
-      const v = await version();
+      const v = ((await q("SELECT value FROM meta WHERE key = 'bots_version'")).rows[0]?.value as string | undefined) ?? null;
       const changed = seenVersion !== undefined && v !== seenVersion;
       seenVersion = v;
       return changed;
     },
+  };
+}
+
+/** Uid slots: allocated under an advisory lock, so two masters never take the same one. */
+function fleetSlots({ pool, q, wrap }: Ctx): Pick<BotRegistry, 'uidSlot' | 'allUidSlots'> {
+  return {
     uidSlot: (botId) => wrap('allocating a uid slot', () => inTransaction(pool, async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [UID_LOCK_KEY]);
       const had = (await c.query('SELECT slot FROM bot_uids WHERE bot_id = $1', [botId])).rows[0] as { slot: number } | undefined;

@@ -8,7 +8,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { MAX_DEAD_LETTERS_PER_BOT, toDeadLetter } from '../dead-letters.js';
-import { historyFromRow } from '../registry.js';
+import { historyFromRow } from '../registry-schema.js';
 import type { DeadLetterQueue, HistoryStore, MetaStore, Store } from '../store.js';
 import { inTransaction, openPool, storeError, type PgOptions } from './connect.js';
 import { migratePg } from './migrations.js';
