@@ -4,21 +4,21 @@ import type { Command } from 'commander';
 import { ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, loadConfig } from '../config/load.js';
 import { maskToken } from '../config/secrets.js';
-import { openHomeRegistry, type BotModeSetting, type Registry } from '../master/store/registry.js';
+import { openHomeRegistry, type BotModeSetting } from '../master/store/registry.js';
+import { openSqliteStore, type Store } from '../master/store/store.js';
 import { table } from '../common/table.js';
 import { handlerWarning } from '../master/host/bot-paths.js';
 import { canChangeUser } from '../master/host/isolation.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
 
-/** Run `fn` on the registry of the home (the CLI's own connection, closed after). */
-export function withRegistry<T>(home: string | undefined, fn: (r: Registry) => T): T {
+/** Run `fn` on the home's store (the CLI's own connection, through the same interfaces as the master's; closed after). */
+export async function withStore<T>(home: string | undefined, fn: (s: Store) => Promise<T>): Promise<T> {
   const cfg = loadConfig(home ? { home } : {});
-  const p = homePaths(cfg.home);
-  const r = openHomeRegistry(p, cfg.encryptionKey);
+  const s = openSqliteStore(openHomeRegistry(homePaths(cfg.home), cfg.encryptionKey));
   try {
-    return fn(r);
+    return await fn(s);
   } finally {
-    r.close();
+    await s.close();
   }
 }
 
@@ -63,33 +63,33 @@ export function registerBotsCommands(program: Command, home: () => string | unde
     .option('--handler <handler>', 'built-in (echo, autoreply, handoff) or path to an ES module', 'echo')
     .option('--settings <json>', 'settings JSON object passed to the handler')
     .option('--api-root <url>', 'Bot API root for this bot (self-hosted server or emulator)')
-    .action((o: { name: string; token: string; id?: string; mode?: string; handler: string; settings?: string; apiRoot?: string }) => {
-      const id = withRegistry(home(), (r) => r.add({
+    .action(async (o: { name: string; token: string; id?: string; mode?: string; handler: string; settings?: string; apiRoot?: string }) => {
+      const id = await withStore(home(), (s) => s.bots.add({
         name: o.name, token: readToken(o.token), handler: o.handler, mode: mode(o.mode) ?? null,
         settings: parseSettings(o.settings) ?? {}, apiRoot: o.apiRoot ?? null, ...(o.id ? { id: o.id } : {}),
       }));
       warnHandler(o.handler, home());
       console.log(id);
     });
-  bots.command('list').description('list bots (tokens masked)').option('--json', 'JSON output').action((o: { json?: boolean }) => {
-    const rows = withRegistry(home(), (r) => {
-      const { specs, invalid } = r.load();
+  bots.command('list').description('list bots (tokens masked)').option('--json', 'JSON output').action(async (o: { json?: boolean }) => {
+    const rows = await withStore(home(), async (st) => {
+      const { specs, invalid } = await st.bots.load();
       const masked = new Map(specs.map((s) => [s.id, maskToken(s.token)]));
       const problems = new Map(invalid.map((b) => [b.id, b.reason]));
-      return r.list().map((b) => ({ ...b, token: masked.get(b.id) ?? '(unreadable)', problem: problems.get(b.id) ?? null }));
+      return (await st.bots.list()).map((b) => ({ ...b, token: masked.get(b.id) ?? '(unreadable)', problem: problems.get(b.id) ?? null }));
     });
     if (o.json) return console.log(JSON.stringify(rows, null, 2));
     console.log(table(['ID', 'NAME', 'ENABLED', 'MODE', 'HANDLER', 'SOURCE', 'TOKEN', 'PROBLEM'],
       rows.map((b) => [b.id, b.name, b.enabled ? 'yes' : 'no', b.mode ?? 'default', b.handler, b.source, b.token, b.problem ?? ''])));
   });
-  bots.command('rm <id>').description('remove a bot (its worker is stopped)').action((id: string) => withRegistry(home(), (r) => r.remove(id)));
-  bots.command('enable <id>').description('enable a bot').action((id: string) => withRegistry(home(), (r) => r.setEnabled(id, true)));
-  bots.command('disable <id>').description('disable a bot (its worker is stopped)').action((id: string) => withRegistry(home(), (r) => r.setEnabled(id, false)));
+  bots.command('rm <id>').description('remove a bot (its worker is stopped)').action((id: string) => withStore(home(), (s) => s.bots.remove(id)));
+  bots.command('enable <id>').description('enable a bot').action((id: string) => withStore(home(), (s) => s.bots.setEnabled(id, true)));
+  bots.command('disable <id>').description('disable a bot (its worker is stopped)').action((id: string) => withStore(home(), (s) => s.bots.setEnabled(id, false)));
   bots.command('set <id>').description('change a bot; settings reach the running worker without a restart')
     .option('--name <name>').option('--token <token>', 'new token, or - for stdin').option('--mode <mode>', 'polling, webhook, auto or default')
     .option('--handler <handler>').option('--settings <json>').option('--api-root <url>')
-    .action((id: string, o: { name?: string; token?: string; mode?: string; handler?: string; settings?: string; apiRoot?: string }) => {
-      withRegistry(home(), (r) => r.update(id, {
+    .action(async (id: string, o: { name?: string; token?: string; mode?: string; handler?: string; settings?: string; apiRoot?: string }) => {
+      await withStore(home(), (s) => s.bots.update(id, {
         ...(o.name !== undefined ? { name: o.name } : {}), ...(o.token !== undefined ? { token: readToken(o.token) } : {}),
         ...(o.mode !== undefined ? { mode: mode(o.mode) } : {}), ...(o.handler !== undefined ? { handler: o.handler } : {}),
         ...(o.settings !== undefined ? { settings: parseSettings(o.settings) } : {}), ...(o.apiRoot !== undefined ? { apiRoot: o.apiRoot } : {}),

@@ -10,7 +10,7 @@ import { ErrorCodes, fail } from '../common/errors.js';
 import { escapeControl, formatDuration, formatMb } from '../common/table.js';
 import { maskToken } from '../config/secrets.js';
 import type { BotDescription } from '../master/lifecycle/supervisor.js';
-import type { Registry } from '../master/store/registry.js';
+import type { Store } from '../master/store/store.js';
 
 /** Settings keys whose values are not printed (a handler's own API keys and passwords). */
 const SECRET_KEY = /token|secret|password|passwd|key|credential|auth/i;
@@ -23,10 +23,10 @@ export function redactSettings(v: unknown): unknown {
 }
 
 /** The registry's part of a description. @throws BF_ERR_BOT_NOT_FOUND */
-export function registryPart(r: Registry, botId: string): Record<string, unknown> {
-  const row = r.list().find((b) => b.id === botId);
+export async function registryPart(st: Store, botId: string): Promise<Record<string, unknown>> {
+  const row = (await st.bots.list()).find((b) => b.id === botId);
   if (!row) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${botId}"`);
-  const { specs, invalid } = r.load();
+  const { specs, invalid } = await st.bots.load();
   const spec = specs.find((s) => s.id === botId);
   let settings: unknown;
   try {

@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { homePaths, loadConfig } from '../config/load.js';
 import { controlRequest } from '../master/surfaces/control-server.js';
-import { withRegistry } from './bots.js';
+import { withStore } from './bots.js';
 import { table } from '../common/table.js';
 import { usage } from './usage.js';
 
@@ -22,8 +22,8 @@ function selection(id: string | undefined, bot: string | undefined, verb: string
 export function registerDlqCommands(program: Command, home: () => string | undefined): void {
   const dlq = program.command('dlq').description('the dead-letter queue: updates given up on after repeated worker deaths');
   dlq.command('list [botId]').description('dead letters, oldest first (ids, kinds and sizes; never message text)').option('--json', 'JSON output')
-    .action((botId: string | undefined, o: { json?: boolean }) => {
-      const rows = withRegistry(home(), (r) => r.deadLetters.list(botId));
+    .action(async (botId: string | undefined, o: { json?: boolean }) => {
+      const rows = await withStore(home(), (s) => s.deadLetters.list(botId));
       if (o.json) return console.log(JSON.stringify(rows, null, 2));
       if (rows.length === 0) return console.log(botId ? `no dead letters for bot "${botId}"` : 'no dead letters');
       console.log(table(['ID', 'BOT', 'UPDATE_ID', 'KIND', 'BYTES', 'AT', 'REPLAYS', 'LAST RESULT', 'REASON'],
@@ -43,8 +43,8 @@ export function registerDlqCommands(program: Command, home: () => string | undef
       console.log(`moved ${res.taken} to the dead-letter queue`);
     });
   dlq.command('rm [id]').description('forget dead letters').option('--bot <botId>', "every dead letter of this bot")
-    .action((id: string | undefined, o: { bot?: string }) => {
-      const n = withRegistry(home(), (r) => r.deadLetters.remove(selection(id, o.bot, 'rm')));
+    .action(async (id: string | undefined, o: { bot?: string }) => {
+      const n = await withStore(home(), (s) => s.deadLetters.remove(selection(id, o.bot, 'rm')));
       console.log(`removed ${n}`);
     });
 }

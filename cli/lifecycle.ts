@@ -9,13 +9,12 @@ import { loadEncryptionKey } from '../config/secrets.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
 import { readLivePid } from '../master/host/pid-file.js';
 import { openHomeRegistry } from '../master/store/registry.js';
+import { openSqliteStore } from '../master/store/store.js';
 
 /** Print which bots would start and how. @returns the exit code: 0 all good, 1 some bot is invalid. */
-export function dryRun(cfg: Config): number {
-  const p = homePaths(cfg.home);
-  const registry = openHomeRegistry(p, cfg.encryptionKey);
-  const { specs, invalid } = registry.load();
-  registry.close();
+export async function dryRun(cfg: Config): Promise<number> {
+  const store = openSqliteStore(openHomeRegistry(homePaths(cfg.home), cfg.encryptionKey));
+  const { specs, invalid } = await store.bots.load().finally(() => store.close());
   let bad = 0;
   console.log(`configuration OK (home ${cfg.home}, mode ${cfg.mode})`);
   for (const s of specs) {

@@ -20,7 +20,7 @@ import { statusTable } from '../master/surfaces/status-table.js';
 import type { BotDescription } from '../master/lifecycle/supervisor.js';
 import { describeText, logFiles, registryPart } from './describe.js';
 import { colour, watchStatus } from './watch.js';
-import { withRegistry } from './bots.js';
+import { withStore } from './bots.js';
 import { daemonize, dryRun } from './lifecycle.js';
 import { stopMaster, stopSummary } from './stop.js';
 import { LEVELS, parseDuration, showAllLogs, showLogs } from './logs.js';
@@ -53,7 +53,7 @@ start.action(async (o: Record<string, string | boolean | undefined>) => {
     if (typeof v === 'string') flags[s.key] = v;
   }
   const cfg = config(flags);
-  if (o.dryRun) process.exit(dryRun(cfg));
+  if (o.dryRun) process.exit(await dryRun(cfg));
   if (o.daemon) {
     console.log(`botfleet started in the background (pid ${await daemonize(cfg, process.argv.slice(3))})`);
     return;
@@ -101,7 +101,7 @@ program.command('status').description('the fleet as a table').option('--json', '
 
 program.command('describe <botId>').description('everything known about one bot (config without secrets, state history, exits, logs)')
   .option('--json', 'JSON output').action(async (botId: string, o: { json?: boolean }) => {
-    const reg = withRegistry(home(), (r) => registryPart(r, botId));
+    const reg = await withStore(home(), (st) => registryPart(st, botId));
     let live: BotDescription | null = null;
     try {
       live = (await controlRequest(homePaths(config().home).socket, { cmd: 'describe', botId })) as BotDescription;
