@@ -124,12 +124,7 @@ function openV1(name: string, env: CgroupEnv): BotCgroups | string {
     forBot(botId, limits) {
       const mem = path.join(memBase, botId);
       const pids = path.join(pidsBase, botId);
-      try {
-        fs.mkdirSync(mem, { recursive: true });
-        fs.mkdirSync(pids, { recursive: true });
-      } catch {
-        return null;
-      }
+      if (!makeDirs([mem, pids])) return null;
       made.add(botId);
       const ok = setV1Memory(mem, limits.memoryBytes);
       if (!ok || !write(path.join(pids, 'pids.max'), String(limits.pids))) return null;
@@ -143,6 +138,16 @@ function openV1(name: string, env: CgroupEnv): BotCgroups | string {
   };
 }
 
+/** Make each directory (with its parents). @returns false when one cannot be made */
+function makeDirs(dirs: readonly string[]): boolean {
+  try {
+    for (const d of dirs) fs.mkdirSync(d, { recursive: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** v2 with delegation. @returns null when v2 is not there or not delegated to us */
 function openV2(name: string, env: CgroupEnv): BotCgroups | null {
   const own = ownPath(env.selfCgroup, '');
@@ -152,12 +157,7 @@ function openV2(name: string, env: CgroupEnv): BotCgroups | null {
   if (!available.includes('memory') || !available.includes('pids')) return null;
   const leaf = path.join(ownDir, `${name}-master`);
   const base = path.join(ownDir, name);
-  try {
-    fs.mkdirSync(leaf, { recursive: true });
-    fs.mkdirSync(base, { recursive: true });
-  } catch {
-    return null;
-  }
+  if (!makeDirs([leaf, base])) return null;
   // No internal processes: the master leaves its group for a leaf before the group may have controlled children.
   if (!write(path.join(leaf, 'cgroup.procs'), String(env.pid))) return null;
   if (!write(path.join(ownDir, 'cgroup.subtree_control'), '+memory +pids') || !write(path.join(base, 'cgroup.subtree_control'), '+memory +pids')) return null;

@@ -22,6 +22,7 @@ import type { RestartPolicy } from './policy/restart.js';
 import { step } from './step.js';
 import type { DeliveryRequest } from './telegram-admin.js';
 import { onWorkerGone } from '../delivery/in-flight.js';
+import type { ChannelSinks } from '../delivery/worker-channel.js';
 import type { SupervisorDeps, TransitionEvent } from './supervisor-deps.js';
 
 export const HOUR_MS = 3_600_000;
@@ -62,6 +63,8 @@ export class Dispatcher {
   stopped = false;
   /** Bots SIGKILLed at their drain deadline (stopAll reports them). */
   readonly killedAtDeadline = new Set<string>();
+  /** Where the workers' delivery frames go (made once: every ack passes here). */
+  readonly channelSinks: ChannelSinks;
   /** Fork slots held by forked workers until `ready` or exit. */
   readonly forkSlots = new Map<Child, () => void>();
   private held = 0;
@@ -80,6 +83,7 @@ export class Dispatcher {
     this.now = d.now ?? (() => clock.now());
     this.limiter = createLimiter(this.cfg.startConcurrency);
     this.cap = effectiveCapacity(this.cfg, d.cores);
+    this.channelSinks = { logger: this.logger, now: this.now, ...(d.journal ? { journal: d.journal } : {}), ...(d.onDeadLetter ? { onDeadLetter: d.onDeadLetter } : {}) };
     this.policy = { maxRestarts: this.cfg.maxRestartsPerHour, periodMs: HOUR_MS, baseMs: this.cfg.restartBackoffMs, capMs: this.cfg.restartCooldownMs, healthyRunMs: this.cfg.healthyRunMs };
   }
 
@@ -255,11 +259,6 @@ export class Dispatcher {
         this.dispatch(c, { type: 'capacity-free' });
       }
     });
-  }
-
-  /** Children holding a worker slot (a process, a launch under way, a restart armed). */
-  used(): number {
-    return this.held;
   }
 
   deliveryRequest(c: Child, spec: BotSpec, mode: DeliveryMode): DeliveryRequest {

@@ -72,7 +72,7 @@ export function step(life: Life, e: LifeEvent, now: number, r: StepRules): Step 
     case 'disk-over-cap': return killFor(life, e.pid, 'disk', { killedFor: 'disk', fatal: { message: e.message, code: null } });
     case 'protocol-violation': return killFor(life, e.pid, 'protocol', { detail: e.detail, fatal: null });
     case 'exit': return exited(life, e, now, r);
-    case 'timer': return timer(life, now, r);
+    case 'timer': return timer(life, r);
     case 'restart': return restart(life, e.reason, now, r);
   }
 }
@@ -175,15 +175,14 @@ function killFor(life: Life, pid: number, reason: ExitReason, patch: Partial<Pro
 }
 
 /** The child's one timer fired: the startup or drain deadline, the end of a backoff or of a quarantine. */
-function timer(life: Life, now: number, r: StepRules): Step {
+function timer(life: Life, r: StepRules): Step {
   const p = life.phase;
   switch (p.tag) {
     case 'starting': return killFor(life, p.proc.pid, 'startup-timeout', {});
     case 'draining': return p.killed ? same(life) : to(life, { ...p, killed: true }, [{ type: 'kill', pid: p.proc.pid, reason: 'drain deadline' }]);
     case 'backoff': return launch(life, `restart after ${p.cause}`, r);
     case 'quarantined': return p.until === null ? same(life) : launch(life, 'quarantine window freed', r);
-    default: void now;
-      return same(life);
+    default: return same(life);
   }
 }
 

@@ -26,7 +26,7 @@ export function onWorkerMessage(core: Dispatcher, c: Child, proc: WorkerProcess,
     return;
   }
   if (isDeliveryFrame(m)) {
-    const refused = onDeliveryFrame(c.delivery, c.botId, m, { logger: core.logger, now: core.now, journal: core.d.journal, onDeadLetter: core.d.onDeadLetter });
+    const refused = onDeliveryFrame(c.delivery, c.botId, m, core.channelSinks);
     if (refused) violation(refused);
     return;
   }

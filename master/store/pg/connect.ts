@@ -67,6 +67,15 @@ export function storeError(err: unknown, what: string, url: string): BotfleetErr
   return fail(ErrorCodes.STORE, `${what} failed on ${serverOf(url)}: ${detail}${e.code ? ` (${e.code})` : ''}`, err);
 }
 
+/** Run `fn`; a failure becomes {@link storeError} (a BotfleetError, already one of ours, passes through). */
+export async function storeCall<T>(url: string, what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw storeError(err, what, url);
+  }
+}
+
 /** Open a pool for `o.url`; it connects lazily, on the first query. */
 export function openPool(o: PgOptions): pg.Pool {
   checkPgUrl(o.url);

@@ -14,7 +14,7 @@ import { checkFields, rowToSpec } from '../registry-schema.js';
 import { ETAG_KEY, planApiSync } from '../registry-sync.js';
 import { newBotId, patchColumns, slugify, toListing } from '../registry-schema.js';
 import type { BotRegistry } from '../store.js';
-import { inTransaction, storeError } from './connect.js';
+import { inTransaction, storeCall } from './connect.js';
 
 /** The channel a change of the bots is announced on. */
 export const BOTS_CHANNEL = 'botfleet_bots';
@@ -39,14 +39,7 @@ interface Ctx {
 
 /** The bots engine on an open, migrated pool; `key` is the home's token key. */
 export function pgBots(pool: pg.Pool, key: Buffer, url: string): BotRegistry {
-  const wrap = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (err) {
-      if ((err as { code?: string }).code?.startsWith('BF_ERR_')) throw err;
-      throw storeError(err, what, url);
-    }
-  };
+  const wrap = <T>(what: string, fn: () => Promise<T>) => storeCall(url, what, fn);
   const ctx: Ctx = {
     pool, key, wrap,
     q: (sql, params = []) => wrap('reading the bots', () => pool.query(sql, params)),

@@ -11,7 +11,7 @@
  */
 import type pg from 'pg';
 import type { JournalEngine, JournalOps, LoadedJournal, PendingRow } from '../journal-engine.js';
-import { inTransaction, storeError } from './connect.js';
+import { inTransaction, storeCall } from './connect.js';
 
 /** The channel a commit NOTIFYs with the bots it journaled for (the payload is a bot id). */
 export const JOURNAL_CHANNEL = 'botfleet_journal';
@@ -59,22 +59,12 @@ async function applyBatch(c: pg.PoolClient, ops: JournalOps): Promise<void> {
 /** The PostgreSQL journal engine on an open, migrated pool (the store's). `close` leaves the pool to its owner. */
 export function pgJournalEngine(pool: pg.Pool, url: string): JournalEngine {
   return {
-    async load(ackedSince): Promise<LoadedJournal> {
-      try {
+    load: (ackedSince): Promise<LoadedJournal> => storeCall(url, 'reading the journal', async () => {
         const pending = await pool.query<Omit<PendingRow, 'replay'> & { replay: boolean }>('SELECT bot, update_id, payload, received_at, deaths, replay FROM journal_pending ORDER BY bot, update_id');
         const acked = await pool.query<{ bot: string; update_id: number; acked_at: number }>('SELECT bot, update_id, acked_at FROM journal_acked WHERE acked_at >= $1 ORDER BY acked_at', [ackedSince]);
         return { pending: pending.rows.map((r) => ({ ...r, replay: r.replay ? 1 : 0 })), acked: acked.rows };
-      } catch (err) {
-        throw storeError(err, 'reading the journal', url);
-      }
-    },
-    async commit(ops) {
-      try {
-        await inTransaction(pool, (c) => applyBatch(c, ops));
-      } catch (err) {
-        throw storeError(err, 'committing to the journal', url);
-      }
-    },
+    }),
+    commit: (ops) => storeCall(url, 'committing to the journal', () => inTransaction(pool, (c) => applyBatch(c, ops))),
     dead: () => null,
     close: async () => undefined,
   };

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { MAX_DEAD_LETTERS_PER_BOT, toDeadLetter } from '../dead-letters.js';
 import { historyFromRow } from '../registry-schema.js';
 import type { DeadLetterQueue, HistoryStore, MetaStore, Store } from '../store.js';
-import { inTransaction, openPool, storeError, type PgOptions } from './connect.js';
+import { inTransaction, openPool, storeCall, storeError, type PgOptions } from './connect.js';
 import { migratePg } from './migrations.js';
 import { pgBots } from './pg-bots.js';
 
@@ -20,13 +20,7 @@ import { pgBots } from './pg-bots.js';
  */
 export async function openPgStore(o: PgOptions & { key: Buffer; logger?: Logger }): Promise<Store & { pool: pg.Pool }> {
   const pool = openPool(o);
-  const q = async <R extends pg.QueryResultRow>(what: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> => {
-    try {
-      return await pool.query<R>(sql, params);
-    } catch (err) {
-      throw storeError(err, what, o.url);
-    }
-  };
+  const q = <R extends pg.QueryResultRow>(what: string, sql: string, params: unknown[] = []) => storeCall(o.url, what, () => pool.query<R>(sql, params));
   try {
     await migratePg(pool);
   } catch (err) {
@@ -63,17 +57,11 @@ function pgHistory(q: Query): HistoryStore {
 function pgDeadLetters(q: Query, pool: pg.Pool, url: string): DeadLetterQueue {
   const where = (sel: { id: number } | { botId: string }): [string, string | number] => ('id' in sel ? ['id = $1', sel.id] : ['bot_id = $1', sel.botId]);
   return {
-    async add(botId, update, reason, at) {
-      try {
-        await inTransaction(pool, async (c) => {
+    add: (botId, update, reason, at) => storeCall(url, 'keeping a dead letter', () => inTransaction(pool, async (c) => {
           await c.query('INSERT INTO dead_letters (bot_id, update_id, update_json, reason, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (bot_id, update_id) DO NOTHING',
             [botId, update.update_id, JSON.stringify(update), reason, at]);
           await c.query(`DELETE FROM dead_letters WHERE bot_id = $1 AND id NOT IN (SELECT id FROM dead_letters WHERE bot_id = $1 ORDER BY id DESC LIMIT ${MAX_DEAD_LETTERS_PER_BOT})`, [botId]);
-        });
-      } catch (err) {
-        throw storeError(err, 'keeping a dead letter', url);
-      }
-    },
+    })),
     async list(botId) {
       const r = botId === undefined ? await q('listing dead letters', 'SELECT * FROM dead_letters ORDER BY id') : await q('listing dead letters', 'SELECT * FROM dead_letters WHERE bot_id = $1 ORDER BY id', [botId]);
       return r.rows.map(toDeadLetter);
