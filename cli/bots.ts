@@ -2,10 +2,11 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { ErrorCodes, fail } from '../common/errors.js';
-import { homePaths, loadConfig } from '../config/load.js';
+import { loadConfig } from '../config/load.js';
 import { maskToken } from '../config/secrets.js';
-import { openHomeRegistry, type BotModeSetting } from '../master/store/registry.js';
-import { openSqliteStore, type Store } from '../master/store/store.js';
+import type { BotModeSetting } from '../master/store/registry.js';
+import { openStore } from '../master/store/open.js';
+import type { Store } from '../master/store/store.js';
 import { table } from '../common/table.js';
 import { handlerWarning } from '../master/host/bot-paths.js';
 import { canChangeUser } from '../master/host/isolation.js';
@@ -14,7 +15,7 @@ import { isBuiltinHandler } from '../worker/handlers/index.js';
 /** Run `fn` on the home's store (the CLI's own connection, through the same interfaces as the master's; closed after). */
 export async function withStore<T>(home: string | undefined, fn: (s: Store) => Promise<T>): Promise<T> {
   const cfg = loadConfig(home ? { home } : {});
-  const s = openSqliteStore(openHomeRegistry(homePaths(cfg.home), cfg.encryptionKey));
+  const s = await openStore(cfg, { poolSize: 2 });
   try {
     return await fn(s);
   } finally {

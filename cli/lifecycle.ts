@@ -5,18 +5,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, fail } from '../common/errors.js';
 import { homePaths, type Config } from '../config/load.js';
-import { loadEncryptionKey } from '../config/secrets.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
 import { readLivePid } from '../master/host/pid-file.js';
-import { openHomeRegistry } from '../master/store/registry.js';
-import { openSqliteStore } from '../master/store/store.js';
+import { openStore, storeWhere } from '../master/store/open.js';
 
 /** Print which bots would start and how. @returns the exit code: 0 all good, 1 some bot is invalid. */
 export async function dryRun(cfg: Config): Promise<number> {
-  const store = openSqliteStore(openHomeRegistry(homePaths(cfg.home), cfg.encryptionKey));
+  const store = await openStore(cfg, { poolSize: 2 });
   const { specs, invalid } = await store.bots.load().finally(() => store.close());
   let bad = 0;
-  console.log(`configuration OK (home ${cfg.home}, mode ${cfg.mode})`);
+  console.log(`configuration OK (home ${cfg.home}, store ${storeWhere(cfg)}, mode ${cfg.mode})`);
   for (const s of specs) {
     const wanted = s.mode ?? cfg.mode;
     const mode = wanted === 'auto' ? (cfg.webhookHost ? 'webhook' : 'polling') : wanted;

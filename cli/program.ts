@@ -45,10 +45,11 @@ const config = (flags: FlagValues = {}) => loadConfig({ ...(home() ? { home: hom
 const start = program.command('start').description('run the master (foreground by default)')
   .option('--daemon', 'run in the background')
   .option('--dry-run', 'validate configuration and registry, print what would start, exit');
-for (const s of SETTINGS) if (s.key !== 'home') start.addOption(new Option(`--${s.flag} <value>`, `${s.doc} [${s.env}]`));
+for (const s of SETTINGS) if (s.key !== 'home' && s.flag) start.addOption(new Option(`--${s.flag} <value>`, `${s.doc} [${s.env}]`));
 start.action(async (o: Record<string, string | boolean | undefined>) => {
   const flags: FlagValues = {};
   for (const s of SETTINGS) {
+    if (!s.flag) continue;
     const v = o[s.flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())];
     if (typeof v === 'string') flags[s.key] = v;
   }

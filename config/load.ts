@@ -51,7 +51,7 @@ function parseValue(def: SettingDef, raw: string): Parsed {
 }
 
 /** Secrets are never echoed back in an error line. */
-const SECRET_KEYS = new Set<keyof Config>(['webhookSecret', 'encryptionKey', 'statusAuth', 'botsApiUrl', 'botsApiToken']);
+const SECRET_KEYS = new Set<keyof Config>(['webhookSecret', 'encryptionKey', 'statusAuth', 'botsApiUrl', 'botsApiToken', 'databaseUrl']);
 
 /**
  * Build the configuration. `env` defaults to `process.env`, `flags` win over env.
@@ -93,6 +93,9 @@ function crossCheck(c: Config): string[] {
   }
   if (c.restartCooldownMs < c.restartBackoffMs) {
     problems.push(`RESTART_COOLDOWN_MS (${c.restartCooldownMs}) must be at least RESTART_BACKOFF_MS (${c.restartBackoffMs})`);
+  }
+  if (c.databaseUrl !== undefined && !/^postgres(ql)?:\/\/[^/?#]*[^/?#@:]/.test(c.databaseUrl)) {
+    problems.push('DATABASE_URL must be postgres://user:password@host:port/database');
   }
   for (const [env, value] of [['WEBHOOK_ALLOWED_SOURCES', c.webhookAllowedSources], ['WEBHOOK_TRUST_PROXY', c.webhookTrustProxy]] as const) {
     if (value === undefined) continue;

@@ -13,11 +13,11 @@ export type SettingKind =
   | { kind: 'string' }
   | { kind: 'url' };
 
-/** One row of the table. `flag` is `--<flag>` on `botfleet start`. */
+/** One row of the table. `flag` is `--<flag>` on `botfleet start`; none for a secret that must not show in `ps` (env only). */
 export interface SettingDef {
   key: keyof Config;
   env: string;
-  flag: string;
+  flag: string | null;
   default: string | undefined;
   /** How the docs show the default when it depends on the machine (e.g. "the core count"). */
   defaultDoc?: string;
@@ -92,6 +92,8 @@ export interface Config {
   workerIsolation: 'auto' | 'uid' | 'permission' | 'off';
   allowUnisolatedChildProcesses: boolean;
   encryptionKey: string | undefined;
+  /** `postgres://…`: the store on PostgreSQL (env only: the password never shows in `ps`); unset: SQLite in the home. */
+  databaseUrl: string | undefined;
 }
 
 const cores = Math.max(1, os.availableParallelism());
@@ -163,6 +165,7 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'workerIsolation', env: 'WORKER_ISOLATION', flag: 'worker-isolation', default: 'auto', type: { kind: 'enum', values: ['auto', 'uid', 'permission', 'off'] }, doc: 'auto: per-bot uids where the master may change user, plus the Node permission model; uid: per-bot uids only (start fails where they cannot apply); permission: the permission model only; off: neither (development only)' },
   { key: 'allowUnisolatedChildProcesses', env: 'ALLOW_UNISOLATED_CHILD_PROCESSES', flag: 'allow-unisolated-child-processes', default: 'false', type: { kind: 'bool' }, doc: 'let a bot whose settings say allowChildProcess or allowWorkerThreads start where per-bot uids are not in force; its children escape the permission model (they can read the key, the database and the control token). Off: such a bot is quarantined with reason config' },
   { key: 'encryptionKey', env: 'BOTFLEET_ENCRYPTION_KEY', flag: 'encryption-key', default: undefined, type: { kind: 'string' }, doc: '32-byte key (64 hex chars or base64) for tokens at rest; else a key file in the home (generated only while the registry holds no token)' },
+  { key: 'databaseUrl', env: 'DATABASE_URL', flag: null, default: undefined, type: { kind: 'string' }, doc: 'postgres://user:password@host:port/database: the store (bots, history, dead letters, journal) on PostgreSQL, shared by the masters of a cluster; unset: SQLite in the home. Environment only (never a flag: the password would show in `ps`); the password never appears in logs, status or errors. Every master and the CLI need the same BOTFLEET_ENCRYPTION_KEY' },
 ];
 
 /** An environment variable read outside {@link SETTINGS}: docs/configuration.md lists these too. */

@@ -16,8 +16,9 @@ import { startControlServer, tokenFileOf } from './surfaces/control-server.js';
 import { openLogFile, type LogFile } from './host/log-file.js';
 import { createMetrics } from './surfaces/metrics.js';
 import { removePidFile, writePidFile } from './host/pid-file.js';
-import { openHomeRegistry } from './store/registry.js';
-import { openSqliteStore, type Store } from './store/store.js';
+import type { Store } from './store/store.js';
+import { openStoreWaiting } from './store/open.js';
+import { waitingHealth } from './surfaces/waiting-health.js';
 import { deadLetterCounts, openSlotCache, type DeadLetterCounts, type SlotCache } from './store/caches.js';
 import { openJournal } from './delivery/open-journal.js';
 import type { Journal } from './delivery/journal.js';
@@ -72,16 +73,30 @@ interface Home {
   workersFile: string;
 }
 
-function claimHome(cfg: Config): Home {
+function claimHome(cfg: Config): Omit<Home, 'store'> {
   const p = homePaths(cfg.home);
   for (const dir of [p.data, p.logs, p.run]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const lock = acquireLock(path.join(p.run, 'master.lock'));
   try {
     writePidFile(p.pidFile);
-    return { p, lock, store: openSqliteStore(openHomeRegistry(p, cfg.encryptionKey)), workersFile: `${p.run}/workers.json` };
+    return { p, lock, workersFile: `${p.run}/workers.json` };
   } catch (err) {
     lock.release();
     throw err;
+  }
+}
+
+/** The store (DATABASE_URL's PostgreSQL, waited for while it cannot be reached, `/health` saying why; else SQLite). Releases the home when it cannot open. */
+async function openHomeStore(cfg: Config, home: Omit<Home, 'store'>, logger: Logger): Promise<Home> {
+  const waiting = waitingHealth(cfg.statusHost, cfg.statusPort, home.p.portsFile, logger);
+  try {
+    return { ...home, store: await openStoreWaiting(cfg, logger, waiting.set) };
+  } catch (err) {
+    removePidFile(home.p.pidFile);
+    home.lock.release();
+    throw err;
+  } finally {
+    await waiting.close();
   }
 }
 
@@ -113,7 +128,7 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   const deadLetters = deadLetterCounts(store);
   const keepDeadLetter = deadLetterKeeper(store, logger, deadLetters.refresh);
   const journal = await openJournal({
-    file: p.journal, sync: cfg.journalSync, maxPending: cfg.journalMaxPending, window: cfg.deliveryWindow,
+    store, sync: cfg.journalSync, maxPending: cfg.journalMaxPending, window: cfg.deliveryWindow,
     dedupWindowMs: cfg.dedupWindowMs, logger, onDeadLetter: keepDeadLetter,
   }).catch((err: unknown) => {
     isolation.release();
@@ -197,8 +212,9 @@ async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger,
  */
 export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}): Promise<MasterHandle> {
   const startedAt = Date.now();
-  const home = claimHome(cfg);
-  const { logger, file: logFile } = masterLogger(cfg, home.p.logs, opts.echoLogs ?? false);
+  const claimed = claimHome(cfg);
+  const { logger, file: logFile } = masterLogger(cfg, claimed.p.logs, opts.echoLogs ?? false);
+  const home = await openHomeStore(cfg, claimed, logger);
   const core = await openCore(cfg, home, logger);
   const surfaces = await openSurfaces(cfg, home, core, logger, startedAt);
   const { supervisor } = core;

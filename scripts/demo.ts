@@ -10,7 +10,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../common/free-port.js';
 import { loadConfig, homePaths } from '../config/load.js';
-import { loadEncryptionKey } from '../config/secrets.js';
 import { statusTable } from '../master/surfaces/status-table.js';
 import { startMaster } from '../master/main.js';
 import { openHomeRegistry } from '../master/store/registry.js';

@@ -96,6 +96,7 @@ export async function startLocalPostgres(): Promise<LocalPostgres> {
   const port = await freePort();
   let server: ChildProcess | null = null;
   const start = async () => {
+    if (server && server.exitCode === null && server.signalCode === null) return; // running already
     const [c, a] = asServerUser(path.join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200']);
     const p = spawn(c, a, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';

@@ -15,6 +15,7 @@ import { pino } from 'pino';
 import type { Update } from 'node-telegram-bot-api';
 import { openJournal, startJournal } from '../master/delivery/open-journal.js';
 import { pgJournalEngine } from '../master/store/pg/pg-journal.js';
+import { openSqliteJournal } from '../master/store/journal-sqlite.js';
 import { openPgStore } from '../master/store/pg/pg-store.js';
 import { postgresBinDir, POSTGRES_MISSING, startLocalPostgres, type LocalPostgres } from '../scripts/postgres.js';
 import type { Journal } from '../master/delivery/journal.js';
@@ -61,7 +62,8 @@ async function withJournal(engine: Engine, opts: { maxPending?: number; window?:
   if (engine === 'postgres') server!.psql(`CREATE DATABASE ${db}`);
   const pools: Array<{ close(): Promise<void> }> = [];
   const open = async (): Promise<Journal> => {
-    if (engine === 'sqlite') return openJournal({ file: path.join(dir, 'journal.db'), sync: 'full', ...o });
+    const file = path.join(dir, 'journal.db');
+    if (engine === 'sqlite') return openJournal({ store: { journalEngine: (sync) => openSqliteJournal(file, sync), where: file }, sync: 'full', ...o });
     const url = server!.url.replace(/\/postgres$/, `/${db}`);
     const store = await openPgStore({ url, key: TEST_KEY });
     pools.push(store);

@@ -8,67 +8,11 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { journalQuery } from './helpers/journal-file.js';
-import type { SentMessage } from '../scripts/emulator/bot-state.js';
-import { FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
+import { FIXTURES, withFleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
+import { streamThroughKills } from './helpers/streams.js';
 
 const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
-
-/**
- * The replies of each chat as a list of texts; `collapsed` with consecutive
- * repeats merged (a redelivery after a kill repeats the update just handled).
- */
-function repliesByChat(sent: SentMessage[], chats: number[]): Map<number, { all: string[]; collapsed: string[] }> {
-  const out = new Map(chats.map((c) => [c, { all: [] as string[], collapsed: [] as string[] }]));
-  for (const m of sent) {
-    const r = out.get(m.chat_id);
-    if (!r) continue;
-    r.all.push(m.text);
-    if (r.collapsed[r.collapsed.length - 1] !== m.text) r.collapsed.push(m.text);
-  }
-  return out;
-}
-
-/** SIGKILL bot `id`'s current worker once `sent` has at least `after` replies; resolves with its pid. */
-async function killWorkerAfter(fleet: Fleet, id: string, after: number, seenPids: Set<number>): Promise<number> {
-  const w = await fleet.waitWorker(id, (x) => x.state === 'running' && x.pid !== null && !seenPids.has(x.pid), 20_000, `a new running worker of ${id}`);
-  await waitFor(() => fleet.tg(id).sent.length >= after, 30_000, `${after} replies`, 5);
-  process.kill(w.pid!, 'SIGKILL');
-  seenPids.add(w.pid!);
-  return w.pid!;
-}
-
-/**
- * Stream `perChat` updates into each of `chatCount` chats of bot `id` (its handler
- * answers `ok: <text>`), SIGKILL its worker once `killAt[i]` replies have arrived,
- * wait for a reply to every update, and check each chat got every update, in order
- * (a redelivery repeats the update just handled, so consecutive repeats are merged).
- * @returns how many updates were handled twice
- */
-async function streamThroughKills(fleet: Fleet, id: string, chatCount: number, perChat: number, killAt: number[]): Promise<number> {
-  const tg = fleet.tg(id);
-  const chats = Array.from({ length: chatCount }, (_, i) => 1000 + i);
-  const expected = new Map(chats.map((c) => [c, [] as string[]]));
-  for (let n = 0; n < perChat; n++) {
-    for (const c of chats) {
-      fleet.emulator.userSends(tg, c, `m${n}`);
-      expected.get(c)!.push(`ok: m${n}`);
-    }
-  }
-  const seen = new Set<number>();
-  for (const after of killAt) await killWorkerAfter(fleet, id, after, seen);
-  await waitFor(() => [...repliesByChat(tg.sent, chats).values()].every((r) => r.collapsed.length >= perChat), 60_000, `a reply to each of the ${chatCount * perChat} updates`);
-  const byChat = repliesByChat(tg.sent, chats);
-  let duplicates = 0;
-  for (const c of chats) {
-    const r = byChat.get(c)!;
-    assert.deepEqual(r.collapsed, expected.get(c), `chat ${c}: every update, in order`);
-    duplicates += r.all.length - r.collapsed.length;
-  }
-  // A handler that replied and died before its ack was seen runs again (at least once): at most one per chat per kill.
-  assert.ok(duplicates <= killAt.length * chatCount, `${duplicates} handled twice`);
-  return duplicates;
-}
 
 describe('journal', () => {
   test('1000 updates over 20 chats, the worker SIGKILLed twice mid-stream: every POST 200, each handled, in order per chat', async (t) => {

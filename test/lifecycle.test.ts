@@ -12,9 +12,6 @@ import { waitFor } from './helpers/wait.js';
 
 const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
 const masterLog = (fleet: Fleet) => fs.readFileSync(path.join(fleet.home, 'logs', 'master.log'), 'utf8');
-const transitions = (fleet: Fleet, botId: string, to: string) =>
-  masterLog(fleet).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { botId?: string; to?: string; msg?: string })
-    .filter((l) => l.msg === 'transition' && l.botId === botId && l.to === to).length;
 
 describe('exit reasons', () => {
   test('an unasked exit 0 is recorded as exited and restarted; exit 78 as config and quarantined', async () => {

@@ -114,6 +114,26 @@ test('chat queue: a failing item does not stop the next of its chat', async () =
   assert.deepEqual(done, ['good']);
 });
 
+test('chat queue: abandon lets the running items finish and drops the queued ones (the master is gone)', async () => {
+  const started: string[] = [];
+  const gates = new Map<string, () => void>();
+  const q = createChatQueue<string>((i) => new Promise<void>((r) => {
+    started.push(i);
+    gates.set(i, r);
+  }), 10);
+  q.push('a', 'a1');
+  q.push('a', 'a2');
+  q.push('b', 'b1');
+  q.push('b', 'b2');
+  await new Promise((r) => setImmediate(r));
+  q.abandon();
+  gates.get('a1')!();
+  gates.get('b1')!();
+  await q.idle();
+  assert.deepEqual(started, ['a1', 'b1'], 'a2 and b2 never ran');
+  assert.equal(q.depth(), 0);
+});
+
 test('limiter: at most n holders, FIFO', async () => {
   const l = createLimiter(2);
   const r1 = await l.acquire();

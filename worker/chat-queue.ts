@@ -17,6 +17,12 @@ export interface ChatQueue<T> {
   waitForRoom(): Promise<void>;
   /** Resolves when nothing is queued or running. */
   idle(): Promise<void>;
+  /**
+   * Run nothing more: items not started yet are dropped (their handler never runs), those
+   * running finish. For a worker whose master is gone: the journal (or Telegram, for a
+   * polled update whose offset was never confirmed) gives the dropped ones to the next worker.
+   */
+  abandon(): void;
 }
 
 /**
@@ -28,6 +34,8 @@ export function createChatQueue<T>(handle: (item: T) => Promise<void>, maxInFlig
   const tails = new Map<ChatKey, Promise<void>>();
   let depth = 0;
   let waiters: Array<() => void> = [];
+  let abandoned = false;
+  const handleUnlessAbandoned = (item: T): Promise<void> | undefined => (abandoned ? undefined : handle(item));
 
   const wake = () => {
     if (waiters.length === 0) return; // the common case: settle runs per item, allocate nothing
@@ -41,7 +49,7 @@ export function createChatQueue<T>(handle: (item: T) => Promise<void>, maxInFlig
       depth++;
       const prev = tails.get(key);
       // An idle chat runs at once; a busy one waits behind its tail. One promise per item either way.
-      const run = prev ? prev.then(() => handle(item)) : handle(item);
+      const run = prev ? prev.then(() => handleUnlessAbandoned(item)) : Promise.resolve(handleUnlessAbandoned(item));
       const next: Promise<void> = run.then(settle, settle);
       function settle(): void {
         depth--;
@@ -57,5 +65,6 @@ export function createChatQueue<T>(handle: (item: T) => Promise<void>, maxInFlig
     async idle() {
       while (depth > 0) await new Promise<void>((r) => waiters.push(r));
     },
+    abandon: () => void (abandoned = true),
   };
 }

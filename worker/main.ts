@@ -22,7 +22,7 @@ const logger = lazyLogger(level, () => createLogger(redactingStream((l) => proce
 /** Last acks get this long to reach the master before the process exits. */
 const FLUSH_MS = 1000;
 // A failed send (the master is gone) is not an error here: the channel's close ends the worker.
-const channel = openWorkerChannel(onRaw, () => void exit(0, 'channel to the master closed'));
+const channel = openWorkerChannel(onRaw, () => void exit(0, 'channel to the master closed', true));
 function send(m: WorkerMessage): void {
   try {
     channel.send(m);
@@ -34,11 +34,12 @@ function send(m: WorkerMessage): void {
 let runtime: BotRuntime | undefined;
 let exiting = false;
 
-async function exit(code: number, why: string): Promise<void> {
+/** Shut down and exit; `masterGone`: the queued updates are left to the next worker (shutdown's abandonQueued). */
+async function exit(code: number, why: string, masterGone = false): Promise<void> {
   if (exiting) return;
   exiting = true;
   logger.info({ code, why }, 'worker exiting');
-  if (runtime) await runtime.shutdown().catch((err: unknown) => logger.error({ err: String(err) }, 'shutdown failed'));
+  if (runtime) await runtime.shutdown(masterGone).catch((err: unknown) => logger.error({ err: String(err) }, 'shutdown failed'));
   await channel.flush(FLUSH_MS);
   logger.flush?.();
   process.exit(code);

@@ -63,8 +63,12 @@ export interface BotRuntime {
   deliver(update: Update, replay?: boolean): void;
   /** Hot-reload settings into the handler. */
   applySettings(settings: Record<string, unknown>): void;
-  /** Stop intake, let in-flight updates finish within the drain deadline, confirm the polling offset, send the last acks. */
-  shutdown(): Promise<void>;
+  /**
+   * Stop intake, let in-flight updates finish within the drain deadline, confirm the polling
+   * offset, send the last acks. `abandonQueued` (the master is gone: no ack can reach it):
+   * only the handlers already running finish; the queued updates are left to the next worker.
+   */
+  shutdown(abandonQueued?: boolean): Promise<void>;
   counters(): WorkerCounters;
   /** Resolves with a fatal error if long polling gives up (e.g. 401 mid-run). */
   readonly fatal: Promise<WorkerFatal>;
@@ -209,9 +213,10 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       if (hooks && typeof hooks.onSettings === 'function') hooks.onSettings(settings);
       logger.info({ keys: Object.keys(settings) }, 'settings reloaded');
     },
-    async shutdown() {
+    async shutdown(abandonQueued = false) {
       errors.end();
       stop.abort();
+      if (abandonQueued) intake.queue.abandon();
       await pollDone;
       const drained = await Promise.race([intake.queue.idle().then(() => true), sleep(init.drainTimeoutMs, false)]);
       if (!drained) logger.warn({ inFlight: intake.queue.depth() }, 'drain deadline reached with updates in flight');

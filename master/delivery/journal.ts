@@ -55,7 +55,7 @@ export interface Journal {
   ackedIds(botId: string): number[];
   stats(botId: string): JournalStats;
   allStats(): Record<string, JournalStats>;
-  /** null while the journal writes; else why its last write failed (no write has succeeded since): `/health` answers 503 with it. */
+  /** null while the journal writes; else why its last batch failed (none has committed since): `/health` answers 503 with it. */
   writeProblem(): string | null;
   /**
    * Time from commit (Telegram's 200) to the worker's ack, over the last
@@ -95,10 +95,8 @@ export function createJournal(o: JournalOptions): Journal {
 class IndexedJournal implements Journal {
   private readonly bots = new Map<string, BotJournal>();
   private writeErrors = 0;
-  private lastWriteError: string | null = null;
   private readonly latency = new LatencyRing(LATENCY_SAMPLES);
   private readonly logWriteError = (err: unknown): void => {
-    this.lastWriteError = errorMessage(err);
     if (this.writeErrors++ % 1000 === 0) this.o.logger.error({ err: errorMessage(err), count: this.writeErrors }, 'journal write failed');
   };
 
@@ -186,7 +184,6 @@ class IndexedJournal implements Journal {
     e.committing = this.o.writer.write({ insert: [[botId, id, payload, now, replay ? 1 : 0]] }).then(() => {
       e.committing = null;
       e.committedAt = this.o.now();
-      this.lastWriteError = null;
       b.c.journaled++;
       this.schedulePump(b);
       return true;
@@ -270,7 +267,10 @@ class IndexedJournal implements Journal {
     return botStats(this.bot(botId), this.o.now());
   }
 
-  writeProblem = (): string | null => (this.lastWriteError === null ? null : `the journal cannot write: ${this.lastWriteError}`);
+  writeProblem = (): string | null => {
+    const p = this.o.writer.problem();
+    return p === null ? null : `the journal cannot write: ${p}`;
+  };
 
   allStats(): Record<string, JournalStats> {
     const now = this.o.now();

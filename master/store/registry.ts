@@ -8,7 +8,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { BotfleetError, ErrorCodes, errorMessage, fail } from '../../common/errors.js';
-import { BOT_ID_PATTERN } from '../../config/bot-fields.js';
 import type { ApiBot, ApiSyncResult } from '../../config/bots-api.js';
 import { decryptToken, encryptToken, loadEncryptionKey } from '../../config/secrets.js';
 import { openDeadLetters, type DeadLetterStore } from './dead-letters.js';
@@ -69,6 +68,8 @@ export interface Registry {
   keyOpensAToken(): boolean;
   /** True when another connection committed since the last call. */
   changedSinceLastCheck(): boolean;
+  /** The database file. */
+  readonly file: string;
   /** The dead-letter queue, in the same database. */
   readonly deadLetters: DeadLetterStore;
   /** Small named values (the `meta` table). */
@@ -142,6 +143,7 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
       lastVersion = v;
       return changed;
     },
+    file: dbPath,
     deadLetters: openDeadLetters(db),
     meta: {
       get: (k) => (db.prepare('SELECT value FROM meta WHERE key = ?').get(k) as { value: string } | undefined)?.value ?? null,

@@ -10,6 +10,9 @@ import type { DeadLetter, DeadLetterStore, DeadLetterWithUpdate } from './dead-l
 import type { ApiBot, ApiSyncResult } from '../../config/bots-api.js';
 import type { BotSpec, InvalidBot } from '../../config/bot-spec.js';
 import type { BotListing, BotPatch, NewBot, Registry, StoredHistory } from './registry.js';
+import type { JournalEngine, JournalSync } from './journal-engine.js';
+import { openSqliteJournal } from './journal-sqlite.js';
+import { ErrorCodes, fail } from '../../common/errors.js';
 
 export type { DeadLetter, DeadLetterWithUpdate, StoredHistory };
 
@@ -72,6 +75,15 @@ export interface Store {
   readonly history: HistoryStore;
   readonly deadLetters: DeadLetterQueue;
   readonly meta: MetaStore;
+  /** Where it lives, for messages: a file, or `user@host:port/database` (never a password). */
+  readonly where: string;
+  /**
+   * The journal's engine on this store: SQLite, its own file beside the registry (`sync`
+   * applies); PostgreSQL, the same database (every commit is durable).
+   * @throws BotfleetError `BF_ERR_JOURNAL` when it cannot be opened
+   */
+  journalEngine(sync: JournalSync): Promise<JournalEngine>;
+  /** Close it (the journal's engine is closed by its writer). */
   close(): Promise<void>;
 }
 
@@ -87,11 +99,13 @@ function asyncDeadLetters(d: DeadLetterStore): DeadLetterQueue {
   };
 }
 
-/** The SQLite engine: the registry's own database in the home (today's code, behind the interfaces). */
-export function openSqliteStore(registry: Registry): Store {
+/** The SQLite engine: the registry's own database in the home (today's code, behind the interfaces); the journal in `o.journalFile`. */
+export function openSqliteStore(registry: Registry, o: { journalFile?: string } = {}): Store {
   const r = registry;
   return {
     engine: 'sqlite',
+    where: registry.file,
+    journalEngine: (sync) => (o.journalFile ? openSqliteJournal(o.journalFile, sync) : Promise.reject(fail(ErrorCodes.JOURNAL, 'this store was opened without a journal file'))),
     bots: {
       add: async (b) => r.add(b), list: async () => r.list(), remove: async (id) => r.remove(id), setEnabled: async (id, on) => r.setEnabled(id, on),
       update: async (id, p) => r.update(id, p), syncFromApi: async (b, e) => r.syncFromApi(b, e), apiEtag: async () => r.apiEtag(), load: async () => r.load(),

@@ -8,7 +8,7 @@
  *   must be under one interval.
  * Each repetition uses its own bot (a fault update is a poison candidate).
  */
-import { benchEnv, makeHome, MISBEHAVE_HANDLER, nextTransition, privateBytes, rssBytes, sleep, startEmulator, startFleetIn } from './harness.js';
+import { benchEnv, makeHome, MISBEHAVE_HANDLER, nextTransition, privateBytes, sleep, startEmulator, startFleetIn } from './harness.js';
 import { fmt, fmtSummary, summarize, type Row } from './stats.js';
 
 const HEARTBEAT_INTERVAL_MS = 1000;

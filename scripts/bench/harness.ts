@@ -15,7 +15,6 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, homePaths } from '../../config/load.js';
 import { controlRequest } from '../../master/surfaces/control-server.js';
 import type { FleetStatus } from '../../master/surfaces/status-server.js';
-import { loadEncryptionKey } from '../../config/secrets.js';
 import { startMaster, type MasterHandle } from '../../master/main.js';
 import { openHomeRegistry } from '../../master/store/registry.js';
 import type { TransitionEvent } from '../../master/lifecycle/supervisor.js';

@@ -41,7 +41,7 @@ function valuesOf(d: SettingDef): string {
 
 /** The settings table, then the other environment variables. */
 function settingsTable(): string {
-  const rows = SETTINGS.map((d) => `| ${code(d.env)} | ${code('--' + d.flag)} | ${d.defaultDoc ?? (d.default === undefined ? '—' : code(d.default))} | ${valuesOf(d)} | ${cell(d.doc)} |`);
+  const rows = SETTINGS.map((d) => `| ${code(d.env)} | ${d.flag ? code('--' + d.flag) : '— (env only)'} | ${d.defaultDoc ?? (d.default === undefined ? '—' : code(d.default))} | ${valuesOf(d)} | ${cell(d.doc)} |`);
   const other = OTHER_ENVIRONMENT.map((o) => `| ${code(o.env)} | ${cell(o.doc)} |`);
   return [
     '| env | flag on `botfleet start` | default | values | meaning |', '|---|---|---|---|---|', ...rows, '',

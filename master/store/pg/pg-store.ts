@@ -10,9 +10,10 @@ import type { Logger } from 'pino';
 import { MAX_DEAD_LETTERS_PER_BOT, toDeadLetter } from '../dead-letters.js';
 import { historyFromRow } from '../registry-schema.js';
 import type { DeadLetterQueue, HistoryStore, MetaStore, Store } from '../store.js';
-import { inTransaction, openPool, storeCall, storeError, type PgOptions } from './connect.js';
+import { inTransaction, openPool, serverOf, storeCall, storeError, type PgOptions } from './connect.js';
 import { migratePg } from './migrations.js';
 import { pgBots } from './pg-bots.js';
+import { pgJournalEngine } from './pg-journal.js';
 
 /**
  * Open the store at `o.url` and bring its schema up to date; `key` is the home's token key.
@@ -30,7 +31,8 @@ export async function openPgStore(o: PgOptions & { key: Buffer; logger?: Logger 
   const bots = pgBots(pool, o.key, o.url);
   await bots.changedSinceLastCheck(); // changes are counted from the open, as the SQLite engine counts them
   return {
-    engine: 'postgres', pool, bots,
+    engine: 'postgres', pool, bots, where: serverOf(o.url),
+    journalEngine: async () => pgJournalEngine(pool, o.url),
     history: pgHistory(q),
     deadLetters: pgDeadLetters(q, pool, o.url),
     meta: pgMeta(q),
