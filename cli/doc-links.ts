@@ -18,6 +18,7 @@ export const DOC_PAGES: Readonly<Record<string, string>> = {
   dlq: 'docs/operations.md',
   demo: 'README.md',
   startup: 'docs/deployment.md',
+  store: 'docs/operations.md (The store) and docs/deployment.md',
 };
 
 /** Add the "More:" line to `cmd` and every command under it. */

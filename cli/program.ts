@@ -16,6 +16,7 @@ import type { FleetStatus } from '../master/surfaces/status-server.js';
 import type { RollSummary } from '../master/lifecycle/supervisor.js';
 import { registerBotsCommands } from './bots.js';
 import { registerDlqCommands } from './dlq.js';
+import { registerStoreCommands } from './store.js';
 import { statusTable } from '../master/surfaces/status-table.js';
 import type { BotDescription } from '../master/lifecycle/supervisor.js';
 import { describeText, logFiles, registryPart } from './describe.js';
@@ -132,6 +133,7 @@ program.command('logs [botId]').description("the master's log, or a bot's").opti
 
 registerBotsCommands(program, home);
 registerDlqCommands(program, home);
+registerStoreCommands(program, home);
 
 program.command('startup <system>').description('print the systemd unit for this installation and home (as pm2 startup); --install writes it')
   .option('--user <name>', 'the user the master runs as (default: botfleet as root, else you)')

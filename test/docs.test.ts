@@ -96,7 +96,7 @@ test('the README is a short front door: under ~300 lines, no benchmark history, 
 
 test('each command\'s --help names a doc page that exists', () => {
   const cli = path.join(ROOT, 'dist', 'cli', 'main.js');
-  const commands = [[], ['start'], ['stop'], ['restart'], ['status'], ['describe'], ['logs'], ['bots'], ['bots', 'add'], ['dlq'], ['dlq', 'replay'], ['demo']];
+  const commands = [[], ['start'], ['stop'], ['restart'], ['status'], ['describe'], ['logs'], ['bots'], ['bots', 'add'], ['dlq'], ['dlq', 'replay'], ['store', 'copy'], ['demo']];
   for (const c of commands) {
     const r = spawnSync(process.execPath, [cli, ...c, '--help'], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(r.status, 0, `${c.join(' ')} --help: ${r.stderr}`);

@@ -6,7 +6,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
+import type { Update } from 'node-telegram-bot-api';
+import { homePaths } from '../config/load.js';
+import { openHomeRegistry } from '../master/store/registry.js';
 import { FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
 import { waitFor } from './helpers/wait.js';
 import { repliesByChat, streamThroughKills } from './helpers/streams.js';
@@ -116,6 +120,80 @@ describe('the fleet on PostgreSQL', { skip: noPostgres }, () => {
       await fleet.waitRunning(['echo1'], 30_000);
       assert.equal(await fleet.chat('echo1', 5, 'hi'), 'hi');
       assert.match(fleet.masterOutput.join(''), /waiting for the store/);
+    });
+  });
+
+  test('store copy: a home with bots, a quarantine, a dead letter and pending updates moves into PostgreSQL (again: nothing changes; a database of another fleet: refused); a master on DATABASE_URL runs the same bots with the same tokens, and no token or password shows anywhere', { timeout: 180_000 }, async () => {
+    const { url, sql } = database();
+    const other = database();
+    await withFleet({}, { webhook: true }, async (fleet) => {
+      const hook = await fleet.addBot('hook', { mode: 'webhook', handler: MISBEHAVE });
+      await fleet.addBot('echo1');
+      await fleet.addBot('stuck');
+      await fleet.startMaster();
+      const s = await fleet.waitRunning(['hook', 'echo1', 'stuck']);
+      assert.equal(await fleet.chat('echo1', 3, 'before'), 'before');
+      const listed = (await fleet.cli(['bots', 'list', '--json'])).stdout;
+      // Three updates journaled and not handled (the worker frozen), then the master and its workers killed.
+      const worker = s.workers.find((w) => w.botId === 'hook')!.pid!;
+      process.kill(worker, 'SIGSTOP');
+      for (let i = 0; i < 3; i++) fleet.emulator.userSends(hook, 40, `kept${i}`);
+      await waitFor(() => hook.webhookAnswers['200'] === 3, 10_000, 'three updates answered 200');
+      fleet.master!.kill('SIGKILL');
+      await waitFor(() => fleet.master!.signalCode !== null, 5000, 'the master dying');
+      process.kill(worker, 'SIGKILL');
+      // A dead letter and a quarantine an operator must release, kept by the home.
+      const r = openHomeRegistry(homePaths(fleet.home), undefined);
+      r.deadLetters.add('echo1', { update_id: 77, message: { message_id: 1, date: 0, chat: { id: 3, type: 'private' }, text: 'poison' } } as Update, 'test: poison', Date.now());
+      r.saveHistory('stuck', { restarts: [Date.now() - 1000], consecutive: 1, quarantinedUntil: null, doNotRestart: true, reason: 'handler cannot load (test)' });
+      r.close();
+
+      const bare = url.replace(/:[^:@/]*@/, '@'); // the password from PGPASSWORD, not the command line
+      fleet.env.PGPASSWORD = pg.password;
+      const first = await fleet.cli(['store', 'copy', '--to', bare]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stdout, /3 bot\(s\), 3 uid slot\(s\), \d+ restart histories, 1 dead letter\(s\), 3 pending update\(s\)/);
+      const counts = () => sql("SELECT (SELECT count(*) FROM bots) || ' ' || (SELECT count(*) FROM dead_letters) || ' ' || (SELECT count(*) FROM journal_pending) || ' ' || (SELECT count(*) FROM restart_history WHERE do_not_restart)");
+      assert.equal(counts(), '3 1 3 1');
+      for (const id of ['hook', 'echo1', 'stuck']) assert.equal(sql(`SELECT count(*) FROM bots WHERE strpos(token_enc, '${fleet.tg(id).token}') > 0`), '0', 'tokens stay sealed');
+      const again = await fleet.cli(['store', 'copy', '--to', bare]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(counts(), '3 1 3 1', 'a second copy changes nothing');
+      fleet.env.DATABASE_URL = other.url; // the CLI on the other database migrates it
+      assert.equal((await fleet.cli(['bots', 'list'])).code, 0);
+      delete fleet.env.DATABASE_URL;
+      other.sql("INSERT INTO meta VALUES ('fleet_id', 'another-fleet')");
+      const refused = await fleet.cli(['store', 'copy', '--to', other.url]);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /holds another fleet .*nothing copied/);
+      assert.equal(other.sql('SELECT count(*) FROM bots'), '0');
+
+      fleet.env.DATABASE_URL = url;
+      delete fleet.env.PGPASSWORD;
+      await fleet.startMaster();
+      await fleet.waitRunning(['hook', 'echo1']);
+      await waitFor(() => hook.sent.filter((m) => /^ok: kept/.test(m.text)).length === 3, 20_000, 'the three pending updates handled from PostgreSQL');
+      assert.equal(await fleet.chat('echo1', 3, 'after'), 'after', 'the same token works');
+      assert.equal((await fleet.cli(['bots', 'list', '--json'])).stdout, listed, 'the same bots, tokens (masked) and settings');
+      const stuck = (await fleet.worker('stuck'))!;
+      assert.equal(stuck.state, 'quarantined', 'the quarantine moved with the history');
+      assert.match((await fleet.cli(['dlq', 'list', 'echo1'])).stdout, /test: poison/);
+      await waitFor(() => sql('SELECT count(*) FROM journal_pending') === '0', 10_000, 'the journal emptied');
+
+      // No token or database password in any log, status, metric, error or command line.
+      const secrets = [pg.password, ...['hook', 'echo1', 'stuck'].map((id) => fleet.tg(id).token)];
+      fleet.env.DATABASE_URL = url.replace(/:[^:@/]*@/, ':not-the-password@');
+      const failed = await fleet.cli(['bots', 'list']);
+      fleet.env.DATABASE_URL = url;
+      assert.notEqual(failed.code, 0);
+      assert.match(failed.stderr, /BF_ERR_STORE|password authentication failed/);
+      const seen = [
+        ...fs.readdirSync(path.join(fleet.home, 'logs')).map((f) => fs.readFileSync(path.join(fleet.home, 'logs', f), 'utf8')),
+        (await fleet.statusHttp('/api/workers/status')).body, (await fleet.statusHttp('/metrics')).body, (await fleet.statusHttp('/health')).body,
+        (await fleet.cli(['status', '--json'])).stdout, (await fleet.cli(['describe', 'echo1'])).stdout, failed.stderr, fleet.masterOutput.join(''),
+        fs.readFileSync(`/proc/${fleet.master!.pid}/cmdline`, 'utf8'),
+      ].join('\n');
+      for (const secret of secrets) assert.ok(!seen.includes(secret), 'a secret showed up');
     });
   });
 });

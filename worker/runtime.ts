@@ -201,9 +201,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
 
   return {
     fatal,
-    async start() {
-      hooks = await setUpHandler(init, bot, logger);
-    },
+    start: async () => void (hooks = await setUpHandler(init, bot, logger)),
     begin() {
       if (polling) pollDone = polling.run();
       checkToken(call, stop.signal, stats, (u) => (username = u), tokenRejected);
