@@ -69,10 +69,12 @@ function asServerUser(cmd: string, args: string[]): [string, string[]] {
 }
 
 /**
- * Start a server. @throws Error with POSTGRES_MISSING when the binaries are not there, or
+ * Start a server; `fsync` (default off, for tests: a commit then survives a process crash,
+ * not power loss) on for benchmarks that compare durable commits.
+ * @throws Error with POSTGRES_MISSING when the binaries are not there, or
  * with initdb's or the server's own words when it does not start within 20 s
  */
-export async function startLocalPostgres(): Promise<LocalPostgres> {
+export async function startLocalPostgres(o: { fsync?: boolean } = {}): Promise<LocalPostgres> {
   const bin = postgresBinDir();
   if (!bin) throw new Error(POSTGRES_MISSING);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-pg-'));
@@ -97,7 +99,7 @@ export async function startLocalPostgres(): Promise<LocalPostgres> {
   let server: ChildProcess | null = null;
   const start = async () => {
     if (server && server.exitCode === null && server.signalCode === null) return; // running already
-    const [c, a] = asServerUser(path.join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200']);
+    const [c, a] = asServerUser(path.join(bin, 'postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', `fsync=${o.fsync ? 'on' : 'off'}`, '-c', 'max_connections=200']);
     const p = spawn(c, a, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     p.stderr!.on('data', (b: Buffer) => (log = (log + b.toString()).slice(-4000)));

@@ -12,9 +12,12 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { webhookSecretToken } from '../../config/secrets.js';
+import { homePaths } from '../../config/load.js';
+import { copyHomeToPg } from '../../master/store/copy.js';
+import { postgresBinDir, startLocalPostgres } from '../postgres.js';
 import { freePort } from '../../common/free-port.js';
 import { spawnBaseline } from './baseline-server.js';
-import { BENCH_STATUS_HEADERS, benchEnv, makeHome, NOOP_HANDLER, startCliMaster, startEmulator, track } from './harness.js';
+import { BENCH_STATUS_HEADERS, benchEnv, makeHome, NOOP_HANDLER, onCleanup, startCliMaster, startEmulator, track } from './harness.js';
 import { fmt, summarize, type Row } from './stats.js';
 
 const LOAD = fileURLToPath(new URL('./load.js', import.meta.url));
@@ -50,7 +53,9 @@ async function load(url: string, bots: Array<{ id: string; secret: string }>, se
 /**
  * botfleet's webhook path: 20 webhook bots with `handler`, under a master run by the
  * real CLI in its own process (as deployed). Each baseline has a process of its own
- * too: sides sharing a heap made whichever ran second pay the other's GC.
+ * too: sides sharing a heap made whichever ran second pay the other's GC. With
+ * `postgres`, the store (journal included) is a PostgreSQL server of its own on this
+ * machine, fsync on (the durability of JOURNAL_SYNC=full), the home copied into it.
  */
 interface BotfleetPath {
   url: string;
@@ -61,11 +66,14 @@ interface BotfleetPath {
   stop(): Promise<void>;
 }
 
-async function startBotfleetPath(handler: string, extraEnv: Record<string, string> = {}, nBots = 20): Promise<BotfleetPath> {
+async function startBotfleetPath(handler: string, extraEnv: Record<string, string> = {}, nBots = 20, postgres = false): Promise<BotfleetPath> {
   const emu = await startEmulator(nBots);
   const home = makeHome(emu, { mode: 'webhook', handler });
   const port = await freePort();
-  const env = benchEnv(home, emu.apiRoot, { WEBHOOK_HOST: `http://127.0.0.1:${port}`, WEBHOOK_PORT: String(port), WEBHOOK_LISTEN_HOST: '127.0.0.1', ...extraEnv });
+  const pg = postgres ? await startLocalPostgres({ fsync: true }) : null;
+  if (pg) onCleanup(() => pg.stop()); // stop() is idempotent: a failed measure leaves no server behind
+  if (pg) await copyHomeToPg(homePaths(home), undefined, pg.url);
+  const env = benchEnv(home, emu.apiRoot, { WEBHOOK_HOST: `http://127.0.0.1:${port}`, WEBHOOK_PORT: String(port), WEBHOOK_LISTEN_HOST: '127.0.0.1', ...(pg ? { DATABASE_URL: pg.url } : {}), ...extraEnv });
   const ids = emu.bots.map((_, i) => `b${String(i).padStart(3, '0')}`);
   const { master } = await startCliMaster(env, ids.length);
   const { status: statusPort } = JSON.parse(fs.readFileSync(path.join(home, 'run', 'ports.json'), 'utf8')) as { status: number };
@@ -77,6 +85,7 @@ async function startBotfleetPath(handler: string, extraEnv: Record<string, strin
     stop: async () => {
       await master.stop();
       await emu.stop();
+      await pg?.stop();
     },
   };
 }
@@ -98,19 +107,22 @@ export async function webhookMeasures(seconds: number, rounds: number, withOther
   const normal = await startBotfleetPath(NOOP_HANDLER, { JOURNAL_SYNC: 'normal' });
   // The same fleet with workers under SCHED_OTHER: what the default WORKER_SCHED_POLICY=batch is worth.
   const other = withOther ? await startBotfleetPath(NOOP_HANDLER, { WORKER_SCHED_POLICY: 'other' }) : null;
+  // The journal on PostgreSQL, where the machine has its binaries (the row says so when not).
+  const onPg = postgresBinDir() ? await startBotfleetPath(NOOP_HANDLER, {}, 20, true) : null;
   const ipcBots = ipc.botIds.map((id) => ({ id, secret: '' }));
-  type SideKey = 'baseline' | 'ours' | 'normal' | 'other';
+  type SideKey = 'baseline' | 'ours' | 'normal' | 'other' | 'postgres';
   const sides: Array<{ key: SideKey; url: string; bots: Array<{ id: string; secret: string }>; path?: BotfleetPath }> = [
     { key: 'baseline', url: ipc.url, bots: ipcBots }, { key: 'ours', url: ours.url, bots: ours.bots, path: ours },
     { key: 'normal', url: normal.url, bots: normal.bots, path: normal },
     ...(other ? [{ key: 'other' as const, url: other.url, bots: other.bots }] : []),
+    ...(onPg ? [{ key: 'postgres' as const, url: onPg.url, bots: onPg.bots }] : []),
   ];
   /** The master's event-loop delay p99 over one load (prom-client resets its histogram at each scrape), ms. */
   const loopP99: Record<'ours' | 'normal', number[]> = { ours: [], normal: [] };
   const lagP99 = async (p: BotfleetPath) => 1000 * Number(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(await p.statusGet('/metrics'))?.[1] ?? NaN);
   // One discarded warm-up load per side first, so no measured round pays a cold JIT (autocannon's --warmup practice).
   for (const { url, bots } of [{ url: alone.url, bots: ipcBots }, ...sides]) await load(url, bots, WARMUP_SECONDS);
-  const runs: Array<Record<'alone' | 'baseline' | 'ours' | 'normal', Load> & { other?: Load }> = [];
+  const runs: Array<Record<'alone' | 'baseline' | 'ours' | 'normal', Load> & { other?: Load; postgres?: Load }> = [];
   // The order rotates each round, so each side runs in each position equally often:
   // measured here, a side's position within a round biases it.
   for (let i = 0; i < rounds; i++) {
@@ -137,6 +149,8 @@ export async function webhookMeasures(seconds: number, rounds: number, withOther
   type Latency = { samples: number; p50Ms: number | null; p99Ms: number | null; maxMs: number | null };
   const latencyOf = async (p: BotfleetPath) => (JSON.parse(await p.statusGet('/webhook/stats')) as { deliveryLatency: Latency }).deliveryLatency;
   const [oursLatency, normalLatency] = [await latencyOf(ours), await latencyOf(normal)];
+  const pgLatency = onPg ? await latencyOf(onPg) : null;
+  await onPg?.stop();
   await other?.stop();
   await normal.stop();
   await ours.stop();
@@ -159,6 +173,8 @@ export async function webhookMeasures(seconds: number, rounds: number, withOther
   const n = medianLoad(runs.map((r) => r.normal));
   const lat = (l: Latency) => `p50 ${fmt(l.p50Ms ?? NaN, 1)} ms, p99 ${fmt(l.p99Ms ?? NaN, 1)} ms (last ${l.samples} acks)`;
   const otherRuns = runs.filter((r): r is (typeof runs)[number] & { other: Load } => r.other !== undefined);
+  const pgRuns = runs.filter((r): r is (typeof runs)[number] & { postgres: Load } => r.postgres !== undefined);
+  const pgRatio = pgRuns.length ? median(pgRuns.map((r) => r.postgres.rps / r.baseline.rps)) : NaN;
   const echoRatio = median(echoRuns.map((r) => r.echo.rps / r.baseline.rps));
   const [a, b, o, e] = [medianLoad(runs.map((r) => r.alone)), medianLoad(runs.map((r) => r.baseline)), medianLoad(runs.map((r) => r.ours)), medianLoad(echoRuns.map((r) => r.echo))];
   const us = (l: Load) => 1e6 / l.rps;
@@ -167,6 +183,9 @@ export async function webhookMeasures(seconds: number, rounds: number, withOther
   const rows: Row[] = [
     { measure: `4. webhook fan-out, 20 bots, ${CONNECTIONS} connections, journal JOURNAL_SYNC=full, ack without reply (${rounds} paired rounds)`, botfleet: line(o), baseline: `${line(b)} (fastify + IPC + ack, no journal)`, ratio, target: '>= 0.8', ok: ratio >= 0.8 && o.non2xx === 0 },
     { measure: '4. the same, JOURNAL_SYNC=normal', botfleet: line(n), baseline: 'as above', ratio: normalRatio, target: '>= 0.8', ok: normalRatio >= 0.8 && n.non2xx === 0 },
+    pgRuns.length
+      ? { measure: '4. the same, the store on PostgreSQL (DATABASE_URL: a local PostgreSQL 15, fsync on, sharing the 2 cores)', botfleet: `${line(medianLoad(pgRuns.map((r) => r.postgres)))}; 200 to ack ${lat(pgLatency!)}`, baseline: `as above (SQLite full: ${fmt(ratio, 2)})`, ratio: pgRatio, target: 'shown', ok: medianLoad(pgRuns.map((r) => r.postgres)).non2xx === 0 ? null : false }
+      : { measure: '4. the same, the store on PostgreSQL: not measured (no PostgreSQL binaries on this machine)', botfleet: '-', baseline: '-', ratio: null, target: 'shown', ok: null },
     { measure: `4. the same at ${LATENCY_BOUND_CONNECTIONS} connections (latency-bound: 2 per bot), full`, botfleet: line(medianLoad(lowRuns.map((r) => r.ours))), baseline: line(medianLoad(lowRuns.map((r) => r.baseline))), ratio: median(lowRuns.map((r) => r.ours.rps / r.baseline.rps)), target: 'shown', ok: null },
     { measure: '4. master event-loop delay p99 under that load (full / normal; median of rounds)', botfleet: `${fmt(median(loopP99.ours), 1)} ms / ${fmt(median(loopP99.normal), 1)} ms`, baseline: '-', ratio: null, target: 'shown', ok: null },
     { measure: '4. time from the 200 (commit) to the worker\'s ack, under that load', botfleet: `full: ${lat(oursLatency)}`, baseline: `normal: ${lat(normalLatency)}`, ratio: null, target: 'shown', ok: null },
@@ -175,7 +194,7 @@ export async function webhookMeasures(seconds: number, rounds: number, withOther
     { measure: '4. webhook fan-out, echo replying via the emulator', botfleet: line(e), baseline: line(medianLoad(echoRuns.map((r) => r.baseline))), ratio: echoRatio, target: 'shown', ok: e.non2xx === 0 ? null : false },
     { measure: '8. sustained rate vs the seed (450,000 jobs/day)', botfleet: `${fmt(o.rps, 0)} upd/s (echo ${fmt(e.rps, 0)})`, baseline: `${fmt(seedRate, 2)} /s`, ratio: e.rps / seedRate, target: '>= 1', ok: e.rps / seedRate >= 1 },
   ];
-  return { rows, raw: { runs, echoRuns, lowRuns, loopP99, oursLatency, normalLatency } };
+  return { rows, raw: { runs, echoRuns, lowRuns, loopP99, oursLatency, normalLatency, pgLatency } };
 }
 
 /**
