@@ -179,8 +179,9 @@ async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger,
     metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape },
     unhealthy: () => {
       if (webhook && !webhookUp) return 'webhook server is not listening';
-      const journalProblem = journal.writeProblem(); // a full disk: every webhook answers 503 meanwhile
-      if (journalProblem) return journalProblem;
+      // A full disk or a database down: every webhook answers 503 meanwhile.
+      const storeProblem = journal.writeProblem() ?? fleet.storeProblem();
+      if (storeProblem) return storeProblem;
       const sealed = fleet.undecryptable();
       return sealed.length > 0 ? `the encryption key cannot decrypt the token of ${sealed.length} enabled bot(s): ${sealed.slice(0, 5).join(', ')}` : null;
     },
@@ -220,7 +221,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const { supervisor } = core;
   const reload = surfaces.fleet.reload;
   await reload();
-  const stopPeriodic = startPeriodic(cfg, home.store, supervisor, logger, reload, surfaces.webhook !== null);
+  const stopPeriodic = startPeriodic(cfg, surfaces.fleet, supervisor, logger, surfaces.webhook !== null);
   const botsApi = startBotsApi(cfg, home.store, logger, reload);
   surfaces.setBotsApi(botsApi);
   logger.info({ pid: process.pid, home: cfg.home, statusPort: surfaces.ports.status, webhookPort: surfaces.ports.webhook, capacity: supervisor.capacity(), workerSchedPolicy: core.workerSchedPolicy }, 'master started');

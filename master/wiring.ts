@@ -24,6 +24,8 @@ import { dirUsage } from './host/disk.js';
 import { probeExecTools } from './host/privileges.js';
 import { createSupervisor, type RestoredHistory, type Supervisor } from './lifecycle/supervisor.js';
 import { startBotsApiPoller, type BotsApiPoller } from './store/bots-api-source.js';
+import type { FleetReloader } from './lifecycle/fleet-reload.js';
+export { fleetReloader, type FleetReloader } from './lifecycle/fleet-reload.js';
 
 /** Monotonic ms (this process) to wall-clock ms, and back: restart histories are kept in wall-clock time. */
 const toWall = (mono: number) => Date.now() - (performance.now() - mono);
@@ -106,54 +108,6 @@ export function superviseFleet(f: FleetParts): Supervisor {
       }
     },
   });
-}
-
-/** The fleet's reload from the registry, and what the last one found. */
-export interface FleetReloader {
-  /** Read the store's bots and reconcile the fleet (SIGHUP, `reload`, a registry or bots API change). @throws the store's error (kept as a failed reload) */
-  reload(): Promise<{ bots: number; invalid: number }>;
-  /** Enabled bots whose token the key cannot decrypt (a wrong or partial key): /health is 503 while there are any. */
-  undecryptable(): string[];
-  /** `botfleet_config_last_reload_success`: the last registry read and, with BOTS_API_URL, the last poll; wall-clock ms of the last time both were good. */
-  health(api: BotsApiPoller | null): { success: boolean; lastSuccessMs: number | null };
-}
-
-/**
- * The fleet's reloads from the store. `beforeReconcile` runs on the specs first (the uid
- * slots of new bots allocated). Reloads are serialized: one asked for while one runs
- * follows it.
- */
-export function fleetReloader(store: Store, supervisor: Supervisor, beforeReconcile: (ids: string[]) => Promise<void> = async () => undefined): FleetReloader {
-  const last = { ok: false, atMs: null as number | null, undecryptable: [] as string[] };
-  let chain: Promise<unknown> = Promise.resolve();
-  const once = async () => {
-    let loaded: Awaited<ReturnType<Store['bots']['load']>>;
-    try {
-      loaded = await store.bots.load();
-      await beforeReconcile(loaded.specs.map((b) => b.id));
-    } catch (err) {
-      last.ok = false;
-      throw err;
-    }
-    Object.assign(last, { ok: true, atMs: Date.now() });
-    const { specs, invalid } = loaded;
-    last.undecryptable = invalid.filter((b) => b.enabled && b.reason.includes('cannot be decrypted')).map((b) => b.id);
-    supervisor.reconcile(specs, invalid);
-    return { bots: specs.length, invalid: invalid.length };
-  };
-  return {
-    reload() {
-      const run = chain.then(once, once);
-      chain = run.catch(() => undefined);
-      return run;
-    },
-    undecryptable: () => last.undecryptable,
-    health(api) {
-      const polled = api?.outcome();
-      const times = [last.atMs, polled ? polled.lastSuccessMs : last.atMs];
-      return { success: last.ok && (polled?.success ?? true), lastSuccessMs: times.some((t) => t === null) ? null : Math.min(...(times as number[])) };
-    },
-  };
 }
 
 /** What the control socket's commands reach. */
@@ -241,15 +195,8 @@ export async function openIngress(cfg: Config, supervisor: Supervisor, journal: 
  * with a webhook server, the registration check (WEBHOOK_CHECK_MS; one at a time, never
  * overlapping: another tool may overwrite a bot's webhook). @returns stop
  */
-export function startPeriodic(cfg: Config, store: Store, supervisor: Supervisor, logger: Logger, reload: () => Promise<unknown>, webhooks: boolean): () => void {
-  let polling = false;
-  const poll = setInterval(() => {
-    if (polling) return; // a slow store: one poll at a time
-    polling = true;
-    void (async () => {
-      if (await store.bots.changedSinceLastCheck()) await reload();
-    })().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'registry poll failed')).finally(() => (polling = false));
-  }, cfg.registryPollMs);
+export function startPeriodic(cfg: Config, fleet: FleetReloader, supervisor: Supervisor, logger: Logger, webhooks: boolean): () => void {
+  const stopWatch = fleet.watch(logger, cfg.registryPollMs);
   let checkingWebhooks = false;
   const webhookCheck = webhooks ? setInterval(() => {
     if (checkingWebhooks) return;
@@ -257,7 +204,7 @@ export function startPeriodic(cfg: Config, store: Store, supervisor: Supervisor,
     void supervisor.checkWebhooks().finally(() => (checkingWebhooks = false));
   }, cfg.webhookCheckMs) : null;
   return () => {
-    clearInterval(poll);
+    stopWatch();
     if (webhookCheck) clearInterval(webhookCheck);
   };
 }

@@ -99,9 +99,9 @@ describe('the fleet on PostgreSQL', { skip: noPostgres }, () => {
     });
   });
 
-  test('a master started while its database is down waits, saying why on /health, and starts the fleet when it comes up', { timeout: 120_000 }, async () => {
+  test('a master started while its database is down waits, saying why on /health, and starts the fleet when it comes up; a bot added by the CLI starts at once (NOTIFY, not the 10-minute poll)', { timeout: 120_000 }, async () => {
     const { url } = database();
-    await withFleet({ DATABASE_URL: url }, {}, async (fleet) => {
+    await withFleet({ DATABASE_URL: url, REGISTRY_POLL_MS: '600000' }, {}, async (fleet) => {
       await fleet.addBot('echo1');
       await pg.pause();
       try {
@@ -120,6 +120,8 @@ describe('the fleet on PostgreSQL', { skip: noPostgres }, () => {
       await fleet.waitRunning(['echo1'], 30_000);
       assert.equal(await fleet.chat('echo1', 5, 'hi'), 'hi');
       assert.match(fleet.masterOutput.join(''), /waiting for the store/);
+      await fleet.addBot('echo2');
+      await fleet.waitRunning(['echo2'], 15_000);
     });
   });
 

@@ -83,6 +83,13 @@ export interface Store {
    * @throws BotfleetError `BF_ERR_JOURNAL` when it cannot be opened
    */
   journalEngine(sync: JournalSync): Promise<JournalEngine>;
+  /**
+   * Be woken when any writer changes the bots: PostgreSQL, LISTEN on a dedicated connection
+   * that reconnects (`onChange` also runs after each reconnection: a notification may have
+   * been missed meanwhile); SQLite, nothing (the registry poll alone). Polling stays the
+   * truth either way (River's and Oban's practice). @returns a stop function
+   */
+  watchBots(onChange: () => void): () => Promise<void>;
   /** Close it (the journal's engine is closed by its writer). */
   close(): Promise<void>;
 }
@@ -105,6 +112,7 @@ export function openSqliteStore(registry: Registry, o: { journalFile?: string } 
   return {
     engine: 'sqlite',
     where: registry.file,
+    watchBots: () => async () => undefined,
     journalEngine: (sync) => (o.journalFile ? openSqliteJournal(o.journalFile, sync) : Promise.reject(fail(ErrorCodes.JOURNAL, 'this store was opened without a journal file'))),
     bots: {
       add: async (b) => r.add(b), list: async () => r.list(), remove: async (id) => r.remove(id), setEnabled: async (id, on) => r.setEnabled(id, on),

@@ -12,7 +12,8 @@ import { historyFromRow } from '../registry-schema.js';
 import type { DeadLetterQueue, HistoryStore, MetaStore, Store } from '../store.js';
 import { inTransaction, openPool, serverOf, storeCall, storeError, type PgOptions } from './connect.js';
 import { migratePg } from './migrations.js';
-import { pgBots } from './pg-bots.js';
+import { BOTS_CHANNEL, pgBots } from './pg-bots.js';
+import { listenPg } from './listen.js';
 import { pgJournalEngine } from './pg-journal.js';
 
 /**
@@ -33,6 +34,10 @@ export async function openPgStore(o: PgOptions & { key: Buffer; logger?: Logger 
   return {
     engine: 'postgres', pool, bots, where: serverOf(o.url),
     journalEngine: async () => pgJournalEngine(pool, o.url),
+    watchBots(onChange) {
+      const l = listenPg({ url: o.url, channels: [BOTS_CHANNEL], onNotify: onChange, onConnected: onChange, ...(o.logger ? { logger: o.logger } : {}) });
+      return () => l.close();
+    },
     history: pgHistory(q),
     deadLetters: pgDeadLetters(q, pool, o.url),
     meta: pgMeta(q),
