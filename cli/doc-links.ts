@@ -19,6 +19,7 @@ export const DOC_PAGES: Readonly<Record<string, string>> = {
   demo: 'README.md',
   startup: 'docs/deployment.md',
   store: 'docs/operations.md (The store) and docs/deployment.md',
+  cluster: 'docs/cluster.md',
 };
 
 /** Add the "More:" line to `cmd` and every command under it. */

@@ -17,6 +17,7 @@ import type { RollSummary } from '../master/lifecycle/supervisor.js';
 import { registerBotsCommands } from './bots.js';
 import { registerDlqCommands } from './dlq.js';
 import { registerStoreCommands } from './store.js';
+import { registerClusterCommand } from './cluster.js';
 import { statusTable } from '../master/surfaces/status-table.js';
 import type { BotDescription } from '../master/lifecycle/supervisor.js';
 import { describeText, logFiles, registryPart } from './describe.js';
@@ -134,6 +135,7 @@ program.command('logs [botId]').description("the master's log, or a bot's").opti
 registerBotsCommands(program, home);
 registerDlqCommands(program, home);
 registerStoreCommands(program, home);
+registerClusterCommand(program, home);
 
 program.command('startup <system>').description('print the systemd unit for this installation and home (as pm2 startup); --install writes it')
   .option('--user <name>', 'the user the master runs as (default: botfleet as root, else you)')

@@ -94,6 +94,10 @@ function crossCheck(c: Config): string[] {
   if (c.restartCooldownMs < c.restartBackoffMs) {
     problems.push(`RESTART_COOLDOWN_MS (${c.restartCooldownMs}) must be at least RESTART_BACKOFF_MS (${c.restartBackoffMs})`);
   }
+  if (!(c.clusterLeaseMs > c.clusterRenewDeadlineMs && c.clusterRenewDeadlineMs > 1.2 * c.clusterRetryMs)) {
+    problems.push(`the cluster's timing must be CLUSTER_LEASE_MS (${c.clusterLeaseMs}) > CLUSTER_RENEW_DEADLINE_MS (${c.clusterRenewDeadlineMs}) > 1.2 x CLUSTER_RETRY_MS (${c.clusterRetryMs}), as Kubernetes leader election requires`);
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(c.memberId)) problems.push(`MEMBER_ID must be 1-63 letters, digits, dots, dashes or underscores (got "${c.memberId.slice(0, 70)}")`);
   if (c.databaseUrl !== undefined && !/^postgres(ql)?:\/\/[^/?#]*[^/?#@:]/.test(c.databaseUrl)) {
     problems.push('DATABASE_URL must be postgres://user:password@host:port/database');
   }

@@ -92,6 +92,14 @@ export interface Config {
   workerIsolation: 'auto' | 'uid' | 'permission' | 'off';
   allowUnisolatedChildProcesses: boolean;
   encryptionKey: string | undefined;
+  /** This master's name in the cluster (unique among live members). */
+  memberId: string;
+  /** A member not renewed for this long is dead (ms). */
+  clusterLeaseMs: number;
+  /** A master that has not renewed within this (monotonic, from the renewal's send) stops its bots (ms). */
+  clusterRenewDeadlineMs: number;
+  /** How often the lease is renewed and ownership looked at (ms). */
+  clusterRetryMs: number;
   /** `postgres://…`: the store on PostgreSQL (env only: the password never shows in `ps`); unset: SQLite in the home. */
   databaseUrl: string | undefined;
 }
@@ -165,6 +173,10 @@ export const SETTINGS: readonly SettingDef[] = [
   { key: 'workerIsolation', env: 'WORKER_ISOLATION', flag: 'worker-isolation', default: 'auto', type: { kind: 'enum', values: ['auto', 'uid', 'permission', 'off'] }, doc: 'auto: per-bot uids where the master may change user, plus the Node permission model; uid: per-bot uids only (start fails where they cannot apply); permission: the permission model only; off: neither (development only)' },
   { key: 'allowUnisolatedChildProcesses', env: 'ALLOW_UNISOLATED_CHILD_PROCESSES', flag: 'allow-unisolated-child-processes', default: 'false', type: { kind: 'bool' }, doc: 'let a bot whose settings say allowChildProcess or allowWorkerThreads start where per-bot uids are not in force; its children escape the permission model (they can read the key, the database and the control token). Off: such a bot is quarantined with reason config' },
   { key: 'encryptionKey', env: 'BOTFLEET_ENCRYPTION_KEY', flag: 'encryption-key', default: undefined, type: { kind: 'string' }, doc: '32-byte key (64 hex chars or base64) for tokens at rest; else a key file in the home (generated only while the registry holds no token)' },
+  { key: 'memberId', env: 'MEMBER_ID', flag: 'member-id', default: os.hostname(), defaultDoc: 'the host name', type: { kind: 'string' }, doc: "this master's name in the cluster (DATABASE_URL): unique among the live members; on Kubernetes the pod name. A restarted master keeps its name and gets a new epoch" },
+  { key: 'clusterLeaseMs', env: 'CLUSTER_LEASE_MS', flag: 'cluster-lease-ms', default: '15000', type: { kind: 'int', min: 1000, max: MAX_TIMER_MS }, doc: "a member whose lease was not renewed for this long is dead and its bots are taken over (the database's clock decides; Kubernetes leader election's 15 s)" },
+  { key: 'clusterRenewDeadlineMs', env: 'CLUSTER_RENEW_DEADLINE_MS', flag: 'cluster-renew-deadline-ms', default: '10000', type: { kind: 'int', min: 500, max: MAX_TIMER_MS }, doc: 'a master that could not renew its lease within this (its own monotonic clock, from the last good renewal\'s send) stops its bots by itself, before the lease can expire (the self-fence); below CLUSTER_LEASE_MS' },
+  { key: 'clusterRetryMs', env: 'CLUSTER_RETRY_MS', flag: 'cluster-retry-ms', default: '2000', type: { kind: 'int', min: 100, max: MAX_TIMER_MS }, doc: 'how often a master renews its lease and looks at ownership; the renew deadline must exceed 1.2 x this' },
   { key: 'databaseUrl', env: 'DATABASE_URL', flag: null, default: undefined, type: { kind: 'string' }, doc: 'postgres://user:password@host:port/database: the store (bots, history, dead letters, journal) on PostgreSQL, shared by the masters of a cluster; unset: SQLite in the home. Environment only (never a flag: the password would show in `ps`); the password never appears in logs, status or errors. Every master and the CLI need the same BOTFLEET_ENCRYPTION_KEY' },
 ];
 

@@ -33,6 +33,7 @@ import { isLoopbackHost, parseStatusAuth } from '../common/status-auth.js';
 import { controlCommands, deadLetterKeeper, fleetReloader, openIngress, restoredHistories, schedPolicyInForce, startBotsApi, startPeriodic, superviseFleet } from './wiring.js';
 import { WORKER_ENTRY } from './lifecycle/child-process.js';
 import { createWorkerRecorder, endZombies } from './host/zombies.js';
+import { createCluster, type Cluster } from './cluster/cluster.js';
 
 /** Errors of the host (not of our code) that the master survives wherever they surface. */
 const HOST_ERRORS = new Set(['EPIPE', 'ECONNRESET', 'ENOSPC', 'EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM', 'EDQUOT']);
@@ -110,6 +111,8 @@ interface Core {
   workerSchedPolicy: ReturnType<typeof schedPolicyInForce>;
   slots: SlotCache;
   deadLetters: DeadLetterCounts;
+  /** This master as a member (PostgreSQL); null with SQLite: it owns every bot. */
+  cluster: Cluster | null;
 }
 
 /** Before any worker starts: end what a crashed master left behind; then the journal and the supervisor. Releases the home when the journal cannot open. */
@@ -141,8 +144,10 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
   const limits = createBotLimits({ home: cfg.home, memoryBytes: cfg.maxMemoryPerWorkerMb * 1024 * 1024, processes: cfg.maxProcessesPerBot, logger });
   const histories = await restoredHistories(store, logger);
-  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter });
-  return { isolation, limits, journal, supervisor, secretTokenFor, workerSchedPolicy, slots, deadLetters };
+  const timing = { leaseMs: cfg.clusterLeaseMs, renewDeadlineMs: cfg.clusterRenewDeadlineMs, retryMs: cfg.clusterRetryMs };
+  const cluster = store.cluster ? createCluster({ store: store.cluster, memberId: cfg.memberId, timing, logger }) : null;
+  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter, ...(cluster ? { ownerOf: (id: string) => cluster.ownerOf(id) } : {}) });
+  return { isolation, limits, journal, supervisor, secretTokenFor, workerSchedPolicy, slots, deadLetters, cluster };
 }
 
 /** The surfaces wing, listening: metrics, the webhook server (when any bot may use webhooks), the status server, the control socket. */
@@ -176,9 +181,11 @@ async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger,
   const commands = controlCommands({ supervisor, store, journal, logger, status, reload: fleet.reload, onDeadLettersChanged: core.deadLetters.refresh });
   const statusServer = createStatusServer({
     status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats(), deliveryLatency: journal.deliveryLatency() }),
-    metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape },
+    metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape }, cluster: core.cluster ? () => core.cluster!.status() : null,
     unhealthy: () => {
       if (webhook && !webhookUp) return 'webhook server is not listening';
+      const clusterProblem = core.cluster?.problem();
+      if (clusterProblem) return clusterProblem;
       // A full disk or a database down: every webhook answers 503 meanwhile.
       const storeProblem = journal.writeProblem() ?? fleet.storeProblem();
       if (storeProblem) return storeProblem;
@@ -221,6 +228,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const { supervisor } = core;
   const reload = surfaces.fleet.reload;
   await reload();
+  await core.cluster?.start(supervisor); // the share of the bots this member should own is taken (after the bots are known)
   const stopPeriodic = startPeriodic(cfg, surfaces.fleet, supervisor, logger, surfaces.webhook !== null);
   const botsApi = startBotsApi(cfg, home.store, logger, reload);
   surfaces.setBotsApi(botsApi);
@@ -231,7 +239,9 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
     stopPeriodic();
     botsApi?.stop();
     surfaces.drain();
+    core.cluster?.stopTaking();
     const killed = await supervisor.stopAll();
+    await core.cluster?.leave(); // the bots released: the others take them at once
     await closeAll(home, core, surfaces, logger);
     logger.info({ killed }, 'master stopped');
     core.isolation.release();

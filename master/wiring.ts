@@ -60,6 +60,8 @@ export interface FleetParts {
   /** Writes run/workers.json (zombie cleanup after a master crash). @throws on a write error */
   recordWorkers(live: Array<{ pid: number; botId: string }>): void;
   keepDeadLetter(botId: string, updateId: number, update: Update | null, reason: string): void;
+  /** The cluster's word on who runs a bot (null: this master); absent with SQLite (a cluster of one). */
+  ownerOf?(botId: string): string | null;
 }
 
 /** The supervisor of the fleet: per-bot isolation, restart histories kept in the registry, dead letters and journal. */
@@ -67,7 +69,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
   const { cfg, logsDir, logger, store, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
   const saving = new Map<string, Promise<void>>();
   return createSupervisor({
-    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor,
+    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor, ...(f.ownerOf ? { ownerOf: f.ownerOf } : {}),
     ...(cfg.logToStdout ? { echoWorkerLine: stdoutLines() } : {}),
     isolationFor(botId, spec) {
       const iso = isolation.forBot(botId, spec);

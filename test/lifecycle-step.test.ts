@@ -22,6 +22,8 @@ const TABLE = `
 stopped                 | configured          | preparing                   | prepare
 stopped (full)          | configured          | waiting                     | -
 stopped (down)          | configured          | stopped                     | -
+stopped (other)         | configured          | stopped                     | -
+stopped (other)         | configured 78       | stopped                     | -
 stopped                 | configured 78       | quarantined forever         | -
 stopped                 | configured quota    | quarantined until +60000    | arm:+60000
 stopped                 | changed             | preparing                   | prepare
@@ -36,6 +38,7 @@ stopped                 | capacity-free       | stopped                     | -
 was-stopped             | changed             | forking                     | fork
 was-stopped             | changed material    | preparing                   | prepare
 waiting                 | capacity-free       | forking                     | fork
+waiting (other)         | capacity-free       | stopped                     | -
 waiting                 | changed material    | waiting                     | -
 waiting                 | disabled            | stopped                     | -
 waiting                 | removed             | stopped                     | forget
@@ -133,6 +136,7 @@ draining>restart        | removed             | draining>forget             | -
 draining>forget         | disabled            | draining>forget             | -
 draining>restart        | shutdown            | draining>stop               | -
 backoff                 | timer               | forking                     | fork
+backoff (other)         | timer               | stopped                     | -
 backoff (down)          | timer               | stopped                     | -
 backoff                 | restart             | forking                     | save fork
 backoff                 | disabled            | stopped                     | -
@@ -145,6 +149,7 @@ quarantined             | timer               | forking                     | fo
 quarantined (full)      | timer               | waiting                     | -
 quarantined/78          | timer               | quarantined forever         | -
 quarantined             | restart             | forking                     | save fork
+quarantined (other)     | restart             | stopped                     | save
 quarantined/78          | restart             | forking                     | save fork
 quarantined/78          | changed material    | preparing                   | save prepare
 quarantined/78          | changed             | quarantined forever         | -
@@ -228,7 +233,7 @@ const EVENTS: Record<string, LifeEvent> = {
 function rules(ctx: string | undefined): StepRules {
   return {
     policy: { maxRestarts: 3, periodMs: 3_600_000, baseMs: 1000, capMs: 45_000, healthyRunMs: 300_000 }, capacity: 2,
-    slotFree: ctx !== 'full', shuttingDown: ctx === 'down', startupTimeoutMs: 10_000, drainTimeoutMs: 30_000,
+    slotFree: ctx !== 'full', shuttingDown: ctx === 'down', owner: ctx === 'other' ? 'member-b' : null, startupTimeoutMs: 10_000, drainTimeoutMs: 30_000,
   };
 }
 

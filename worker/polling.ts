@@ -72,6 +72,8 @@ class LongPoller implements Polling {
   private maxSeen = -1;
   /** Polled updates not settled yet, in update order (insertion order): the offset's source. */
   private readonly unsettled = new Set<number>();
+  /** The offset the last getUpdates carried: Telegram confirmed everything below it when that call arrived. */
+  private lastAsked: number | undefined;
   /** Woken when an update settles (the loop waits on it to refetch). */
   private settled: (() => void) | null = null;
 
@@ -113,7 +115,8 @@ class LongPoller implements Polling {
   private async fetchOnce(retryMs: number): Promise<Update[] | 'retry' | 'stop'> {
     const { d } = this;
     try {
-      return await d.call<Update[]>('getUpdates', { offset: this.offset(), timeout: d.timeoutSec }, d.timeoutSec * 1000 + POLL_MARGIN_MS, d.signal);
+      this.lastAsked = this.offset();
+      return await d.call<Update[]>('getUpdates', { offset: this.lastAsked, timeout: d.timeoutSec }, d.timeoutSec * 1000 + POLL_MARGIN_MS, d.signal);
     } catch (err) {
       if (d.signal.aborted) return 'stop';
       if (err instanceof BotApiError && err.errorCode === 401) {
@@ -164,7 +167,9 @@ class LongPoller implements Polling {
 
   async confirm(): Promise<void> {
     const at = this.offset();
-    if (at === undefined) return;
+    // Nothing settled since the last call (the one just aborted) carried this offset: it is confirmed already, and a
+    // second getUpdates now would reach Telegram beside the aborted one (a 409 to nobody, but two calls at once).
+    if (at === undefined || at === this.lastAsked) return;
     // An update still unsettled at the drain deadline stays with Telegram.
     await this.d.call('getUpdates', { offset: at, limit: 1, timeout: 0 }, CONFIRM_TIMEOUT_MS).catch((err: unknown) => {
       this.d.logger.warn({ err: this.d.describeError(err) }, 'could not confirm the polling offset');

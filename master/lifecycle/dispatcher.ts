@@ -100,7 +100,7 @@ export class Dispatcher {
   private rules(c: Child): StepRules {
     const { cfg } = this;
     return {
-      policy: this.policy, capacity: this.cap, slotFree: holdsSlot(c.life.phase) || this.held < this.cap, shuttingDown: this.shuttingDown,
+      policy: this.policy, capacity: this.cap, slotFree: holdsSlot(c.life.phase) || this.held < this.cap, shuttingDown: this.shuttingDown, owner: this.d.ownerOf?.(c.botId) ?? null,
       startupTimeoutMs: cfg.startupTimeoutMs, drainTimeoutMs: cfg.workerTimeoutMs,
     };
   }

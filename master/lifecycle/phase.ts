@@ -130,6 +130,8 @@ export interface StepRules {
   slotFree: boolean;
   /** The master is stopping: nothing launches. */
   shuttingDown: boolean;
+  /** Who runs this bot instead of this master (another member of the cluster, or why none yet); null: this master may. Nothing launches while set. */
+  owner: string | null;
   startupTimeoutMs: number;
   drainTimeoutMs: number;
 }

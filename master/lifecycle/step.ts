@@ -80,6 +80,7 @@ export function step(life: Life, e: LifeEvent, now: number, r: StepRules): Step 
 /** Bring the child up for `why`: over capacity it waits; else Telegram's side first when needed, then a fork. */
 function launch(life: Life, why: string, r: StepRules): Step {
   if (r.shuttingDown) return to(life, { tag: 'stopped', why: 'master shutting down' });
+  if (r.owner !== null) return to(life, { tag: 'stopped', why: `owned by ${r.owner}` });
   if (!r.slotFree) return to(life, { tag: 'waiting', why: `over capacity (${r.capacity} workers)` });
   const attempt = life.attempt + 1;
   if (life.needsPrepare) return to(life, { tag: 'preparing', attempt, why }, [{ type: 'prepare', attempt }], { attempt });
@@ -90,6 +91,7 @@ function launch(life: Life, why: string, r: StepRules): Step {
 function configured(life: Life, restored: RestoredHistory | null, now: number, r: StepRules): Step {
   if (life.phase.tag !== 'stopped') return same(life);
   const l = restored ? { ...life, history: restored.history } : life;
+  if (r.owner !== null) return launch(l, 'configured', r); // another master's: its quarantine is its owner's to show
   if (restored?.doNotRestart) {
     return to(l, { tag: 'quarantined', until: null, why: `${restored.reason ?? 'do not restart (exit 78)'} (quarantined before the master restarted; restart it once fixed)` });
   }

@@ -54,6 +54,8 @@ export interface SupervisorDeps {
   journal?: DeliveryPort;
   /** Telegram's side of a launch (setWebhook/deleteWebhook; telegram-admin.ts by default; a fake in tests). */
   telegram?: PrepareTelegram;
+  /** Who runs `botId` instead of this master (the cluster: another member, or why none yet); null or absent: this master may run it. */
+  ownerOf?(botId: string): string | null;
   /** Telegram's check of a webhook registration (checkWebhook by default). */
   checkWebhook?(r: DeliveryRequest): Promise<string | null>;
 }

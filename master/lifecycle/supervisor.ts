@@ -70,6 +70,12 @@ export interface Supervisor extends EventEmitter {
    * Never throws: a failed check is logged. @returns the bots that had drifted
    */
   checkWebhooks(): Promise<string[]>;
+  /**
+   * The cluster changed who runs `botId` (deps.ownerOf already says so): null, this master
+   * (it launches); else that owner's name (it drains and stops). Resolves once its worker,
+   * if any, has exited: only then may another master start it.
+   */
+  ownershipChanged(botId: string, owner: string | null): Promise<void>;
 }
 
 /**
@@ -108,6 +114,13 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       for (const c of children.values()) c.proc?.kill('SIGKILL');
     },
     checkWebhooks: () => checkWebhooks(core),
+    async ownershipChanged(botId: string, owner: string | null) {
+      const c = children.get(botId);
+      if (!c || (owner === null && !c.spec?.enabled)) return; // a bot disabled meanwhile stays stopped
+      const exiting = c.proc?.exited;
+      core.dispatch(c, owner === null ? { type: 'ownership-gained' } : { type: 'ownership-lost', owner });
+      if (owner !== null) await exiting;
+    },
     status: () => [...children.values()].map((c) => childStatus(c, now(), HOUR_MS, (t) => core.wall(t))),
     describe(botId: string): BotDescription {
       const c = children.get(botId);

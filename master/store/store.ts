@@ -68,6 +68,41 @@ export interface MetaStore {
   set(key: string, value: string): Promise<void>;
 }
 
+/** A member row as read: id, epoch, host and pid, ms since its last renewal (the database's clock). */
+export interface MemberRow { id: string; epoch: number; host: string; pid: number; renewedAgoMs: number; joinedAt: number }
+
+/** A bot's owner row; `member` '' when released. Epochs only grow. */
+export interface BotOwnerRow { bot: string; member: string; memberEpoch: number; botEpoch: number; since: number; cause: string }
+
+/**
+ * The cluster's rows (PostgreSQL only; DESIGN.md, "The cluster"): member leases on the
+ * database's clock (`now() + lease`), bot owners changed only by conditional updates. Times
+ * are ms.
+ */
+export interface ClusterStore {
+  /** A new epoch for `member` (from a sequence: it only grows) with its lease. @returns the epoch, or null while another start's lease on that id is live */
+  join(member: string, host: string, pid: number, leaseMs: number): Promise<number | null>;
+  /** Extend the lease of (`member`, `epoch`). @returns false when the row is not that epoch's any more (another start took the name) */
+  renew(member: string, epoch: number, leaseMs: number): Promise<boolean>;
+  /** Remove (`member`, `epoch`) and free its bots; NOTIFY the others. */
+  leave(member: string, epoch: number): Promise<void>;
+  /** Members whose lease has not expired, by id. */
+  liveMembers(): Promise<MemberRow[]>;
+  /** Every owner row. */
+  owners(): Promise<BotOwnerRow[]>;
+  /** The ids of the enabled bots. */
+  enabledBots(): Promise<string[]>;
+  /**
+   * Take `bot` for (`member`, `epoch`) if its row is still `from` (null: no row yet): the bot
+   * epoch grows by one. @returns the new bot epoch, or null when the row changed meanwhile
+   */
+  take(bot: string, from: { member: string; memberEpoch: number; botEpoch: number } | null, member: string, epoch: number, cause: string): Promise<number | null>;
+  /** Free `bot` if (`member`, `epoch`) holds it (released: another may take it at once); NOTIFY. */
+  release(bot: string, member: string, epoch: number): Promise<void>;
+  /** Wake-ups when members or owners change (LISTEN; also after each reconnection). @returns stop */
+  watch(onChange: () => void): () => Promise<void>;
+}
+
 /** One store: its engine and its concerns. */
 export interface Store {
   readonly engine: 'sqlite' | 'postgres';
@@ -75,6 +110,8 @@ export interface Store {
   readonly history: HistoryStore;
   readonly deadLetters: DeadLetterQueue;
   readonly meta: MetaStore;
+  /** The cluster's rows: PostgreSQL only (with SQLite the master is a cluster of one). */
+  readonly cluster?: ClusterStore;
   /** Where it lives, for messages: a file, or `user@host:port/database` (never a password). */
   readonly where: string;
   /**

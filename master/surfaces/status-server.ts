@@ -35,6 +35,8 @@ export interface StatusServerOptions {
   metrics: { contentType: string; metrics(): Promise<string> };
   /** null when healthy, else the reason (one line). */
   unhealthy(): string | null;
+  /** `/api/cluster/status`: the members and who owns which bot (null: not a cluster, the store is SQLite). */
+  cluster?: (() => Promise<unknown>) | null;
   /** Per-bot webhook and journal counters for `GET /webhook/stats` (kept off the public webhook port). */
   webhookStats?(): unknown;
   /** STATUS_AUTH (or the generated token): required on every route but `/health`. */
@@ -79,6 +81,7 @@ export function createStatusServer(o: StatusServerOptions): StatusServer {
   router.get('/api/workers/status', () => ({ body: o.status() }));
   router.get('/metrics', async () => ({ type: o.metrics.contentType, body: await o.metrics.metrics() }));
   router.get('/webhook/stats', () => ({ body: o.webhookStats?.() ?? {} }));
+  router.get('/api/cluster/status', async () => ({ body: o.cluster ? await o.cluster() : { cluster: false, why: 'the store is SQLite in the home: this master owns every bot' } }));
   router.get('/health', () => {
     const why = o.unhealthy();
     return why === null ? { body: { ok: true } } : { status: 503, body: { ok: false, reason: why } };

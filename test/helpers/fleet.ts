@@ -35,7 +35,8 @@ export const FAST_ENV = {
  * `credentials`: more setpriv(1) options for them (capability sets, `--no-new-privs`: a credential model);
  * `home`: an existing directory to use.
  */
-export interface FleetOptions { webhook?: boolean; asUid?: number; credentials?: string[]; home?: string }
+/** `emulator`: share one (a cluster's masters talk to one Telegram); it is then left running at stop. */
+export interface FleetOptions { webhook?: boolean; asUid?: number; credentials?: string[]; home?: string; emulator?: BotApiEmulator }
 
 export interface Fleet {
   home: string;
@@ -92,8 +93,8 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: F
   const who = opts.asUid === undefined ? [] : [`--reuid=${opts.asUid}`, `--regid=${opts.asUid}`, '--clear-groups'];
   const setpriv = [...who, ...(opts.credentials ?? [])];
   const run = (args: string[]): [string, string[]] => setpriv.length === 0 ? [process.execPath, args] : ['setpriv', [...setpriv, '--', process.execPath, ...args]];
-  const emulator = new BotApiEmulator({ webhookRetryMs: 100 });
-  const apiRoot = await emulator.start();
+  const emulator = opts.emulator ?? new BotApiEmulator({ webhookRetryMs: 100 });
+  const apiRoot = opts.emulator ? emulator.apiRoot : await emulator.start();
   const webhookPort = await freePort();
   const env: NodeJS.ProcessEnv = {
     ...process.env, BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, STATUS_PORT: '0', STATUS_HOST: '127.0.0.1', ...FAST_ENV, WORKER_UID_BASE: uniqueUidBase(),
@@ -184,7 +185,7 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: F
         await waitFor(() => m.exitCode !== null || m.signalCode !== null, 20_000, 'the master exiting on SIGTERM').catch(() => m.kill('SIGKILL'));
         for (const pid of pids) if (alive(pid)) process.kill(-pid, 'SIGKILL');
       }
-      await emulator.stop();
+      if (!opts.emulator) await emulator.stop();
       if (!opts.home) fs.rmSync(home, { recursive: true, force: true });
       // The machine-wide lock file of this fleet's own uid range (its master has exited).
       for (const suffix of ['', '-journal']) fs.rmSync(path.join(env.RUNTIME_DIRECTORY ?? UID_LOCK_DIR, `uid-base-${env.WORKER_UID_BASE}.lock${suffix}`), { force: true });

@@ -42,6 +42,18 @@ CREATE TABLE journal_acked (bot text NOT NULL, update_id bigint NOT NULL, acked_
 CREATE INDEX journal_acked_by_time ON journal_acked (acked_at);
 `,
   },
+  {
+    version: 2, name: 'the cluster: members with epochs and leases, bot owners with bot epochs',
+    sql: `
+CREATE SEQUENCE cluster_epochs;
+CREATE TABLE cluster_members (
+  member_id text PRIMARY KEY, epoch bigint NOT NULL, host text NOT NULL, pid integer NOT NULL,
+  joined_at timestamptz NOT NULL DEFAULT now(), renewed_at timestamptz NOT NULL DEFAULT now(), expires_at timestamptz NOT NULL);
+CREATE TABLE bot_owners (
+  bot_id text PRIMARY KEY, member_id text NOT NULL, member_epoch bigint NOT NULL, bot_epoch bigint NOT NULL,
+  since timestamptz NOT NULL DEFAULT now(), cause text NOT NULL);
+`,
+  },
 ];
 
 /** The newest version this botfleet knows. */

@@ -14,6 +14,7 @@ import { inTransaction, openPool, serverOf, storeCall, storeError, type PgOption
 import { migratePg } from './migrations.js';
 import { BOTS_CHANNEL, pgBots } from './pg-bots.js';
 import { listenPg } from './listen.js';
+import { pgCluster } from './pg-cluster.js';
 import { pgJournalEngine } from './pg-journal.js';
 
 /**
@@ -32,7 +33,7 @@ export async function openPgStore(o: PgOptions & { key: Buffer; logger?: Logger 
   const bots = pgBots(pool, o.key, o.url);
   await bots.changedSinceLastCheck(); // changes are counted from the open, as the SQLite engine counts them
   return {
-    engine: 'postgres', pool, bots, where: serverOf(o.url),
+    engine: 'postgres', pool, bots, where: serverOf(o.url), cluster: pgCluster(pool, o.url),
     journalEngine: async () => pgJournalEngine(pool, o.url),
     watchBots(onChange) {
       const l = listenPg({ url: o.url, channels: [BOTS_CHANNEL], onNotify: onChange, onConnected: onChange, ...(o.logger ? { logger: o.logger } : {}) });

@@ -1,0 +1,139 @@
+/**
+ * The cluster, end to end: several real masters (each its own home and process) on one real
+ * PostgreSQL (started by the test as an unprivileged user), one Bot API emulator that counts
+ * a second `getUpdates` while one is waiting for a token (Telegram's 409), real SIGKILLs and
+ * SIGTERMs. Short leases (3 s / 2 s / 0.5 s) keep it quick; the rules are the defaults'.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { BotApiEmulator } from '../scripts/emulator/emulator.js';
+import { postgresBinDir, POSTGRES_MISSING, startLocalPostgres, type LocalPostgres } from '../scripts/postgres.js';
+import { desiredOwner } from '../master/cluster/rendezvous.js';
+import { createFleet, type Fleet } from './helpers/fleet.js';
+import { waitFor } from './helpers/wait.js';
+
+const noPostgres = postgresBinDir() === null ? POSTGRES_MISSING : false;
+const TIMING = { CLUSTER_LEASE_MS: '3000', CLUSTER_RENEW_DEADLINE_MS: '2000', CLUSTER_RETRY_MS: '500' };
+const LEASE_MS = 3000;
+const RETRY_MS = 500;
+
+interface Cluster { masters: Fleet[]; emulator: BotApiEmulator; sql(q: string): string; add(i: number): Promise<Fleet> }
+
+/** Where each bot runs now: bot -> [{ member, pid }] over the masters given (those alive). */
+async function placement(masters: Fleet[]): Promise<Map<string, Array<{ member: string; pid: number }>>> {
+  const out = new Map<string, Array<{ member: string; pid: number }>>();
+  for (const m of masters) {
+    const s = await m.status();
+    for (const w of s.workers) {
+      if (w.state !== 'running' || w.pid === null) continue;
+      out.set(w.botId, [...(out.get(w.botId) ?? []), { member: String(m.env.MEMBER_ID), pid: w.pid }]);
+    }
+  }
+  return out;
+}
+
+/** Until every bot of `bots` runs on exactly one of `masters`: the one rendezvous hashing picks among `members`. @returns bot -> { member, pid } */
+async function settled(masters: Fleet[], bots: string[], members: string[], ms: number, what: string): Promise<Map<string, { member: string; pid: number }>> {
+  return waitFor(async () => {
+    const p = await placement(masters);
+    if (!bots.every((b) => p.get(b)?.length === 1 && p.get(b)![0]!.member === desiredOwner(b, members))) return null;
+    return new Map(bots.map((b) => [b, p.get(b)![0]!]));
+  }, ms, what, 50);
+}
+
+describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
+  let pg: LocalPostgres;
+  let made = 0;
+  before(async () => (pg = await startLocalPostgres()));
+  after(async () => pg?.stop());
+
+  async function withCluster(n: number, fn: (c: Cluster) => Promise<void>): Promise<void> {
+    const db = `cluster_${process.pid}_${made++}`;
+    pg.psql(`CREATE DATABASE ${db}`);
+    const url = pg.url.replace(/\/postgres$/, `/${db}`);
+    const emulator = new BotApiEmulator({ webhookRetryMs: 100 });
+    await emulator.start();
+    const shared = { DATABASE_URL: url, BOTFLEET_ENCRYPTION_KEY: crypto.randomBytes(32).toString('hex'), WEBHOOK_SECRET: crypto.randomBytes(24).toString('base64url'), ...TIMING, RESTART_BACKOFF_MS: '50' };
+    const masters: Fleet[] = [];
+    const add = async (i: number) => {
+      const f = await createFleet({ ...shared, MEMBER_ID: `m${i}` }, { emulator });
+      masters.push(f);
+      return f;
+    };
+    try {
+      for (let i = 0; i < n; i++) await add(i);
+      await fn({ masters, emulator, sql: (q) => pg.psql(q, db), add });
+    } finally {
+      for (const m of masters) await m.stop();
+      await emulator.stop();
+    }
+  }
+
+  test('3 masters, 12 polling bots: each runs on exactly the member rendezvous hashing picks; SIGKILL one: its bots run elsewhere within lease + retry + start, no 409, every message answered; SIGTERM another: hand-off within ~2 s', { timeout: 180_000 }, async (t) => {
+    await withCluster(3, async ({ masters, emulator, sql }) => {
+      const bots = Array.from({ length: 12 }, (_, i) => `bot${String(i).padStart(2, '0')}`);
+      for (const b of bots) await masters[0]!.addBot(b);
+      const tg = (b: string) => masters[0]!.tg(b);
+      for (const m of masters) await m.startMaster();
+      const first = await settled(masters, bots, ['m0', 'm1', 'm2'], 30_000, 'every bot running on exactly one master, the one the hash picks');
+      const counts = ['m0', 'm1', 'm2'].map((m) => bots.filter((b) => first.get(b)!.member === m).length);
+      t.diagnostic(`bots per member: ${counts.join(' / ')}`);
+      assert.ok(counts.every((c) => c > 0), 'spread over the three');
+      for (const b of bots) assert.equal(await masters[0]!.chat(b, 7, `hi ${b}`), `hi ${b}`);
+      assert.match(sql('SELECT count(*) FROM cluster_members'), /^3$/);
+
+      // SIGKILL m1: its bots move to the others (the hash over m0, m2), within lease + retry + start.
+      const victim = masters[1]!;
+      const moved = bots.filter((b) => first.get(b)!.member === 'm1');
+      const killedAt = Date.now();
+      victim.master!.kill('SIGKILL');
+      for (const b of moved) emulator.userSends(tg(b), 8, `during ${b}`);
+      const survivors = [masters[0]!, masters[2]!];
+      const handOff = new Map<string, number>();
+      await waitFor(async () => {
+        const p = await placement(survivors);
+        for (const b of moved) if (!handOff.has(b) && p.get(b)?.length === 1) handOff.set(b, Date.now() - killedAt);
+        return handOff.size === moved.length;
+      }, 20_000, "m1's bots running elsewhere", 50);
+      const times = [...handOff.values()].sort((a, b) => a - b);
+      t.diagnostic(`SIGKILL hand-off of ${moved.length} bots: p50 ${times[Math.floor(times.length / 2)]} ms, max ${times.at(-1)} ms`);
+      assert.ok(times.at(-1)! < LEASE_MS + RETRY_MS + 4000, `every bot within lease + retry + start (max ${times.at(-1)} ms)`);
+      const second = await settled(survivors, bots, ['m0', 'm2'], 10_000, 'every bot on exactly one survivor, the one the hash picks');
+      for (const b of bots) if (first.get(b)!.member !== 'm1') assert.equal(second.get(b)!.pid, first.get(b)!.pid, `${b} kept its worker`);
+      for (const b of moved) await emulator.waitForSent(tg(b), (m) => m.text === `during ${b}`, 15_000, `the message sent to ${b} during the hand-off answered`);
+
+      // SIGTERM m2: it drains, releases and leaves; m0 takes every bot at once.
+      const leaving = masters[2]!;
+      const fromM2 = bots.filter((b) => second.get(b)!.member === 'm2');
+      const termAt = Date.now();
+      leaving.master!.kill('SIGTERM');
+      const third = await settled([masters[0]!], bots, ['m0'], 15_000, 'every bot on m0');
+      const termMs = Date.now() - termAt;
+      t.diagnostic(`SIGTERM hand-off of ${fromM2.length} bots: all running on m0 ${termMs} ms after the signal`);
+      assert.ok(termMs < 4000, `hand-off after SIGTERM within ~2 s (${termMs} ms)`);
+      for (const b of bots) if (second.get(b)!.member === 'm0') assert.equal(third.get(b)!.pid, second.get(b)!.pid, `${b} kept its worker`);
+      await waitFor(() => leaving.master!.exitCode !== null, 10_000, 'm2 exiting');
+      assert.equal(sql("SELECT count(*) FROM cluster_members WHERE member_id = 'm2'"), '0', 'm2 left the member table');
+      for (const b of bots) assert.equal(tg(b).conflicts, 0, `${b}: never two getUpdates at once (no 409)`);
+      for (const b of bots) assert.equal(await masters[0]!.chat(b, 9, `after ${b}`), `after ${b}`);
+    });
+  });
+
+  test('a fourth master joins: the bots whose desired owner changed move, one at a time, and the rest keep their workers', { timeout: 120_000 }, async () => {
+    await withCluster(3, async ({ masters, add }) => {
+      const bots = Array.from({ length: 16 }, (_, i) => `j${String(i).padStart(2, '0')}`);
+      for (const b of bots) await masters[0]!.addBot(b);
+      for (const m of masters) await m.startMaster();
+      const before3 = await settled(masters, bots, ['m0', 'm1', 'm2'], 30_000, 'every bot running on the one of three the hash picks');
+      const joiner = await add(3);
+      await joiner.startMaster();
+      const four = ['m0', 'm1', 'm2', 'm3'];
+      const moving = bots.filter((b) => desiredOwner(b, four) === 'm3');
+      assert.ok(moving.length > 0 && moving.length < bots.length / 2, `about a quarter move (${moving.length} of ${bots.length})`);
+      const final = await settled(masters, bots, four, 30_000, 'every bot on the one of four the hash picks');
+      for (const b of bots) if (!moving.includes(b)) assert.equal(final.get(b)!.pid, before3.get(b)!.pid, `${b} kept its worker`);
+      for (const b of bots) assert.equal(masters[0]!.tg(b).conflicts, 0, `${b}: no 409`);
+    });
+  });
+});
