@@ -146,7 +146,7 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   const histories = await restoredHistories(store, logger);
   const timing = { leaseMs: cfg.clusterLeaseMs, renewDeadlineMs: cfg.clusterRenewDeadlineMs, retryMs: cfg.clusterRetryMs };
   const cluster = store.cluster ? createCluster({ store: store.cluster, memberId: cfg.memberId, timing, logger }) : null;
-  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter, ...(cluster ? { ownerOf: (id: string) => cluster.ownerOf(id) } : {}) });
+  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter, ...(cluster ? { ownerOf: (id: string) => cluster.ownerOf(id), leaseUntil: () => cluster.leaseUntil() } : {}) });
   return { isolation, limits, journal, supervisor, secretTokenFor, workerSchedPolicy, slots, deadLetters, cluster };
 }
 

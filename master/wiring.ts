@@ -62,6 +62,8 @@ export interface FleetParts {
   keepDeadLetter(botId: string, updateId: number, update: Update | null, reason: string): void;
   /** The cluster's word on who runs a bot (null: this master); absent with SQLite (a cluster of one). */
   ownerOf?(botId: string): string | null;
+  /** The cluster's deadline for a new worker (machine monotonic ms); absent with SQLite. */
+  leaseUntil?(): number | null;
 }
 
 /** The supervisor of the fleet: per-bot isolation, restart histories kept in the registry, dead letters and journal. */
@@ -69,7 +71,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
   const { cfg, logsDir, logger, store, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
   const saving = new Map<string, Promise<void>>();
   return createSupervisor({
-    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor, ...(f.ownerOf ? { ownerOf: f.ownerOf } : {}),
+    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor, ...(f.ownerOf ? { ownerOf: f.ownerOf } : {}), ...(f.leaseUntil ? { leaseUntil: f.leaseUntil } : {}),
     ...(cfg.logToStdout ? { echoWorkerLine: stdoutLines() } : {}),
     isolationFor(botId, spec) {
       const iso = isolation.forBot(botId, spec);

@@ -201,7 +201,7 @@ const EVENTS: Record<string, LifeEvent> = {
   disabled: { type: 'disabled', why: 'disabled', reason: 'operator' },
   removed: { type: 'removed' },
   shutdown: { type: 'shutdown' },
-  'ownership-gained': { type: 'ownership-gained' },
+  'ownership-gained': { type: 'ownership-gained', restored: null },
   'ownership-lost': { type: 'ownership-lost', owner: 'member-b' },
   'capacity-free': { type: 'capacity-free' },
   prepared: { type: 'prepared', attempt: 1, mode: 'polling', note: null },

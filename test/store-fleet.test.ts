@@ -54,9 +54,10 @@ describe('the fleet on PostgreSQL', { skip: noPostgres }, () => {
     });
   });
 
-  test('PostgreSQL stopped for 20 s under load: intake answers 503, /health says why, the master and the worker live on; after it returns every update is handled', { timeout: 180_000 }, async (t) => {
+  test('PostgreSQL stopped for 20 s under load (a lease longer than that): intake answers 503, /health says why, the master and the worker live on; after it returns every update is handled', { timeout: 180_000 }, async (t) => {
     const { url, sql } = database();
-    await withFleet({ DATABASE_URL: url }, { webhook: true }, async (fleet) => {
+    // A lease that outlasts the outage: with the defaults (renew deadline 10 s) the master would fence its bots (docs/cluster.md).
+    await withFleet({ DATABASE_URL: url, CLUSTER_LEASE_MS: '60000', CLUSTER_RENEW_DEADLINE_MS: '45000' }, { webhook: true }, async (fleet) => {
       await fleet.addBot('hook', { mode: 'webhook', handler: MISBEHAVE, settings: { delayMs: 2 } });
       await fleet.startMaster();
       const before = (await fleet.waitRunning(['hook'])).workers[0]!;
@@ -86,10 +87,13 @@ describe('the fleet on PostgreSQL', { skip: noPostgres }, () => {
         await pg.resume();
       } finally {
         clearInterval(load);
+        await pg.resume();
       }
       await waitFor(() => [...repliesByChat(tg.sent, chats).values()].every((r, i) => r.collapsed.length >= expected.get(chats[i]!)!.length), 60_000, `a reply to each of the ${sent} updates`);
+      // Every update handled. Not always in order: one refused with 503 comes back when Telegram retries it, after later
+      // ones of its chat that were accepted meanwhile (Telegram's own redelivery order; docs/operations.md).
       const byChat = repliesByChat(tg.sent, chats);
-      for (const c of chats) assert.deepEqual(byChat.get(c)!.collapsed, expected.get(c), `chat ${c}: every update, in order`);
+      for (const c of chats) assert.deepEqual([...byChat.get(c)!.collapsed].sort(), [...expected.get(c)!].sort(), `chat ${c}: every update`);
       t.diagnostic(`${sent} updates, answers ${JSON.stringify(tg.webhookAnswers)}`);
       await waitFor(async () => (await health(fleet)).status === 200, 15_000, '/health 200 again');
       const w = (await fleet.worker('hook'))!;

@@ -90,6 +90,8 @@ function onRaw(raw: unknown): void {
       return runtime?.applySettings(m.settings);
     case 'shutdown':
       return void exit(0, m.reason);
+    case 'lease':
+      return runtime?.lease.set(m.until);
     default:
       assertNever(m);
   }

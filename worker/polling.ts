@@ -10,6 +10,7 @@ import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
 import { BotApiError } from '../common/bot-api-http.js';
 import type { WorkerLastError } from './protocol.js';
+import type { LeaseGate } from './lease.js';
 
 /** Backoff between long-polling attempts after an error: 1 s doubling to 30 s (a 429's retry_after when longer). */
 export const POLL_RETRY_MIN_MS = 1000;
@@ -46,6 +47,8 @@ export interface PollingDeps {
   recordError(e: WorkerLastError): void;
   /** Telegram answered 401: the worker must end (exit 78). */
   tokenRejected(): void;
+  /** The cluster's deadline (worker/lease.ts): no poll past it, and none outlives it. */
+  lease?: LeaseGate;
 }
 
 /** The poller: its offset bookkeeping, the loop, and the confirmation at stop. */
@@ -115,8 +118,9 @@ class LongPoller implements Polling {
   private async fetchOnce(retryMs: number): Promise<Update[] | 'retry' | 'stop'> {
     const { d } = this;
     try {
+      const timeout = d.lease ? d.lease.pollSeconds(d.timeoutSec) : d.timeoutSec;
       this.lastAsked = this.offset();
-      return await d.call<Update[]>('getUpdates', { offset: this.lastAsked, timeout: d.timeoutSec }, d.timeoutSec * 1000 + POLL_MARGIN_MS, d.signal);
+      return await d.call<Update[]>('getUpdates', { offset: this.lastAsked, timeout }, timeout * 1000 + POLL_MARGIN_MS, d.signal);
     } catch (err) {
       if (d.signal.aborted) return 'stop';
       if (err instanceof BotApiError && err.errorCode === 401) {
@@ -152,6 +156,11 @@ class LongPoller implements Polling {
   async run(): Promise<void> {
     let retryMs = POLL_RETRY_MIN_MS;
     while (!this.d.signal.aborted) {
+      if (this.d.lease && this.d.lease.pollSeconds(this.d.timeoutSec) < 1) {
+        this.d.logger.warn("the cluster lease's deadline passed: no polling until the master renews it");
+        await this.d.lease.renewed(this.d.signal);
+        continue;
+      }
       const updates = await this.fetchOnce(retryMs);
       if (updates === 'stop') return;
       if (updates === 'retry') {

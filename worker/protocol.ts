@@ -55,7 +55,9 @@ export function botApiPolicy(fleet: BotApiPolicy, settings: Record<string, unkno
 
 /** Master -> worker. */
 export type MasterMessage =
-  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[]; ackedUpdateIds: number[]; probationUpdateIds?: number[] }
+  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[]; ackedUpdateIds: number[]; probationUpdateIds?: number[]; leaseUntil?: number | null }
+  /** The cluster's renew deadline, renewed (machine monotonic ms, common/mono.ts): past it the worker polls no more (worker/lease.ts). */
+  | { v: 1; type: 'lease'; until: number }
   /** `replay`: an operator's `dlq replay`; handled even if the worker's skip list or dedup window holds its id. */
   | { v: 1; type: 'update'; updates: Update[]; replay?: true }
   | { v: 1; type: 'settings'; settings: Record<string, unknown> }
@@ -254,7 +256,8 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
         isInt(b.api.rateLimitGlobal) && isInt(b.api.rateLimitPerChat) && isInt(m.heartbeatIntervalMs) && isInt(m.drainTimeoutMs) && isInt(m.pollingTimeoutSec) &&
         isInt(m.dedupWindowMs) && isStr(m.home) && Array.isArray(m.skipUpdateIds) && m.skipUpdateIds.every(isInt) &&
         Array.isArray(m.ackedUpdateIds) && m.ackedUpdateIds.every(isInt) &&
-        (m.probationUpdateIds === undefined || (Array.isArray(m.probationUpdateIds) && m.probationUpdateIds.every(isInt)));
+        (m.probationUpdateIds === undefined || (Array.isArray(m.probationUpdateIds) && m.probationUpdateIds.every(isInt))) &&
+        (m.leaseUntil === undefined || m.leaseUntil === null || isInt(m.leaseUntil));
       return ok ? (m as MasterMessage) : null;
     }
     case 'update':
@@ -264,6 +267,8 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
       return isObj(m.settings) ? (m as MasterMessage) : null;
     case 'shutdown':
       return isStr(m.reason) ? (m as MasterMessage) : null;
+    case 'lease':
+      return isInt(m.until) ? (m as MasterMessage) : null;
     default:
       return null;
   }

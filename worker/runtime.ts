@@ -28,6 +28,7 @@ import { createRepeatFilter } from '../common/repeat-filter.js';
 import type { HandlerHooks } from './handlers/types.js';
 import { BotfleetError } from '../common/errors.js';
 import { createIntake, type RunStats } from './intake.js';
+import { createLeaseGate, type LeaseGate } from './lease.js';
 import { createPolling, POLL_RETRY_MAX_MS, POLL_RETRY_MIN_MS, type BotCall, type Polling } from './polling.js';
 import { FATAL_CODES, type MasterMessage, type WorkerCounters, type WorkerFatalReason, type WorkerLastError, type WorkerMessage } from './protocol.js';
 
@@ -72,6 +73,8 @@ export interface BotRuntime {
   counters(): WorkerCounters;
   /** Resolves with a fatal error if long polling gives up (e.g. 401 mid-run). */
   readonly fatal: Promise<WorkerFatal>;
+  /** The cluster's deadline: past it this worker does not poll (worker/lease.ts). */
+  readonly lease: LeaseGate;
 }
 
 /** Classify a Telegram error for status: its error_code, or a short name. */
@@ -191,8 +194,9 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   // Polling: the loop's take() is bound once the intake exists.
   let take: (u: Update) => void = () => undefined;
   let waitForRoom: () => Promise<void> = () => Promise.resolve();
+  const lease = createLeaseGate(init.leaseUntil ?? null);
   const polling: Polling | null = cfg.mode === 'polling' ? createPolling({
-    call, timeoutSec: init.pollingTimeoutSec, signal: stop.signal, logger, take: (u) => take(u), waitForRoom: () => waitForRoom(),
+    call, timeoutSec: init.pollingTimeoutSec, signal: stop.signal, logger, lease, take: (u) => take(u), waitForRoom: () => waitForRoom(),
     describeError: toLastError, recordError: (e) => void (stats.lastError = e), tokenRejected,
   }) : null;
   const intake = createIntake({ bot, mode: cfg.mode, send, logger, dedup, skip: new Set(init.skipUpdateIds), probation: new Set(init.probationUpdateIds ?? []), telemetry, stats, failed, describeError: toLastError, polling });
@@ -200,7 +204,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   waitForRoom = () => intake.queue.waitForRoom();
 
   return {
-    fatal,
+    fatal, lease,
     start: async () => void (hooks = await setUpHandler(init, bot, logger)),
     begin() {
       if (polling) pollDone = polling.run();

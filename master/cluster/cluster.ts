@@ -11,14 +11,21 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { errorMessage } from '../../common/errors.js';
+import { machineMonoMs } from '../../common/mono.js';
 import type { BotOwnerRow, ClusterStore, MemberRow } from '../store/store.js';
 import { planOwnership, type OwnerRow } from './plan.js';
 
 /** Timing (ms), as Kubernetes leader election's lease / renew deadline / retry period. */
 export interface ClusterTiming { leaseMs: number; renewDeadlineMs: number; retryMs: number }
 
-/** What the cluster tells the lifecycle: a bot's owner changed (null: this master); resolves once a lost bot's worker has exited. */
-export interface OwnershipPort { ownershipChanged(botId: string, owner: string | null): Promise<void> }
+/**
+ * What the cluster tells the lifecycle: a bot's owner changed (null: this master; resolves once
+ * a lost bot's worker has exited), and the lease's deadline for the workers (machine monotonic ms).
+ */
+export interface OwnershipPort {
+  ownershipChanged(botId: string, owner: string | null): Promise<void>;
+  renewLease(until: number): void;
+}
 
 /** The cluster as this master sees it, for `botfleet cluster` and /api/cluster/status. */
 export interface ClusterStatus {
@@ -44,6 +51,8 @@ export interface Cluster {
   stopTaking(): void;
   /** Stop renewing (the bots are stopped by the caller first), release every bot and leave; the others take over at once. */
   leave(): Promise<void>;
+  /** The deadline a new worker gets (machine monotonic ms): this master's own, 0 while it holds no live lease. */
+  leaseUntil(): number;
   /** Why this master's lease is not live (for /health), else null. */
   problem(): string | null;
   status(): Promise<ClusterStatus>;
@@ -66,6 +75,7 @@ class Member implements Cluster {
   private rows = new Map<string, BotOwnerRow>();
   private releasing: string | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private fenceTimer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
   private again = false;
   private stopped = false;
@@ -132,6 +142,8 @@ class Member implements Cluster {
     const { store } = this.o;
     const { leaseMs, renewDeadlineMs } = this.o.timing;
     const sentAt = this.now();
+    // A master that wakes past its deadline (it was paused, or the database was slow) stops its bots before anything else.
+    if (this.epoch !== null && sentAt > this.validUntil) await this.fence(`the lease was not renewed within ${renewDeadlineMs} ms`);
     try {
       if (this.epoch === null) {
         if (!(await this.join())) return false;
@@ -139,15 +151,27 @@ class Member implements Cluster {
         await this.fence('the lease row belongs to another start of this member id');
         return false;
       }
+      if (this.epoch === null) return false; // fenced while the renewal was on its way: it joins again at the next look
       this.validUntil = sentAt + renewDeadlineMs;
       this.counters.lastRenewMs = this.now() - sentAt;
+      this.port?.renewLease(this.leaseUntil());
+      this.armFence();
       return true;
     } catch (err) {
       this.counters.renewFailures++;
       this.o.logger.warn({ err: errorMessage(err) }, 'cluster: the lease could not be renewed');
-      if (this.now() > this.validUntil && this.epoch !== null) await this.fence(`the lease was not renewed within ${renewDeadlineMs} ms`);
       return false;
     }
+  }
+
+  /** At the deadline, fence unless a renewal came first (a renewal stuck on a dead connection must not hold the fence back). */
+  private armFence(): void {
+    if (this.fenceTimer) clearTimeout(this.fenceTimer);
+    this.fenceTimer = setTimeout(() => {
+      this.fenceTimer = null;
+      if (this.epoch !== null && this.now() > this.validUntil) void this.fence(`the lease was not renewed within ${this.o.timing.renewDeadlineMs} ms`);
+    }, Math.max(0, this.validUntil - this.now()) + 1);
+    this.fenceTimer.unref();
   }
 
   /** @returns false while another start's lease on this member id is live (this one waits for it to expire) */
@@ -205,6 +229,11 @@ class Member implements Cluster {
     }
   }
 
+  leaseUntil(): number {
+    const left = this.validUntil - this.now();
+    return left > 0 ? machineMonoMs() + Math.floor(left) : 0;
+  }
+
   problem(): string | null {
     if (this.epoch === null) return `this master holds no lease in the cluster (member ${this.memberId}${this.waitingToJoin ? ': the id is held by a live lease' : ''})`;
     return this.now() > this.validUntil ? `this master's lease was not renewed within ${this.o.timing.renewDeadlineMs} ms` : null;
@@ -217,6 +246,7 @@ class Member implements Cluster {
   async leave(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.fenceTimer) clearTimeout(this.fenceTimer);
     await this.ticking;
     await this.unwatch?.();
     if (this.epoch !== null) await this.o.store.leave(this.memberId, this.epoch).catch((err: unknown) => this.o.logger.error({ err: errorMessage(err) }, 'cluster: leaving failed (the others take over when the lease expires)'));

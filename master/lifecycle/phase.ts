@@ -89,7 +89,7 @@ export type LifeEvent =
   | { type: 'timer' }
   | { type: 'restart'; reason: 'operator' | 'rolling-restart' }
   | { type: 'shutdown' }
-  | { type: 'ownership-gained' }
+  | { type: 'ownership-gained'; restored: RestoredHistory | null }
   | { type: 'ownership-lost'; owner: string };
 
 /** How a child last ended. `at` is an ISO time. */

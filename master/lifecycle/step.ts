@@ -49,7 +49,7 @@ export function step(life: Life, e: LifeEvent, now: number, r: StepRules): Step 
     case 'removed': return stop(life, 'removed', 'operator', 'forget', now, r);
     case 'ownership-lost': return stop(life, `owned by ${e.owner}`, 'operator', 'stop', now, r);
     case 'shutdown': return p.tag === 'stopped' ? same(life) : stop(life, 'master shutting down', 'operator', 'stop', now, r);
-    case 'ownership-gained': return p.tag === 'stopped' ? launch(life, 'ownership gained', r) : same(life);
+    case 'ownership-gained': return configured(life, e.restored, now, r, 'ownership gained'); // a quarantine its history holds goes on
     case 'capacity-free': return p.tag === 'waiting' ? launch(life, 'capacity available', r) : same(life);
     case 'prepared':
       if (p.tag !== 'preparing' || p.attempt !== e.attempt) return same(life);
@@ -88,17 +88,17 @@ function launch(life: Life, why: string, r: StepRules): Step {
 }
 
 /** A bot seen for the first time, enabled: a quarantine an earlier master kept goes on where it was, else a launch. */
-function configured(life: Life, restored: RestoredHistory | null, now: number, r: StepRules): Step {
+function configured(life: Life, restored: RestoredHistory | null, now: number, r: StepRules, why = 'configured'): Step {
   if (life.phase.tag !== 'stopped') return same(life);
   const l = restored ? { ...life, history: restored.history } : life;
-  if (r.owner !== null) return launch(l, 'configured', r); // another master's: its quarantine is its owner's to show
+  if (r.owner !== null) return launch(l, why, r); // another master's: its quarantine is its owner's to show
   if (restored?.doNotRestart) {
     return to(l, { tag: 'quarantined', until: null, why: `${restored.reason ?? 'do not restart (exit 78)'} (quarantined before the master restarted; restart it once fixed)` });
   }
   if (restored && restored.quarantinedUntil !== null && restored.quarantinedUntil > now) {
     return to(l, { tag: 'quarantined', until: restored.quarantinedUntil, why: 'quarantined before the master restarted (restart quota used up)' }, [{ type: 'arm', at: restored.quarantinedUntil }]);
   }
-  return launch(l, 'configured', r);
+  return launch(l, why, r);
 }
 
 /** An enabled bot listed again: `material` (token, mode, handler, API root) restarts it, `settings` goes to a running worker. */

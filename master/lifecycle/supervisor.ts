@@ -76,6 +76,8 @@ export interface Supervisor extends EventEmitter {
    * if any, has exited: only then may another master start it.
    */
   ownershipChanged(botId: string, owner: string | null): Promise<void>;
+  /** The cluster's lease was renewed: every worker may poll until `until` (machine monotonic ms; worker/lease.ts). */
+  renewLease(until: number): void;
 }
 
 /**
@@ -114,13 +116,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       for (const c of children.values()) c.proc?.kill('SIGKILL');
     },
     checkWebhooks: () => checkWebhooks(core),
-    async ownershipChanged(botId: string, owner: string | null) {
-      const c = children.get(botId);
-      if (!c || (owner === null && !c.spec?.enabled)) return; // a bot disabled meanwhile stays stopped
-      const exiting = c.proc?.exited;
-      core.dispatch(c, owner === null ? { type: 'ownership-gained' } : { type: 'ownership-lost', owner });
-      if (owner !== null) await exiting;
-    },
+    ...clusterSide(core),
     status: () => [...children.values()].map((c) => childStatus(c, now(), HOUR_MS, (t) => core.wall(t))),
     describe(botId: string): BotDescription {
       const c = children.get(botId);
@@ -145,6 +141,30 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       return [...core.killedAtDeadline];
     },
   });
+}
+
+/** What the cluster tells the supervisor: ownership changes (as lifecycle events) and the lease's deadline for the workers. */
+function clusterSide(core: Dispatcher): Pick<Supervisor, 'ownershipChanged' | 'renewLease'> {
+  const { children } = core;
+  return {
+    renewLease(until: number) {
+      for (const c of children.values()) {
+        if (c.life.phase.tag !== 'running' && c.life.phase.tag !== 'starting') continue; // a draining worker is not given more time
+        try {
+          c.proc?.send({ v: 1, type: 'lease', until });
+        } catch {
+          // its channel is closed: its exit is on the way
+        }
+      }
+    },
+    async ownershipChanged(botId: string, owner: string | null) {
+      const c = children.get(botId);
+      if (!c || (owner === null && !c.spec?.enabled)) return; // a bot disabled meanwhile stays stopped
+      const exiting = c.proc?.exited;
+      core.dispatch(c, owner === null ? { type: 'ownership-gained', restored: core.d.histories?.get(botId) ?? null } : { type: 'ownership-lost', owner });
+      if (owner !== null) await exiting;
+    },
+  };
 }
 
 /** Heartbeat deadlines (a hung child is killed), resource samples (the memory cap), and the master's own pauses. @returns stop */

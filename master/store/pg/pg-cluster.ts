@@ -27,7 +27,7 @@ export function pgCluster(pool: pg.Pool, url: string): ClusterStore {
     },
     async renew(member, epoch, leaseMs) {
       const r = await q('renewing the lease', `UPDATE cluster_members SET renewed_at = now(), expires_at = now() + $3 * interval '1 millisecond'
-        WHERE member_id = $1 AND epoch = $2`, [member, epoch, leaseMs]);
+        WHERE member_id = $1 AND epoch = $2 AND expires_at > now()`, [member, epoch, leaseMs]);
       return r.rowCount === 1;
     },
     leave: (member, epoch) => storeCall(url, 'leaving the cluster', () => inTransaction(pool, async (c) => {
