@@ -13,6 +13,7 @@ import { BotApiEmulator } from '../scripts/emulator/emulator.js';
 import { postgresBinDir, POSTGRES_MISSING, startLocalPostgres, type LocalPostgres } from '../scripts/postgres.js';
 import { desiredOwner } from '../master/cluster/rendezvous.js';
 import { createFleet, type Fleet } from './helpers/fleet.js';
+import type { EmulatedBot } from '../scripts/emulator/bot-state.js';
 import { waitFor } from './helpers/wait.js';
 
 const noPostgres = postgresBinDir() === null ? POSTGRES_MISSING : false;
@@ -20,7 +21,17 @@ const TIMING = { CLUSTER_LEASE_MS: '3000', CLUSTER_RENEW_DEADLINE_MS: '2000', CL
 const LEASE_MS = 3000;
 const RETRY_MS = 500;
 
-interface Cluster { masters: Fleet[]; emulator: BotApiEmulator; sql(q: string): string; add(i: number): Promise<Fleet> }
+/** Where a bot runs: the member and its worker's pid. */
+type Placed = Map<string, { member: string; pid: number }>;
+
+interface Cluster {
+  masters: Fleet[];
+  emulator: BotApiEmulator;
+  sql(q: string): string;
+  add(i: number): Promise<Fleet>;
+  /** `n` echo bots named `<prefix>00`… added, every master started, each bot running on the member the hash picks. */
+  launch(prefix: string, n: number): Promise<{ bots: string[]; first: Placed; tg(b: string): EmulatedBot }>;
+}
 
 /** Where each bot runs now: bot -> [{ member, pid }] over the masters given (those alive). */
 async function placement(masters: Fleet[]): Promise<Map<string, Array<{ member: string; pid: number }>>> {
@@ -36,7 +47,7 @@ async function placement(masters: Fleet[]): Promise<Map<string, Array<{ member: 
 }
 
 /** Until every bot of `bots` runs on exactly one of `masters`: the one rendezvous hashing picks among `members`. @returns bot -> { member, pid } */
-async function settled(masters: Fleet[], bots: string[], members: string[], ms: number, what: string): Promise<Map<string, { member: string; pid: number }>> {
+async function settled(masters: Fleet[], bots: string[], members: string[], ms: number, what: string): Promise<Placed> {
   return waitFor(async () => {
     const p = await placement(masters);
     if (!bots.every((b) => p.get(b)?.length === 1 && p.get(b)![0]!.member === desiredOwner(b, members))) return null;
@@ -63,9 +74,17 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
       masters.push(f);
       return f;
     };
+    const launch: Cluster['launch'] = async (prefix, count) => {
+      const bots = Array.from({ length: count }, (_, i) => `${prefix}${String(i).padStart(2, '0')}`);
+      for (const b of bots) await masters[0]!.addBot(b);
+      for (const m of masters) await m.startMaster();
+      const members = masters.map((m) => String(m.env.MEMBER_ID));
+      const first = await settled(masters, bots, members, 30_000, 'every bot running on exactly one master, the one the hash picks');
+      return { bots, first, tg: (b) => masters[0]!.tg(b) };
+    };
     try {
       for (let i = 0; i < n; i++) await add(i);
-      await fn({ masters, emulator, sql: (q) => pg.psql(q, db), add });
+      await fn({ masters, emulator, sql: (q) => pg.psql(q, db), add, launch });
     } finally {
       for (const m of masters) await m.stop();
       await emulator.stop();
@@ -73,17 +92,16 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
   }
 
   test('3 masters, 12 polling bots: each runs on exactly the member rendezvous hashing picks; SIGKILL one: its bots run elsewhere within lease + retry + start, no 409, every message answered; SIGTERM another: hand-off within ~2 s', { timeout: 180_000 }, async (t) => {
-    await withCluster(3, async ({ masters, emulator, sql }) => {
-      const bots = Array.from({ length: 12 }, (_, i) => `bot${String(i).padStart(2, '0')}`);
-      for (const b of bots) await masters[0]!.addBot(b);
-      const tg = (b: string) => masters[0]!.tg(b);
-      for (const m of masters) await m.startMaster();
-      const first = await settled(masters, bots, ['m0', 'm1', 'm2'], 30_000, 'every bot running on exactly one master, the one the hash picks');
+    await withCluster(3, async ({ masters, emulator, sql, launch }) => {
+      const { bots, first, tg } = await launch('bot', 12);
       const counts = ['m0', 'm1', 'm2'].map((m) => bots.filter((b) => first.get(b)!.member === m).length);
       t.diagnostic(`bots per member: ${counts.join(' / ')}`);
       assert.ok(counts.every((c) => c > 0), 'spread over the three');
       for (const b of bots) assert.equal(await masters[0]!.chat(b, 7, `hi ${b}`), `hi ${b}`);
       assert.match(sql('SELECT count(*) FROM cluster_members'), /^3$/);
+      const listed = JSON.parse((await masters[0]!.cli(['cluster', '--json'])).stdout) as { members: Array<{ id: string }>; owners: Array<{ bot: string; member: string }> };
+      assert.deepEqual(listed.members.map((m) => m.id), ['m0', 'm1', 'm2'], '`botfleet cluster` lists the members');
+      for (const b of bots) assert.equal(listed.owners.find((o) => o.bot === b)?.member, first.get(b)!.member, `\`botfleet cluster\` names ${b}'s owner`);
 
       // SIGKILL m1: its bots move to the others (the hash over m0, m2), within lease + retry + start.
       const victim = masters[1]!;
@@ -123,11 +141,8 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
   });
 
   test('a fourth master joins: the bots whose desired owner changed move, one at a time, and the rest keep their workers', { timeout: 120_000 }, async () => {
-    await withCluster(3, async ({ masters, add }) => {
-      const bots = Array.from({ length: 16 }, (_, i) => `j${String(i).padStart(2, '0')}`);
-      for (const b of bots) await masters[0]!.addBot(b);
-      for (const m of masters) await m.startMaster();
-      const before3 = await settled(masters, bots, ['m0', 'm1', 'm2'], 30_000, 'every bot running on the one of three the hash picks');
+    await withCluster(3, async ({ masters, add, launch }) => {
+      const { bots, first: before3 } = await launch('j', 16);
       const joiner = await add(3);
       await joiner.startMaster();
       const four = ['m0', 'm1', 'm2', 'm3'];
@@ -139,13 +154,9 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
     });
   });
 
-  test('SIGSTOP one master for twice the lease: its workers stop polling by themselves, its bots move with no 409; on SIGCONT it finds itself fenced, rejoins with a new epoch and takes its share back, each message answered once', { timeout: 120_000, todo: 'one run of three saw one 409 for one bot around the hand-back after SIGCONT; the rest of this test passes: to be found (docs/cluster.md)' }, async (t) => {
-    await withCluster(3, async ({ masters, emulator, sql }) => {
-      const bots = Array.from({ length: 9 }, (_, i) => `s${String(i).padStart(2, '0')}`);
-      for (const b of bots) await masters[0]!.addBot(b);
-      const tg = (b: string) => masters[0]!.tg(b);
-      for (const m of masters) await m.startMaster();
-      const first = await settled(masters, bots, ['m0', 'm1', 'm2'], 30_000, 'every bot on the member the hash picks');
+  test('SIGSTOP one master for twice the lease: its workers stop polling by themselves, its bots move with no 409; on SIGCONT it finds itself fenced, rejoins with a new epoch and takes its share back, each message answered once', { timeout: 120_000, todo: 'each run so far saw one 409 for one bot around the hand-back after SIGCONT; the rest of this test passes: to be found (docs/cluster.md)' }, async (t) => {
+    await withCluster(3, async ({ masters, emulator, sql, launch }) => {
+      const { bots, first, tg } = await launch('s', 9);
       const paused = masters[1]!;
       const moved = bots.filter((b) => first.get(b)!.member === 'm1');
       assert.ok(moved.length > 0, 'm1 owns some bots');

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Update } from 'node-telegram-bot-api';
 import { MAX_DEAD_LETTERS_PER_BOT } from '../master/store/dead-letters.js';
-import { redactUrl } from '../master/store/pg/connect.js';
+import { inTransaction, redactUrl } from '../master/store/pg/connect.js';
 import { PG_SCHEMA_VERSION } from '../master/store/pg/migrations.js';
 import { openPgStore } from '../master/store/pg/pg-store.js';
 import { JOURNAL_CHANNEL, pgJournalEngine } from '../master/store/pg/pg-journal.js';
@@ -267,12 +267,16 @@ describe('the store on PostgreSQL: migrations, failures and outages', { skip: no
     assert.ok(!redactUrl(pg!.url).includes(pg!.password));
   });
 
-  test('the server stopped and started again: calls fail with BF_ERR_STORE meanwhile, nothing crashes, and the same store works after', async () => {
+  test('the server stopped and started again, a transaction in flight: calls fail with BF_ERR_STORE meanwhile, nothing crashes, and the same store works after', async () => {
     pg!.psql('CREATE DATABASE outage');
     const s = await openPgStore({ url: pg!.url.replace(/\/postgres$/, '/outage'), key: TEST_KEY, connectTimeoutMs: 1000 });
     try {
       await s.meta.set('k', 'before');
+      // A transaction in flight when the server goes: its client emits `error` (unheard, it would end the process).
+      const inFlight = inTransaction(s.pool, (c) => c.query('SELECT pg_sleep(30)')).then(() => null, (err: Error) => err);
+      await new Promise((r) => setTimeout(r, 200)); // the statement reaches the server (it sleeps 30 s: no race on a test this short)
       await pg!.pause();
+      assert.match(String((await inFlight)?.message), /terminat/i, 'the transaction in flight rejects');
       await assert.rejects(s.meta.get('k'), (err: Error & { code?: string }) => err.code === 'BF_ERR_STORE' && !err.message.includes(pg!.password));
       await pg!.resume();
       assert.equal(await s.meta.get('k'), 'before', 'resumed without reopening the store');

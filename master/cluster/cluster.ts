@@ -124,10 +124,9 @@ class Member implements Cluster {
     if (!(await this.renew())) return;
     const [live, owners, bots] = await Promise.all([this.o.store.liveMembers(), this.o.store.owners(), this.o.store.enabledBots()]);
     this.rows = new Map(owners.map((r) => [r.bot, r]));
-    const rows = new Map<string, OwnerRow>(owners.map((r) => [r.bot, { bot: r.bot, member: r.member, memberEpoch: r.memberEpoch, botEpoch: r.botEpoch }]));
     const wanted = new Set(bots);
     for (const bot of [...this.owned.keys()]) if (!wanted.has(bot)) this.owned.delete(bot); // disabled or removed: the lifecycle stops it
-    const actions = planOwnership({ me: { id: this.memberId, epoch: this.epoch! }, live, rows, bots, owned: this.owned, releasing: this.releasing });
+    const actions = planOwnership({ me: { id: this.memberId, epoch: this.epoch! }, live, rows: this.rows, bots, owned: this.owned, releasing: this.releasing });
     // Takes are quick (a row and a launch); a loss or a release waits for a drain, never the renewals.
     for (const a of actions) {
       if (a.type === 'take') {

@@ -80,7 +80,7 @@ function readHome(p: HomePaths, envKey: string | undefined): { tables: TableCopy
 async function insertAll(c: pg.PoolClient, t: TableCopy): Promise<void> {
   for (let i = 0; i < t.rows.length; i += CHUNK) {
     const chunk = t.rows.slice(i, i + CHUNK);
-    const arrays = t.columns.map((_, col) => chunk.map((r) => (typeof r[col] === 'bigint' ? Number(r[col]) : r[col])));
+    const arrays = t.columns.map((_, col) => chunk.map((r) => r[col]));
     const params = t.types.map((ty, k) => `$${k + 1}::${ty}[]`).join(', ');
     await c.query(`INSERT INTO ${t.table} (${t.columns.join(', ')}) SELECT * FROM unnest(${params}) ON CONFLICT ${t.conflict}`, arrays);
   }

@@ -95,18 +95,28 @@ export function openPool(o: PgOptions): pg.Pool {
   return pool;
 }
 
-/** Run `fn` in one transaction on one connection: committed when it resolves, rolled back when it throws. */
+/**
+ * Run `fn` in one transaction on one connection: committed when it resolves, rolled back when
+ * it throws. A checked-out client has no listener of the pool's: a server that goes away
+ * makes it emit `error` (node-postgres), which would end the process, so one is held here
+ * (the statement in flight rejects with the same error) and the broken connection is
+ * destroyed, not returned to the pool.
+ */
 export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const c = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (err: Error) => void (broken = err);
+  c.on('error', onError);
   try {
     await c.query('BEGIN');
     const out = await fn(c);
     await c.query('COMMIT');
     return out;
   } catch (err) {
-    await c.query('ROLLBACK').catch(() => undefined);
+    if (!broken) await c.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
-    c.release();
+    c.off('error', onError);
+    c.release(broken);
   }
 }

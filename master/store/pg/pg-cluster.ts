@@ -8,13 +8,12 @@
 import type pg from 'pg';
 import type { BotOwnerRow, ClusterStore, MemberRow } from '../store.js';
 import { inTransaction, storeCall } from './connect.js';
-import { listenPg } from './listen.js';
 
 /** The channel members and releases are announced on. */
 export const CLUSTER_CHANNEL = 'botfleet_cluster';
 
-/** The cluster store on an open, migrated pool. */
-export function pgCluster(pool: pg.Pool, url: string): ClusterStore {
+/** The cluster store on an open, migrated pool; `watch` subscribes to {@link CLUSTER_CHANNEL} on the store's LISTEN connection. */
+export function pgCluster(pool: pg.Pool, url: string, watch: ClusterStore['watch']): ClusterStore {
   const q = <R extends pg.QueryResultRow>(what: string, sql: string, params: unknown[] = []) => storeCall(url, what, () => pool.query<R>(sql, params));
   return {
     async join(member, host, pid, leaseMs) {
@@ -61,9 +60,6 @@ export function pgCluster(pool: pg.Pool, url: string): ClusterStore {
       await c.query(`UPDATE bot_owners SET member_id = '', member_epoch = 0, since = now(), cause = 'released' WHERE bot_id = $1 AND member_id = $2 AND member_epoch = $3`, [bot, member, epoch]);
       await c.query(`SELECT pg_notify('${CLUSTER_CHANNEL}', $1)`, [bot]);
     })),
-    watch(onChange) {
-      const l = listenPg({ url, channels: [CLUSTER_CHANNEL], onNotify: onChange, onConnected: onChange });
-      return () => l.close();
-    },
+    watch,
   };
 }

@@ -13,8 +13,8 @@ import type { DeadLetterQueue, HistoryStore, MetaStore, Store } from '../store.j
 import { inTransaction, openPool, serverOf, storeCall, storeError, type PgOptions } from './connect.js';
 import { migratePg } from './migrations.js';
 import { BOTS_CHANNEL, pgBots } from './pg-bots.js';
-import { listenPg } from './listen.js';
-import { pgCluster } from './pg-cluster.js';
+import { listenPg, type PgListener } from './listen.js';
+import { CLUSTER_CHANNEL, pgCluster } from './pg-cluster.js';
 import { pgJournalEngine } from './pg-journal.js';
 
 /**
@@ -31,19 +31,47 @@ export async function openPgStore(o: PgOptions & { key: Buffer; logger?: Logger 
     throw storeError(err, 'migrating the schema', o.url);
   }
   const bots = pgBots(pool, o.key, o.url);
+  const { watch, close: closeListener } = sharedListener(o.url, o.logger);
   await bots.changedSinceLastCheck(); // changes are counted from the open, as the SQLite engine counts them
   return {
-    engine: 'postgres', pool, bots, where: serverOf(o.url), cluster: pgCluster(pool, o.url),
+    engine: 'postgres', pool, bots, where: serverOf(o.url), cluster: pgCluster(pool, o.url, (onChange) => watch(CLUSTER_CHANNEL, onChange)),
     journalEngine: async () => pgJournalEngine(pool, o.url),
-    watchBots(onChange) {
-      const l = listenPg({ url: o.url, channels: [BOTS_CHANNEL], onNotify: onChange, onConnected: onChange, ...(o.logger ? { logger: o.logger } : {}) });
-      return () => l.close();
-    },
+    watchBots: (onChange) => watch(BOTS_CHANNEL, onChange),
     history: pgHistory(q),
     deadLetters: pgDeadLetters(q, pool, o.url),
     meta: pgMeta(q),
-    close: () => pool.end(),
+    close: async () => {
+      await closeListener();
+      await pool.end();
+    },
   };
+}
+
+/**
+ * One LISTEN connection for every wake-up of this store (the bots' and the cluster's
+ * channels), made at the first subscription and ended with the last. A subscriber is also
+ * called at each (re)connection (a notification may have been missed) and once at once.
+ */
+function sharedListener(url: string, logger?: Logger): { watch(channel: string, onChange: () => void): () => Promise<void>; close(): Promise<void> } {
+  const handlers = new Map<string, Set<() => void>>();
+  const all = () => [...handlers.values()].flatMap((set) => [...set]);
+  let listener: PgListener | null = null;
+  const close = async () => {
+    const l = listener;
+    listener = null;
+    await l?.close();
+  };
+  const watch = (channel: string, onChange: () => void) => {
+    if (!handlers.has(channel)) handlers.set(channel, new Set());
+    handlers.get(channel)!.add(onChange);
+    listener ??= listenPg({ url, channels: [BOTS_CHANNEL, CLUSTER_CHANNEL], onNotify: (ch) => handlers.get(ch)?.forEach((f) => f()), onConnected: () => all().forEach((f) => f()), ...(logger ? { logger } : {}) });
+    onChange();
+    return async () => {
+      handlers.get(channel)?.delete(onChange);
+      if (all().length === 0) await close();
+    };
+  };
+  return { watch, close };
 }
 
 type Query = <R extends pg.QueryResultRow>(what: string, sql: string, params?: unknown[]) => Promise<pg.QueryResult<R>>;
