@@ -154,7 +154,7 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
     });
   });
 
-  test('SIGSTOP one master for twice the lease: its workers stop polling by themselves, its bots move with no 409; on SIGCONT it finds itself fenced, rejoins with a new epoch and takes its share back, each message answered once', { timeout: 120_000, todo: 'each run so far saw one 409 for one bot around the hand-back after SIGCONT; the rest of this test passes: to be found (docs/cluster.md)' }, async (t) => {
+  test('SIGSTOP one master for twice the lease: its workers stop polling by themselves, its bots move with no 409; on SIGCONT it finds itself fenced, rejoins with a new epoch and takes its share back, each message answered once', { timeout: 120_000 }, async (t) => {
     await withCluster(3, async ({ masters, emulator, sql, launch }) => {
       const { bots, first, tg } = await launch('s', 9);
       const paused = masters[1]!;

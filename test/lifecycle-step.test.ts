@@ -129,6 +129,8 @@ draining>stop           | protocol            | draining>stop               | ki
 draining>stop           | heartbeat-overdue   | draining>stop               | -
 draining>stop           | changed             | draining>restart            | -
 draining>forget         | changed             | draining>restart            | -
+draining>stop           | ownership-gained    | draining>restart            | -
+draining>forget         | ownership-gained    | draining>forget             | -
 draining>stop           | restart             | draining>restart            | -
 draining>forget         | restart             | draining>forget             | -
 draining>restart        | disabled            | draining>stop               | -

@@ -7,6 +7,7 @@ import { judgedMemory, overMemoryCap } from '../master/lifecycle/policy/memory.j
 import { decideRestart, emptyHistory, type RestartHistory, type RestartPolicy } from '../master/lifecycle/policy/restart.js';
 import { ALLOWED_TRANSITIONS } from '../master/lifecycle/child.js';
 import { createChatQueue } from '../worker/chat-queue.js';
+import { createLeaseGate } from '../worker/lease.js';
 import { createDedupWindow } from '../worker/dedup.js';
 
 const P: RestartPolicy = { maxRestarts: 5, periodMs: 3_600_000, baseMs: 1000, capMs: 45_000, healthyRunMs: 300_000 };
@@ -228,4 +229,26 @@ test('masterWasPaused: a heartbeat check far later than its period means the mas
   assert.equal(masterWasPaused(600, 250, 1000), true);
   assert.equal(masterWasPaused(600, 250, 60_000), false, 'not a quarter of the timeout');
   assert.equal(masterWasPaused(120_000, 1000, 60_000), true);
+});
+
+test('lease gate: no deadline polls freely; a long poll ends 250 ms before the deadline; past it no call, until renewed', async () => {
+  let now = 1_000_000;
+  const open = createLeaseGate(null, () => now);
+  assert.equal(open.pollSeconds(25), 25);
+  assert.equal(open.live(), true);
+  const g = createLeaseGate(now + 10_000, () => now);
+  assert.equal(g.pollSeconds(25), 9, 'at most (10 000 - 250) ms, whole seconds');
+  now += 8_900;
+  assert.equal(g.pollSeconds(25), 0, 'under a second left: no long poll');
+  assert.equal(g.live(), true, 'a short call is still allowed');
+  now += 900;
+  assert.equal(g.live(), false, 'within the margin: no call at all');
+  const stop = new AbortController();
+  let woken = false;
+  const waiting = g.renewed(stop.signal).then(() => (woken = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(woken, false);
+  g.set(now + 5_000);
+  await waiting;
+  assert.equal(g.pollSeconds(25), 4);
 });

@@ -16,6 +16,8 @@ export interface LeaseGate {
   set(untilMs: number | null): void;
   /** Whole seconds a long poll may wait now, at most `maxSec`; below 1: the worker must not poll. */
   pollSeconds(maxSec: number): number;
+  /** Whether a call to Telegram may still be made (the deadline is more than the margin away, or there is none). */
+  live(): boolean;
   /** Resolves when a later deadline arrives or `signal` aborts. */
   renewed(signal: AbortSignal): Promise<void>;
 }
@@ -31,6 +33,7 @@ export function createLeaseGate(untilMs: number | null, now: () => number = mach
       waiters = [];
       for (const f of w) f();
     },
+    live: () => until === null || until - now() > LEASE_MARGIN_MS,
     pollSeconds(maxSec) {
       if (until === null) return maxSec;
       return Math.min(maxSec, Math.floor((until - now() - LEASE_MARGIN_MS) / 1000));

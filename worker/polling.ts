@@ -157,7 +157,10 @@ class LongPoller implements Polling {
     let retryMs = POLL_RETRY_MIN_MS;
     while (!this.d.signal.aborted) {
       if (this.d.lease && this.d.lease.pollSeconds(this.d.timeoutSec) < 1) {
-        this.d.logger.warn("the cluster lease's deadline passed: no polling until the master renews it");
+        // Too close to the deadline for a long poll: confirm what was handled while a call is still allowed (a short
+        // one, over at once), so a next owner does not get it again; then no call until the master renews the lease.
+        await this.confirm();
+        this.d.logger.warn("the cluster lease's deadline is near: no polling until the master renews it");
         await this.d.lease.renewed(this.d.signal);
         continue;
       }
@@ -179,7 +182,11 @@ class LongPoller implements Polling {
     // Nothing settled since the last call (the one just aborted) carried this offset: it is confirmed already, and a
     // second getUpdates now would reach Telegram beside the aborted one (a 409 to nobody, but two calls at once).
     if (at === undefined || at === this.lastAsked) return;
+    // Past the cluster's deadline another master may be polling this token: what this worker handled is left
+    // unconfirmed (the next owner gets it again: at least once) rather than a getUpdates beside its poll.
+    if (this.d.lease && !this.d.lease.live()) return void this.d.logger.warn('the cluster lease has expired: the polling offset is left unconfirmed');
     // An update still unsettled at the drain deadline stays with Telegram.
+    this.lastAsked = at;
     await this.d.call('getUpdates', { offset: at, limit: 1, timeout: 0 }, CONFIRM_TIMEOUT_MS).catch((err: unknown) => {
       this.d.logger.warn({ err: this.d.describeError(err) }, 'could not confirm the polling offset');
     });

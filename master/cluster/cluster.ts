@@ -142,12 +142,12 @@ class Member implements Cluster {
     const { leaseMs, renewDeadlineMs } = this.o.timing;
     const sentAt = this.now();
     // A master that wakes past its deadline (it was paused, or the database was slow) stops its bots before anything else.
-    if (this.epoch !== null && sentAt > this.validUntil) await this.fence(`the lease was not renewed within ${renewDeadlineMs} ms`);
+    if (this.epoch !== null && sentAt > this.validUntil) this.fence(`the lease was not renewed within ${renewDeadlineMs} ms`);
     try {
       if (this.epoch === null) {
         if (!(await this.join())) return false;
       } else if (!(await store.renew(this.memberId, this.epoch, leaseMs))) {
-        await this.fence('the lease row belongs to another start of this member id');
+        this.fence('the lease row belongs to another start of this member id');
         return false;
       }
       if (this.epoch === null) return false; // fenced while the renewal was on its way: it joins again at the next look
@@ -168,7 +168,7 @@ class Member implements Cluster {
     if (this.fenceTimer) clearTimeout(this.fenceTimer);
     this.fenceTimer = setTimeout(() => {
       this.fenceTimer = null;
-      if (this.epoch !== null && this.now() > this.validUntil) void this.fence(`the lease was not renewed within ${this.o.timing.renewDeadlineMs} ms`);
+      if (this.epoch !== null && this.now() > this.validUntil) this.fence(`the lease was not renewed within ${this.o.timing.renewDeadlineMs} ms`);
     }, Math.max(0, this.validUntil - this.now()) + 1);
     this.fenceTimer.unref();
   }
@@ -188,7 +188,7 @@ class Member implements Cluster {
   }
 
   /** Stop every owned bot now and forget the epoch: the next look joins again. */
-  private async fence(why: string): Promise<void> {
+  private fence(why: string): void {
     this.counters.selfFences++;
     this.o.logger.error({ memberId: this.memberId, epoch: this.epoch, bots: this.owned.size }, `cluster: self-fenced: ${why}; every bot of this master stops`);
     this.epoch = null;

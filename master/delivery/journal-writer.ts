@@ -56,7 +56,7 @@ function merge(queue: readonly Queued[]): JournalOps {
   return ops;
 }
 
-/** What the writer tells its owner (for the log): a batch failed (with the rows kept for a retry), a batch committed after failures. */
+/** What the writer tells its owner (for the log; it is the one report of a failed write): a batch failed or the engine is dead (with the rows kept for a retry), a batch committed after failures. */
 export interface WriterEvents {
   onFailure?(err: Error, retainedRows: number): void;
   onRecovered?(failedBatches: number): void;
@@ -140,13 +140,19 @@ class GroupCommitWriter implements JournalWriter {
 
   /** The engine can never commit again: every queued write fails (intake answers 503). */
   private failQueued(e: Error): void {
+    this.lastError = e;
+    this.events.onFailure?.(e, 0);
     for (const q of this.queue) q.reject(e);
     this.queue = [];
   }
 
   write(ops: Partial<JournalOps>, lazy = false): Promise<void> {
     const dead = this.engine.dead();
-    if (dead) return Promise.reject(dead);
+    if (dead) {
+      this.lastError = dead;
+      this.events.onFailure?.(dead, 0);
+      return Promise.reject(dead);
+    }
     if (!lazy) {
       this.urgent = true;
       if (!this.committing) this.scheduled ??= setImmediate(this.flushNow);

@@ -17,7 +17,6 @@
  */
 import type { Update } from 'node-telegram-bot-api';
 import type { Logger } from 'pino';
-import { errorMessage } from '../../common/errors.js';
 import type { UpdateSink } from './in-flight.js';
 import { MAX_SOLO_DEATHS, onWorkerDeath } from './poison.js';
 import { POISON_REASON } from '../../worker/protocol.js';
@@ -94,11 +93,9 @@ export function createJournal(o: JournalOptions): Journal {
 /** The journal: the in-memory index per bot (journal-index.ts), its durable copy written through `o.writer`. */
 class IndexedJournal implements Journal {
   private readonly bots = new Map<string, BotJournal>();
-  private writeErrors = 0;
   private readonly latency = new LatencyRing(LATENCY_SAMPLES);
-  private readonly logWriteError = (err: unknown): void => {
-    if (this.writeErrors++ % 1000 === 0) this.o.logger.error({ err: errorMessage(err), count: this.writeErrors }, 'journal write failed');
-  };
+  /** A failed write is reported (and rate-limited) by the writer's owner (open-journal.ts); here it only must not go unhandled. */
+  private readonly writeFailed = (): void => undefined;
 
   constructor(private readonly o: JournalOptions) {
     this.load(o.loaded);
@@ -142,7 +139,7 @@ class IndexedJournal implements Journal {
     b.c.deadLettered++;
     const at = this.o.now();
     rememberAck(b, id, at);
-    this.o.writer.write({ ack: [[b.id, id, at]] }).catch(this.logWriteError);
+    this.o.writer.write({ ack: [[b.id, id, at]] }).catch(this.writeFailed);
     this.o.logger.warn({ botId: b.id, updateId: id }, `update dead-lettered: ${reason}`);
     this.o.onDeadLetter(b.id, id, e.update, reason);
   }
@@ -187,8 +184,7 @@ class IndexedJournal implements Journal {
       b.c.journaled++;
       this.schedulePump(b);
       return true;
-    }, (err: unknown) => {
-      this.logWriteError(err);
+    }, () => {
       if (b.pending.get(id) === e) removeEntry(b, id, e);
       return false;
     });
@@ -216,7 +212,7 @@ class IndexedJournal implements Journal {
       if (n >= MAX_SOLO_DEATHS) this.deadLetter(b, id, e, POISON_REASON);
       else deaths.push([botId, id, n]);
     }
-    if (deaths.length > 0) this.o.writer.write({ deaths }).catch(this.logWriteError);
+    if (deaths.length > 0) this.o.writer.write({ deaths }).catch(this.writeFailed);
     b.inFlight.clear();
     b.queue = [...b.pending.keys()];
     b.head = 0;
@@ -240,7 +236,7 @@ class IndexedJournal implements Journal {
       ops.push([botId, id, at]);
     }
     // Lazy: an ack lost with the master only repeats its update; it rides with the next intake commit.
-    if (ops.length > 0) this.o.writer.write({ ack: ops }, true).catch(this.logWriteError);
+    if (ops.length > 0) this.o.writer.write({ ack: ops }, true).catch(this.writeFailed);
     this.schedulePump(b);
   }
 
@@ -294,7 +290,7 @@ class IndexedJournal implements Journal {
         b.c.expired++;
       }
     }
-    this.o.writer.write({ expire: { pendingBefore: now - PENDING_RETENTION_MS, ackedBefore: now - this.o.dedupWindowMs } }).catch(this.logWriteError);
+    this.o.writer.write({ expire: { pendingBefore: now - PENDING_RETENTION_MS, ackedBefore: now - this.o.dedupWindowMs } }).catch(this.writeFailed);
   }
 
   close(): Promise<void> {

@@ -49,7 +49,10 @@ export function step(life: Life, e: LifeEvent, now: number, r: StepRules): Step 
     case 'removed': return stop(life, 'removed', 'operator', 'forget', now, r);
     case 'ownership-lost': return stop(life, `owned by ${e.owner}`, 'operator', 'stop', now, r);
     case 'shutdown': return p.tag === 'stopped' ? same(life) : stop(life, 'master shutting down', 'operator', 'stop', now, r);
-    case 'ownership-gained': return configured(life, e.restored, now, r, 'ownership gained'); // a quarantine its history holds goes on
+    case 'ownership-gained':
+      // Taken back while its worker still drains from the loss: it starts again once that worker is gone.
+      if (p.tag === 'draining') return p.then === 'stop' ? to(life, { ...p, then: 'restart' }) : same(life);
+      return configured(life, e.restored, now, r, 'ownership gained'); // a quarantine its history holds goes on
     case 'capacity-free': return p.tag === 'waiting' ? launch(life, 'capacity available', r) : same(life);
     case 'prepared':
       if (p.tag !== 'preparing' || p.attempt !== e.attempt) return same(life);
