@@ -45,11 +45,13 @@ async function openPgWithKey(cfg: Config, url: string, o: OpenStoreOptions): Pro
     fs.mkdirSync(p.data, { recursive: true, mode: 0o700 });
   }
   const store = await openPgStore({ ...pg, key: loadEncryptionKey(cfg.encryptionKey, p.keyFile) });
-  if (!(await store.bots.keyOpensAToken().catch(async (err: unknown) => (await store.close(), Promise.reject(err))))) {
+  try {
+    if (!(await store.bots.keyOpensAToken())) throw fail(ErrorCodes.CRYPTO, `the encryption key decrypts none of the tokens in ${serverOf(url)}: wrong ${cfg.encryptionKey !== undefined ? 'BOTFLEET_ENCRYPTION_KEY' : p.keyFile}?`);
+    return store;
+  } catch (err) {
     await store.close();
-    throw fail(ErrorCodes.CRYPTO, `the encryption key decrypts none of the tokens in ${serverOf(url)}: wrong ${cfg.encryptionKey !== undefined ? 'BOTFLEET_ENCRYPTION_KEY' : p.keyFile}?`);
+    throw err;
   }
-  return store;
 }
 
 /**
