@@ -34,6 +34,7 @@ import { controlCommands, deadLetterKeeper, fleetReloader, openIngress, restored
 import { WORKER_ENTRY } from './lifecycle/child-process.js';
 import { createWorkerRecorder, endZombies } from './host/zombies.js';
 import { createCluster, type Cluster } from './cluster/cluster.js';
+import { ownershipPort } from './cluster/ownership-port.js';
 
 /** Errors of the host (not of our code) that the master survives wherever they surface. */
 const HOST_ERRORS = new Set(['EPIPE', 'ECONNRESET', 'ENOSPC', 'EIO', 'EMFILE', 'ENFILE', 'EAGAIN', 'ENOMEM', 'EDQUOT']);
@@ -146,7 +147,7 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   const histories = await restoredHistories(store, logger);
   const timing = { leaseMs: cfg.clusterLeaseMs, renewDeadlineMs: cfg.clusterRenewDeadlineMs, retryMs: cfg.clusterRetryMs };
   const cluster = store.cluster ? createCluster({ store: store.cluster, memberId: cfg.memberId, timing, logger }) : null;
-  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter, ...(cluster ? { ownerOf: (id: string) => cluster.ownerOf(id), leaseUntil: () => cluster.leaseUntil() } : {}) });
+  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter, ...(cluster ? { ownerOf: (id: string) => cluster.ownerOf(id), leaseUntil: () => cluster.leaseUntil(), memberOf: (id: string) => cluster.memberOf(id) } : {}) });
   return { isolation, limits, journal, supervisor, secretTokenFor, workerSchedPolicy, slots, deadLetters, cluster };
 }
 
@@ -171,7 +172,7 @@ async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger,
   let botsApi: ReturnType<typeof startBotsApi> = null;
   const metrics = createMetrics({
     status: () => supervisor.status(), totals: () => supervisor.totals(), deadLetters: () => core.deadLetters.current(),
-    memoryCapBytes, journal: () => journal.allStats(), configReload: () => fleet.health(botsApi),
+    memoryCapBytes, journal: () => journal.allStats(), configReload: () => fleet.health(botsApi), ...(core.cluster ? { cluster: () => core.cluster!.gauges() } : {}),
   });
   let draining = false;
   const webhook = await openIngress(cfg, supervisor, journal, core.secretTokenFor, () => draining, metrics.observeWebhook);
@@ -228,7 +229,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const { supervisor } = core;
   const reload = surfaces.fleet.reload;
   await reload();
-  await core.cluster?.start(supervisor); // the share of the bots this member should own is taken (after the bots are known)
+  await core.cluster?.start(ownershipPort(core.cluster, supervisor, core.journal)); // this member's share is taken (after the bots are known)
   const stopPeriodic = startPeriodic(cfg, surfaces.fleet, supervisor, logger, surfaces.webhook !== null);
   const botsApi = startBotsApi(cfg, home.store, logger, reload);
   surfaces.setBotsApi(botsApi);

@@ -64,6 +64,8 @@ export interface FleetParts {
   ownerOf?(botId: string): string | null;
   /** The cluster's deadline for a new worker (machine monotonic ms); absent with SQLite. */
   leaseUntil?(): number | null;
+  /** The member that runs a bot (the status rows' `owner`); absent with SQLite. */
+  memberOf?(botId: string): string | null;
 }
 
 /** The supervisor of the fleet: per-bot isolation, restart histories kept in the registry, dead letters and journal. */
@@ -71,7 +73,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
   const { cfg, logsDir, logger, store, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
   const saving = new Map<string, Promise<void>>();
   return createSupervisor({
-    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor, ...(f.ownerOf ? { ownerOf: f.ownerOf } : {}), ...(f.leaseUntil ? { leaseUntil: f.leaseUntil } : {}),
+    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor, ...(f.ownerOf ? { ownerOf: f.ownerOf } : {}), ...(f.leaseUntil ? { leaseUntil: f.leaseUntil } : {}), ...(f.memberOf ? { memberOf: f.memberOf } : {}),
     ...(cfg.logToStdout ? { echoWorkerLine: stdoutLines() } : {}),
     isolationFor(botId, spec) {
       const iso = isolation.forBot(botId, spec);

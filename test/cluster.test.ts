@@ -15,6 +15,7 @@ import { desiredOwner } from '../master/cluster/rendezvous.js';
 import { createFleet, type Fleet } from './helpers/fleet.js';
 import type { EmulatedBot } from '../scripts/emulator/bot-state.js';
 import { waitFor } from './helpers/wait.js';
+import { repliesByChat } from './helpers/streams.js';
 
 const noPostgres = postgresBinDir() === null ? POSTGRES_MISSING : false;
 const TIMING = { CLUSTER_LEASE_MS: '3000', CLUSTER_RENEW_DEADLINE_MS: '2000', CLUSTER_RETRY_MS: '500' };
@@ -29,8 +30,12 @@ interface Cluster {
   emulator: BotApiEmulator;
   sql(q: string): string;
   add(i: number): Promise<Fleet>;
-  /** `n` echo bots named `<prefix>00`… added, every master started, each bot running on the member the hash picks. */
-  launch(prefix: string, n: number): Promise<{ bots: string[]; first: Placed; tg(b: string): EmulatedBot }>;
+  /**
+   * `n` echo bots named `<prefix>00`… added (the first `webhooks` of them webhook bots, whose updates the emulator
+   * posts round-robin to every master's port, as a load balancer would), every master started, each bot running on
+   * the member the hash picks.
+   */
+  launch(prefix: string, n: number, webhooks?: number): Promise<{ bots: string[]; first: Placed; tg(b: string): EmulatedBot }>;
 }
 
 /** Where each bot runs now: bot -> [{ member, pid }] over the masters given (those alive). */
@@ -55,6 +60,24 @@ async function settled(masters: Fleet[], bots: string[], members: string[], ms: 
   }, ms, what, 50);
 }
 
+/** Users writing to `bots`' chats, one message a chat every `everyMs`, until `stop`; then each chat's replies are checked: every message answered, in order (repeats left out). */
+function keepWriting(emulator: BotApiEmulator, bots: EmulatedBot[], chats: number[], everyMs: number): { stop(): Promise<number> } {
+  let n = 0;
+  const timer = setInterval(() => {
+    for (const tg of bots) for (const c of chats) emulator.userSends(tg, c, `w${n}`);
+    n++;
+  }, everyMs);
+  return {
+    async stop() {
+      clearInterval(timer);
+      const expected = Array.from({ length: n }, (_, i) => `w${i}`);
+      await waitFor(() => bots.every((tg) => [...repliesByChat(tg.sent, chats).values()].every((r) => r.collapsed.length >= n)), 30_000, `a reply to each of ${n} messages in every chat`);
+      for (const tg of bots) for (const [c, r] of repliesByChat(tg.sent, chats)) assert.deepEqual(r.collapsed, expected, `@${tg.username} chat ${c}: every message answered, in order`);
+      return n * chats.length * bots.length;
+    },
+  };
+}
+
 describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
   let pg: LocalPostgres;
   let made = 0;
@@ -70,13 +93,15 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
     const shared = { DATABASE_URL: url, BOTFLEET_ENCRYPTION_KEY: crypto.randomBytes(32).toString('hex'), WEBHOOK_SECRET: crypto.randomBytes(24).toString('base64url'), ...TIMING, RESTART_BACKOFF_MS: '50' };
     const masters: Fleet[] = [];
     const add = async (i: number) => {
-      const f = await createFleet({ ...shared, MEMBER_ID: `m${i}` }, { emulator });
+      const f = await createFleet({ ...shared, MEMBER_ID: `m${i}` }, { emulator, webhook: true });
       masters.push(f);
       return f;
     };
-    const launch: Cluster['launch'] = async (prefix, count) => {
+    const launch: Cluster['launch'] = async (prefix, count, webhooks = 0) => {
       const bots = Array.from({ length: count }, (_, i) => `${prefix}${String(i).padStart(2, '0')}`);
-      for (const b of bots) await masters[0]!.addBot(b);
+      for (const [i, b] of bots.entries()) await masters[0]!.addBot(b, { mode: i < webhooks ? 'webhook' : 'polling' });
+      const origins = masters.map((m) => `http://127.0.0.1:${m.env.WEBHOOK_PORT}`);
+      for (const b of bots.slice(0, webhooks)) masters[0]!.tg(b).balance = { origins, next: 0 };
       for (const m of masters) await m.startMaster();
       const members = masters.map((m) => String(m.env.MEMBER_ID));
       const first = await settled(masters, bots, members, 30_000, 'every bot running on exactly one master, the one the hash picks');
@@ -91,14 +116,23 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
     }
   }
 
-  test('3 masters, 12 polling bots: each runs on exactly the member rendezvous hashing picks; SIGKILL one: its bots run elsewhere within lease + retry + start, no 409, every message answered; SIGTERM another: hand-off within ~2 s', { timeout: 180_000 }, async (t) => {
+  test('3 masters, 30 bots (20 polling, 10 webhook with updates posted round-robin to every master): each runs on exactly the member rendezvous hashing picks; SIGKILL one: its bots run elsewhere within lease + retry + start, no 409, every message answered in order; SIGTERM another: hand-off within ~2 s', { timeout: 180_000 }, async (t) => {
     await withCluster(3, async ({ masters, emulator, sql, launch }) => {
-      const { bots, first, tg } = await launch('bot', 12);
+      const { bots, first, tg } = await launch('bot', 30, 10);
       const counts = ['m0', 'm1', 'm2'].map((m) => bots.filter((b) => first.get(b)!.member === m).length);
       t.diagnostic(`bots per member: ${counts.join(' / ')}`);
       assert.ok(counts.every((c) => c > 0), 'spread over the three');
       for (const b of bots) assert.equal(await masters[0]!.chat(b, 7, `hi ${b}`), `hi ${b}`);
+      const hooks = bots.slice(0, 10).map(tg);
+      for (const h of hooks) assert.ok(Object.keys(h.webhookAnswers).length > 0 && h.balance!.next >= 1, `@${h.username}'s update went through the balancer`);
+      const writing = keepWriting(emulator, hooks, [501, 502], 100);
       assert.match(sql('SELECT count(*) FROM cluster_members'), /^3$/);
+      const rows = (await masters[2]!.status()).workers;
+      for (const b of bots) assert.equal(rows.find((w) => w.botId === b)?.owner, first.get(b)!.member, `m2's status names ${b}'s owner`);
+      const scrape = (await masters[1]!.statusHttp('/metrics')).body;
+      assert.match(scrape, /^botfleet_cluster_members 3$/m);
+      assert.match(scrape, new RegExp(`^botfleet_cluster_bots_owned ${counts[1]}$`, 'm'));
+      assert.match(scrape, /^botfleet_cluster_lease_live 1$/m);
       const listed = JSON.parse((await masters[0]!.cli(['cluster', '--json'])).stdout) as { members: Array<{ id: string }>; owners: Array<{ bot: string; member: string }> };
       assert.deepEqual(listed.members.map((m) => m.id), ['m0', 'm1', 'm2'], '`botfleet cluster` lists the members');
       for (const b of bots) assert.equal(listed.owners.find((o) => o.bot === b)?.member, first.get(b)!.member, `\`botfleet cluster\` names ${b}'s owner`);
@@ -137,6 +171,13 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
       assert.equal(sql("SELECT count(*) FROM cluster_members WHERE member_id = 'm2'"), '0', 'm2 left the member table');
       for (const b of bots) assert.equal(tg(b).conflicts, 0, `${b}: never two getUpdates at once (no 409)`);
       for (const b of bots) assert.equal(await masters[0]!.chat(b, 9, `after ${b}`), `after ${b}`);
+      const written = await writing.stop();
+      const answers: Record<string, number> = {};
+      for (const h of hooks) for (const [k, v] of Object.entries(h.webhookAnswers)) answers[k] = (answers[k] ?? 0) + v;
+      t.diagnostic(`${written} webhook messages written through the kill and the stop, every one answered in order; the masters' answers: ${JSON.stringify(answers)}`);
+      // A refused connection (the killed master's port) and a 503 are tried again by Telegram: never lost.
+      assert.deepEqual(Object.keys(answers).filter((k) => !['200', '503', 'error'].includes(k)), [], 'every POST answered 200 or 503, or refused');
+      await waitFor(() => sql('SELECT count(*) FROM journal_pending') === '0', 10_000, 'no pending row left in the shared journal');
     });
   });
 

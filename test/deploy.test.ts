@@ -16,6 +16,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { withFleet, type Fleet } from './helpers/fleet.js';
 import { which } from './helpers/tools.js';
+import { SETTINGS } from '../config/settings.js';
 import { alive, waitFor } from './helpers/wait.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -81,6 +82,24 @@ describe('Kubernetes manifest', () => {
     assert.doesNotMatch(yaml, /exec:\n\s+command: \[node/, 'no node process per probe');
     assert.match(yaml, /readinessProbe:\n\s+httpGet: \{ path: \/health, port: status \}/);
     assert.match(yaml, /kind: Ingress[\s\S]*path: \/webhook\//);
+  });
+});
+
+describe('Kubernetes manifest of a cluster', () => {
+  const yaml = fs.readFileSync(path.join(ROOT, 'deploy', 'kubernetes', 'cluster.yaml'), 'utf8');
+  test('N masters, the member id from the pod name, the database URL from a Secret, a PodDisruptionBudget, readiness from /health, a grace above the drain, one Service over every webhook port', () => {
+    assert.match(yaml, /kind: Deployment[\s\S]*replicas: 3/);
+    assert.match(yaml, /name: MEMBER_ID\n\s+valueFrom:\n\s+fieldRef: \{ fieldPath: metadata\.name \}/, 'the member id is the pod name');
+    assert.match(yaml, /--from-literal=DATABASE_URL=/);
+    assert.match(yaml, /envFrom:\n\s+- secretRef:\n\s+name: botfleet-cluster/);
+    assert.doesNotMatch(yaml, /name: DATABASE_URL\n\s+value:/, 'never the database URL (with its password) in the manifest');
+    assert.match(yaml, /kind: PodDisruptionBudget[\s\S]*maxUnavailable: 1/);
+    assert.match(yaml, /readinessProbe:[^\n]*\n\s+httpGet: \{ path: \/health, port: status \}/);
+    const grace = Number(/terminationGracePeriodSeconds: (\d+)/.exec(yaml)?.[1]);
+    assert.ok(grace * 1000 > Number(SETTINGS.find((d) => d.key === 'workerTimeoutMs')!.default), `the grace period (${grace} s) above the drain`);
+    assert.match(yaml, /kind: Service\nmetadata:\n\s+name: botfleet-webhook\nspec:\n\s+selector: \{ app: botfleet-cluster \}/);
+    assert.match(yaml, /capabilities:\n\s+drop: \[ALL\]\n\s+add: \[SETUID, SETGID, KILL, CHOWN\]/, 'the credentials test/credentials.test.ts runs');
+    assert.doesNotMatch(yaml, /PersistentVolumeClaim/, 'no volume per member: the state is in PostgreSQL');
   });
 });
 

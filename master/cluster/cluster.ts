@@ -40,9 +40,15 @@ export interface ClusterStatus {
 /** Since start: takeovers by cause, renewals failed, self-fences. */
 export interface ClusterCounters { takeovers: Record<string, number>; renewFailures: number; selfFences: number; lastRenewMs: number | null }
 
+/** The cluster's figures for /metrics, read without a database call: from the last look, and this master's counters. */
+export interface ClusterGauges { liveMembers: number; ownedHere: number; withoutOwner: number; leaseLive: boolean; counters: ClusterCounters }
+
 /** A member of the cluster. */
 export interface Cluster {
   readonly memberId: string;
+  /** The member that runs `bot` (this master's id when it runs here), or null while none does (as of the last look). */
+  memberOf(bot: string): string | null;
+  gauges(): ClusterGauges;
   /** Who runs `bot` instead of this master (a member's id, or why nobody yet); null when this master owns it. */
   ownerOf(bot: string): string | null;
   /** Join and keep the lease; ownership follows. Resolves after the first look (the joining master's share is taken). */
@@ -73,6 +79,7 @@ class Member implements Cluster {
   private validUntil = -Infinity;
   private readonly owned = new Map<string, number>();
   private rows = new Map<string, BotOwnerRow>();
+  private seen = { live: 0, withoutOwner: 0 };
   private releasing: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private fenceTimer: NodeJS.Timeout | null = null;
@@ -95,6 +102,16 @@ class Member implements Cluster {
     if (this.owned.has(bot)) return null;
     const row = this.rows.get(bot);
     return row && row.member !== '' ? row.member : 'no owner yet (the cluster decides)';
+  }
+
+  memberOf(bot: string): string | null {
+    if (this.owned.has(bot)) return this.memberId;
+    const row = this.rows.get(bot);
+    return row && row.member !== '' ? row.member : null;
+  }
+
+  gauges(): ClusterGauges {
+    return { liveMembers: this.seen.live, ownedHere: this.owned.size, withoutOwner: this.seen.withoutOwner, leaseLive: this.problem() === null, counters: { ...this.counters, takeovers: { ...this.counters.takeovers } } };
   }
 
   async start(port: OwnershipPort): Promise<void> {
@@ -125,6 +142,9 @@ class Member implements Cluster {
     const [live, owners, bots] = await Promise.all([this.o.store.liveMembers(), this.o.store.owners(), this.o.store.enabledBots()]);
     this.rows = new Map(owners.map((r) => [r.bot, r]));
     const wanted = new Set(bots);
+    const liveIds = new Set(live.map((m) => `${m.id}\u0000${m.epoch}`));
+    const ownerLive = (r: BotOwnerRow | undefined) => r !== undefined && r.member !== '' && liveIds.has(`${r.member}\u0000${r.memberEpoch}`);
+    this.seen = { live: live.length, withoutOwner: bots.filter((b) => !ownerLive(this.rows.get(b))).length };
     for (const bot of [...this.owned.keys()]) if (!wanted.has(bot)) this.owned.delete(bot); // disabled or removed: the lifecycle stops it
     const actions = planOwnership({ me: { id: this.memberId, epoch: this.epoch! }, live, rows: this.rows, bots, owned: this.owned, releasing: this.releasing });
     // Takes are quick (a row and a launch); a loss or a release waits for a drain, never the renewals.

@@ -19,8 +19,12 @@ export interface Member { id: string; epoch: number }
 export interface OwnerRow { bot: string; member: string; memberEpoch: number; botEpoch: number }
 
 /** One action. `take`'s `from` is the row to replace (null: none yet): the update is conditional on it. */
+/** Why a bot is taken: it never had an owner, its owner released it, or its owner is dead (lease expired, or an older epoch). */
+export const TAKE_CAUSES = ['unowned', 'released', 'owner-dead'] as const;
+export type TakeCause = (typeof TAKE_CAUSES)[number];
+
 export type OwnershipAction =
-  | { type: 'take'; bot: string; from: OwnerRow | null; cause: 'unowned' | 'released' | 'owner-dead' }
+  | { type: 'take'; bot: string; from: OwnerRow | null; cause: TakeCause }
   | { type: 'release'; bot: string; to: string }
   | { type: 'lost'; bot: string; owner: string };
 

@@ -115,28 +115,56 @@ export class LatencyRing {
   }
 }
 
+/** Add one loaded row to `b` (an update with solo deaths is still a suspect: a master restart resets no probation). @returns false when its payload is not JSON */
+function addRow(b: BotJournal, r: PendingRow): boolean {
+  let update: Update;
+  try {
+    update = JSON.parse(r.payload) as Update;
+  } catch {
+    return false;
+  }
+  b.pending.set(r.update_id, { update, bytes: r.payload.length, receivedAt: r.received_at, committedAt: r.received_at, deaths: r.deaths, replay: r.replay === 1, committing: null });
+  b.pendingBytes += r.payload.length;
+  b.queue.push(r.update_id);
+  if (r.deaths > 0) {
+    b.poison.suspects.add(r.update_id);
+    b.poison.soloDeaths.set(r.update_id, r.deaths);
+  }
+  return true;
+}
+
 /**
  * The rows a journal file held at start into the bots' indexes: pending updates in their
- * order (an update with solo deaths still a suspect: a master restart resets no probation),
- * acked ids for dedup. A row that is not JSON is dropped and reported through `bad`.
+ * order, acked ids for dedup. A row that is not JSON is dropped and reported through `bad`.
  */
 export function loadRows(loaded: { pending: PendingRow[]; acked: Array<{ bot: string; update_id: number; acked_at: number }> }, bot: (id: string) => BotJournal, bad: (r: PendingRow) => void): void {
-  for (const r of loaded.pending) {
-    let update: Update;
-    try {
-      update = JSON.parse(r.payload) as Update;
-    } catch {
-      bad(r);
-      continue;
-    }
-    const b = bot(r.bot);
-    b.pending.set(r.update_id, { update, bytes: r.payload.length, receivedAt: r.received_at, committedAt: r.received_at, deaths: r.deaths, replay: r.replay === 1, committing: null });
-    b.pendingBytes += r.payload.length;
-    b.queue.push(r.update_id);
-    if (r.deaths > 0) {
-      b.poison.suspects.add(r.update_id);
-      b.poison.soloDeaths.set(r.update_id, r.deaths);
-    }
-  }
+  for (const r of loaded.pending) if (!addRow(bot(r.bot), r)) bad(r);
   for (const r of loaded.acked) bot(r.bot).acked.set(r.update_id, r.acked_at);
+}
+
+/**
+ * Rows another master journaled (a cluster's shared journal), in update order, into `b`: a row
+ * already pending is skipped, one whose id `b` has acked is returned (its ack may not be
+ * written yet: the caller writes it again), one not JSON goes to `bad`.
+ * @returns the ids found acked
+ */
+export function adoptRows(b: BotJournal, rows: readonly PendingRow[], bad: (r: PendingRow) => void): number[] {
+  const acked: number[] = [];
+  for (const r of rows) {
+    if (b.pending.has(r.update_id)) continue;
+    if (b.acked.has(r.update_id)) acked.push(r.update_id);
+    else if (!addRow(b, r)) bad(r);
+  }
+  return acked;
+}
+
+/** Empty `b`'s pending updates, in-flight set, suspects and acked ids (its counters stay): a bot this master no longer owns, or owns anew. */
+export function clearIndex(b: BotJournal): void {
+  b.pending.clear();
+  b.queue = [];
+  b.head = 0;
+  b.inFlight.clear();
+  b.acked.clear();
+  b.poison = newPoisonState();
+  b.pendingBytes = 0;
 }

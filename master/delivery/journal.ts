@@ -70,6 +70,10 @@ export interface Journal {
   /** Drop expired entries (pending past 24 h, acked ids past the dedup window). */
   expire(): void;
   close(): Promise<void>;
+  /** A cluster's shared journal only (shared-journal.ts): this master now owns `botId`; resolves once its journal is read from the database. */
+  own?(botId: string): Promise<void>;
+  /** A cluster's shared journal only: this master no longer owns `botId` (its worker is gone): its index is dropped. */
+  disown?(botId: string): void;
 }
 
 export interface JournalOptions {
@@ -85,8 +89,11 @@ export interface JournalOptions {
   logger: Logger;
 }
 
+/** The journal with its per-bot index open to a wrapper (shared-journal.ts): the bot's index, and a pump of it. */
+export type IndexedJournalParts = Journal & { bot(id: string): BotJournal; schedulePump(b: BotJournal): void };
+
 /** Build the journal over its writer and what the file held. */
-export function createJournal(o: JournalOptions): Journal {
+export function createJournal(o: JournalOptions): IndexedJournalParts {
   return new IndexedJournal(o);
 }
 
@@ -106,13 +113,13 @@ class IndexedJournal implements Journal {
     loadRows(loaded, (id) => this.bot(id), (r) => this.o.logger.error({ botId: r.bot, updateId: r.update_id }, 'journal row is not JSON; dropped'));
   }
 
-  private bot(id: string): BotJournal {
+  bot(id: string): BotJournal {
     let b = this.bots.get(id);
     if (!b) this.bots.set(id, (b = newBotJournal(id)));
     return b;
   }
 
-  private schedulePump(b: BotJournal): void {
+  schedulePump(b: BotJournal): void {
     if (b.pumpQueued || !b.sink) return;
     b.pumpQueued = true;
     queueMicrotask(() => {

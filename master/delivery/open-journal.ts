@@ -9,6 +9,7 @@ import type { JournalEngine, JournalSync, LoadedJournal } from '../store/journal
 import type { Store } from '../store/store.js';
 import { createJournalWriter } from './journal-writer.js';
 import { createJournal, type Journal } from './journal.js';
+import { createSharedJournal } from './shared-journal.js';
 
 /** Settings of {@link openJournal}. Times in ms. */
 export interface OpenJournalOptions {
@@ -31,9 +32,10 @@ const EXPIRE_EVERY_MS = 60_000;
  */
 export async function openJournal(o: OpenJournalOptions): Promise<Journal> {
   const engine = await o.store.journalEngine(o.sync);
-  let loaded: LoadedJournal;
+  let loaded: LoadedJournal = { pending: [], acked: [] };
   try {
-    loaded = await engine.load(Date.now() - o.dedupWindowMs);
+    // Shared by a cluster: a bot's rows are read when this master takes it (shared-journal.ts).
+    if (!engine.shared) loaded = await engine.load(Date.now() - o.dedupWindowMs);
   } catch (err) {
     await engine.close().catch(() => undefined);
     throw fail(ErrorCodes.JOURNAL, `the journal in ${o.store.where} cannot be read: ${(err as Error).message.split('\n')[0]}`, err);
@@ -52,7 +54,8 @@ export function startJournal(engine: JournalEngine, loaded: LoadedJournal, o: Om
       o.logger.info({ failedBatches }, 'journal writes again');
     },
   });
-  const journal = createJournal({ writer, loaded, maxPending: o.maxPending, window: o.window, dedupWindowMs: o.dedupWindowMs, now: Date.now, onDeadLetter: o.onDeadLetter, logger: o.logger });
+  const settings = { writer, maxPending: o.maxPending, window: o.window, dedupWindowMs: o.dedupWindowMs, now: Date.now, onDeadLetter: o.onDeadLetter, logger: o.logger };
+  const journal = engine.shared ? createSharedJournal({ ...settings, source: engine.shared }) : createJournal({ ...settings, loaded });
   if (loaded.pending.length > 0) o.logger.info({ pending: loaded.pending.length }, 'journal: updates not acked before the last stop will be delivered');
   const timer = setInterval(() => journal.expire(), EXPIRE_EVERY_MS).unref();
   const close = journal.close.bind(journal);

@@ -122,6 +122,8 @@ export interface WorkerStatus {
   webhookDrifts: number;
   /** Updates since the master started, across worker restarts: reached a worker, handled, failed in the handler, dropped as duplicates. */
   updates: { received: number; handled: number; failed: number; deduplicated: number };
+  /** In a cluster, the member that runs it (this master's id when it runs here; null while no member does); absent without a cluster. */
+  owner?: string | null;
 }
 
 /**

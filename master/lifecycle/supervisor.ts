@@ -45,7 +45,7 @@ export interface BotDescription {
 export interface Supervisor extends EventEmitter {
   /** Make the children match the registry: start new, stop disabled/removed, restart or hot-reload changed. */
   reconcile(specs: BotSpec[], invalid: InvalidBot[]): void;
-  /** True when `botId` is a configured bot whose resolved mode is webhook. */
+  /** True when `botId` is a configured bot whose resolved mode is webhook (in a cluster: also one another member runs, by its configured mode). */
   isWebhookBot(botId: string): boolean;
   /**
    * Restart one bot (also out of quarantine), or every bot in rolling batches; a
@@ -99,7 +99,11 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     reconcile: (specs: BotSpec[], invalid: InvalidBot[]) => reconcileAll(core, specs, invalid),
     isWebhookBot(botId: string) {
       const c = children.get(botId);
-      return c !== undefined && c.life.mode === 'webhook' && meantToRun(c.life.phase);
+      if (c === undefined) return false;
+      // In a cluster any master journals a webhook bot's updates, whoever runs it (shared-journal.ts): by its mode as
+      // resolved here, else as configured (a bot just taken, or run by another member).
+      if (d.ownerOf && c.spec?.enabled) return (c.life.mode ?? c.spec.mode ?? d.config.mode) === 'webhook';
+      return c.life.mode === 'webhook' && meantToRun(c.life.phase);
     },
     async restart(botId?: string): Promise<RollSummary> {
       if (botId === undefined) return roller.request();
@@ -117,7 +121,10 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     },
     checkWebhooks: () => checkWebhooks(core),
     ...clusterSide(core),
-    status: () => [...children.values()].map((c) => childStatus(c, now(), HOUR_MS, (t) => core.wall(t))),
+    status: () => [...children.values()].map((c) => {
+      const row = childStatus(c, now(), HOUR_MS, (t) => core.wall(t));
+      return d.memberOf ? { ...row, owner: d.memberOf(c.botId) } : row;
+    }),
     describe(botId: string): BotDescription {
       const c = children.get(botId);
       if (!c) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${botId}"`);

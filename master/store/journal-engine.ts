@@ -32,8 +32,23 @@ export interface PendingRow { bot: string; update_id: number; payload: string; r
 /** What the journal holds at start: pending updates (in `update_id` order per bot) and the ids acked since the dedup window began. */
 export interface LoadedJournal { pending: PendingRow[]; acked: Array<{ bot: string; update_id: number; acked_at: number }> }
 
+/**
+ * The journal as a cluster's masters share it (PostgreSQL): any master journals an update for
+ * any bot, the bot's owner reads what others committed. Times are ms since the epoch.
+ */
+export interface SharedJournalSource {
+  /** `bot`'s pending rows whose ids are not in `known`, in `update_id` order, at most `limit`. */
+  pendingOf(bot: string, known: readonly number[], limit: number): Promise<PendingRow[]>;
+  /** `bot`'s ids acked since `since`, oldest first, at most `limit` (the newest). */
+  ackedOf(bot: string, since: number, limit: number): Promise<Array<{ update_id: number; acked_at: number }>>;
+  /** Called with a bot id after each commit that journaled updates for it (any master's), and with null when notifications may have been missed (at once and at each reconnection). @returns stop */
+  watch(onBot: (bot: string | null) => void): () => Promise<void>;
+}
+
 /** One engine: read at start, then commit batches (one at a time: the writer never overlaps two). */
 export interface JournalEngine {
+  /** Present when the journal is shared by a cluster's masters (PostgreSQL): each master then delivers only the bots it owns, read from here. */
+  shared?: SharedJournalSource;
   /** Everything pending and the ids acked since `ackedSince` (ms since the epoch). */
   load(ackedSince: number): Promise<LoadedJournal>;
   /** Apply one batch in one transaction. @returns once committed; rejects (nothing applied) when it failed */

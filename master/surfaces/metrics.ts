@@ -13,6 +13,8 @@ import type { BotTotals } from '../lifecycle/counters.js';
 import { VERSION } from '../../common/version.js';
 import type { JournalStats } from '../delivery/journal.js';
 import { HANDLER_BUCKETS_S } from '../../worker/protocol.js';
+import type { ClusterGauges } from '../cluster/cluster.js';
+import { TAKE_CAUSES } from '../cluster/plan.js';
 import { botLabels, escapeLabel, histogramFamily, perBotFamily, renderFamily, type TextFamily } from './metrics-text.js';
 
 /** Buckets (seconds) of the webhook request-duration histogram: the journal commit is most of it. */
@@ -29,6 +31,8 @@ export interface MetricSources {
   journal?(): Record<string, JournalStats>;
   /** The last configuration reload: whether it succeeded, and wall-clock ms of the last success (null: none yet). */
   configReload?(): { success: boolean; lastSuccessMs: number | null };
+  /** This master as a cluster member (PostgreSQL); absent with SQLite (no `botfleet_cluster_*` series). */
+  cluster?(): ClusterGauges;
 }
 
 /** The scrape, and the webhook server's observer (its port: `onResponse`). */
@@ -67,6 +71,7 @@ export function createMetrics(src: MetricSources): Metrics {
     new client.Gauge({ name: 'botfleet_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last successful configuration reload (0: none since the master started)', registers: [registry],
       collect() { this.set((configReload().lastSuccessMs ?? 0) / 1000); } });
   }
+  if (src.cluster) clusterMetrics(registry, src.cluster);
   new client.Gauge({ name: 'botfleet_build_info', help: 'always 1; the labels say what runs', labelNames: ['version', 'node'], registers: [registry] }).set({ version: VERSION, node: process.version }, 1);
   const requests = new client.Counter({ name: 'botfleet_webhook_requests_total', help: 'webhook requests by bot and HTTP status answered (bot="" for a path naming no webhook bot)', labelNames: ['bot', 'code'], registers: [registry] });
   const duration = new client.Histogram({ name: 'botfleet_webhook_request_duration_seconds', help: 'time from a webhook request\'s arrival to its answer, seconds (all bots)', buckets: [...WEBHOOK_BUCKETS_S], registers: [registry] });
@@ -92,6 +97,25 @@ export function createMetrics(src: MetricSources): Metrics {
       duration.observe(seconds);
     },
   };
+}
+
+/** The cluster's series (DESIGN.md, "The cluster"): members, ownership, takeovers by cause, renewals, self-fences. */
+function clusterMetrics(registry: client.Registry, read: () => ClusterGauges): void {
+  const gauge = (name: string, help: string, value: (g: ClusterGauges) => number) => new client.Gauge({ name, help, registers: [registry], collect() { this.set(value(read())); } });
+  gauge('botfleet_cluster_members', 'live members of the cluster (leases not expired) at this master\'s last look', (g) => g.liveMembers);
+  gauge('botfleet_cluster_bots_owned', 'bots this master owns (runs)', (g) => g.ownedHere);
+  gauge('botfleet_cluster_bots_without_owner', 'enabled bots no live member owns at this master\'s last look (stopped everywhere until one takes them)', (g) => g.withoutOwner);
+  gauge('botfleet_cluster_lease_live', '1 while this master holds a live lease (renewed within CLUSTER_RENEW_DEADLINE_MS)', (g) => (g.leaseLive ? 1 : 0));
+  gauge('botfleet_cluster_renew_seconds', 'round trip of this master\'s last good lease renewal, seconds', (g) => (g.counters.lastRenewMs ?? 0) / 1000);
+  const counter = (name: string, help: string, value: (g: ClusterGauges) => number) => new client.Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(value(read())); } });
+  counter('botfleet_cluster_renew_failures_total', 'lease renewals of this master that failed (the database did not answer, or refused)', (g) => g.counters.renewFailures);
+  counter('botfleet_cluster_self_fences_total', 'times this master stopped every bot it owned because its lease was not renewed within the deadline', (g) => g.counters.selfFences);
+  new client.Counter({ name: 'botfleet_cluster_takeovers_total', help: `bots this master took, by cause (${TAKE_CAUSES.join(', ')}); every cause from 0`, labelNames: ['cause'], registers: [registry],
+    collect() {
+      const t = read().counters.takeovers;
+      this.reset();
+      for (const cause of TAKE_CAUSES) this.inc({ cause }, t[cause] ?? 0);
+    } });
 }
 
 /** What the per-bot families read, each once per scrape. */

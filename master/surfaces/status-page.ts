@@ -37,6 +37,8 @@ export interface Tile {
   messagesPerMin: number | null; errorsPerMin: number | null;
   lastExit: { reason: string; at: string; code: number | null; signal: string | null } | null;
   quarantinedUntil: string | null;
+  /** In a cluster, the member that runs it (null while none does); absent without a cluster. */
+  owner?: string | null;
 }
 
 /** The `snapshot` event's data. */
@@ -76,7 +78,7 @@ function tileOf(w: WorkerStatus, rates: { messages: number; errors: number } | n
     uptimeMs: w.uptimeMs, rssBytes: w.rssBytes, restartsLastHour: w.restartsLastHour, restarts: w.restarts,
     messagesPerMin: rates ? Math.round(rates.messages * 10) / 10 : null, errorsPerMin: rates ? Math.round(rates.errors * 10) / 10 : null,
     lastExit: w.lastExit ? { reason: w.lastExit.reason, at: w.lastExit.at, code: w.lastExit.code, signal: w.lastExit.signal } : null,
-    quarantinedUntil: w.quarantinedUntil,
+    quarantinedUntil: w.quarantinedUntil, ...(w.owner !== undefined ? { owner: w.owner } : {}),
   };
 }
 

@@ -8,14 +8,16 @@ const STATE_COLOUR: Partial<Record<string, string>> = { running: '32', backoff: 
 /** The fleet as `botfleet status` prints it; `colour` paints the state column (ANSI, for a terminal). */
 export function statusTable(s: FleetStatus, colour = false): string {
   const paint = (state: string) => (colour && STATE_COLOUR[state] ? `\x1b[${STATE_COLOUR[state]}m${state}\x1b[0m` : state);
+  // A cluster's master lists every bot of the cluster: the OWNER column says which member runs each.
+  const cluster = s.workers.some((w) => w.owner !== undefined);
   const rows = s.workers.map((w) => [
-    w.botId, escapeControl(w.name), w.state, w.mode ?? '-', w.pid === null ? '-' : String(w.pid), w.pid === null ? '-' : formatDuration(w.uptimeMs),
+    w.botId, escapeControl(w.name), ...(cluster ? [w.owner ?? '-'] : []), w.state, w.mode ?? '-', w.pid === null ? '-' : String(w.pid), w.pid === null ? '-' : formatDuration(w.uptimeMs),
     formatMb(w.rssBytes), w.cpuPercent === null ? '-' : `${w.cpuPercent.toFixed(1)}%`, `${w.restartsLastHour}/${w.restarts}`,
     String(w.messages), String(w.errors), w.lastExit?.reason ?? '-', escapeControl(w.stateReason ?? w.lastError?.message ?? ''),
   ]);
   const states = Object.entries(s.totals.byState).map(([k, v]) => `${v} ${k}`);
   const head = [`master pid ${s.master.pid}`, `up ${formatDuration(s.master.uptimeMs)}`, `mode ${s.master.mode}`, `capacity ${s.master.capacity}`, ...(states.length ? states : ['no bots'])].join(', ');
-  const out = head + '\n' + table(['BOT', 'NAME', 'STATE', 'MODE', 'PID', 'UPTIME', 'MEMORY', 'CPU', 'RESTARTS(1h/all)', 'MESSAGES', 'ERRORS', 'LAST EXIT', 'NOTE'], rows);
+  const out = head + '\n' + table(['BOT', 'NAME', ...(cluster ? ['OWNER'] : []), 'STATE', 'MODE', 'PID', 'UPTIME', 'MEMORY', 'CPU', 'RESTARTS(1h/all)', 'MESSAGES', 'ERRORS', 'LAST EXIT', 'NOTE'], rows);
   if (!colour) return out;
   // Painted after the layout, at the STATE column, so escape codes do not count in column widths.
   const lines = out.split('\n');

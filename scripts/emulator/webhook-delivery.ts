@@ -14,9 +14,23 @@ const delivering = new WeakSet<EmulatedBot>();
 const DELIVERY_TIMEOUT_MS = 60_000;
 
 /** POST one update, counting its outcome in `bot.webhookAnswers`; @returns null on 2xx, else the error text Telegram would show. */
+/** The next origin of the balancer that is not left out (any, when all are). */
+function pickOrigin(lb: NonNullable<EmulatedBot['balance']>): string {
+  const now = Date.now();
+  for (let i = 0; i < lb.origins.length; i++) {
+    const o = lb.origins[lb.next++ % lb.origins.length]!;
+    if ((lb.downUntil?.get(o) ?? 0) <= now) return o;
+  }
+  return lb.origins[lb.next++ % lb.origins.length]!;
+}
+
 async function post(bot: EmulatedBot, hook: WebhookState, update: Update): Promise<string | null> {
+  const lb = bot.balance;
+  const origin = lb ? pickOrigin(lb) : null;
+  const url = origin ? new URL(new URL(hook.url).pathname, origin).href : hook.url;
+  const failed = (): void => void (lb && origin && (lb.downUntil ??= new Map()).set(origin, Date.now() + (lb.downMs ?? 1000)));
   try {
-    const res = await fetch(hook.url, {
+    const res = await fetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(hook.secretToken ? { 'x-telegram-bot-api-secret-token': hook.secretToken } : {}) },
       body: JSON.stringify(update),
@@ -24,9 +38,11 @@ async function post(bot: EmulatedBot, hook: WebhookState, update: Update): Promi
     });
     await res.arrayBuffer();
     bot.webhookAnswers[res.status] = (bot.webhookAnswers[res.status] ?? 0) + 1;
+    if (!res.ok) failed();
     return res.ok ? null : `Wrong response from the webhook: ${res.status} ${res.statusText}`;
   } catch (err) {
     bot.webhookAnswers.error = (bot.webhookAnswers.error ?? 0) + 1;
+    failed();
     const cause = (err as { cause?: { code?: string } }).cause?.code;
     return cause === 'ECONNREFUSED' ? 'Connection refused' : `Connection error: ${cause ?? (err as Error).name}`;
   }
@@ -43,7 +59,7 @@ export async function deliverWebhooks(bot: EmulatedBot, opts: { retryMs: number;
   try {
     while (!opts.stopped() && bot.webhook && bot.pending.length > 0) {
       const hook = bot.webhook;
-      const batch = bot.take(hook.maxConnections, hook.allowedUpdates);
+      const batch = bot.take(bot.balance ? 1 : hook.maxConnections, hook.allowedUpdates);
       if (batch.length === 0) {
         bot.pending = []; // only updates of types the webhook does not want: Telegram drops them
         break;
@@ -56,7 +72,9 @@ export async function deliverWebhooks(bot: EmulatedBot, opts: { retryMs: number;
       if (failure) {
         hook.lastErrorDate = Math.floor(Date.now() / 1000);
         hook.lastErrorMessage = failure;
-        await sleep(opts.retryMs);
+        // Behind a balancer another origin may answer at once; else Telegram waits before it tries again.
+        const lb = bot.balance;
+        if (!lb || lb.origins.every((o) => (lb.downUntil?.get(o) ?? 0) > Date.now())) await sleep(opts.retryMs);
       }
     }
   } finally {

@@ -186,7 +186,7 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: F
         for (const pid of pids) if (alive(pid)) process.kill(-pid, 'SIGKILL');
       }
       if (!opts.emulator) await emulator.stop();
-      if (!opts.home) fs.rmSync(home, { recursive: true, force: true });
+      if (!opts.home && !process.env.BOTFLEET_KEEP_TEST_HOMES) fs.rmSync(home, { recursive: true, force: true }); // kept for a look after a failure
       // The machine-wide lock file of this fleet's own uid range (its master has exited).
       for (const suffix of ['', '-journal']) fs.rmSync(path.join(env.RUNTIME_DIRECTORY ?? UID_LOCK_DIR, `uid-base-${env.WORKER_UID_BASE}.lock${suffix}`), { force: true });
       // The per-bot cgroups of this home, which a master killed by a test could not remove (a worker

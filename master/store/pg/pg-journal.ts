@@ -10,7 +10,7 @@
  * flushed, the promise of `JOURNAL_SYNC=full`.
  */
 import type pg from 'pg';
-import type { JournalEngine, JournalOps, LoadedJournal, PendingRow } from '../journal-engine.js';
+import type { JournalEngine, JournalOps, LoadedJournal, PendingRow, SharedJournalSource } from '../journal-engine.js';
 import { inTransaction, storeCall } from './connect.js';
 
 /** The channel a commit NOTIFYs with the bots it journaled for (the payload is a bot id). */
@@ -33,8 +33,10 @@ async function applyBatch(c: pg.PoolClient, ops: JournalOps): Promise<void> {
     if (replays.length > 0) {
       await c.query('DELETE FROM journal_acked a USING unnest($1::text[], $2::bigint[]) AS r(bot, id) WHERE a.bot = r.bot AND a.update_id = r.id', [col(replays, 0), col(replays, 1)]);
     }
+    // An update already acked (within the dedup window) is not journaled again, whichever master took it; a replay's acked id was deleted above.
     await c.query(`INSERT INTO journal_pending (bot, update_id, payload, received_at, replay)
       SELECT bot, id, payload, at, replay = 1 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::int[]) AS r(bot, id, payload, at, replay)
+      WHERE NOT EXISTS (SELECT 1 FROM journal_acked a WHERE a.bot = r.bot AND a.update_id = r.id)
       ON CONFLICT (bot, update_id) DO NOTHING`, [col(rows, 0), col(rows, 1), col(rows, 2), col(rows, 3), col(rows, 4)]);
   }
   if (ops.deaths.length > 0) {
@@ -56,9 +58,14 @@ async function applyBatch(c: pg.PoolClient, ops: JournalOps): Promise<void> {
   if (bots.length > 0) await c.query(`SELECT pg_notify('${JOURNAL_CHANNEL}', bot) FROM unnest($1::text[]) AS b(bot)`, [bots]);
 }
 
-/** The PostgreSQL journal engine on an open, migrated pool (the store's). `close` leaves the pool to its owner. */
-export function pgJournalEngine(pool: pg.Pool, url: string): JournalEngine {
+/**
+ * The PostgreSQL journal engine on an open, migrated pool (the store's). With `watch` (a
+ * subscription to {@link JOURNAL_CHANNEL}) it is shared by a cluster's masters; without, it is
+ * one master's (loaded whole at start). `close` leaves the pool to its owner.
+ */
+export function pgJournalEngine(pool: pg.Pool, url: string, watch?: SharedJournalSource['watch']): JournalEngine {
   return {
+    ...(watch ? { shared: sharedSource(pool, url, watch) } : {}),
     load: (ackedSince): Promise<LoadedJournal> => storeCall(url, 'reading the journal', async () => {
         const pending = await pool.query<Omit<PendingRow, 'replay'> & { replay: boolean }>('SELECT bot, update_id, payload, received_at, deaths, replay FROM journal_pending ORDER BY bot, update_id');
         const acked = await pool.query<{ bot: string; update_id: number; acked_at: number }>('SELECT bot, update_id, acked_at FROM journal_acked WHERE acked_at >= $1 ORDER BY acked_at', [ackedSince]);
@@ -67,5 +74,21 @@ export function pgJournalEngine(pool: pg.Pool, url: string): JournalEngine {
     commit: (ops) => storeCall(url, 'committing to the journal', () => inTransaction(pool, (c) => applyBatch(c, ops))),
     dead: () => null,
     close: async () => undefined,
+  };
+}
+
+/** A bot's rows for its owner (shared-journal.ts). */
+function sharedSource(pool: pg.Pool, url: string, watch: SharedJournalSource['watch']): SharedJournalSource {
+  return {
+    pendingOf: (bot, known, limit) => storeCall(url, "reading a bot's journal", async () => {
+      const r = await pool.query<Omit<PendingRow, 'replay'> & { replay: boolean }>(`SELECT bot, update_id, payload, received_at, deaths, replay FROM journal_pending
+      WHERE bot = $1 AND update_id <> ALL($2::bigint[]) ORDER BY update_id LIMIT $3`, [bot, known, limit]);
+      return r.rows.map((row) => ({ ...row, replay: row.replay ? 1 : 0 }));
+    }),
+    ackedOf: (bot, since, limit) => storeCall(url, "reading a bot's acked ids", async () => {
+      const r = await pool.query<{ update_id: number; acked_at: number }>('SELECT update_id, acked_at FROM journal_acked WHERE bot = $1 AND acked_at >= $2 ORDER BY acked_at DESC LIMIT $3', [bot, since, limit]);
+      return r.rows.reverse();
+    }),
+    watch,
   };
 }

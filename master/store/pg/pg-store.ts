@@ -15,7 +15,7 @@ import { migratePg } from './migrations.js';
 import { BOTS_CHANNEL, pgBots } from './pg-bots.js';
 import { listenPg, type PgListener } from './listen.js';
 import { CLUSTER_CHANNEL, pgCluster } from './pg-cluster.js';
-import { pgJournalEngine } from './pg-journal.js';
+import { JOURNAL_CHANNEL, pgJournalEngine } from './pg-journal.js';
 
 /**
  * Open the store at `o.url` and bring its schema up to date; `key` is the home's token key.
@@ -35,7 +35,7 @@ export async function openPgStore(o: PgOptions & { key: Buffer; logger?: Logger 
   await bots.changedSinceLastCheck(); // changes are counted from the open, as the SQLite engine counts them
   return {
     engine: 'postgres', pool, bots, where: serverOf(o.url), cluster: pgCluster(pool, o.url, (onChange) => watch(CLUSTER_CHANNEL, onChange)),
-    journalEngine: async () => pgJournalEngine(pool, o.url),
+    journalEngine: async () => pgJournalEngine(pool, o.url, (onBot) => watch(JOURNAL_CHANNEL, onBot)),
     watchBots: (onChange) => watch(BOTS_CHANNEL, onChange),
     history: pgHistory(q),
     deadLetters: pgDeadLetters(q, pool, o.url),
@@ -48,12 +48,13 @@ export async function openPgStore(o: PgOptions & { key: Buffer; logger?: Logger 
 }
 
 /**
- * One LISTEN connection for every wake-up of this store (the bots' and the cluster's
- * channels), made at the first subscription and ended with the last. A subscriber is also
- * called at each (re)connection (a notification may have been missed) and once at once.
+ * One LISTEN connection for every wake-up of this store (the bots', the cluster's and the
+ * journal's channels), made at the first subscription and ended with the last. A subscriber
+ * gets each notification's payload, and null at each (re)connection (a notification may have
+ * been missed) and once at once.
  */
-function sharedListener(url: string, logger?: Logger): { watch(channel: string, onChange: () => void): () => Promise<void>; close(): Promise<void> } {
-  const handlers = new Map<string, Set<() => void>>();
+function sharedListener(url: string, logger?: Logger): { watch(channel: string, onChange: (payload: string | null) => void): () => Promise<void>; close(): Promise<void> } {
+  const handlers = new Map<string, Set<(payload: string | null) => void>>();
   const all = () => [...handlers.values()].flatMap((set) => [...set]);
   let listener: PgListener | null = null;
   const close = async () => {
@@ -61,11 +62,11 @@ function sharedListener(url: string, logger?: Logger): { watch(channel: string, 
     listener = null;
     await l?.close();
   };
-  const watch = (channel: string, onChange: () => void) => {
+  const watch = (channel: string, onChange: (payload: string | null) => void) => {
     if (!handlers.has(channel)) handlers.set(channel, new Set());
     handlers.get(channel)!.add(onChange);
-    listener ??= listenPg({ url, channels: [BOTS_CHANNEL, CLUSTER_CHANNEL], onNotify: (ch) => handlers.get(ch)?.forEach((f) => f()), onConnected: () => all().forEach((f) => f()), ...(logger ? { logger } : {}) });
-    onChange();
+    listener ??= listenPg({ url, channels: [BOTS_CHANNEL, CLUSTER_CHANNEL, JOURNAL_CHANNEL], onNotify: (ch, payload) => handlers.get(ch)?.forEach((f) => f(payload)), onConnected: () => all().forEach((f) => f(null)), ...(logger ? { logger } : {}) });
+    onChange(null);
     return async () => {
       handlers.get(channel)?.delete(onChange);
       if (all().length === 0) await close();

@@ -80,7 +80,8 @@ function paintState(t, state) {
 function fillTile(t, b) {
   paintState(t, b.state);
   setText(t.parts.name, b.name || b.botId);
-  setText(t.parts.id, `${b.botId}${b.username ? ' · @' + b.username : ''} · ${b.mode || 'mode -'}${b.uptimeMs > 0 ? ' · up ' + duration(b.uptimeMs) : ''}`);
+  const owner = b.owner === undefined ? '' : ` · on ${b.owner ?? 'no member yet'}`;
+  setText(t.parts.id, `${b.botId}${b.username ? ' · @' + b.username : ''} · ${b.mode || 'mode -'}${owner}${b.uptimeMs > 0 ? ' · up ' + duration(b.uptimeMs) : ''}`);
   const cap = snap.memoryCapBytes;
   const share = b.rssBytes > 0 ? Math.min(1, b.rssBytes / cap) : 0;
   t.parts.bar.style.width = `${(share * 100).toFixed(1)}%`;
