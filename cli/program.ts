@@ -145,9 +145,11 @@ program.command('startup <system>').description('print the systemd unit for this
     console.log(startupSystemd(config().home, o).trimEnd());
   });
 
-program.command('demo').description('the whole system offline: emulator, bots, users, a crash and its recovery').action(async () => {
+program.command('demo').description('the whole system offline: emulator, bots, users, a crash and its recovery')
+  .option('--cluster', 'three masters on a throwaway PostgreSQL (from this machine\'s binaries), one SIGKILLed and its bots taken over')
+  .action(async (o: { cluster?: boolean }) => {
   // The demo is a program of its own (scripts/), started beside the CLI, not linked into it.
-  const demo = spawn(process.execPath, [fileURLToPath(new URL('../scripts/demo.js', import.meta.url))], { stdio: 'inherit' });
+  const demo = spawn(process.execPath, [fileURLToPath(new URL(o.cluster ? '../scripts/demo-cluster.js' : '../scripts/demo.js', import.meta.url))], { stdio: 'inherit' });
   const [code, signal] = (await once(demo, 'exit')) as [number | null, NodeJS.Signals | null];
   process.exitCode = code ?? (signal ? 128 + (osConstants.signals[signal] ?? 0) : 1);
 });

@@ -16,6 +16,7 @@ import { createFleet, type Fleet } from './helpers/fleet.js';
 import type { EmulatedBot } from '../scripts/emulator/bot-state.js';
 import { waitFor } from './helpers/wait.js';
 import { repliesByChat } from './helpers/streams.js';
+import { startTcpProxy, type TcpProxy } from '../scripts/faults/tcp-proxy.js';
 
 const noPostgres = postgresBinDir() === null ? POSTGRES_MISSING : false;
 const TIMING = { CLUSTER_LEASE_MS: '3000', CLUSTER_RENEW_DEADLINE_MS: '2000', CLUSTER_RETRY_MS: '500' };
@@ -27,6 +28,8 @@ type Placed = Map<string, { member: string; pid: number }>;
 
 interface Cluster {
   masters: Fleet[];
+  /** With `proxied`: master i reaches PostgreSQL through proxies[i] (reset, blackhole). */
+  proxies: TcpProxy[];
   emulator: BotApiEmulator;
   sql(q: string): string;
   add(i: number): Promise<Fleet>;
@@ -84,7 +87,7 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
   before(async () => (pg = await startLocalPostgres()));
   after(async () => pg?.stop());
 
-  async function withCluster(n: number, fn: (c: Cluster) => Promise<void>): Promise<void> {
+  async function withCluster(n: number, fn: (c: Cluster) => Promise<void>, o: { proxied?: boolean } = {}): Promise<void> {
     const db = `cluster_${process.pid}_${made++}`;
     pg.psql(`CREATE DATABASE ${db}`);
     const url = pg.url.replace(/\/postgres$/, `/${db}`);
@@ -92,8 +95,17 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
     await emulator.start();
     const shared = { DATABASE_URL: url, BOTFLEET_ENCRYPTION_KEY: crypto.randomBytes(32).toString('hex'), WEBHOOK_SECRET: crypto.randomBytes(24).toString('base64url'), ...TIMING, RESTART_BACKOFF_MS: '50' };
     const masters: Fleet[] = [];
+    const proxies: TcpProxy[] = [];
     const add = async (i: number) => {
-      const f = await createFleet({ ...shared, MEMBER_ID: `m${i}` }, { emulator, webhook: true });
+      let dbUrl = url;
+      if (o.proxied) {
+        const u = new URL(url);
+        const proxy = await startTcpProxy({ host: u.hostname, port: Number(u.port) });
+        proxies.push(proxy);
+        u.port = String(proxy.port);
+        dbUrl = u.href;
+      }
+      const f = await createFleet({ ...shared, DATABASE_URL: dbUrl, MEMBER_ID: `m${i}` }, { emulator, webhook: true });
       masters.push(f);
       return f;
     };
@@ -109,9 +121,10 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
     };
     try {
       for (let i = 0; i < n; i++) await add(i);
-      await fn({ masters, emulator, sql: (q) => pg.psql(q, db), add, launch });
+      await fn({ masters, proxies, emulator, sql: (q) => pg.psql(q, db), add, launch });
     } finally {
       for (const m of masters) await m.stop();
+      for (const p of proxies) await p.stop();
       await emulator.stop();
     }
   }
@@ -223,5 +236,44 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
       for (const b of [...moved]) assert.equal(tg(b).sent.filter((m) => m.text === `paused ${b}`).length, 1, `${b}: the message sent during the pause answered once`);
       t.diagnostic(`m1 moved ${moved.length} bots away and back; epoch ${epochBefore} -> ${epochAfter}`);
     });
+  });
+
+  test('a blackholed database connection (no FIN, no RST) for twice the lease: the master fences itself, its workers stop polling by themselves, its bots move with no 409; healed, it rejoins with a new epoch and takes its share back; connections reset by the network cost nothing', { timeout: 150_000 }, async (t) => {
+    await withCluster(3, async ({ masters, proxies, emulator, sql, launch }) => {
+      const { bots, first, tg } = await launch('h', 9);
+      // Every connection of m2 cut (RST) twice: node-postgres reconnects; no bot moves, no worker restarts.
+      proxies[2]!.reset();
+      await new Promise((r) => setTimeout(r, RETRY_MS * 2));
+      proxies[2]!.reset();
+      const afterReset = await settled(masters, bots, ['m0', 'm1', 'm2'], 10_000, 'every bot where it was after the resets');
+      for (const b of bots) assert.equal(afterReset.get(b)!.pid, first.get(b)!.pid, `${b} kept its worker through the resets`);
+
+      const cut = masters[1]!;
+      const moved = bots.filter((b) => first.get(b)!.member === 'm1');
+      assert.ok(moved.length > 0, 'm1 owns some bots');
+      const epochBefore = Number(sql("SELECT epoch FROM cluster_members WHERE member_id = 'm1'"));
+      proxies[1]!.blackhole();
+      const cutAt = Date.now();
+      try {
+        for (const b of moved) emulator.userSends(tg(b), 21, `cut ${b}`);
+        await settled([masters[0]!, masters[2]!], moved, ['m0', 'm2'], 15_000, "m1's bots running on the others while its database is blackholed");
+        t.diagnostic(`m1's ${moved.length} bots running on the others ${Date.now() - cutAt} ms after the blackhole`);
+        for (const b of moved) await emulator.waitForSent(tg(b), (m) => m.text === `cut ${b}`, 15_000, `${b} answering from its new owner`);
+        // Twice the lease in all, by design (the scenario), then the network heals.
+        await new Promise((r) => setTimeout(r, Math.max(0, 2 * LEASE_MS - (Date.now() - cutAt))));
+      } finally {
+        proxies[1]!.heal();
+      }
+      assert.equal(cut.master!.exitCode, null, 'the cut master lives on');
+      const back = await settled(masters, bots, ['m0', 'm1', 'm2'], 40_000, 'the share of m1 back on m1');
+      const epochAfter = Number(sql("SELECT epoch FROM cluster_members WHERE member_id = 'm1'"));
+      assert.ok(epochAfter > epochBefore, `a new epoch (${epochBefore} -> ${epochAfter})`);
+      assert.match(fs.readFileSync(path.join(cut.home, 'logs', 'master.log'), 'utf8'), /self-fenced/);
+      for (const b of moved) assert.notEqual(back.get(b)!.pid, first.get(b)!.pid, `${b} runs in a new worker of m1`);
+      for (const b of bots) assert.equal(tg(b).conflicts, 0, `${b}: never two getUpdates at once (no 409)`);
+      for (const b of bots) assert.equal(await masters[0]!.chat(b, 22, `healed ${b}`), `healed ${b}`);
+      for (const b of moved) assert.equal(tg(b).sent.filter((m) => m.text === `cut ${b}`).length, 1, `${b}: the message sent during the blackhole answered once`);
+      t.diagnostic(`m1 moved ${moved.length} bots away and back; epoch ${epochBefore} -> ${epochAfter}; ${Date.now() - cutAt} ms from the blackhole to all back`);
+    }, { proxied: true });
   });
 });

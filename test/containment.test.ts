@@ -137,12 +137,14 @@ describe('the master distrusts its children', () => {
       const s = await fleet.waitRunning(['forger']);
       const before = s.workers[0]!;
       const dbFile = path.join(fleet.home, 'data', 'botfleet.db');
-      fleet.emulator.userSends(fleet.tg('forger'), 32, 'forge-dlq');
+      const sent = fleet.emulator.userSends(fleet.tg('forger'), 32, 'forge-dlq');
       const back = await fleet.waitWorker('forger', (w) => w.pid !== before.pid && w.lastExit !== null, 15_000, 'the forger killed');
       assert.equal(back.lastExit?.reason, 'protocol');
       const list = await fleet.cli(['dlq', 'list', '--json']);
       assert.equal(list.code, 0, list.stderr);
-      assert.deepEqual(JSON.parse(list.stdout), [], 'no dead letter was written');
+      // The real update forges again in the next worker: after a second solo death it is dead-lettered as poison (rightly); a forged id never is.
+      const letters = JSON.parse(list.stdout) as Array<{ updateId: number }>;
+      assert.deepEqual(letters.filter((d) => d.updateId !== sent.update_id), [], 'no forged dead letter was written');
       assert.ok(fs.existsSync(dbFile));
     });
   });

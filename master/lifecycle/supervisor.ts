@@ -97,14 +97,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
   });
   return Object.assign(events, {
     reconcile: (specs: BotSpec[], invalid: InvalidBot[]) => reconcileAll(core, specs, invalid),
-    isWebhookBot(botId: string) {
-      const c = children.get(botId);
-      if (c === undefined) return false;
-      // In a cluster any master journals a webhook bot's updates, whoever runs it (shared-journal.ts): by its mode as
-      // resolved here, else as configured (a bot just taken, or run by another member).
-      if (d.ownerOf && c.spec?.enabled) return (c.life.mode ?? c.spec.mode ?? d.config.mode) === 'webhook';
-      return c.life.mode === 'webhook' && meantToRun(c.life.phase);
-    },
+    isWebhookBot: (botId: string) => takesWebhooks(core, botId),
     async restart(botId?: string): Promise<RollSummary> {
       if (botId === undefined) return roller.request();
       const c = children.get(botId);
@@ -121,10 +114,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     },
     checkWebhooks: () => checkWebhooks(core),
     ...clusterSide(core),
-    status: () => [...children.values()].map((c) => {
-      const row = childStatus(c, now(), HOUR_MS, (t) => core.wall(t));
-      return d.memberOf ? { ...row, owner: d.memberOf(c.botId) } : row;
-    }),
+    status: () => [...children.values()].map((c) => withOwner(d, childStatus(c, now(), HOUR_MS, (t) => core.wall(t)))),
     describe(botId: string): BotDescription {
       const c = children.get(botId);
       if (!c) throw fail(ErrorCodes.BOT_NOT_FOUND, `no bot with id "${botId}"`);
@@ -149,6 +139,17 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
     },
   });
 }
+
+/** Whether `botId`'s webhook updates are taken here. In a cluster any master journals them, whoever runs the bot (shared-journal.ts): by its mode as resolved here, else as configured (a bot just taken, or run by another member). */
+function takesWebhooks(core: Dispatcher, botId: string): boolean {
+  const c = core.children.get(botId);
+  if (c === undefined) return false;
+  if (core.d.ownerOf && c.spec?.enabled) return (c.life.mode ?? c.spec.mode ?? core.d.config.mode) === 'webhook';
+  return c.life.mode === 'webhook' && meantToRun(c.life.phase);
+}
+
+/** A status row with its cluster owner (`owner`), in a cluster. */
+const withOwner = (d: SupervisorDeps, row: WorkerStatus): WorkerStatus => (d.memberOf ? { ...row, owner: d.memberOf(row.botId) } : row);
 
 /** What the cluster tells the supervisor: ownership changes (as lifecycle events) and the lease's deadline for the workers. */
 function clusterSide(core: Dispatcher): Pick<Supervisor, 'ownershipChanged' | 'renewLease'> {

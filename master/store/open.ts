@@ -37,7 +37,7 @@ export interface OpenStoreOptions {
  */
 async function openPgWithKey(cfg: Config, url: string, o: OpenStoreOptions): Promise<Store> {
   const p = homePaths(cfg.home);
-  const pg = { url, ...(o.logger ? { logger: o.logger } : {}), ...(o.poolSize ? { poolSize: o.poolSize } : {}), ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}) };
+  const pg = { url, clusterTimeoutMs: cfg.clusterRenewDeadlineMs, ...(o.logger ? { logger: o.logger } : {}), ...(o.poolSize ? { poolSize: o.poolSize } : {}), ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}) };
   if (cfg.encryptionKey === undefined && !fs.existsSync(p.keyFile)) {
     const probe = await openPgStore({ ...pg, key: crypto.randomBytes(32) });
     const holds = (await probe.bots.list().finally(() => probe.close())).length > 0;

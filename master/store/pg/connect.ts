@@ -20,6 +20,8 @@ export interface PgOptions {
   connectTimeoutMs?: number;
   /** Each statement is ended by the server after this (`statement_timeout`) and given up by the client a little later (`query_timeout`). Default 10000. */
   statementTimeoutMs?: number;
+  /** The cluster's statements (leases, owners) are given up after this (the renew deadline: a renewal later than that is of no use). Default: as `statementTimeoutMs`. */
+  clusterTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -113,6 +115,8 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => 
     await c.query('COMMIT');
     return out;
   } catch (err) {
+    // A statement given up by the client (`query_timeout`) leaves the connection unusable (node-postgres): destroyed, not rolled back on.
+    if (!broken && (err as Error).message === 'Query read timeout') broken = err as Error;
     if (!broken) await c.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {

@@ -5,7 +5,9 @@
  * connection was down costs only latency: on every (re)connection `onConnected` runs, and
  * the caller looks for what it may have missed. The connection is re-made with jittered
  * exponential backoff (from `minRetryMs`, doubling, at most `maxRetryMs`) whenever it
- * fails or ends; no error of it reaches the process.
+ * fails or ends, or does not answer a `SELECT 1` within `pingMs` (asked every `pingMs`: a
+ * connection blackholed by the network, no FIN and no RST, would otherwise stay silent
+ * for TCP keepalive's two hours); no error of it reaches the process.
  */
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -25,6 +27,8 @@ export interface ListenOptions {
   connectTimeoutMs?: number;
   minRetryMs?: number;
   maxRetryMs?: number;
+  /** Liveness: a ping every this, which must be answered within it. Default 5000. */
+  pingMs?: number;
 }
 
 /** A running listener. */
@@ -53,12 +57,27 @@ class Listener {
   private closed = false;
   private failures = 0;
   private timer: NodeJS.Timeout | null = null;
+  private ping: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: ListenOptions) {}
+
+  /** Ask `c` for `SELECT 1` every pingMs; no answer within pingMs drops it. */
+  private keepPinging(c: pg.Client): void {
+    const every = this.o.pingMs ?? 5000;
+    this.ping = setInterval(() => {
+      if (this.client !== c) return;
+      const late = setTimeout(() => this.client === c && this.retry('the LISTEN connection did not answer a ping'), every);
+      late.unref();
+      c.query('SELECT 1').then(() => clearTimeout(late), () => clearTimeout(late)); // a failed query ends in 'error' or 'end' too
+    }, every);
+    this.ping.unref();
+  }
 
   /** Drop the connection and make a new one after the backoff. */
   private retry(why: string): void {
     this.up = false;
+    if (this.ping) clearInterval(this.ping);
+    this.ping = null;
     const c = this.client;
     this.client = null;
     c?.removeAllListeners('notification');
@@ -88,6 +107,7 @@ class Listener {
       if (this.client !== c || this.closed) return void c.end().catch(() => undefined);
       this.up = true;
       this.failures = 0;
+      this.keepPinging(c);
       o.onConnected?.();
     } catch (err) {
       if (this.client === c) this.retry(storeError(err, 'the LISTEN connection', o.url).message);
@@ -96,6 +116,7 @@ class Listener {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.ping) clearInterval(this.ping);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.up = false;

@@ -12,9 +12,15 @@ import { inTransaction, storeCall } from './connect.js';
 /** The channel members and releases are announced on. */
 export const CLUSTER_CHANNEL = 'botfleet_cluster';
 
-/** The cluster store on an open, migrated pool; `watch` subscribes to {@link CLUSTER_CHANNEL} on the store's LISTEN connection. */
-export function pgCluster(pool: pg.Pool, url: string, watch: ClusterStore['watch']): ClusterStore {
-  const q = <R extends pg.QueryResultRow>(what: string, sql: string, params: unknown[] = []) => storeCall(url, what, () => pool.query<R>(sql, params));
+/**
+ * The cluster store on an open, migrated pool; `watch` subscribes to {@link CLUSTER_CHANNEL} on
+ * the store's LISTEN connection. Each statement is given up after `timeoutMs` (node-postgres
+ * `query_timeout`; the connection is then dropped): a connection blackholed by the network
+ * (no FIN, no RST) costs one renewal, not the pool's whole statement timeout.
+ */
+export function pgCluster(pool: pg.Pool, url: string, watch: ClusterStore['watch'], timeoutMs?: number): ClusterStore {
+  const bounded = (text: string, values: unknown[]) => ({ text, values, ...(timeoutMs ? { query_timeout: timeoutMs } : {}) });
+  const q = <R extends pg.QueryResultRow>(what: string, sql: string, params: unknown[] = []) => storeCall(url, what, () => pool.query<R>(bounded(sql, params)));
   return {
     async join(member, host, pid, leaseMs) {
       const r = await q<{ epoch: number }>('joining the cluster', `INSERT INTO cluster_members (member_id, epoch, host, pid, expires_at)
@@ -30,9 +36,9 @@ export function pgCluster(pool: pg.Pool, url: string, watch: ClusterStore['watch
       return r.rowCount === 1;
     },
     leave: (member, epoch) => storeCall(url, 'leaving the cluster', () => inTransaction(pool, async (c) => {
-      await c.query(`UPDATE bot_owners SET member_id = '', member_epoch = 0, since = now(), cause = 'released' WHERE member_id = $1 AND member_epoch = $2`, [member, epoch]);
-      await c.query('DELETE FROM cluster_members WHERE member_id = $1 AND epoch = $2', [member, epoch]);
-      await c.query(`SELECT pg_notify('${CLUSTER_CHANNEL}', $1)`, [member]);
+      await c.query(bounded(`UPDATE bot_owners SET member_id = '', member_epoch = 0, since = now(), cause = 'released' WHERE member_id = $1 AND member_epoch = $2`, [member, epoch]));
+      await c.query(bounded('DELETE FROM cluster_members WHERE member_id = $1 AND epoch = $2', [member, epoch]));
+      await c.query(bounded(`SELECT pg_notify('${CLUSTER_CHANNEL}', $1)`, [member]));
     })),
     async liveMembers(): Promise<MemberRow[]> {
       const r = await q<{ member_id: string; epoch: number; host: string; pid: number; ago: number; joined: number }>('reading the members', `SELECT member_id, epoch, host, pid,
@@ -57,8 +63,8 @@ export function pgCluster(pool: pg.Pool, url: string, watch: ClusterStore['watch
       return r.rows[0]?.bot_epoch ?? null;
     },
     release: (bot, member, epoch) => storeCall(url, 'releasing a bot', () => inTransaction(pool, async (c) => {
-      await c.query(`UPDATE bot_owners SET member_id = '', member_epoch = 0, since = now(), cause = 'released' WHERE bot_id = $1 AND member_id = $2 AND member_epoch = $3`, [bot, member, epoch]);
-      await c.query(`SELECT pg_notify('${CLUSTER_CHANNEL}', $1)`, [bot]);
+      await c.query(bounded(`UPDATE bot_owners SET member_id = '', member_epoch = 0, since = now(), cause = 'released' WHERE bot_id = $1 AND member_id = $2 AND member_epoch = $3`, [bot, member, epoch]));
+      await c.query(bounded(`SELECT pg_notify('${CLUSTER_CHANNEL}', $1)`, [bot]));
     })),
     watch,
   };

@@ -34,7 +34,7 @@ export async function openPgStore(o: PgOptions & { key: Buffer; logger?: Logger 
   const { watch, close: closeListener } = sharedListener(o.url, o.logger);
   await bots.changedSinceLastCheck(); // changes are counted from the open, as the SQLite engine counts them
   return {
-    engine: 'postgres', pool, bots, where: serverOf(o.url), cluster: pgCluster(pool, o.url, (onChange) => watch(CLUSTER_CHANNEL, onChange)),
+    engine: 'postgres', pool, bots, where: serverOf(o.url), cluster: pgCluster(pool, o.url, (onChange) => watch(CLUSTER_CHANNEL, onChange), o.clusterTimeoutMs),
     journalEngine: async () => pgJournalEngine(pool, o.url, (onBot) => watch(JOURNAL_CHANNEL, onBot)),
     watchBots: (onChange) => watch(BOTS_CHANNEL, onChange),
     history: pgHistory(q),
