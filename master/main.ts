@@ -30,7 +30,7 @@ import { createStatusServer } from './surfaces/status-server.js';
 import { fleetStatus } from './surfaces/fleet-status.js';
 import type { RollSummary, Supervisor, TransitionEvent } from './lifecycle/supervisor.js';
 import { isLoopbackHost, parseStatusAuth } from '../common/status-auth.js';
-import { controlCommands, deadLetterKeeper, fleetReloader, openIngress, restoredHistories, schedPolicyInForce, startBotsApi, startPeriodic, superviseFleet } from './wiring.js';
+import { controlCommands, deadLetterKeeper, fleetReloader, openIngress, historyRefresher, restoredHistories, schedPolicyInForce, startBotsApi, startPeriodic, superviseFleet } from './wiring.js';
 import { WORKER_ENTRY } from './lifecycle/child-process.js';
 import { createWorkerRecorder, endZombies } from './host/zombies.js';
 import { createCluster, type Cluster } from './cluster/cluster.js';
@@ -112,8 +112,8 @@ interface Core {
   workerSchedPolicy: ReturnType<typeof schedPolicyInForce>;
   slots: SlotCache;
   deadLetters: DeadLetterCounts;
-  /** This master as a member (PostgreSQL); null with SQLite: it owns every bot. */
-  cluster: Cluster | null;
+  /** This master as a member (PostgreSQL); null with SQLite: it owns every bot. `readHistory`: a bot's history read anew when it is taken. */
+  cluster: Cluster | null; readHistory(botId: string): Promise<void>;
 }
 
 /** Before any worker starts: end what a crashed master left behind; then the journal and the supervisor. Releases the home when the journal cannot open. */
@@ -130,10 +130,12 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
     uidSlot: (botId) => slots.uidSlot(botId), allSlots: () => slots.allSlots(),
   });
   const deadLetters = deadLetterCounts(store);
-  const keepDeadLetter = deadLetterKeeper(store, logger, deadLetters.refresh);
+  const timing = { leaseMs: cfg.clusterLeaseMs, renewDeadlineMs: cfg.clusterRenewDeadlineMs, retryMs: cfg.clusterRetryMs };
+  const cluster = store.cluster ? createCluster({ store: store.cluster, memberId: cfg.memberId, timing, logger }) : null;
+  const keepDeadLetter = deadLetterKeeper(store, logger, deadLetters.refresh, cluster ? (id) => cluster.epochOf(id) : undefined);
   const journal = await openJournal({
     store, sync: cfg.journalSync, maxPending: cfg.journalMaxPending, window: cfg.deliveryWindow,
-    dedupWindowMs: cfg.dedupWindowMs, logger, onDeadLetter: keepDeadLetter,
+    dedupWindowMs: cfg.dedupWindowMs, logger, onDeadLetter: keepDeadLetter, ...(cluster ? { epochOf: (id: string) => cluster.epochOf(id) } : {}),
   }).catch((err: unknown) => {
     isolation.release();
     void store.close();
@@ -145,10 +147,8 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
   const limits = createBotLimits({ home: cfg.home, memoryBytes: cfg.maxMemoryPerWorkerMb * 1024 * 1024, processes: cfg.maxProcessesPerBot, logger });
   const histories = await restoredHistories(store, logger);
-  const timing = { leaseMs: cfg.clusterLeaseMs, renewDeadlineMs: cfg.clusterRenewDeadlineMs, retryMs: cfg.clusterRetryMs };
-  const cluster = store.cluster ? createCluster({ store: store.cluster, memberId: cfg.memberId, timing, logger }) : null;
-  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter, ...(cluster ? { ownerOf: (id: string) => cluster.ownerOf(id), leaseUntil: () => cluster.leaseUntil(), memberOf: (id: string) => cluster.memberOf(id) } : {}) });
-  return { isolation, limits, journal, supervisor, secretTokenFor, workerSchedPolicy, slots, deadLetters, cluster };
+  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter, ...(cluster ? { ownerOf: (id: string) => cluster.ownerOf(id), leaseUntil: () => cluster.leaseUntil(), memberOf: (id: string) => cluster.memberOf(id), epochOf: (id: string) => cluster.epochOf(id) } : {}) });
+  return { isolation, limits, journal, supervisor, secretTokenFor, workerSchedPolicy, slots, deadLetters, cluster, readHistory: historyRefresher(store, histories, logger) };
 }
 
 /** The surfaces wing, listening: metrics, the webhook server (when any bot may use webhooks), the status server, the control socket. */
@@ -229,7 +229,7 @@ export async function startMaster(cfg: Config, opts: { echoLogs?: boolean } = {}
   const { supervisor } = core;
   const reload = surfaces.fleet.reload;
   await reload();
-  await core.cluster?.start(ownershipPort(core.cluster, supervisor, core.journal)); // this member's share is taken (after the bots are known)
+  await core.cluster?.start(ownershipPort(core.cluster, supervisor, core.journal, core.readHistory)); // this member's share is taken (after the bots are known)
   const stopPeriodic = startPeriodic(cfg, surfaces.fleet, supervisor, logger, surfaces.webhook !== null);
   const botsApi = startBotsApi(cfg, home.store, logger, reload);
   surfaces.setBotsApi(botsApi);

@@ -13,7 +13,7 @@ import type { WebhookServer, WebhookServerOptions } from '../webhook-server/serv
 import { batchSchedulingAvailable } from './lifecycle/child-process.js';
 import { stdoutLines } from './host/log-file.js';
 import type { ControlHandler, ControlRequest } from './surfaces/control-server.js';
-import type { Store } from './store/store.js';
+import type { Store, StoredHistory } from './store/store.js';
 import { replayDeadLetters } from './delivery/replay.js';
 import type { Journal } from './delivery/journal.js';
 import { canChangeUser, type Isolation } from './host/isolation.js';
@@ -31,17 +31,35 @@ export { fleetReloader, type FleetReloader } from './lifecycle/fleet-reload.js';
 const toWall = (mono: number) => Date.now() - (performance.now() - mono);
 const toMono = (wall: number) => performance.now() - (Date.now() - wall);
 
+/** A kept history on this process's clock. */
+const restored = (h: StoredHistory): RestoredHistory => ({ history: { restarts: h.restarts.map(toMono), consecutive: h.consecutive }, quarantinedUntil: h.quarantinedUntil === null ? null : toMono(h.quarantinedUntil), doNotRestart: h.doNotRestart, reason: h.reason ?? null });
+
 /** Restart histories from the store, on this process's clock; none (logged) when they cannot be read. */
 export async function restoredHistories(store: Store, logger: Logger): Promise<Map<string, RestoredHistory>> {
   const out = new Map<string, RestoredHistory>();
   try {
-    for (const [botId, h] of await store.history.loadAll()) {
-      out.set(botId, { history: { restarts: h.restarts.map(toMono), consecutive: h.consecutive }, quarantinedUntil: h.quarantinedUntil === null ? null : toMono(h.quarantinedUntil), doNotRestart: h.doNotRestart, reason: h.reason ?? null });
-    }
+    for (const [botId, h] of await store.history.loadAll()) out.set(botId, restored(h));
   } catch (err) {
     logger.warn({ err: errorMessage(err) }, 'could not read restart histories');
   }
   return out;
+}
+
+/**
+ * A cluster's new owner reads the bot's history as the last owner kept it (its restart window and
+ * quarantine follow the bot) into `histories`, which the lifecycle's ownership-gained restores.
+ * A failed read is logged: the history read at start stays.
+ */
+export function historyRefresher(store: Store, histories: Map<string, RestoredHistory>, logger: Logger): (botId: string) => Promise<void> {
+  return async (botId) => {
+    try {
+      const h = await store.history.load(botId);
+      if (h) histories.set(botId, restored(h));
+      else histories.delete(botId);
+    } catch (err) {
+      logger.warn({ botId, err: errorMessage(err) }, "could not read the bot's restart history: the one read at start is used");
+    }
+  };
 }
 
 /** What the fleet's supervisor is joined to. */
@@ -66,7 +84,12 @@ export interface FleetParts {
   leaseUntil?(): number | null;
   /** The member that runs a bot (the status rows' `owner`); absent with SQLite. */
   memberOf?(botId: string): string | null;
+  /** The bot epoch this master holds a bot by (the fence of its writes about it), null when it does not own it; absent with SQLite. */
+  epochOf?(botId: string): number | null;
 }
+
+/** The fence of a write about `botId`: its bot epoch in a cluster (null: not owned here, write nothing), undefined with one machine. */
+const fenceOf = (f: Pick<FleetParts, 'epochOf'>, botId: string): number | null | undefined => (f.epochOf ? f.epochOf(botId) : undefined);
 
 /** The supervisor of the fleet: per-bot isolation, restart histories kept in the registry, dead letters and journal. */
 export function superviseFleet(f: FleetParts): Supervisor {
@@ -96,8 +119,12 @@ export function superviseFleet(f: FleetParts): Supervisor {
     histories: f.histories,
     onHistory(botId, h, until, doNotRestart, reason) {
       const kept = { restarts: h.restarts.map(toWall), consecutive: h.consecutive, quarantinedUntil: until === null ? null : toWall(until), doNotRestart, reason: reason ?? null };
+      const fence = fenceOf(f, botId);
+      if (fence === null) return; // a cluster's bot another member owns now: its history is that member's to write
       // One bot's saves in order (each replaces the last): a later decision never lands before an earlier one.
-      const next = (saving.get(botId) ?? Promise.resolve()).then(() => store.history.save(botId, kept)).catch((err: unknown) => {
+      const next = (saving.get(botId) ?? Promise.resolve()).then(async () => {
+        if (!(await store.history.save(botId, kept, fence))) logger.warn({ botId, fence }, 'restart history not kept: another member took the bot (a stale epoch)');
+      }).catch((err: unknown) => {
         logger.warn({ botId, err: errorMessage(err) }, 'could not keep the restart history');
       });
       saving.set(botId, next);
@@ -169,11 +196,19 @@ export function schedPolicyInForce(cfg: Config, logger: Logger): Config['workerS
   return 'other';
 }
 
-/** Keeps a dead-lettered update in the store's dead-letter queue; a failed write is logged, never thrown. `kept` follows each write. */
-export function deadLetterKeeper(store: Store, logger: Logger, kept: () => void = () => undefined): FleetParts['keepDeadLetter'] {
+/**
+ * Keeps a dead-lettered update in the store's dead-letter queue; a failed write is logged, never thrown. `kept` follows each write.
+ * In a cluster (`epochOf`) the write carries the bot's epoch and is refused when stale.
+ */
+export function deadLetterKeeper(store: Store, logger: Logger, kept: () => void = () => undefined, epochOf?: FleetParts['epochOf']): FleetParts['keepDeadLetter'] {
   return (botId, updateId, update, reason) => {
+    const fence = fenceOf({ ...(epochOf ? { epochOf } : {}) }, botId);
+    if (fence === null) return void logger.warn({ botId, updateId }, 'dead letter not kept: another member owns the bot now (it delivers the update again)');
     // A malformed polled update comes without its body (it may not serialize): kept by id, so it is listed.
-    void store.deadLetters.add(botId, update ?? ({ update_id: updateId } as Update), reason, Date.now()).then(kept, (err: unknown) => {
+    void store.deadLetters.add(botId, update ?? ({ update_id: updateId } as Update), reason, Date.now(), fence).then((ok) => {
+      if (!ok) logger.warn({ botId, updateId }, 'dead letter not kept: another member took the bot (a stale epoch)');
+      kept();
+    }, (err: unknown) => {
       logger.error({ botId, updateId, err: errorMessage(err) }, 'could not keep the dead letter');
     });
   };

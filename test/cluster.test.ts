@@ -70,6 +70,7 @@ function keepWriting(emulator: BotApiEmulator, bots: EmulatedBot[], chats: numbe
     for (const tg of bots) for (const c of chats) emulator.userSends(tg, c, `w${n}`);
     n++;
   }, everyMs);
+  timer.unref(); // a test that fails before stop() must not keep its process alive
   return {
     async stop() {
       clearInterval(timer);

@@ -324,4 +324,36 @@ describe('the store on PostgreSQL: migrations, failures and outages', { skip: no
       await s.close();
     }
   });
+
+  test('fencing: a write about a bot carrying a stale bot epoch (restart history, dead letter, journal ack) is refused; the owner\'s goes through', async () => {
+    pg!.psql('CREATE DATABASE fencing');
+    const url = pg!.url.replace(/\/postgres$/, '/fencing');
+    const s = await openPgStore({ url, key: TEST_KEY });
+    try {
+      const c = s.cluster!;
+      const a = (await c.join('a', 'h', 1, 60_000))!;
+      const b = (await c.join('b', 'h', 2, 60_000))!;
+      const first = (await c.take('bot', null, 'a', a, 'unowned'))!;
+      const row = (await c.owners()).find((r) => r.bot === 'bot')!;
+      const second = (await c.take('bot', { member: row.member, memberEpoch: row.memberEpoch, botEpoch: row.botEpoch }, 'b', b, 'owner-dead'))!;
+      assert.equal(second, first + 1, 'a take raises the bot epoch');
+      const h = { restarts: [1], consecutive: 1, quarantinedUntil: null, doNotRestart: false, reason: null };
+      assert.equal(await s.history.save('bot', h, first), false, 'the old owner\'s history refused');
+      assert.equal(await s.history.load('bot'), null, 'nothing written');
+      assert.equal(await s.history.save('bot', { ...h, consecutive: 2 }, second), true);
+      assert.equal((await s.history.load('bot'))?.consecutive, 2, "the owner's written");
+      assert.equal(await s.deadLetters.add('bot', update(1), 'poison', 1, first), false, 'the old owner\'s dead letter refused');
+      assert.equal(await s.deadLetters.add('bot', update(2), 'poison', 2, second), true);
+      assert.deepEqual((await s.deadLetters.list('bot')).map((d) => d.updateId), [2]);
+      const journal = pgJournalEngine(s.pool, url);
+      await journal.commit({ insert: [['bot', 10, '{"update_id":10}', 1, 0], ['bot', 11, '{"update_id":11}', 1, 0]], ack: [], deaths: [] });
+      await journal.commit({ insert: [], ack: [['bot', 10, 5, first], ['bot', 11, 5, second]], deaths: [] });
+      assert.equal(pg!.psql("SELECT string_agg(update_id::text, ',') FROM journal_pending WHERE bot = 'bot'", 'fencing'), '10', 'the stale ack left its update pending for the owner');
+      assert.equal(pg!.psql("SELECT string_agg(update_id::text, ',') FROM journal_acked WHERE bot = 'bot'", 'fencing'), '11');
+      await journal.commit({ insert: [['bot', 11, '{"update_id":11}', 1, 0]], ack: [], deaths: [] });
+      assert.equal(pg!.psql("SELECT count(*) FROM journal_pending WHERE bot = 'bot' AND update_id = 11", 'fencing'), '0', 'an acked update is not journaled again (from any master)');
+    } finally {
+      await s.close();
+    }
+  });
 });

@@ -48,6 +48,8 @@ export interface Cluster {
   readonly memberId: string;
   /** The member that runs `bot` (this master's id when it runs here), or null while none does (as of the last look). */
   memberOf(bot: string): string | null;
+  /** The bot epoch this master holds `bot` by (the fencing token of its writes about it), null when it does not own it. */
+  epochOf(bot: string): number | null;
   gauges(): ClusterGauges;
   /** Who runs `bot` instead of this master (a member's id, or why nobody yet); null when this master owns it. */
   ownerOf(bot: string): string | null;
@@ -108,6 +110,10 @@ class Member implements Cluster {
     if (this.owned.has(bot)) return this.memberId;
     const row = this.rows.get(bot);
     return row && row.member !== '' ? row.member : null;
+  }
+
+  epochOf(bot: string): number | null {
+    return this.owned.get(bot) ?? null;
   }
 
   gauges(): ClusterGauges {

@@ -20,7 +20,7 @@ import type { Logger } from 'pino';
 import type { UpdateSink } from './in-flight.js';
 import { MAX_SOLO_DEATHS, onWorkerDeath } from './poison.js';
 import { POISON_REASON } from '../../worker/protocol.js';
-import { PENDING_RETENTION_MS, type PendingRow } from '../store/journal-engine.js';
+import { PENDING_RETENTION_MS, type JournalOps, type PendingRow } from '../store/journal-engine.js';
 import { botStats, LatencyRing, loadRows, newBotJournal, nextToSend, rememberAck, removeEntry, type BotJournal, type Entry, type JournalStats } from './journal-index.js';
 import type { JournalWriter, LAZY_FLUSH_MS } from './journal-writer.js';
 
@@ -87,6 +87,8 @@ export interface JournalOptions {
   now(): number;
   onDeadLetter(botId: string, updateId: number, update: Update, reason: string): void;
   logger: Logger;
+  /** A cluster's bot epoch this master holds a bot by (null: not owned here), the fence of its acks; absent with one machine. */
+  epochOf?(botId: string): number | null;
 }
 
 /** The journal with its per-bot index open to a wrapper (shared-journal.ts): the bot's index, and a pump of it. */
@@ -228,7 +230,7 @@ class IndexedJournal implements Journal {
   acked(botId: string, acks: ReadonlyArray<{ updateId: number; ok: boolean }>): void {
     const b = this.bot(botId);
     const at = this.o.now();
-    const ops: Array<[string, number, number]> = [];
+    const ops: JournalOps['ack'] = [];
     for (const { updateId: id, ok } of acks) {
       const e = b.pending.get(id);
       if (e) {
@@ -240,7 +242,7 @@ class IndexedJournal implements Journal {
       }
       b.inFlight.delete(id);
       rememberAck(b, id, at);
-      ops.push([botId, id, at]);
+      ops.push(this.o.epochOf ? [botId, id, at, this.o.epochOf(botId) ?? -1] : [botId, id, at]); // -1: no epoch matches
     }
     // Lazy: an ack lost with the master only repeats its update; it rides with the next intake commit.
     if (ops.length > 0) this.o.writer.write({ ack: ops }, true).catch(this.writeFailed);

@@ -21,6 +21,8 @@ export interface OpenJournalOptions {
   dedupWindowMs: number;
   logger: Logger;
   onDeadLetter(botId: string, updateId: number, update: Update, reason: string): void;
+  /** A cluster's bot epochs (the fence of each ack); absent with one machine. */
+  epochOf?(botId: string): number | null;
 }
 
 /** How often expired entries are dropped. */
@@ -54,7 +56,7 @@ export function startJournal(engine: JournalEngine, loaded: LoadedJournal, o: Om
       o.logger.info({ failedBatches }, 'journal writes again');
     },
   });
-  const settings = { writer, maxPending: o.maxPending, window: o.window, dedupWindowMs: o.dedupWindowMs, now: Date.now, onDeadLetter: o.onDeadLetter, logger: o.logger };
+  const settings = { writer, maxPending: o.maxPending, window: o.window, dedupWindowMs: o.dedupWindowMs, now: Date.now, onDeadLetter: o.onDeadLetter, logger: o.logger, ...(o.epochOf ? { epochOf: o.epochOf } : {}) };
   const journal = engine.shared ? createSharedJournal({ ...settings, source: engine.shared }) : createJournal({ ...settings, loaded });
   if (loaded.pending.length > 0) o.logger.info({ pending: loaded.pending.length }, 'journal: updates not acked before the last stop will be delivered');
   const timer = setInterval(() => journal.expire(), EXPIRE_EVERY_MS).unref();

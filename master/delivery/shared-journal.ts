@@ -108,7 +108,8 @@ class SharedJournal implements Journal {
     r.more = rows.length >= room;
     const acked = adoptRows(b, rows, (row) => this.o.logger.error({ botId, updateId: row.update_id }, 'journal row is not JSON; dropped'));
     // Handled here, its ack not yet written (or lost with an earlier owner's batch): written again, the row leaves.
-    if (acked.length > 0) this.writer.write({ ack: acked.map((id) => [botId, id, this.o.now()] as [string, number, number]) }, true).catch(() => undefined);
+    const fence = this.o.epochOf?.(botId) ?? -1;
+    if (acked.length > 0) this.writer.write({ ack: acked.map((id): [string, number, number, number] => [botId, id, this.o.now(), fence]) }, true).catch(() => undefined);
     this.inner.schedulePump(b);
   }
 

@@ -15,13 +15,15 @@ export const PENDING_RETENTION_MS = 24 * 3600_000;
 /**
  * One batch of changes, applied in one transaction. Times are ms since the epoch.
  * - `insert`: [bot, updateId, payload (compact JSON), receivedAt, replay 0|1]
- * - `ack`: [bot, updateId, ackedAt] — leaves `pending`, remembered in `acked`
+ * - `ack`: [bot, updateId, ackedAt, fence?] — leaves `pending`, remembered in `acked`; with `fence`
+ *   (a cluster's bot epoch) only while the bot's owner row holds it (a stale owner's ack is refused:
+ *   the update stays pending for the new owner, at least once)
  * - `deaths`: [bot, updateId, deaths] — worker deaths the update was in flight through
  * - `expire`: drop pending older than `pendingBefore` and acked ids older than `ackedBefore`
  */
 export interface JournalOps {
   insert: Array<[string, number, string, number, number]>;
-  ack: Array<[string, number, number]>;
+  ack: Array<[string, number, number, number?]>;
   deaths: Array<[string, number, number]>;
   expire?: { pendingBefore: number; ackedBefore: number };
 }

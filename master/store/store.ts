@@ -44,15 +44,22 @@ export interface BotRegistry {
 
 /** Restart histories (window, quarantine) per bot, kept across master restarts. */
 export interface HistoryStore {
-  /** Keep `botId`'s history, replacing the one kept. */
-  save(botId: string, h: StoredHistory): Promise<void>;
+  /**
+   * Keep `botId`'s history, replacing the one kept. With `fence` (a cluster's bot epoch,
+   * Kleppmann's fencing token) it is written only while the bot's owner row holds that epoch.
+   * @returns false when refused as stale (another member took the bot since)
+   */
+  save(botId: string, h: StoredHistory, fence?: number): Promise<boolean>;
   /** Every kept history by bot id. */
   loadAll(): Promise<Map<string, StoredHistory>>;
+  /** One bot's kept history (a cluster's new owner reads it when it takes the bot), or null. */
+  load(botId: string): Promise<StoredHistory | null>;
 }
 
 /** The dead-letter queue (see dead-letters.ts for its rules: at most MAX_DEAD_LETTERS_PER_BOT a bot, one copy of an update). */
 export interface DeadLetterQueue {
-  add(botId: string, update: Update, reason: string, at: number): Promise<void>;
+  /** With `fence` (a cluster's bot epoch) it is kept only while the bot's owner row holds that epoch. @returns false when refused as stale */
+  add(botId: string, update: Update, reason: string, at: number, fence?: number): Promise<boolean>;
   /** Oldest first; one bot's, or all. */
   list(botId?: string): Promise<DeadLetter[]>;
   forReplay(sel: { id: number } | { botId: string }): Promise<DeadLetterWithUpdate[]>;
@@ -134,7 +141,7 @@ export interface Store {
 /** Promises over a synchronous dead-letter store (a throw becomes a rejection). */
 function asyncDeadLetters(d: DeadLetterStore): DeadLetterQueue {
   return {
-    add: async (botId, update, reason, at) => d.add(botId, update, reason, at),
+    add: async (botId, update, reason, at) => (d.add(botId, update, reason, at), true),
     list: async (botId) => d.list(botId),
     forReplay: async (sel) => d.forReplay(sel),
     replayFailed: async (id, result) => d.replayFailed(id, result),
@@ -157,7 +164,8 @@ export function openSqliteStore(registry: Registry, o: { journalFile?: string } 
       keyOpensAToken: async () => r.keyOpensAToken(), changedSinceLastCheck: async () => r.changedSinceLastCheck(), uidSlot: async (id) => r.uidSlot(id),
       allUidSlots: async () => r.allUidSlots(),
     },
-    history: { save: async (botId, h) => registry.saveHistory(botId, h), loadAll: async () => registry.loadHistories() },
+    // One machine owns every bot: no fence to check.
+    history: { save: async (botId, h) => (registry.saveHistory(botId, h), true), loadAll: async () => registry.loadHistories(), load: async (botId) => registry.loadHistories().get(botId) ?? null },
     deadLetters: asyncDeadLetters(registry.deadLetters),
     meta: { get: async (k) => registry.meta.get(k), set: async (k, v) => registry.meta.set(k, v) },
     close: async () => registry.close(),

@@ -26,7 +26,7 @@ export const BARE_POLLER = here('./bare-poller.js');
 export const NOOP_HANDLER = here('./noop-handler.js');
 export const MISBEHAVE_HANDLER = here('../../test/fixtures/misbehave.js');
 const EMULATOR = here('../emulator/main.js');
-const CLI = here('../../cli/main.js');
+export const CLI = here('../../cli/main.js');
 
 const tracked = new Set<ChildProcess>();
 const cleanups: Array<() => Promise<void> | void> = [];

@@ -5,7 +5,7 @@
  * machines are shared and noisy); absolute times are printed beside it. Prints a
  * table and writes bench/results.json (a full run) or bench/results-<groups>.json
  * (`--only a,b`, so a partial run never replaces the full one's figures). Groups:
- * start, fleet, webhook, faults, metrics, page, pm2.
+ * start, fleet, webhook, faults, metrics, page, pm2, cluster.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,6 +19,8 @@ import { restartWaitMeasures, webhookMeasures } from './webhook-measures.js';
 import { renderTable, type Row } from './stats.js';
 import { metricsMeasures } from './metrics-measures.js';
 import { statusPageMeasures } from './status-page-measures.js';
+import { clusterMeasures } from './cluster-measures.js';
+import { postgresBinDir, POSTGRES_MISSING } from '../postgres.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -81,6 +83,13 @@ await group('pm2', async () => {
   const r = await pm2Measures(quick ? 3 : 7);
   rows.push(...r.rows);
   raw.pm2 = r.raw;
+});
+// Where the machine has PostgreSQL's server binaries (the row says so when not).
+await group('cluster', async () => {
+  if (!postgresBinDir()) return void rows.push({ measure: `cluster: skipped (${POSTGRES_MISSING})`, botfleet: '-', baseline: '-', ratio: null, target: '-', ok: true });
+  const r = await clusterMeasures(quick);
+  rows.push(...r.rows);
+  raw.cluster = r.raw;
 });
 
 const table = renderTable(rows);

@@ -40,7 +40,8 @@ const IDS_PER_RUN = 10_000_000;
 const CONNECTIONS = 200;
 const LATENCY_BOUND_CONNECTIONS = 40;
 
-async function load(url: string, bots: Array<{ id: string; secret: string }>, seconds: number, connections = CONNECTIONS): Promise<Load> {
+/** One closed-loop load of `seconds` on `url` (autocannon in a process of its own), each run with fresh update ids. */
+export async function runLoad(url: string, bots: Array<{ id: string; secret: string }>, seconds: number, connections = CONNECTIONS): Promise<Load> {
   const firstUpdateId = nextUpdateId;
   nextUpdateId += IDS_PER_RUN;
   const p = track(spawn(process.execPath, [LOAD, JSON.stringify({ url, bots, seconds, connections, firstUpdateId })], { stdio: ['ignore', 'pipe', 'inherit'] }));
@@ -121,16 +122,16 @@ export async function webhookMeasures(seconds: number, rounds: number, withOther
   const loopP99: Record<'ours' | 'normal', number[]> = { ours: [], normal: [] };
   const lagP99 = async (p: BotfleetPath) => 1000 * Number(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(await p.statusGet('/metrics'))?.[1] ?? NaN);
   // One discarded warm-up load per side first, so no measured round pays a cold JIT (autocannon's --warmup practice).
-  for (const { url, bots } of [{ url: alone.url, bots: ipcBots }, ...sides]) await load(url, bots, WARMUP_SECONDS);
+  for (const { url, bots } of [{ url: alone.url, bots: ipcBots }, ...sides]) await runLoad(url, bots, WARMUP_SECONDS);
   const runs: Array<Record<'alone' | 'baseline' | 'ours' | 'normal', Load> & { other?: Load; postgres?: Load }> = [];
   // The order rotates each round, so each side runs in each position equally often:
   // measured here, a side's position within a round biases it.
   for (let i = 0; i < rounds; i++) {
-    const run = { alone: await load(alone.url, ipcBots, seconds) } as (typeof runs)[number];
+    const run = { alone: await runLoad(alone.url, ipcBots, seconds) } as (typeof runs)[number];
     for (let j = 0; j < sides.length; j++) {
       const side = sides[(i + j) % sides.length]!;
       if (side.path) await lagP99(side.path);
-      run[side.key] = await load(side.url, side.bots, seconds);
+      run[side.key] = await runLoad(side.url, side.bots, seconds);
       if (side.path) loopP99[side.key as 'ours' | 'normal'].push(await lagP99(side.path));
     }
     runs.push(run);
@@ -142,7 +143,7 @@ export async function webhookMeasures(seconds: number, rounds: number, withOther
     const r = {} as { baseline: Load; ours: Load };
     for (const key of first === 'baseline' ? ['baseline', 'ours'] as const : ['ours', 'baseline'] as const) {
       const side = key === 'baseline' ? { url: ipc.url, bots: ipcBots } : ours;
-      r[key] = await load(side.url, side.bots, seconds, LATENCY_BOUND_CONNECTIONS);
+      r[key] = await runLoad(side.url, side.bots, seconds, LATENCY_BOUND_CONNECTIONS);
     }
     lowRuns.push(r);
   }
@@ -155,13 +156,13 @@ export async function webhookMeasures(seconds: number, rounds: number, withOther
   await normal.stop();
   await ours.stop();
   const echoPath = await startBotfleetPath('echo');
-  await load(echoPath.url, echoPath.bots, WARMUP_SECONDS);
+  await runLoad(echoPath.url, echoPath.bots, WARMUP_SECONDS);
   const echoRuns: Array<{ baseline: Load; echo: Load }> = [];
   for (let i = 0; i < Math.max(1, Math.floor(rounds / 2)); i++) {
-    if (i % 2 === 0) echoRuns.push({ baseline: await load(ipc.url, ipcBots, seconds), echo: await load(echoPath.url, echoPath.bots, seconds) });
+    if (i % 2 === 0) echoRuns.push({ baseline: await runLoad(ipc.url, ipcBots, seconds), echo: await runLoad(echoPath.url, echoPath.bots, seconds) });
     else {
-      const echo = await load(echoPath.url, echoPath.bots, seconds);
-      echoRuns.push({ echo, baseline: await load(ipc.url, ipcBots, seconds) });
+      const echo = await runLoad(echoPath.url, echoPath.bots, seconds);
+      echoRuns.push({ echo, baseline: await runLoad(ipc.url, ipcBots, seconds) });
     }
   }
   await echoPath.stop();

@@ -46,9 +46,13 @@ async function applyBatch(c: pg.PoolClient, ops: JournalOps): Promise<void> {
   }
   if (ops.ack.length > 0) {
     const rows = lastPerKey(ops.ack);
-    await c.query('DELETE FROM journal_pending p USING unnest($1::text[], $2::bigint[]) AS a(bot, id) WHERE p.bot = a.bot AND p.update_id = a.id', [col(rows, 0), col(rows, 1)]);
-    await c.query(`INSERT INTO journal_acked (bot, update_id, acked_at) SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
-      ON CONFLICT (bot, update_id) DO UPDATE SET acked_at = excluded.acked_at`, [col(rows, 0), col(rows, 1), col(rows, 2)]);
+    const fences = rows.map((r) => r[3] ?? null);
+    // A fenced ack counts only while the bot's owner row holds its epoch (read under a share lock: no take slips between).
+    const live = `a.fence IS NULL OR EXISTS (SELECT 1 FROM bot_owners o WHERE o.bot_id = a.bot AND o.bot_epoch = a.fence FOR SHARE)`;
+    await c.query(`DELETE FROM journal_pending p USING unnest($1::text[], $2::bigint[], $3::bigint[]) AS a(bot, id, fence)
+      WHERE p.bot = a.bot AND p.update_id = a.id AND (${live})`, [col(rows, 0), col(rows, 1), fences]);
+    await c.query(`INSERT INTO journal_acked (bot, update_id, acked_at) SELECT a.bot, a.id, a.at FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS a(bot, id, at, fence)
+      WHERE ${live} ON CONFLICT (bot, update_id) DO UPDATE SET acked_at = excluded.acked_at`, [col(rows, 0), col(rows, 1), col(rows, 2), fences]);
   }
   if (ops.expire) {
     await c.query('DELETE FROM journal_pending WHERE received_at < $1', [ops.expire.pendingBefore]);
