@@ -84,6 +84,8 @@ export interface FleetParts {
   leaseUntil?(): number | null;
   /** The member that runs a bot (the status rows' `owner`); absent with SQLite. */
   memberOf?(botId: string): string | null;
+  /** The cluster's re-check of a bot's owner after a 409; absent with SQLite. */
+  recheckOwner?(botId: string): Promise<boolean>;
   /** The bot epoch this master holds a bot by (the fence of its writes about it), null when it does not own it; absent with SQLite. */
   epochOf?(botId: string): number | null;
 }
@@ -96,7 +98,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
   const { cfg, logsDir, logger, store, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
   const saving = new Map<string, Promise<void>>();
   return createSupervisor({
-    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor, ...(f.ownerOf ? { ownerOf: f.ownerOf } : {}), ...(f.leaseUntil ? { leaseUntil: f.leaseUntil } : {}), ...(f.memberOf ? { memberOf: f.memberOf } : {}),
+    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor, ...(f.ownerOf ? { ownerOf: f.ownerOf } : {}), ...(f.leaseUntil ? { leaseUntil: f.leaseUntil } : {}), ...(f.memberOf ? { memberOf: f.memberOf } : {}), ...(f.recheckOwner ? { recheckOwner: f.recheckOwner } : {}),
     ...(cfg.logToStdout ? { echoWorkerLine: stdoutLines() } : {}),
     isolationFor(botId, spec) {
       const iso = isolation.forBot(botId, spec);

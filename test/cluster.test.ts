@@ -277,4 +277,21 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
       t.diagnostic(`m1 moved ${moved.length} bots away and back; epoch ${epochBefore} -> ${epochAfter}; ${Date.now() - cutAt} ms from the blackhole to all back`);
     }, { proxied: true });
   });
+
+  test('a 409 in a cluster (another poller of the token): the worker holds, the master re-checks who owns the bot and, still the owner, lets it poll again: no blind retry loop', { timeout: 60_000 }, async () => {
+    await withCluster(1, async ({ masters, emulator, launch }) => {
+      const { bots, first, tg } = await launch('c', 1);
+      const bot = bots[0]!;
+      await waitFor(() => emulator.isLongPolling(tg(bot)), 10_000, "the worker's long poll waiting");
+      // A stranger's getUpdates ends the worker's waiting one with 409 (Telegram's rule); its own then ends when the worker polls again.
+      const rogue = await fetch(`${emulator.apiRoot}/bot${tg(bot).token}/getUpdates?timeout=1`).then((r) => r.json() as Promise<{ ok: boolean }>);
+      const log = () => fs.readFileSync(path.join(masters[0]!.home, 'logs', 'master.log'), 'utf8');
+      await waitFor(() => /re-checking who owns the bot/.test(log()), 10_000, 'the master re-checking after the 409');
+      assert.match(fs.readFileSync(path.join(masters[0]!.home, 'logs', `worker_${bot}.log`), 'utf8'), /409 Conflict .*no polling until the master has re-checked/);
+      assert.equal(await masters[0]!.chat(bot, 31, 'still mine?'), 'still mine?', 'polling again after the confirmation');
+      assert.equal((await placement(masters)).get(bot)![0]!.pid, first.get(bot)!.pid, 'the same worker');
+      assert.ok(tg(bot).conflicts <= 2, `one 409 each way, no loop (${tg(bot).conflicts}; the stranger's poll: ${JSON.stringify(rogue.ok)})`);
+      assert.equal(log().match(/re-checking who owns the bot/g)!.length, 1, 'one re-check');
+    });
+  });
 });

@@ -252,3 +252,22 @@ test('lease gate: no deadline polls freely; a long poll ends 250 ms before the d
   await waiting;
   assert.equal(g.pollSeconds(25), 4);
 });
+
+test('lease gate after a 409: held (no call at all) through ordinary renewals, released only by a renewal the master confirmed after its re-check', async () => {
+  const now = 1_000_000;
+  const g = createLeaseGate(now + 10_000, () => now);
+  g.hold();
+  assert.equal(g.live(), false);
+  assert.equal(g.pollSeconds(25), 0);
+  const stop = new AbortController();
+  let woken = false;
+  const waiting = g.renewed(stop.signal).then(() => (woken = true));
+  g.set(now + 10_000); // the periodic renewal, sent before the master's look
+  await new Promise((r) => setImmediate(r));
+  assert.equal(woken, false, 'an ordinary renewal does not release the hold');
+  assert.equal(g.live(), false);
+  g.set(now + 10_000, true);
+  await waiting;
+  assert.equal(g.live(), true, 'the confirmed one does');
+  assert.equal(g.pollSeconds(25), 9);
+});

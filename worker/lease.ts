@@ -12,8 +12,13 @@ export const LEASE_MARGIN_MS = 250;
 
 /** The deadline and its wake-ups. */
 export interface LeaseGate {
-  /** A new deadline (machine monotonic ms); null: none (no cluster). */
-  set(untilMs: number | null): void;
+  /**
+   * A new deadline (machine monotonic ms); null: none (no cluster). While held ({@link hold}),
+   * only a `confirmed` one (sent after the master's re-check of who owns the bot) releases it.
+   */
+  set(untilMs: number | null, confirmed?: boolean): void;
+  /** After a 409: no call until the master has re-checked that this worker's bot is still its own (a confirmed renewal). */
+  hold(): void;
   /** Whole seconds a long poll may wait now, at most `maxSec`; below 1: the worker must not poll. */
   pollSeconds(maxSec: number): number;
   /** Whether a call to Telegram may still be made (the deadline is more than the margin away, or there is none). */
@@ -25,16 +30,21 @@ export interface LeaseGate {
 /** A gate starting at `untilMs` (null: open); `now` is the machine's monotonic clock. */
 export function createLeaseGate(untilMs: number | null, now: () => number = machineMonoMs): LeaseGate {
   let until = untilMs;
+  let held = false;
   let waiters: Array<() => void> = [];
   return {
-    set(u) {
+    set(u, confirmed = false) {
       until = u;
+      if (held && !confirmed) return;
+      held = false;
       const w = waiters;
       waiters = [];
       for (const f of w) f();
     },
-    live: () => until === null || until - now() > LEASE_MARGIN_MS,
+    hold: () => void (held = true),
+    live: () => !held && (until === null || until - now() > LEASE_MARGIN_MS),
     pollSeconds(maxSec) {
+      if (held) return 0;
       if (until === null) return maxSec;
       return Math.min(maxSec, Math.floor((until - now() - LEASE_MARGIN_MS) / 1000));
     },

@@ -91,7 +91,7 @@ function onRaw(raw: unknown): void {
     case 'shutdown':
       return void exit(0, m.reason);
     case 'lease':
-      return runtime?.lease.set(m.until);
+      return runtime?.lease.set(m.until, m.confirmed === true);
     default:
       assertNever(m);
   }

@@ -49,6 +49,8 @@ export interface PollingDeps {
   tokenRejected(): void;
   /** The cluster's deadline (worker/lease.ts): no poll past it, and none outlives it. */
   lease?: LeaseGate;
+  /** A 409 Conflict in a cluster: tell the master, which re-checks who owns the bot. */
+  onConflict?(): void;
 }
 
 /** The poller: its offset bookkeeping, the loop, and the confirmation at stop. */
@@ -115,7 +117,7 @@ class LongPoller implements Polling {
   }
 
   /** One getUpdates: its updates, `retry` after a failure (already waited out), or `stop` (stopped, or the token rejected). */
-  private async fetchOnce(retryMs: number): Promise<Update[] | 'retry' | 'stop'> {
+  private async fetchOnce(retryMs: number): Promise<Update[] | 'retry' | 'stop' | 'conflict'> {
     const { d } = this;
     try {
       const timeout = d.lease ? d.lease.pollSeconds(d.timeoutSec) : d.timeoutSec;
@@ -129,6 +131,8 @@ class LongPoller implements Polling {
       }
       const lastError = d.describeError(err);
       d.recordError(lastError);
+      // In a cluster a 409 means another process polls this token: never a blind retry loop; the master re-checks first.
+      if (err instanceof BotApiError && err.errorCode === 409 && d.lease && d.onConflict) return 'conflict';
       const waitMs = Math.max(retryMs, ((err as BotApiError).retryAfterSec ?? 0) * 1000);
       d.logger.warn({ err: lastError, retryInMs: waitMs }, 'long polling failed');
       await sleep(waitMs, undefined, { signal: d.signal }).catch(() => undefined);
@@ -152,7 +156,10 @@ class LongPoller implements Polling {
     return fresh;
   }
 
-  /** 401 is fatal; anything else (409 Conflict, 429, 5xx, no reply) is shown as lastError and retried with backoff, never a crash. */
+  /**
+   * 401 is fatal; anything else (429, 5xx, no reply; 409 Conflict without a cluster) is shown as lastError and retried
+   * with backoff, never a crash. In a cluster a 409 holds polling until the master confirms the bot is still its own.
+   */
   async run(): Promise<void> {
     let retryMs = POLL_RETRY_MIN_MS;
     while (!this.d.signal.aborted) {
@@ -166,6 +173,13 @@ class LongPoller implements Polling {
       }
       const updates = await this.fetchOnce(retryMs);
       if (updates === 'stop') return;
+      if (updates === 'conflict') {
+        this.d.logger.warn('getUpdates answered 409 Conflict (another poller of this token): no polling until the master has re-checked who owns the bot');
+        this.d.lease!.hold(); // 'conflict' comes only with a lease
+        this.d.onConflict?.();
+        await this.d.lease!.renewed(this.d.signal);
+        continue;
+      }
       if (updates === 'retry') {
         retryMs = Math.min(retryMs * 2, POLL_RETRY_MAX_MS);
         continue;

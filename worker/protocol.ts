@@ -57,7 +57,7 @@ export function botApiPolicy(fleet: BotApiPolicy, settings: Record<string, unkno
 export type MasterMessage =
   | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[]; ackedUpdateIds: number[]; probationUpdateIds?: number[]; leaseUntil?: number | null }
   /** The cluster's renew deadline, renewed (machine monotonic ms, common/mono.ts): past it the worker polls no more (worker/lease.ts). */
-  | { v: 1; type: 'lease'; until: number }
+  | { v: 1; type: 'lease'; until: number; confirmed?: true }
   /** `replay`: an operator's `dlq replay`; handled even if the worker's skip list or dedup window holds its id. */
   | { v: 1; type: 'update'; updates: Update[]; replay?: true }
   | { v: 1; type: 'settings'; settings: Record<string, unknown> }
@@ -152,7 +152,9 @@ export type WorkerMessage =
   | { v: 1; type: 'ack'; acks: UpdateAck[] }
   /** A poison update the worker skipped; `update` is kept in the dead-letter queue for replay. */
   | { v: 1; type: 'dlq'; updateId: number; error: string; update?: Update }
-  | { v: 1; type: 'error'; reason: WorkerFatalReason; message: string };
+  | { v: 1; type: 'error'; reason: WorkerFatalReason; message: string }
+  /** getUpdates answered 409 Conflict in a cluster: the worker polls no more until the master re-checks who owns the bot (a `lease` with `confirmed`). */
+  | { v: 1; type: 'conflict' };
 
 /** Most update ids in one `begin` or `ack` (a worker holds at most 64 updates in flight; one turn can settle a few hundred). */
 export const MAX_IDS_PER_MESSAGE = 10_000;
@@ -214,7 +216,7 @@ function isTelemetry(t: unknown): t is WorkerTelemetry {
 /** What the master makes of a worker's frame. */
 export type ParsedWorkerMessage = WorkerMessage | { type: 'unknown'; name: string } | null;
 
-const WORKER_TYPES = new Set(['ready', 'heartbeat', 'begin', 'ack', 'dlq', 'error']);
+const WORKER_TYPES = new Set(['ready', 'heartbeat', 'begin', 'ack', 'dlq', 'error', 'conflict']);
 
 /**
  * Parse a message received by the master. @returns the message; `{type:'unknown'}`
@@ -226,6 +228,7 @@ export function parseWorkerMessage(m: unknown): ParsedWorkerMessage {
   if (!WORKER_TYPES.has(m.type)) return { type: 'unknown', name: m.type.slice(0, 40) };
   switch (m.type) {
     case 'ready':
+    case 'conflict':
       return m as WorkerMessage;
     case 'heartbeat':
       return [m.messages, m.errors, m.queueDepth, m.rssBytes, m.heapUsedBytes].every((n) => typeof n === 'number') &&
@@ -268,7 +271,7 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
     case 'shutdown':
       return isStr(m.reason) ? (m as MasterMessage) : null;
     case 'lease':
-      return isInt(m.until) ? (m as MasterMessage) : null;
+      return isInt(m.until) && (m.confirmed === undefined || m.confirmed === true) ? (m as MasterMessage) : null;
     default:
       return null;
   }

@@ -197,7 +197,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   const lease = createLeaseGate(init.leaseUntil ?? null);
   const polling: Polling | null = cfg.mode === 'polling' ? createPolling({
     call, timeoutSec: init.pollingTimeoutSec, signal: stop.signal, logger, lease, take: (u) => take(u), waitForRoom: () => waitForRoom(),
-    describeError: toLastError, recordError: (e) => void (stats.lastError = e), tokenRejected,
+    describeError: toLastError, recordError: (e) => void (stats.lastError = e), tokenRejected, onConflict: () => send({ v: 1, type: 'conflict' }),
   }) : null;
   const intake = createIntake({ bot, mode: cfg.mode, send, logger, dedup, skip: new Set(init.skipUpdateIds), probation: new Set(init.probationUpdateIds ?? []), telemetry, stats, failed, describeError: toLastError, polling });
   take = intake.acceptPolled;

@@ -50,6 +50,8 @@ export interface Cluster {
   memberOf(bot: string): string | null;
   /** The bot epoch this master holds `bot` by (the fencing token of its writes about it), null when it does not own it. */
   epochOf(bot: string): number | null;
+  /** A look now (after the one running): whether this master still owns `bot` with a live lease (a worker's 409). */
+  recheck(bot: string): Promise<boolean>;
   gauges(): ClusterGauges;
   /** Who runs `bot` instead of this master (a member's id, or why nobody yet); null when this master owns it. */
   ownerOf(bot: string): string | null;
@@ -114,6 +116,12 @@ class Member implements Cluster {
 
   epochOf(bot: string): number | null {
     return this.owned.get(bot) ?? null;
+  }
+
+  async recheck(bot: string): Promise<boolean> {
+    while (this.ticking) await this.ticking; // then a look of its own (nothing runs between the check and the start)
+    if (!this.stopped) await this.tick();
+    return this.owned.has(bot) && this.problem() === null;
   }
 
   gauges(): ClusterGauges {

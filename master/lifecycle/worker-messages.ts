@@ -42,7 +42,28 @@ export function onWorkerMessage(core: Dispatcher, c: Child, proc: WorkerProcess,
     case 'error':
       core.logger.error({ botId: c.botId, reason: m.reason, code: FATAL_CODES[m.reason], err: m.message }, 'worker reported a fatal error');
       return core.dispatch(c, { type: 'worker-error', pid: proc.pid, message: m.message, code: FATAL_CODES[m.reason] });
+    case 'conflict':
+      return recheckOwner(core, c, proc);
     default:
       assertNever(m); // a new message type must be handled here, or this does not compile
   }
+}
+
+/**
+ * A worker's 409 Conflict (another poller of its token): the cluster looks again at who owns
+ * the bot; still this master's, the worker is sent a confirmed lease and polls again; another
+ * member's, ownership-lost stops it. Without a cluster the worker never sends one.
+ */
+function recheckOwner(core: Dispatcher, c: Child, proc: WorkerProcess): void {
+  const recheck = core.d.recheckOwner;
+  if (!recheck) return;
+  core.logger.warn({ botId: c.botId }, 'the worker got 409 Conflict from getUpdates: re-checking who owns the bot');
+  void recheck(c.botId).then((mine) => {
+    if (!mine || c.proc !== proc) return;
+    try {
+      proc.send({ v: 1, type: 'lease', until: core.d.leaseUntil?.() ?? 0, confirmed: true });
+    } catch {
+      // its channel is closed: its exit is on the way
+    }
+  }, () => undefined);
 }
