@@ -197,7 +197,9 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   const lease = createLeaseGate(init.leaseUntil ?? null);
   const polling: Polling | null = cfg.mode === 'polling' ? createPolling({
     call, timeoutSec: init.pollingTimeoutSec, signal: stop.signal, logger, lease, take: (u) => take(u), waitForRoom: () => waitForRoom(),
-    describeError: toLastError, recordError: (e) => void (stats.lastError = e), tokenRejected, onConflict: () => send({ v: 1, type: 'conflict' }),
+    describeError: toLastError, recordError: (e) => void (stats.lastError = e), tokenRejected,
+    // In a cluster only (a lease was handed over): a 409 then waits for the master's re-check; alone, it is retried with backoff.
+    ...(init.leaseUntil != null ? { onConflict: () => send({ v: 1, type: 'conflict' }) } : {}),
   }) : null;
   const intake = createIntake({ bot, mode: cfg.mode, send, logger, dedup, skip: new Set(init.skipUpdateIds), probation: new Set(init.probationUpdateIds ?? []), telemetry, stats, failed, describeError: toLastError, polling });
   take = intake.acceptPolled;

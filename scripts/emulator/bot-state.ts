@@ -44,10 +44,10 @@ export class EmulatedBot {
    * A load balancer in front of several webhook servers (a cluster's masters): each POST goes
    * to the next of these origins (`http://host:port`), the registered URL's path kept, one
    * update at a time (so a chat's order is the posting order). An origin that failed is left
-   * out for `downMs` (nginx's passive health check: max_fails=1, fail_timeout) unless all are.
-   * Absent: the registered URL.
+   * out for `downMs` (nginx's passive health check: max_fails=1, fail_timeout) unless all are;
+   * one that does not answer within `timeoutMs` (default 3 s) has failed. Absent: the registered URL.
    */
-  balance: { origins: string[]; next: number; downUntil?: Map<string, number>; downMs?: number } | undefined;
+  balance: { origins: string[]; next: number; downUntil?: Map<string, number>; downMs?: number; timeoutMs?: number } | undefined;
   /** Until this wall-clock ms, sendMessage answers 429 with `retry_after` (a flood wait). */
   floodUntil = 0;
   /** sendMessage calls answered 429. */

@@ -12,6 +12,8 @@ import type { EmulatedBot, WebhookState } from './bot-state.js';
 const delivering = new WeakSet<EmulatedBot>();
 /** Telegram gives a webhook about a minute; so does the emulator. */
 const DELIVERY_TIMEOUT_MS = 60_000;
+/** A balancer's wait for one backend's answer (nginx's proxy_read_timeout, made short for tests). */
+const BALANCER_TIMEOUT_MS = 3000;
 
 /** POST one update, counting its outcome in `bot.webhookAnswers`; @returns null on 2xx, else the error text Telegram would show. */
 /** The next origin of the balancer that is not left out (any, when all are). */
@@ -34,7 +36,8 @@ async function post(bot: EmulatedBot, hook: WebhookState, update: Update): Promi
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(hook.secretToken ? { 'x-telegram-bot-api-secret-token': hook.secretToken } : {}) },
       body: JSON.stringify(update),
-      signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+      // A balancer gives up on a backend sooner than Telegram does (a paused one never answers).
+      signal: AbortSignal.timeout(lb ? (lb.timeoutMs ?? BALANCER_TIMEOUT_MS) : DELIVERY_TIMEOUT_MS),
     });
     await res.arrayBuffer();
     bot.webhookAnswers[res.status] = (bot.webhookAnswers[res.status] ?? 0) + 1;
