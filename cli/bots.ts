@@ -11,6 +11,7 @@ import { table } from '../common/table.js';
 import { handlerWarning } from '../master/host/bot-paths.js';
 import { canChangeUser } from '../master/host/isolation.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
+import { importBots, importReport, readImport } from './bots-import.js';
 
 /** Run `fn` on the home's store (the CLI's own connection, through the same interfaces as the master's; closed after). */
 export async function withStore<T>(home: string | undefined, fn: (s: Store) => Promise<T>): Promise<T> {
@@ -83,6 +84,13 @@ export function registerBotsCommands(program: Command, home: () => string | unde
     console.log(table(['ID', 'NAME', 'ENABLED', 'MODE', 'HANDLER', 'SOURCE', 'TOKEN', 'PROBLEM'],
       rows.map((b) => [b.id, b.name, b.enabled ? 'yes' : 'no', b.mode ?? 'default', b.handler, b.source, b.token, b.problem ?? ''])));
   });
+  bots.command('import <file>').description('add or change many bots from a file (- for stdin): the bots API\'s document, JSON or NDJSON; one transaction, a report')
+    .option('--json', 'the report as JSON')
+    .action(async (file: string, o: { json?: boolean }) => {
+      const text = readImport(file);
+      const r = await withStore(home(), (s) => importBots(s, text));
+      console.log(o.json ? JSON.stringify(r, null, 2) : importReport(r));
+    });
   bots.command('rm <id>').description('remove a bot (its worker is stopped)').action((id: string) => withStore(home(), (s) => s.bots.remove(id)));
   bots.command('enable <id>').description('enable a bot').action((id: string) => withStore(home(), (s) => s.bots.setEnabled(id, true)));
   bots.command('disable <id>').description('disable a bot (its worker is stopped)').action((id: string) => withStore(home(), (s) => s.bots.setEnabled(id, false)));

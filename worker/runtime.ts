@@ -168,6 +168,9 @@ async function setUpHandler(init: InitMessage, bot: Bot, logger: Logger): Promis
   }
 }
 
+/** In a cluster only (a lease was handed over) a 409 waits for the master's re-check (polling.ts); alone, it is retried with backoff. */
+const conflictPort = (init: InitMessage, send: (m: WorkerMessage) => void): { onConflict?(): void } => (init.leaseUntil != null ? { onConflict: () => send({ v: 1, type: 'conflict' }) } : {});
+
 /**
  * Create the runtime for the bot described by `init`.
  * @param send posts a message to the master (IPC)
@@ -197,9 +200,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   const lease = createLeaseGate(init.leaseUntil ?? null);
   const polling: Polling | null = cfg.mode === 'polling' ? createPolling({
     call, timeoutSec: init.pollingTimeoutSec, signal: stop.signal, logger, lease, take: (u) => take(u), waitForRoom: () => waitForRoom(),
-    describeError: toLastError, recordError: (e) => void (stats.lastError = e), tokenRejected,
-    // In a cluster only (a lease was handed over): a 409 then waits for the master's re-check; alone, it is retried with backoff.
-    ...(init.leaseUntil != null ? { onConflict: () => send({ v: 1, type: 'conflict' }) } : {}),
+    describeError: toLastError, recordError: (e) => void (stats.lastError = e), tokenRejected, ...conflictPort(init, send),
   }) : null;
   const intake = createIntake({ bot, mode: cfg.mode, send, logger, dedup, skip: new Set(init.skipUpdateIds), probation: new Set(init.probationUpdateIds ?? []), telemetry, stats, failed, describeError: toLastError, polling });
   take = intake.acceptPolled;

@@ -96,3 +96,48 @@ export function syncApiRows(db: Database.Database, key: Buffer, bots: readonly A
   })();
   return plan.result;
 }
+
+/** What `botfleet bots import` did: ids added, changed and left as they were, and each entry refused with why. */
+export interface ImportResult { added: string[]; changed: string[]; unchanged: string[]; refused: Array<{ entry: string; why: string }> }
+
+/** What an import writes: rows to insert and update (stored values, source 'local') and the result to report. */
+export interface ImportPlan { result: ImportResult; inserts: Array<Record<string, unknown>>; updates: Array<Record<string, unknown>> }
+
+/**
+ * Plan an import of `bots` (parsed as the bots API's document) over every bot row: a new id is
+ * added, a local row that differs is changed, an identical one is left unwritten (a second import
+ * of the same file changes nothing), an id held by the bots API's list and an invalid entry are
+ * refused with why. Nothing is removed. Pure.
+ */
+export function planImport(rows: ReadonlyMap<string, Record<string, unknown>>, key: Buffer, bots: readonly ApiBot[], now: number): ImportPlan {
+  const plan: ImportPlan = { result: { added: [], changed: [], unchanged: [], refused: [] }, inserts: [], updates: [] };
+  for (const b of bots) {
+    const row = rows.get(b.id);
+    if (b.invalid !== null) plan.result.refused.push({ entry: b.id, why: b.invalid.replace(/^bots API: /, '') });
+    else if (row && row.source === 'api') plan.result.refused.push({ entry: b.id, why: 'the id is held by a bot of the bots API (BOTS_API_URL): edit it there' });
+    else if (row && sameRow(row, b, key)) plan.result.unchanged.push(b.id);
+    else {
+      const values = { id: b.id, name: b.name, token_enc: encryptToken(key, b.token), mode: b.mode, handler: b.handler, settings: JSON.stringify(b.settings), api_root: b.apiRoot, enabled: b.enabled ? 1 : 0, now };
+      (row ? plan.updates : plan.inserts).push(values);
+      (row ? plan.result.changed : plan.result.added).push(b.id);
+    }
+  }
+  return plan;
+}
+
+/** Import `bots` into the registry in one transaction (see {@link planImport}). */
+export function importRows(db: Database.Database, key: Buffer, bots: readonly ApiBot[], now = Date.now()): ImportResult {
+  return db.transaction(() => {
+    const rows = new Map<string, Record<string, unknown>>();
+    for (const r of db.prepare('SELECT * FROM bots').all() as Record<string, unknown>[]) rows.set(String(r.id), r);
+    const plan = planImport(rows, key, bots, now);
+    const insert = db.prepare(`INSERT INTO bots (id, name, token_enc, mode, handler, settings, api_root, enabled, created_at, updated_at, source, invalid_reason)
+      VALUES (@id, @name, @token_enc, @mode, @handler, @settings, @api_root, @enabled, @now, @now, 'local', NULL)`);
+    const update = db.prepare(`UPDATE bots SET name = @name, token_enc = @token_enc, mode = @mode, handler = @handler, settings = @settings,
+      api_root = @api_root, enabled = @enabled, updated_at = @now, invalid_reason = NULL WHERE id = @id AND source = 'local'`);
+    for (const v of plan.inserts) insert.run(v);
+    for (const v of plan.updates) update.run(v);
+    return plan.result;
+  }).immediate();
+}
+

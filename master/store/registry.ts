@@ -14,7 +14,7 @@ import { openDeadLetters, type DeadLetterStore } from './dead-letters.js';
 import { checkFields, historyFromRow, migrate, newBotId, patchColumns, rowToSpec, slugify, toListing, type BotPatch } from './registry-schema.js';
 
 export { historyFromRow, newBotId, patchColumns, slugify, toListing };
-import { forgetApiEtag, storedApiEtag, syncApiRows } from './registry-sync.js';
+import { forgetApiEtag, importRows, storedApiEtag, syncApiRows, type ImportResult } from './registry-sync.js';
 
 import type { BotModeSetting, BotSpec, InvalidBot } from '../../config/bot-spec.js';
 
@@ -62,6 +62,8 @@ export interface Registry {
   syncFromApi(bots: readonly ApiBot[], etag: string | null): ApiSyncResult;
   /** The ETag of the last API document applied, or null. */
   apiEtag(): string | null;
+  /** `botfleet bots import`: many bots in one transaction (see registry-sync.ts's planImport). */
+  importBots(bots: readonly ApiBot[]): ImportResult;
   /** Every row as a spec, or as invalid with its reason: one bad row never hides the rest. */
   load(): { specs: BotSpec[]; invalid: InvalidBot[] };
   /** True when the key decrypts at least one stored token, or none is stored (stops at the first that opens). */
@@ -137,6 +139,7 @@ export function openRegistry(dbPath: string, key: Buffer): Registry {
     ...fleetState(db),
     syncFromApi: (bots, etag) => syncApiRows(db, key, bots, etag),
     apiEtag: () => storedApiEtag(db),
+    importBots: (bots) => importRows(db, key, bots),
     changedSinceLastCheck() {
       const v = db.pragma('data_version', { simple: true }) as number;
       const changed = v !== lastVersion;

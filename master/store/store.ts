@@ -10,6 +10,7 @@ import type { DeadLetter, DeadLetterStore, DeadLetterWithUpdate } from './dead-l
 import type { ApiBot, ApiSyncResult } from '../../config/bots-api.js';
 import type { BotSpec, InvalidBot } from '../../config/bot-spec.js';
 import type { BotListing, BotPatch, NewBot, Registry, StoredHistory } from './registry.js';
+import type { ImportResult } from './registry-sync.js';
 import type { JournalEngine, JournalSync } from './journal-engine.js';
 import { openSqliteJournal } from './journal-sqlite.js';
 import { ErrorCodes, fail } from '../../common/errors.js';
@@ -33,6 +34,8 @@ export interface BotRegistry {
   update(id: string, patch: BotPatch): Promise<void>;
   syncFromApi(bots: readonly ApiBot[], etag: string | null): Promise<ApiSyncResult>;
   apiEtag(): Promise<string | null>;
+  /** `botfleet bots import`: add or change many bots (the bots API's document, parsed) in one transaction; nothing removed, an unchanged bot not written. */
+  importBots(bots: readonly ApiBot[]): Promise<ImportResult>;
   load(): Promise<{ specs: BotSpec[]; invalid: InvalidBot[] }>;
   keyOpensAToken(): Promise<boolean>;
   /** True when the bots changed (any writer) since the last call. */
@@ -162,7 +165,7 @@ export function openSqliteStore(registry: Registry, o: { journalFile?: string } 
       add: async (b) => r.add(b), list: async () => r.list(), remove: async (id) => r.remove(id), setEnabled: async (id, on) => r.setEnabled(id, on),
       update: async (id, p) => r.update(id, p), syncFromApi: async (b, e) => r.syncFromApi(b, e), apiEtag: async () => r.apiEtag(), load: async () => r.load(),
       keyOpensAToken: async () => r.keyOpensAToken(), changedSinceLastCheck: async () => r.changedSinceLastCheck(), uidSlot: async (id) => r.uidSlot(id),
-      allUidSlots: async () => r.allUidSlots(),
+      allUidSlots: async () => r.allUidSlots(), importBots: async (b) => r.importBots(b),
     },
     // One machine owns every bot: no fence to check.
     history: { save: async (botId, h) => (registry.saveHistory(botId, h), true), loadAll: async () => registry.loadHistories(), load: async (botId) => registry.loadHistories().get(botId) ?? null },

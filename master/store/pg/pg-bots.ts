@@ -11,7 +11,7 @@ import { ErrorCodes, fail } from '../../../common/errors.js';
 import type { BotSpec, InvalidBot } from '../../../config/bot-spec.js';
 import { decryptToken, encryptToken } from '../../../config/secrets.js';
 import { checkFields, rowToSpec } from '../registry-schema.js';
-import { ETAG_KEY, planApiSync } from '../registry-sync.js';
+import { ETAG_KEY, planApiSync, planImport } from '../registry-sync.js';
 import { newBotId, patchColumns, slugify, toListing } from '../registry-schema.js';
 import type { BotRegistry } from '../store.js';
 import { inTransaction, storeCall } from './connect.js';
@@ -95,9 +95,23 @@ function botEdits({ key, write, requireRow }: Ctx): Pick<BotRegistry, 'add' | 'r
   };
 }
 
-/** The bots API's list and its ETag. */
-function apiList({ key, q, write }: Ctx): Pick<BotRegistry, 'syncFromApi' | 'apiEtag'> {
+/** The bots API's list and its ETag; `bots import`. */
+function apiList({ key, q, write }: Ctx): Pick<BotRegistry, 'syncFromApi' | 'apiEtag' | 'importBots'> {
   return {
+    importBots: (bots) => write('importing bots', async (c) => {
+      const rows = new Map((await c.query('SELECT * FROM bots FOR UPDATE')).rows.map((r: Record<string, unknown>) => [String(r.id), r]));
+      const plan = planImport(rows, key, bots, Date.now());
+      const col = (rows: Array<Record<string, unknown>>, k: string) => rows.map((r) => r[k]);
+      const all = [...plan.inserts, ...plan.updates];
+      // One statement for the whole file (1000 bots: one round trip, not 1000).
+      if (all.length > 0) await c.query(`INSERT INTO bots (id, name, token_enc, mode, handler, settings, api_root, enabled, created_at, updated_at, source, invalid_reason)
+          SELECT id, name, tok, mode, handler, settings, api_root, enabled, at, at, 'local', NULL
+          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::bigint[]) AS v(id, name, tok, mode, handler, settings, api_root, enabled, at)
+          ON CONFLICT (id) DO UPDATE SET name = excluded.name, token_enc = excluded.token_enc, mode = excluded.mode, handler = excluded.handler, settings = excluded.settings,
+            api_root = excluded.api_root, enabled = excluded.enabled, updated_at = excluded.updated_at, invalid_reason = NULL WHERE bots.source = 'local'`,
+      ['id', 'name', 'token_enc', 'mode', 'handler', 'settings', 'api_root', 'enabled', 'now'].map((k) => col(all, k)));
+      return plan.result;
+    }),
     syncFromApi: (bots, etag) => write('applying the bots API list', async (c) => {
       const rows = new Map((await c.query('SELECT * FROM bots FOR UPDATE')).rows.map((r: Record<string, unknown>) => [String(r.id), r]));
       const plan = planApiSync(rows, key, bots, Date.now());
