@@ -124,9 +124,9 @@ function crossCheck(c: Config): string[] {
   return problems;
 }
 
-/** min(MAX_TOTAL_WORKERS, cores x MAX_WORKERS_PER_CORE): how many children may run at once. */
+/** min(MAX_TOTAL_WORKERS, cores x MAX_WORKERS_PER_CORE when set): how many children may run at once (the memory reserve may hold a start back further). */
 export function effectiveCapacity(c: Pick<Config, 'maxTotalWorkers' | 'maxWorkersPerCore'>, cores: number): number {
-  return Math.min(c.maxTotalWorkers, Math.max(1, cores) * c.maxWorkersPerCore);
+  return c.maxWorkersPerCore > 0 ? Math.min(c.maxTotalWorkers, Math.max(1, cores) * c.maxWorkersPerCore) : c.maxTotalWorkers;
 }
 
 /** Paths inside the home. */

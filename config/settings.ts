@@ -34,6 +34,7 @@ export interface Config {
   autoSwitchMode: boolean;
   maxTotalWorkers: number;
   maxWorkersPerCore: number;
+  memoryReserveMb: number;
   maxMemoryPerWorkerMb: number;
   maxProcessesPerBot: number;
   maxDataPerBotMb: number;
@@ -113,8 +114,9 @@ export const MAX_TIMER_MS = 2 ** 31 - 1;
 export const SETTINGS: readonly SettingDef[] = [
   { key: 'mode', env: 'BOT_MODE', flag: 'mode', default: 'polling', type: { kind: 'enum', values: ['polling', 'webhook', 'auto'] }, doc: 'default delivery mode; per-bot mode overrides' },
   { key: 'autoSwitchMode', env: 'AUTO_SWITCH_MODE', flag: 'auto-switch-mode', default: 'true', type: { kind: 'bool' }, doc: 'a webhook bot whose setWebhook fails falls back to polling' },
-  { key: 'maxTotalWorkers', env: 'MAX_TOTAL_WORKERS', flag: 'max-total-workers', default: '1000', type: { kind: 'int', min: 1 }, doc: 'cap on children; effective cap is min(this, cores x per-core)' },
-  { key: 'maxWorkersPerCore', env: 'MAX_WORKERS_PER_CORE', flag: 'max-workers-per-core', default: '20', type: { kind: 'int', min: 1 }, doc: 'children per CPU core' },
+  { key: 'maxTotalWorkers', env: 'MAX_TOTAL_WORKERS', flag: 'max-total-workers', default: '1000', type: { kind: 'int', min: 1 }, doc: 'cap on children; effective cap is min(this, cores x per-core when set)' },
+  { key: 'maxWorkersPerCore', env: 'MAX_WORKERS_PER_CORE', flag: 'max-workers-per-core', default: '0', type: { kind: 'int', min: 0 }, doc: 'children per CPU core; 0 (the default): no per-core cap, the memory reserve decides (DESIGN.md said 20: a 2-core box then ran 40 of the 1000 bots it holds)' },
+  { key: 'memoryReserveMb', env: 'MEMORY_RESERVE_MB', flag: 'memory-reserve-mb', default: '1024', type: { kind: 'int', min: 0, max: 10_000_000 }, doc: "a bot starts only while the machine's available memory (Linux MemAvailable) minus what the workers still starting will take stays above this (MB); else it waits as pending, with the reason, and starts when memory frees. 0: off" },
   { key: 'maxMemoryPerWorkerMb', env: 'MAX_MEMORY_PER_WORKER_MB', flag: 'max-memory-per-worker-mb', default: '150', type: { kind: 'int', min: 16 }, doc: "a bot's memory cap (MB): its cgroup's memory limit where the machine allows (the kernel kills at once; shared memory counts), else sampled (RSS, then PSS when RSS is over) and killed at the first sample over, draining included; also bounds V8 old space" },
   { key: 'maxProcessesPerBot', env: 'MAX_PROCESSES_PER_BOT', flag: 'max-processes-per-bot', default: '256', type: { kind: 'int', min: 32, max: 100_000 }, doc: "tasks (processes and threads: a worker alone has ~11) a bot may have at once: its cgroup's pids.max, else RLIMIT_NPROC of its own uid; past it, fork and thread creation fail in that bot only" },
   { key: 'maxDataPerBotMb', env: 'MAX_DATA_PER_BOT_MB', flag: 'max-data-per-bot-mb', default: '256', type: { kind: 'int', min: 1, max: 10_000_000 }, doc: "size of a bot's own directory (MB, blocks used); over it the bot is stopped with reason disk and stays quarantined until an operator restarts it" },

@@ -21,6 +21,7 @@ import { handlerWarning } from './host/bot-paths.js';
 import { isBuiltinHandler } from '../worker/handlers/index.js';
 import type { BotLimits } from './host/bot-limits.js';
 import { dirUsage } from './host/disk.js';
+import { availableMemoryBytes } from './host/meminfo.js';
 import { probeExecTools } from './host/privileges.js';
 import { createSupervisor, type RestoredHistory, type Supervisor } from './lifecycle/supervisor.js';
 import { startBotsApiPoller, type BotsApiPoller } from './store/bots-api-source.js';
@@ -104,7 +105,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
       const iso = isolation.forBot(botId, spec);
       return { ...iso, ...limits.forFork(botId, iso.uid !== undefined) };
     },
-    memoryOf: (botId) => limits.memoryBytes(botId),
+    memoryOf: (botId) => limits.memoryBytes(botId), availableMemory: () => availableMemoryBytes(),
     dataUsage: (botId, stopAbove) => dirUsage(isolation.dataDir(botId), stopAbove),
     onRemoved(botId) {
       // A removed bot's data goes with it (its processes ended at its worker's exit): `bots rm` is the operator's word.

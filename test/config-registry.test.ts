@@ -19,7 +19,8 @@ test('defaults match DESIGN.md', () => {
   const c = loadConfig({}, {}, '/srv/bots');
   assert.equal(c.mode, 'polling');
   assert.equal(c.maxTotalWorkers, 1000);
-  assert.equal(c.maxWorkersPerCore, 20);
+  assert.equal(c.maxWorkersPerCore, 0, 'no per-core cap: the memory reserve decides (the scale issue; DESIGN.md said 20)');
+  assert.equal(c.memoryReserveMb, 1024);
   assert.equal(c.maxMemoryPerWorkerMb, 150);
   assert.equal(c.workerTimeoutMs, 90_000);
   assert.equal(c.heartbeatIntervalMs, 15_000);
@@ -35,7 +36,8 @@ test('defaults match DESIGN.md', () => {
   assert.equal(c.webhookPort, 8443);
   assert.equal(c.telegramApiRoot, 'https://api.telegram.org');
   assert.equal(c.home, '/srv/bots');
-  assert.equal(effectiveCapacity(c, 2), 40);
+  assert.equal(effectiveCapacity(c, 2), 1000, 'no per-core cap by default');
+  assert.equal(effectiveCapacity({ ...c, maxWorkersPerCore: 20 }, 2), 40, 'honoured when set');
 });
 
 test('flags win over env; every bad value is one line naming its source', () => {

@@ -13,6 +13,7 @@ import { fail, ErrorCodes } from '../common/errors.js';
 import { loadConfig } from '../config/load.js';
 import type { ExitInfo, ForkOptions, WorkerProcess } from '../master/lifecycle/child-process.js';
 import type { BotSpec } from '../config/bot-spec.js';
+import { READ_EVERY_MS, ROOM_RECHECK_MS } from '../master/lifecycle/policy/memory-room.js';
 import { createSupervisor, type RestoredHistory, type Supervisor, type TransitionEvent } from '../master/lifecycle/supervisor.js';
 import { createFakeClock, type FakeClock } from '../master/lifecycle/clock.js';
 import type { AdminResult, DeliveryRequest } from '../master/lifecycle/telegram-admin.js';
@@ -68,6 +69,8 @@ interface Harness {
   forkError: Error | null;
   /** New children say `ready` on their own this long (fake ms) after the fork; null: when told. */
   autoReady: number | null;
+  /** The machine's available memory the supervisor reads (bytes); null: unknown (no check). */
+  memory: number | null;
   spec(id: string, over?: Partial<BotSpec>): BotSpec;
   forked(n: number): Promise<FakeChild>;
   reach(botId: string, to: string): Promise<TransitionEvent>;
@@ -83,7 +86,7 @@ function build(env: Record<string, string> = {}, histories?: Map<string, Restore
   const clock = createFakeClock(1_000_000);
   const bus = new EventEmitter();
   const h: Harness = {
-    clock, forks: [], events: [], telegram: [], saved: [], removed: [], forkError: null, autoReady: null,
+    clock, forks: [], events: [], telegram: [], saved: [], removed: [], forkError: null, autoReady: null, memory: null,
     answer: (r) => ({ ok: true, mode: r.mode, note: null }),
     sup: null as unknown as Supervisor,
     spec: (id, over = {}) => ({ id, name: id, token: `${id}:TEST-TOKEN`, mode: 'polling', handler: 'echo', settings: {}, apiRoot: null, enabled: true, ...over }),
@@ -134,7 +137,7 @@ function build(env: Record<string, string> = {}, histories?: Map<string, Restore
       return f;
     },
     onHistory: (botId, history, _until, doNotRestart, reason) => h.saved.push({ botId, history, doNotRestart, reason }),
-    onRemoved: (botId) => h.removed.push(botId),
+    onRemoved: (botId) => h.removed.push(botId), availableMemory: () => h.memory,
     ...(histories ? { histories } : {}),
   });
   h.sup.on('transition', (e: TransitionEvent) => h.events.push(e));
@@ -293,6 +296,30 @@ describe('supervisor with fake children, a fake Telegram and a fake clock', () =
     await h.running('p2', 2);
     assert.equal(h.state('p1').state, 'stopped');
     assert.equal(h.state('p1').stateReason, 'disabled');
+    await h.sup.stopAll();
+  });
+
+  test('below the memory reserve a new bot waits pending with the reason (no per-core cap by default), and starts once memory frees', async () => {
+    const MB = 1024 * 1024;
+    const h = build({ MEMORY_RESERVE_MB: '1024', HEARTBEAT_TIMEOUT_MS: '3600000' }); // m1 sends no heartbeat while the clock moves
+    assert.equal(h.sup.capacity(), 1000, 'MAX_TOTAL_WORKERS alone: no per-core cap unless MAX_WORKERS_PER_CORE is set');
+    h.memory = 2048 * MB;
+    h.sup.reconcile([h.spec('m1')], []);
+    await h.running('m1', 1);
+    h.memory = 1000 * MB;
+    h.clock.advance(READ_EVERY_MS); // past the cached reading
+    h.sup.reconcile([h.spec('m1'), h.spec('m2')], []);
+    await turns();
+    assert.equal(h.state('m2').state, 'pending');
+    assert.equal(h.state('m2').stateReason, 'memory reserve: 1000 MB available, 1024 MB kept free (MEMORY_RESERVE_MB)');
+    assert.equal(h.forks.length, 1, 'no fork below the reserve');
+    h.clock.advance(ROOM_RECHECK_MS);
+    await turns();
+    assert.equal(h.forks.length, 1, 'tried again, still below it');
+    h.memory = 4096 * MB;
+    h.clock.advance(ROOM_RECHECK_MS);
+    for (let i = 0; i < 20 && h.forks.length < 2; i++) await turns(), h.clock.advance(100); // the fork pacer's spacing runs on the clock
+    await h.running('m2', 2);
     await h.sup.stopAll();
   });
 

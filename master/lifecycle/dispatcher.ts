@@ -18,6 +18,7 @@ import type { Clock, Timer } from './clock.js';
 import { createForkPacer } from './fork-pacer.js';
 import { holdsSlot, procOf, reasonOf, stateOf, type Effect, type LifeEvent, type StepRules } from './phase.js';
 import { createLimiter } from './policy/limiter.js';
+import { createMemoryRoom, ROOM_RECHECK_MS, type MemoryRoom } from './policy/memory-room.js';
 import type { RestartPolicy } from './policy/restart.js';
 import { step } from './step.js';
 import type { DeliveryRequest } from './telegram-admin.js';
@@ -72,6 +73,8 @@ export class Dispatcher {
   private readonly timers = new Map<Child, { handle: Timer; gen: number }>();
   private timerGen = 0;
   private fillQueued = false;
+  private readonly room: MemoryRoom;
+  private roomTimer: Timer | null = null;
   private pidsTimer: Timer | null = null;
   private pidsWrittenAt = -Infinity;
   private launcher!: Launcher;
@@ -83,6 +86,7 @@ export class Dispatcher {
     this.now = d.now ?? (() => clock.now());
     this.limiter = createLimiter(this.cfg.startConcurrency);
     this.cap = effectiveCapacity(this.cfg, d.cores);
+    this.room = createMemoryRoom(this.cfg.memoryReserveMb * 1024 * 1024, d.availableMemory);
     this.channelSinks = { logger: this.logger, now: this.now, ...(d.journal ? { journal: d.journal } : {}), ...(d.onDeadLetter ? { onDeadLetter: d.onDeadLetter } : {}) };
     this.policy = { maxRestarts: this.cfg.maxRestartsPerHour, periodMs: HOUR_MS, baseMs: this.cfg.restartBackoffMs, capMs: this.cfg.restartCooldownMs, healthyRunMs: this.cfg.healthyRunMs };
   }
@@ -99,8 +103,11 @@ export class Dispatcher {
 
   private rules(c: Child): StepRules {
     const { cfg } = this;
+    const holds = holdsSlot(c.life.phase);
+    // A worker replacing its own (a restart) needs no new room; a new one must leave the memory reserve.
+    const noRoom = holds || this.held >= this.cap ? null : this.room.why(this.forkSlots.size, this.now());
     return {
-      policy: this.policy, capacity: this.cap, slotFree: holdsSlot(c.life.phase) || this.held < this.cap, shuttingDown: this.shuttingDown, owner: this.d.ownerOf?.(c.botId) ?? null,
+      policy: this.policy, capacity: this.cap, slotFree: holds || (this.held < this.cap && noRoom === null), waitWhy: noRoom, shuttingDown: this.shuttingDown, owner: this.d.ownerOf?.(c.botId) ?? null,
       startupTimeoutMs: cfg.startupTimeoutMs, drainTimeoutMs: cfg.workerTimeoutMs,
     };
   }
@@ -256,6 +263,7 @@ export class Dispatcher {
       this.fillQueued = false;
       for (const c of this.waiting) {
         if (this.held >= this.cap || this.shuttingDown) return;
+        if (this.room.why(this.forkSlots.size, this.now()) !== null) return void (this.roomTimer ??= this.clock.setTimeout(() => ((this.roomTimer = null), this.queueFill()), ROOM_RECHECK_MS));
         this.dispatch(c, { type: 'capacity-free' });
       }
     });

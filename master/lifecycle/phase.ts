@@ -126,8 +126,10 @@ export interface StepRules {
   policy: RestartPolicy;
   /** The capacity (workers), for the reason shown when over it. */
   capacity: number;
-  /** Whether this child may hold a worker slot now (it holds one, or one is free). */
+  /** Whether this child may hold a worker slot now (it holds one, or one is free and the memory reserve allows a new worker). */
   slotFree: boolean;
+  /** Why it may not when a slot is free: the memory reserve's reason (policy/memory-room.ts). */
+  waitWhy?: string | null;
   /** The master is stopping: nothing launches. */
   shuttingDown: boolean;
   /** Who runs this bot instead of this master (another member of the cluster, or why none yet); null: this master may. Nothing launches while set. */

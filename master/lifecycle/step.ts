@@ -84,7 +84,7 @@ export function step(life: Life, e: LifeEvent, now: number, r: StepRules): Step 
 function launch(life: Life, why: string, r: StepRules): Step {
   if (r.shuttingDown) return to(life, { tag: 'stopped', why: 'master shutting down' });
   if (r.owner !== null) return to(life, { tag: 'stopped', why: `owned by ${r.owner}` });
-  if (!r.slotFree) return to(life, { tag: 'waiting', why: `over capacity (${r.capacity} workers)` });
+  if (!r.slotFree) return to(life, { tag: 'waiting', why: r.waitWhy ?? `over capacity (${r.capacity} workers)` });
   const attempt = life.attempt + 1;
   if (life.needsPrepare) return to(life, { tag: 'preparing', attempt, why }, [{ type: 'prepare', attempt }], { attempt });
   return to(life, { tag: 'forking', attempt, why }, [{ type: 'fork', attempt }], { attempt });

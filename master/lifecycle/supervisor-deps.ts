@@ -56,6 +56,8 @@ export interface SupervisorDeps {
   telegram?: PrepareTelegram;
   /** Who runs `botId` instead of this master (the cluster: another member, or why none yet); null or absent: this master may run it. */
   ownerOf?(botId: string): string | null;
+  /** The machine's available memory in bytes (host/meminfo.ts), for MEMORY_RESERVE_MB; absent or null: no memory check. */
+  availableMemory?(): number | null;
   /** A fresh look at who owns `botId` after its worker's 409 (the cluster's re-check). @returns true when this master still owns it with a live lease */
   recheckOwner?(botId: string): Promise<boolean>;
   /** The cluster member that runs `botId` (this master's id when it runs here), null while none does: the status rows' `owner`. */
