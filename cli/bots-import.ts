@@ -14,16 +14,21 @@ import type { Store } from '../master/store/store.js';
 /** Largest file read, bytes (10,000 bots with settings fit in a fraction of it). */
 export const MAX_IMPORT_BYTES = 64 * 1024 * 1024;
 
+const NEITHER = 'the file is neither {"bots": [...]}, an array of bots, nor NDJSON';
+
 /** The document's bots: the whole text as JSON, else NDJSON (a line that is not JSON is refused by its number). @throws BotfleetError `BF_ERR_BAD_INPUT` for neither */
 export function parseImport(text: string): { list: unknown[]; refused: ImportResult['refused'] } {
+  let whole: unknown = undefined;
   try {
-    const whole = JSON.parse(text) as unknown;
-    const list = Array.isArray(whole) ? whole : typeof whole === 'object' && whole !== null && Array.isArray((whole as { bots?: unknown }).bots) ? (whole as { bots: unknown[] }).bots : null;
-    if (list) return { list, refused: [] };
-    if (typeof whole !== 'object' || whole === null) throw fail(ErrorCodes.BAD_INPUT, 'the file is neither {"bots": [...]}, an array of bots, nor NDJSON');
-  } catch (err) {
-    if ((err as { code?: string }).code === ErrorCodes.BAD_INPUT) throw err;
+    whole = JSON.parse(text);
+  } catch {
+    // not one JSON value: NDJSON, below
   }
+  if (Array.isArray(whole)) return { list: whole, refused: [] };
+  const bots = (whole as { bots?: unknown } | null)?.bots;
+  if (Array.isArray(bots)) return { list: bots, refused: [] };
+  if (whole !== undefined && (typeof whole !== 'object' || whole === null)) throw fail(ErrorCodes.BAD_INPUT, NEITHER);
+  // NDJSON (one object alone is one line of it).
   const list: unknown[] = [];
   const refused: ImportResult['refused'] = [];
   text.split('\n').forEach((line, i) => {
@@ -34,19 +39,24 @@ export function parseImport(text: string): { list: unknown[]; refused: ImportRes
       refused.push({ entry: `line ${i + 1}`, why: 'not JSON' });
     }
   });
-  if (list.length === 0 && refused.length > 0) throw fail(ErrorCodes.BAD_INPUT, 'the file is neither {"bots": [...]}, an array of bots, nor NDJSON');
+  if (list.length === 0 && refused.length > 0) throw fail(ErrorCodes.BAD_INPUT, NEITHER);
   return { list, refused };
 }
 
-/** Read `source` (a path, or `-` for stdin), bounded. @throws BotfleetError `BF_ERR_BAD_INPUT` */
+/** Read `source` (a path, or `-` for stdin) in 1 MiB chunks, at most {@link MAX_IMPORT_BYTES}. @throws BotfleetError `BF_ERR_BAD_INPUT` when larger */
 export function readImport(source: string): string {
   const fd = source === '-' ? 0 : fs.openSync(source, 'r');
   try {
-    const buf = Buffer.alloc(MAX_IMPORT_BYTES + 1);
-    let n = 0;
-    for (let got; n <= MAX_IMPORT_BYTES && (got = fs.readSync(fd, buf, n, buf.length - n, null)) > 0; ) n += got;
-    if (n > MAX_IMPORT_BYTES) throw fail(ErrorCodes.BAD_INPUT, `the file is larger than ${MAX_IMPORT_BYTES} bytes`);
-    return buf.subarray(0, n).toString('utf8');
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(1024 * 1024);
+      const got = fs.readSync(fd, chunk, 0, chunk.length, null);
+      if (got === 0) break;
+      chunks.push(chunk.subarray(0, got));
+      if ((total += got) > MAX_IMPORT_BYTES) throw fail(ErrorCodes.BAD_INPUT, `the file is larger than ${MAX_IMPORT_BYTES} bytes`);
+    }
+    return Buffer.concat(chunks).toString('utf8');
   } finally {
     if (fd !== 0) fs.closeSync(fd);
   }

@@ -132,7 +132,7 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   const deadLetters = deadLetterCounts(store);
   const timing = { leaseMs: cfg.clusterLeaseMs, renewDeadlineMs: cfg.clusterRenewDeadlineMs, retryMs: cfg.clusterRetryMs };
   const cluster = store.cluster ? createCluster({ store: store.cluster, memberId: cfg.memberId, timing, logger }) : null;
-  const keepDeadLetter = deadLetterKeeper(store, logger, deadLetters.refresh, cluster ? (id) => cluster.epochOf(id) : undefined);
+  const keepDeadLetter = deadLetterKeeper(store, logger, deadLetters.refresh, cluster ?? undefined);
   const journal = await openJournal({
     store, sync: cfg.journalSync, maxPending: cfg.journalMaxPending, window: cfg.deliveryWindow,
     dedupWindowMs: cfg.dedupWindowMs, logger, onDeadLetter: keepDeadLetter, ...(cluster ? { epochOf: (id: string) => cluster.epochOf(id) } : {}),
@@ -147,7 +147,7 @@ async function openCore(cfg: Config, home: Home, logger: Logger): Promise<Core> 
   if (leftovers > 0) logger.warn({ processes: leftovers }, 'ended processes left under bot uids by an earlier master');
   const limits = createBotLimits({ home: cfg.home, memoryBytes: cfg.maxMemoryPerWorkerMb * 1024 * 1024, processes: cfg.maxProcessesPerBot, logger });
   const histories = await restoredHistories(store, logger);
-  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter, ...(cluster ? { ownerOf: (id: string) => cluster.ownerOf(id), leaseUntil: () => cluster.leaseUntil(), memberOf: (id: string) => cluster.memberOf(id), epochOf: (id: string) => cluster.epochOf(id), recheckOwner: (id: string) => cluster.recheck(id) } : {}) });
+  const supervisor = superviseFleet({ cfg, logsDir: p.logs, logger, store, histories, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter, ...(cluster ? { cluster } : {}) });
   return { isolation, limits, journal, supervisor, secretTokenFor, workerSchedPolicy, slots, deadLetters, cluster, readHistory: historyRefresher(store, histories, logger) };
 }
 

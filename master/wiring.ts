@@ -26,6 +26,7 @@ import { probeExecTools } from './host/privileges.js';
 import { createSupervisor, type RestoredHistory, type Supervisor } from './lifecycle/supervisor.js';
 import { startBotsApiPoller, type BotsApiPoller } from './store/bots-api-source.js';
 import type { FleetReloader } from './lifecycle/fleet-reload.js';
+import type { Cluster } from './cluster/cluster.js';
 export { fleetReloader, type FleetReloader } from './lifecycle/fleet-reload.js';
 
 /** Monotonic ms (this process) to wall-clock ms, and back: restart histories are kept in wall-clock time. */
@@ -79,27 +80,27 @@ export interface FleetParts {
   /** Writes run/workers.json (zombie cleanup after a master crash). @throws on a write error */
   recordWorkers(live: Array<{ pid: number; botId: string }>): void;
   keepDeadLetter(botId: string, updateId: number, update: Update | null, reason: string): void;
-  /** The cluster's word on who runs a bot (null: this master); absent with SQLite (a cluster of one). */
-  ownerOf?(botId: string): string | null;
-  /** The cluster's deadline for a new worker (machine monotonic ms); absent with SQLite. */
-  leaseUntil?(): number | null;
-  /** The member that runs a bot (the status rows' `owner`); absent with SQLite. */
-  memberOf?(botId: string): string | null;
-  /** The cluster's re-check of a bot's owner after a 409; absent with SQLite. */
-  recheckOwner?(botId: string): Promise<boolean>;
-  /** The bot epoch this master holds a bot by (the fence of its writes about it), null when it does not own it; absent with SQLite. */
-  epochOf?(botId: string): number | null;
+  /** This master as a cluster member (who runs each bot, the lease's deadline, bot epochs, the 409 re-check); absent with SQLite (a cluster of one). */
+  cluster?: ClusterView;
 }
 
+/** What the lifecycle and the writes about bots need of the cluster (master/cluster/cluster.ts). */
+export type ClusterView = Pick<Cluster, 'ownerOf' | 'leaseUntil' | 'memberOf' | 'epochOf' | 'recheck'>;
+
 /** The fence of a write about `botId`: its bot epoch in a cluster (null: not owned here, write nothing), undefined with one machine. */
-const fenceOf = (f: Pick<FleetParts, 'epochOf'>, botId: string): number | null | undefined => (f.epochOf ? f.epochOf(botId) : undefined);
+const fenceOf = (cluster: Pick<ClusterView, 'epochOf'> | undefined, botId: string): number | null | undefined => cluster?.epochOf(botId);
+
+/** The supervisor's view of the cluster. */
+const clusterDeps = (c: ClusterView) => ({
+  ownerOf: (id: string) => c.ownerOf(id), leaseUntil: () => c.leaseUntil(), memberOf: (id: string) => c.memberOf(id), recheckOwner: (id: string) => c.recheck(id),
+});
 
 /** The supervisor of the fleet: per-bot isolation, restart histories kept in the registry, dead letters and journal. */
 export function superviseFleet(f: FleetParts): Supervisor {
   const { cfg, logsDir, logger, store, isolation, limits, journal, secretTokenFor, recordWorkers, keepDeadLetter } = f;
   const saving = new Map<string, Promise<void>>();
   return createSupervisor({
-    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor, ...(f.ownerOf ? { ownerOf: f.ownerOf } : {}), ...(f.leaseUntil ? { leaseUntil: f.leaseUntil } : {}), ...(f.memberOf ? { memberOf: f.memberOf } : {}), ...(f.recheckOwner ? { recheckOwner: f.recheckOwner } : {}),
+    config: cfg, logger, cores: os.availableParallelism(), logsDir, secretTokenFor, ...(f.cluster ? clusterDeps(f.cluster) : {}),
     ...(cfg.logToStdout ? { echoWorkerLine: stdoutLines() } : {}),
     isolationFor(botId, spec) {
       const iso = isolation.forBot(botId, spec);
@@ -122,7 +123,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
     histories: f.histories,
     onHistory(botId, h, until, doNotRestart, reason) {
       const kept = { restarts: h.restarts.map(toWall), consecutive: h.consecutive, quarantinedUntil: until === null ? null : toWall(until), doNotRestart, reason: reason ?? null };
-      const fence = fenceOf(f, botId);
+      const fence = fenceOf(f.cluster, botId);
       if (fence === null) return; // a cluster's bot another member owns now: its history is that member's to write
       // One bot's saves in order (each replaces the last): a later decision never lands before an earlier one.
       const next = (saving.get(botId) ?? Promise.resolve()).then(async () => {
@@ -201,11 +202,11 @@ export function schedPolicyInForce(cfg: Config, logger: Logger): Config['workerS
 
 /**
  * Keeps a dead-lettered update in the store's dead-letter queue; a failed write is logged, never thrown. `kept` follows each write.
- * In a cluster (`epochOf`) the write carries the bot's epoch and is refused when stale.
+ * In a cluster the write carries the bot's epoch and is refused when stale.
  */
-export function deadLetterKeeper(store: Store, logger: Logger, kept: () => void = () => undefined, epochOf?: FleetParts['epochOf']): FleetParts['keepDeadLetter'] {
+export function deadLetterKeeper(store: Store, logger: Logger, kept: () => void = () => undefined, cluster?: Pick<ClusterView, 'epochOf'>): FleetParts['keepDeadLetter'] {
   return (botId, updateId, update, reason) => {
-    const fence = fenceOf({ ...(epochOf ? { epochOf } : {}) }, botId);
+    const fence = fenceOf(cluster, botId);
     if (fence === null) return void logger.warn({ botId, updateId }, 'dead letter not kept: another member owns the bot now (it delivers the update again)');
     // A malformed polled update comes without its body (it may not serialize): kept by id, so it is listed.
     void store.deadLetters.add(botId, update ?? ({ update_id: updateId } as Update), reason, Date.now(), fence).then((ok) => {

@@ -38,8 +38,11 @@ interface Cluster {
    * posts round-robin to every master's port, as a load balancer would), every master started, each bot running on
    * the member the hash picks.
    */
-  launch(prefix: string, n: number, webhooks?: number): Promise<{ bots: string[]; first: Placed; tg(b: string): EmulatedBot }>;
+  launch(prefix: string, n: number, webhooks?: number): Promise<Launched>;
 }
+
+/** The bots of a launch, where each first ran, and its emulated Telegram side. */
+interface Launched { bots: string[]; first: Placed; tg(b: string): EmulatedBot }
 
 /** Where each bot runs now: bot -> [{ member, pid }] over the masters given (those alive). */
 async function placement(masters: Fleet[]): Promise<Map<string, Array<{ member: string; pid: number }>>> {
@@ -80,6 +83,46 @@ function keepWriting(emulator: BotApiEmulator, bots: EmulatedBot[], chats: numbe
       return n * chats.length * bots.length;
     },
   };
+}
+
+/**
+ * m1 cut off from the cluster by `fault.cut` for twice the lease, then `fault.restore`d: its bots
+ * move while it is away (a message sent meanwhile answered by the new owner); back, it finds
+ * itself fenced, joins with a new epoch and takes its share back in new workers; no 409 ever,
+ * each message answered once, the webhook messages written throughout answered in order.
+ * @returns a line for the diagnostic
+ */
+async function awayAndBack(c: Cluster, run: Launched, fault: { cut(): void; restore(): void; what: string }): Promise<string> {
+  const { masters, emulator, sql } = c;
+  const { bots, first, tg } = run;
+  const writing = keepWriting(emulator, bots.slice(0, 3).map(tg), [621], 100);
+  const away = masters[1]!;
+  const moved = bots.filter((b) => first.get(b)!.member === 'm1');
+  assert.ok(moved.length > 0, 'm1 owns some bots');
+  const epochBefore = Number(sql("SELECT epoch FROM cluster_members WHERE member_id = 'm1'"));
+  fault.cut();
+  const cutAt = Date.now();
+  let movedMs = 0;
+  try {
+    for (const b of moved) emulator.userSends(tg(b), 11, `away ${b}`);
+    await settled([masters[0]!, masters[2]!], moved, ['m0', 'm2'], 15_000, `m1's bots running on the others while ${fault.what}`);
+    movedMs = Date.now() - cutAt;
+    for (const b of moved) await emulator.waitForSent(tg(b), (m) => m.text === `away ${b}`, 15_000, `${b} answering from its new owner`);
+    // Twice the lease in all, by design (the scenario), then m1 is back.
+    await new Promise((r) => setTimeout(r, Math.max(0, 2 * LEASE_MS - (Date.now() - cutAt))));
+  } finally {
+    fault.restore();
+  }
+  assert.equal(away.master!.exitCode, null, 'm1 lives on');
+  const back = await settled(masters, bots, ['m0', 'm1', 'm2'], 40_000, 'the share of m1 back on m1');
+  const epochAfter = Number(sql("SELECT epoch FROM cluster_members WHERE member_id = 'm1'"));
+  assert.ok(epochAfter > epochBefore, `a new epoch (${epochBefore} -> ${epochAfter})`);
+  assert.match(fs.readFileSync(path.join(away.home, 'logs', 'master.log'), 'utf8'), /self-fenced/);
+  for (const b of moved) assert.notEqual(back.get(b)!.pid, first.get(b)!.pid, `${b} runs in a new worker of m1`);
+  for (const b of bots) assert.equal(tg(b).conflicts, 0, `${b}: never two getUpdates at once (no 409)`);
+  for (const b of bots) assert.equal(await masters[0]!.chat(b, 12, `back ${b}`), `back ${b}`);
+  for (const b of moved) assert.equal(tg(b).sent.filter((m) => m.text === `away ${b}`).length, 1, `${b}: the message sent while m1 was away answered once`);
+  return `m1's ${moved.length} bots on the others ${movedMs} ms after ${fault.what} began, and back; epoch ${epochBefore} -> ${epochAfter}; ${await writing.stop()} webhook messages through it, every one answered in order`;
 }
 
 describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
@@ -214,73 +257,24 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
   });
 
   test('SIGSTOP one master for twice the lease: its workers stop polling by themselves, its bots move with no 409; on SIGCONT it finds itself fenced, rejoins with a new epoch and takes its share back, each message answered once', { timeout: 120_000 }, async (t) => {
-    await withCluster(3, async ({ masters, emulator, sql, launch }) => {
-      const { bots, first, tg } = await launch('s', 9, 3);
-      const writing = keepWriting(emulator, bots.slice(0, 3).map(tg), [621], 100);
-      const paused = masters[1]!;
-      const moved = bots.filter((b) => first.get(b)!.member === 'm1');
-      assert.ok(moved.length > 0, 'm1 owns some bots');
-      const epochBefore = Number(sql("SELECT epoch FROM cluster_members WHERE member_id = 'm1'"));
-      paused.master!.kill('SIGSTOP');
-      try {
-        for (const b of moved) emulator.userSends(tg(b), 11, `paused ${b}`);
-        const survivors = [masters[0]!, masters[2]!];
-        await settled(survivors, moved, ['m0', 'm2'], 15_000, "m1's bots running on the others while it is paused");
-        for (const b of moved) await emulator.waitForSent(tg(b), (m) => m.text === `paused ${b}`, 15_000, `${b} answering from its new owner`);
-        // Twice the lease in all, by design (the scenario), then the master wakes.
-        await new Promise((r) => setTimeout(r, 2 * LEASE_MS));
-      } finally {
-        paused.master!.kill('SIGCONT');
-      }
-      const back = await settled(masters, bots, ['m0', 'm1', 'm2'], 30_000, 'the share of m1 back on m1');
-      const epochAfter = Number(sql("SELECT epoch FROM cluster_members WHERE member_id = 'm1'"));
-      assert.ok(epochAfter > epochBefore, `a new epoch (${epochBefore} -> ${epochAfter})`);
-      assert.match(fs.readFileSync(path.join(paused.home, 'logs', 'master.log'), 'utf8'), /self-fenced/);
-      for (const b of moved) assert.notEqual(back.get(b)!.pid, first.get(b)!.pid, `${b} runs in a new worker of m1`);
-      for (const b of bots) assert.equal(tg(b).conflicts, 0, `${b}: never two getUpdates at once (no 409)`);
-      for (const b of bots) assert.equal(await masters[0]!.chat(b, 12, `once ${b}`), `once ${b}`);
-      for (const b of [...moved]) assert.equal(tg(b).sent.filter((m) => m.text === `paused ${b}`).length, 1, `${b}: the message sent during the pause answered once`);
-      t.diagnostic(`m1 moved ${moved.length} bots away and back; epoch ${epochBefore} -> ${epochAfter}; ${await writing.stop()} webhook messages through it, every one answered in order`);
+    await withCluster(3, async (c) => {
+      const signal = (s: NodeJS.Signals) => void c.masters[1]!.master!.kill(s);
+      t.diagnostic(await awayAndBack(c, await c.launch('s', 9, 3), { cut: () => signal('SIGSTOP'), restore: () => signal('SIGCONT'), what: 'the pause' }));
     });
   });
 
   test('a blackholed database connection (no FIN, no RST) for twice the lease: the master fences itself, its workers stop polling by themselves, its bots move with no 409; healed, it rejoins with a new epoch and takes its share back; connections reset by the network cost nothing', { timeout: 150_000 }, async (t) => {
-    await withCluster(3, async ({ masters, proxies, emulator, sql, launch }) => {
-      const { bots, first, tg } = await launch('h', 9, 3);
-      const writing = keepWriting(emulator, bots.slice(0, 3).map(tg), [631], 100);
+    await withCluster(3, async (c) => {
+      const { masters, proxies, launch } = c;
+      const run = await launch('h', 9, 3);
+      const { bots, first } = run;
       // Every connection of m2 cut (RST) twice: node-postgres reconnects; no bot moves, no worker restarts.
       proxies[2]!.reset();
       await new Promise((r) => setTimeout(r, RETRY_MS * 2));
       proxies[2]!.reset();
       const afterReset = await settled(masters, bots, ['m0', 'm1', 'm2'], 10_000, 'every bot where it was after the resets');
       for (const b of bots) assert.equal(afterReset.get(b)!.pid, first.get(b)!.pid, `${b} kept its worker through the resets`);
-
-      const cut = masters[1]!;
-      const moved = bots.filter((b) => first.get(b)!.member === 'm1');
-      assert.ok(moved.length > 0, 'm1 owns some bots');
-      const epochBefore = Number(sql("SELECT epoch FROM cluster_members WHERE member_id = 'm1'"));
-      proxies[1]!.blackhole();
-      const cutAt = Date.now();
-      try {
-        for (const b of moved) emulator.userSends(tg(b), 21, `cut ${b}`);
-        await settled([masters[0]!, masters[2]!], moved, ['m0', 'm2'], 15_000, "m1's bots running on the others while its database is blackholed");
-        t.diagnostic(`m1's ${moved.length} bots running on the others ${Date.now() - cutAt} ms after the blackhole`);
-        for (const b of moved) await emulator.waitForSent(tg(b), (m) => m.text === `cut ${b}`, 15_000, `${b} answering from its new owner`);
-        // Twice the lease in all, by design (the scenario), then the network heals.
-        await new Promise((r) => setTimeout(r, Math.max(0, 2 * LEASE_MS - (Date.now() - cutAt))));
-      } finally {
-        proxies[1]!.heal();
-      }
-      assert.equal(cut.master!.exitCode, null, 'the cut master lives on');
-      const back = await settled(masters, bots, ['m0', 'm1', 'm2'], 40_000, 'the share of m1 back on m1');
-      const epochAfter = Number(sql("SELECT epoch FROM cluster_members WHERE member_id = 'm1'"));
-      assert.ok(epochAfter > epochBefore, `a new epoch (${epochBefore} -> ${epochAfter})`);
-      assert.match(fs.readFileSync(path.join(cut.home, 'logs', 'master.log'), 'utf8'), /self-fenced/);
-      for (const b of moved) assert.notEqual(back.get(b)!.pid, first.get(b)!.pid, `${b} runs in a new worker of m1`);
-      for (const b of bots) assert.equal(tg(b).conflicts, 0, `${b}: never two getUpdates at once (no 409)`);
-      for (const b of bots) assert.equal(await masters[0]!.chat(b, 22, `healed ${b}`), `healed ${b}`);
-      for (const b of moved) assert.equal(tg(b).sent.filter((m) => m.text === `cut ${b}`).length, 1, `${b}: the message sent during the blackhole answered once`);
-      t.diagnostic(`m1 moved ${moved.length} bots away and back; epoch ${epochBefore} -> ${epochAfter}; ${await writing.stop()} webhook messages through it, every one answered in order`);
+      t.diagnostic(await awayAndBack(c, run, { cut: () => proxies[1]!.blackhole(), restore: () => proxies[1]!.heal(), what: 'the blackhole' }));
     }, { proxied: true });
   });
 

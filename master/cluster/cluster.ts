@@ -103,9 +103,7 @@ class Member implements Cluster {
   }
 
   ownerOf(bot: string): string | null {
-    if (this.owned.has(bot)) return null;
-    const row = this.rows.get(bot);
-    return row && row.member !== '' ? row.member : 'no owner yet (the cluster decides)';
+    return this.owned.has(bot) ? null : (this.memberOf(bot) ?? 'no owner yet (the cluster decides)');
   }
 
   memberOf(bot: string): string | null {

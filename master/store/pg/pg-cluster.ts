@@ -9,6 +9,15 @@ import type pg from 'pg';
 import type { BotOwnerRow, ClusterStore, MemberRow } from '../store.js';
 import { inTransaction, storeCall } from './connect.js';
 
+/**
+ * The fencing check of a write about a bot (Kleppmann's fencing token), as SQL over the
+ * expressions `bot` and `epoch`: true when `epoch` is null (no cluster's fence), else when the
+ * bot's owner row still holds that epoch; the row is read under a share lock, so no take slips
+ * between the check and the write of the same transaction.
+ */
+export const holdsEpoch = (bot: string, epoch: string): string =>
+  `(${epoch}::bigint IS NULL OR EXISTS (SELECT 1 FROM bot_owners o WHERE o.bot_id = ${bot} AND o.bot_epoch = ${epoch}::bigint FOR SHARE))`;
+
 /** The channel members and releases are announced on. */
 export const CLUSTER_CHANNEL = 'botfleet_cluster';
 

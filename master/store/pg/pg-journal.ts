@@ -12,6 +12,7 @@
 import type pg from 'pg';
 import type { JournalEngine, JournalOps, LoadedJournal, PendingRow, SharedJournalSource } from '../journal-engine.js';
 import { inTransaction, storeCall } from './connect.js';
+import { holdsEpoch } from './pg-cluster.js';
 
 /** The channel a commit NOTIFYs with the bots it journaled for (the payload is a bot id). */
 export const JOURNAL_CHANNEL = 'botfleet_journal';
@@ -47,10 +48,10 @@ async function applyBatch(c: pg.PoolClient, ops: JournalOps): Promise<void> {
   if (ops.ack.length > 0) {
     const rows = lastPerKey(ops.ack);
     const fences = rows.map((r) => r[3] ?? null);
-    // A fenced ack counts only while the bot's owner row holds its epoch (read under a share lock: no take slips between).
-    const live = `a.fence IS NULL OR EXISTS (SELECT 1 FROM bot_owners o WHERE o.bot_id = a.bot AND o.bot_epoch = a.fence FOR SHARE)`;
+    // A fenced ack counts only while the bot's owner row holds its epoch.
+    const live = holdsEpoch('a.bot', 'a.fence');
     await c.query(`DELETE FROM journal_pending p USING unnest($1::text[], $2::bigint[], $3::bigint[]) AS a(bot, id, fence)
-      WHERE p.bot = a.bot AND p.update_id = a.id AND (${live})`, [col(rows, 0), col(rows, 1), fences]);
+      WHERE p.bot = a.bot AND p.update_id = a.id AND ${live}`, [col(rows, 0), col(rows, 1), fences]);
     await c.query(`INSERT INTO journal_acked (bot, update_id, acked_at) SELECT a.bot, a.id, a.at FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS a(bot, id, at, fence)
       WHERE ${live} ON CONFLICT (bot, update_id) DO UPDATE SET acked_at = excluded.acked_at`, [col(rows, 0), col(rows, 1), col(rows, 2), fences]);
   }

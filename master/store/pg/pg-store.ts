@@ -14,7 +14,7 @@ import { inTransaction, openPool, serverOf, storeCall, storeError, type PgOption
 import { migratePg } from './migrations.js';
 import { BOTS_CHANNEL, pgBots } from './pg-bots.js';
 import { listenPg, type PgListener } from './listen.js';
-import { CLUSTER_CHANNEL, pgCluster } from './pg-cluster.js';
+import { CLUSTER_CHANNEL, holdsEpoch, pgCluster } from './pg-cluster.js';
 import { JOURNAL_CHANNEL, pgJournalEngine } from './pg-journal.js';
 
 /**
@@ -77,14 +77,11 @@ function sharedListener(url: string, logger?: Logger): { watch(channel: string, 
 
 type Query = <R extends pg.QueryResultRow>(what: string, sql: string, params?: unknown[]) => Promise<pg.QueryResult<R>>;
 
-/** `$n` holds a bot epoch or null: true when null, else when the bot's owner row holds that epoch (the fencing check of a write about a bot). */
-const fenced = (bot: string, epoch: string) => `(${epoch}::bigint IS NULL OR EXISTS (SELECT 1 FROM bot_owners o WHERE o.bot_id = ${bot} AND o.bot_epoch = ${epoch}::bigint FOR SHARE))`;
-
 function pgHistory(q: Query): HistoryStore {
   return {
     async save(botId, h, fence) {
       const r = await q('saving a restart history', `INSERT INTO restart_history (bot_id, restarts, consecutive, quarantined_until, do_not_restart, reason)
-        SELECT $1, $2, $3, $4, $5, $6 WHERE ${fenced('$1', '$7')}
+        SELECT $1, $2, $3, $4, $5, $6 WHERE ${holdsEpoch('$1', '$7')}
         ON CONFLICT (bot_id) DO UPDATE SET restarts = excluded.restarts, consecutive = excluded.consecutive, quarantined_until = excluded.quarantined_until,
           do_not_restart = excluded.do_not_restart, reason = excluded.reason`, [botId, JSON.stringify(h.restarts), h.consecutive, h.quarantinedUntil, h.doNotRestart, h.reason ?? null, fence ?? null]);
       return r.rowCount === 1;
@@ -104,8 +101,7 @@ function pgDeadLetters(q: Query, pool: pg.Pool, url: string): DeadLetterQueue {
   const where = (sel: { id: number } | { botId: string }): [string, string | number] => ('id' in sel ? ['id = $1', sel.id] : ['bot_id = $1', sel.botId]);
   return {
     add: (botId, update, reason, at, fence) => storeCall(url, 'keeping a dead letter', () => inTransaction(pool, async (c) => {
-          // The owner row is read under a share lock: a take cannot slip between the check and the insert.
-          if (fence !== undefined && (await c.query('SELECT 1 FROM bot_owners WHERE bot_id = $1 AND bot_epoch = $2 FOR SHARE', [botId, fence])).rowCount === 0) return false;
+          if (fence !== undefined && !(await c.query<{ ok: boolean }>(`SELECT ${holdsEpoch('$1::text', '$2')} AS ok`, [botId, fence])).rows[0]!.ok) return false;
           await c.query('INSERT INTO dead_letters (bot_id, update_id, update_json, reason, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (bot_id, update_id) DO NOTHING',
             [botId, update.update_id, JSON.stringify(update), reason, at]);
           await c.query(`DELETE FROM dead_letters WHERE bot_id = $1 AND id NOT IN (SELECT id FROM dead_letters WHERE bot_id = $1 ORDER BY id DESC LIMIT ${MAX_DEAD_LETTERS_PER_BOT})`, [botId]);
