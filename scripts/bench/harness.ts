@@ -23,6 +23,8 @@ const here = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
 export const BARE_CHILD = here('./bare-child.js');
 /** The like-for-like bare bot: node-telegram-bot-api, getMe, a getUpdates loop (bare-poller.ts). */
 export const BARE_POLLER = here('./bare-poller.js');
+/** The same bare bot on botfleet's own HTTP path (bare-poller-http.ts): the scale benchmark's limit. */
+export const BARE_POLLER_HTTP = here('./bare-poller-http.js');
 export const NOOP_HANDLER = here('./noop-handler.js');
 export const MISBEHAVE_HANDLER = here('../../test/fixtures/misbehave.js');
 const EMULATOR = here('../emulator/main.js');
@@ -209,15 +211,16 @@ export async function forkBare(): Promise<{ child: ChildProcess; ms: number }> {
 /**
  * `emu`'s bots run bare, one `node` process per bot (bare-poller.ts), forked `concurrency`
  * at a time, each slot taken again once its bot's first getUpdates reached the emulator.
+ * `script`: the bare bot (default {@link BARE_POLLER}, on `fetch`).
  * @returns the children and the time from the first fork to every bot's first getUpdates (ms)
  */
-export async function forkBarePollers(emu: EmulatorProcess, concurrency: number): Promise<{ children: ChildProcess[]; ms: number }> {
+export async function forkBarePollers(emu: EmulatorProcess, concurrency: number, script = BARE_POLLER): Promise<{ children: ChildProcess[]; ms: number }> {
   const children: ChildProcess[] = [];
   let next = 0;
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < emu.bots.length) {
       const bot = emu.bots[next++]!;
-      children.push(track(spawn(process.execPath, ['--max-old-space-size=150', BARE_POLLER], {
+      children.push(track(spawn(process.execPath, ['--max-old-space-size=150', script], {
         detached: true, stdio: 'ignore', env: { ...process.env, BENCH_TOKEN: bot.token, BENCH_API_ROOT: emu.apiRoot },
       })));
       await emu.polled(bot.id);

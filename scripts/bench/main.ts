@@ -5,7 +5,8 @@
  * machines are shared and noisy); absolute times are printed beside it. Prints a
  * table and writes bench/results.json (a full run) or bench/results-<groups>.json
  * (`--only a,b`, so a partial run never replaces the full one's figures). Groups:
- * start, fleet, webhook, faults, metrics, page, pm2, cluster.
+ * start, fleet, webhook, faults, metrics, page, pm2, cluster, scale (`--scale-n N`, 1000
+ * bots by default, 100 with --quick; `--scale-idle-s S`, the idle window, 60 s).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -20,6 +21,7 @@ import { renderTable, type Row } from './stats.js';
 import { metricsMeasures } from './metrics-measures.js';
 import { statusPageMeasures } from './status-page-measures.js';
 import { clusterMeasures } from './cluster-measures.js';
+import { scaleMeasures } from './scale-measures.js';
 import { postgresBinDir, POSTGRES_MISSING } from '../postgres.js';
 
 const args = process.argv.slice(2);
@@ -27,6 +29,7 @@ const quick = args.includes('--quick');
 const onlyArg = args[args.indexOf('--only') + 1];
 const only = args.includes('--only') && onlyArg ? new Set(onlyArg.split(',')) : null;
 const want = (g: string) => !only || only.has(g);
+const numArg = (flag: string, dflt: number) => (args.includes(flag) ? Number(args[args.indexOf(flag) + 1]) : dflt);
 
 const rows: Row[] = [];
 const raw: Record<string, unknown> = {};
@@ -90,6 +93,11 @@ await group('cluster', async () => {
   const r = await clusterMeasures(quick);
   rows.push(...r.rows);
   raw.cluster = r.raw;
+});
+await group('scale', async () => {
+  const r = await scaleMeasures(numArg('--scale-n', quick ? 100 : 1000), numArg('--scale-idle-s', quick ? 10 : 60) * 1000);
+  rows.push(...r.rows);
+  raw.scale = r.raw;
 });
 
 const table = renderTable(rows);
