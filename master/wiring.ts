@@ -106,7 +106,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
       const iso = isolation.forBot(botId, spec);
       return { ...iso, ...limits.forFork(botId, iso.uid !== undefined) };
     },
-    memoryOf: (botId) => limits.memoryBytes(botId), availableMemory: () => availableMemoryBytes(),
+    memoryOf: (botId) => limits.memoryBytes(botId), pidsOf: (botId) => limits.pidsOf(botId), availableMemory: () => availableMemoryBytes(),
     dataUsage: (botId, stopAbove) => dirUsage(isolation.dataDir(botId), stopAbove),
     onRemoved(botId) {
       // A removed bot's data goes with it (its processes ended at its worker's exit): `bots rm` is the operator's word.

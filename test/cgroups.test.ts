@@ -53,6 +53,11 @@ test('v2 with delegation: the master moves to a leaf, enables memory and pids, e
   put(path.join(dir, 'memory.events'), 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n');
   assert.equal(g.memoryBytes(), 1024, 'anonymous + shared, page cache left out');
   assert.equal(g.oomKills(), 1);
+  // Read every sample through a kept descriptor: a later value is seen, and the group's processes are listed.
+  put(path.join(dir, 'memory.stat'), 'anon 5000\nfile 1\nshmem_thp 7\nshmem 5\n');
+  assert.equal(g.memoryBytes(), 5005, 'the field named, not one it prefixes');
+  put(path.join(dir, 'cgroup.procs'), '4300\n4301\n');
+  assert.deepEqual(g.pids(), [4300, 4301]);
 });
 
 test('v1: memory.limit_in_bytes (and memsw) and pids.max under the master\'s own groups; total_rss + total_shmem read back', () => {

@@ -155,6 +155,9 @@ test('IPC messages are parsed at the boundary; anything else is null', () => {
   const ack = { v: 1, type: 'ack', acks: [{ updateId: 5, ok: true }, { updateId: 6, ok: false }] };
   assert.deepEqual(parseWorkerMessage(ack), ack);
   assert.equal(parseWorkerMessage({ v: 1, type: 'ack', acks: [{ updateId: '5', ok: true }] }), null);
+  // An idle worker's heartbeat says only that it is alive; one with counters must carry them all.
+  assert.deepEqual(parseWorkerMessage({ v: 1, type: 'heartbeat', same: true, messages: 'junk' }), { v: 1, type: 'heartbeat', same: true }, 'nothing else of it is kept');
+  assert.equal(parseWorkerMessage({ v: 1, type: 'heartbeat', messages: 1, errors: 0, queueDepth: 0, lastError: null, username: null }), null, 'rssBytes missing');
   assert.equal(parseWorkerMessage({ v: 1, type: 'begin', updateIds: [1, 2.5] }), null);
   assert.equal(parseWorkerMessage({ v: 2, type: 'ready', username: null }), null);
   assert.deepEqual(parseWorkerMessage({ v: 1, type: 'launch-missiles' }), { type: 'unknown', name: 'launch-missiles' });

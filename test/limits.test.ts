@@ -134,3 +134,21 @@ describe('the kernel holds each bot to its limits', { skip }, () => {
     });
   });
 });
+
+test('ProcStatReader: CPU time and RSS of a live process through a kept descriptor; null once it is gone', async () => {
+  const { ProcStatReader } = await import('../master/host/proc.js');
+  const { spawn } = await import('node:child_process');
+  const r = new ProcStatReader();
+  const self = r.use(process.pid)!;
+  assert.ok(self.rssBytes > 10 * 1048576 && self.cpuMs > 0, `this process: ${JSON.stringify(self)}`);
+  const t0 = performance.now();
+  while (performance.now() - t0 < 60) Math.sqrt(Math.random()); // 60 ms of CPU, read through the same descriptor
+  assert.ok(r.use(process.pid)!.cpuMs >= self.cpuMs + 30, 'the kept descriptor reads the current value');
+  const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+  await new Promise((res) => child.once('spawn', res));
+  assert.ok(r.use(child.pid!), 'a live child');
+  child.kill('SIGKILL');
+  await new Promise((res) => child.once('exit', res));
+  assert.equal(r.use(child.pid!), null, 'gone and reaped: its descriptor reads an error, not a stranger');
+  r.keepOnly(new Set());
+});

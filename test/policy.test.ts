@@ -271,3 +271,49 @@ test('lease gate after a 409: held (no call at all) through ordinary renewals, r
   assert.equal(g.live(), true, 'the confirmed one does');
   assert.equal(g.pollSeconds(25), 9);
 });
+
+test('spread rounds: every item once per interval, a share per tick, a new round sees new items, a slow slice is never overlapped', async () => {
+  const { spreadRounds, slicesOf } = await import('../master/lifecycle/spread.js');
+  const { createFakeClock } = await import('../master/lifecycle/clock.js');
+  assert.equal(slicesOf(5000), 50);
+  assert.equal(slicesOf(200), 4, 'ticks of at least 50 ms');
+  assert.equal(slicesOf(10), 1);
+  const clock = createFakeClock();
+  const items = Array.from({ length: 100 }, (_, i) => i);
+  const seen: number[] = [];
+  const stop = spreadRounds({ clock, intervalMs: 1000, list: () => [...items], each: (i) => void seen.push(i) });
+  clock.advance(50);
+  await Promise.resolve();
+  assert.equal(seen.length, 5, '100 items over 20 ticks: 5 a tick, not 100 at once');
+  for (let t = 0; t < 19; t++) {
+    clock.advance(50);
+    await Promise.resolve();
+  }
+  assert.deepEqual(seen, items, 'each item once in the round, in order');
+  items.push(100);
+  clock.advance(1000);
+  for (let k = 0; k < 5; k++) await Promise.resolve();
+  assert.equal(seen.length, 201, 'the next round took the new item');
+  stop();
+  // A slow async item: the ticks meanwhile are skipped, the slice is not run twice at once.
+  const slow = createFakeClock();
+  let running = 0;
+  let most = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const stopSlow = spreadRounds({
+    clock: slow, intervalMs: 200, list: () => [1, 2, 3, 4],
+    async each() {
+      running++;
+      most = Math.max(most, running);
+      await gate;
+      running--;
+    },
+  });
+  slow.advance(50);
+  slow.advance(50);
+  slow.advance(50);
+  assert.equal(most, 1);
+  release();
+  stopSlow();
+});

@@ -65,7 +65,10 @@ async function onInit(m: Extract<MasterMessage, { type: 'init' }>): Promise<void
     logger.error({ err: String((err as Error)?.message ?? err) }, 'worker failed to start');
     return void exit(1, 'start failed');
   }
-  const beat = () => send({ v: 1, type: 'heartbeat', ...runtime!.counters() });
+  const beat = () => {
+    const counters = runtime!.changedCounters();
+    send(counters ? { v: 1, type: 'heartbeat', ...counters } : { v: 1, type: 'heartbeat', same: true });
+  };
   beat();
   setInterval(beat, m.heartbeatIntervalMs);
 }

@@ -76,7 +76,6 @@ export interface WorkerCounters {
   errors: number;
   queueDepth: number;
   rssBytes: number;
-  heapUsedBytes: number;
   lastError: WorkerLastError | null;
   /** The bot's @username once getMe has answered (it runs after `ready`, off the start path). */
   username: string | null;
@@ -148,6 +147,8 @@ export const FATAL_CODES: Readonly<Record<WorkerFatalReason, ErrorCode>> = {
 export type WorkerMessage =
   | { v: 1; type: 'ready' }
   | ({ v: 1; type: 'heartbeat' } & WorkerCounters)
+  /** A heartbeat of a worker whose counters have not moved since its previous one (an idle bot: the cheapest beat). */
+  | { v: 1; type: 'heartbeat'; same: true }
   | { v: 1; type: 'begin'; updateIds: number[] }
   | { v: 1; type: 'ack'; acks: UpdateAck[] }
   /** A poison update the worker skipped; `update` is kept in the dead-letter queue for replay. */
@@ -231,7 +232,8 @@ export function parseWorkerMessage(m: unknown): ParsedWorkerMessage {
     case 'conflict':
       return m as WorkerMessage;
     case 'heartbeat':
-      return [m.messages, m.errors, m.queueDepth, m.rssBytes, m.heapUsedBytes].every((n) => typeof n === 'number') &&
+      if (m.same === true) return { v: 1, type: 'heartbeat', same: true };
+      return [m.messages, m.errors, m.queueDepth, m.rssBytes].every((n) => typeof n === 'number') &&
         (m.lastError === null || (isObj(m.lastError) && isStr(m.lastError.code) && m.lastError.code.length <= 64 && isStr(m.lastError.message) && m.lastError.message.length <= 1000)) &&
         (m.username === null || (isStr(m.username) && m.username.length <= 64)) && (m.telemetry === undefined || isTelemetry(m.telemetry))
         ? (m as WorkerMessage) : null;

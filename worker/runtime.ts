@@ -71,6 +71,8 @@ export interface BotRuntime {
    */
   shutdown(abandonQueued?: boolean): Promise<void>;
   counters(): WorkerCounters;
+  /** The counters when any moved since the previous call (the first call always), else null: an idle bot's heartbeat carries nothing but itself. */
+  changedCounters(): WorkerCounters | null;
   /** Resolves with a fatal error if long polling gives up (e.g. 401 mid-run). */
   readonly fatal: Promise<WorkerFatal>;
   /** The cluster's deadline: past it this worker does not poll (worker/lease.ts). */
@@ -130,9 +132,16 @@ function catchHandlerErrors(bot: Bot, stats: RunStats, failed: WeakSet<Update>, 
   const summarize = (all = false) => {
     for (const s of repeats.flush(Date.now(), all)) logger.warn({ err: s.key, suppressed: s.suppressed, windowMs: ERROR_REPEAT_WINDOW_MS }, 'identical handler errors suppressed');
   };
-  const timer = setInterval(summarize, ERROR_REPEAT_WINDOW_MS);
-  timer.unref();
+  // Armed only while errors come (an idle worker wakes for nothing): each turn flushes the windows that ended.
+  let timer: NodeJS.Timeout | null = null;
+  let lastAt = 0;
+  const turn = () => {
+    summarize();
+    timer = Date.now() - lastAt < ERROR_REPEAT_WINDOW_MS ? setTimeout(turn, ERROR_REPEAT_WINDOW_MS).unref() : null;
+  };
   bot.catch((err, ctx) => {
+    lastAt = Date.now();
+    timer ??= setTimeout(turn, ERROR_REPEAT_WINDOW_MS).unref();
     stats.errors++;
     failed.add(ctx.update);
     const e = (stats.lastError = toLastError(err));
@@ -141,7 +150,7 @@ function catchHandlerErrors(bot: Bot, stats: RunStats, failed: WeakSet<Update>, 
   });
   return {
     end() {
-      clearInterval(timer);
+      if (timer) clearTimeout(timer);
       summarize(true);
     },
   };
@@ -206,6 +215,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   take = intake.acceptPolled;
   waitForRoom = () => intake.queue.waitForRoom();
 
+  let lastMark = '';
   return {
     fatal, lease,
     start: async () => void (hooks = await setUpHandler(init, bot, logger)),
@@ -230,8 +240,13 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       await polling?.confirm();
     },
     counters() {
-      const mem = process.memoryUsage();
-      return { ...stats, queueDepth: intake.queue.depth(), rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, username, telemetry: telemetry.snapshot() };
+      return { ...stats, queueDepth: intake.queue.depth(), rssBytes: process.memoryUsage.rss(), username, telemetry: telemetry.snapshot() };
+    },
+    changedCounters() {
+      const mark = `${stats.messages} ${stats.errors} ${stats.lastError?.at} ${intake.queue.depth()} ${username} ${telemetry.changes()}`;
+      if (mark === lastMark) return null;
+      lastMark = mark;
+      return this.counters();
     },
   };
 }

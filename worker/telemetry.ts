@@ -16,24 +16,30 @@ export interface Telemetry {
   /** A Bot API call of `method` failed with `code` (HTTP status or `network`). */
   apiError(method: string, code: number | 'network'): void;
   snapshot(): WorkerTelemetry;
+  /** How many times a counter moved: unchanged between two heartbeats, the second says only that it is alive. */
+  changes(): number;
 }
 
 export function createTelemetry(): Telemetry {
+  let changes = 0;
   let received = 0;
   let deduplicated = 0;
   const buckets = new Array<number>(HANDLER_BUCKETS_S.length + 1).fill(0);
   let handlerSecondsSum = 0;
   const apiErrors = new Map<string, [string, string, number]>();
   return {
-    received: () => void received++,
-    deduplicated: () => void deduplicated++,
+    received: () => void (received++, changes++),
+    deduplicated: () => void (deduplicated++, changes++),
+    changes: () => changes,
     handler(seconds) {
+      changes++;
       let i = 0;
       while (i < HANDLER_BUCKETS_S.length && seconds > HANDLER_BUCKETS_S[i]!) i++;
       buckets[i]!++;
       handlerSecondsSum += seconds;
     },
     apiError(method, code) {
+      changes++;
       const c = String(code);
       const key = apiErrorKey(apiErrors, method, c, MAX_API_ERROR_SERIES);
       if (key === null) return;

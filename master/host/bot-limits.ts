@@ -32,6 +32,8 @@ export interface BotLimits {
   oomKilledSinceFork(botId: string): boolean;
   /** The bot's memory as its group counts it (anonymous + shared, bytes), or null without a group. */
   memoryBytes(botId: string): number | null;
+  /** The processes of the bot's group (its whole tree, however started), or null without a group. */
+  pidsOf(botId: string): number[] | null;
   /** A bot gone for good: its group removed. */
   remove(botId: string): void;
   /** At the master's stop: every empty group removed. */
@@ -74,6 +76,7 @@ export function createBotLimits(o: BotLimitsOptions): BotLimits {
       return g !== undefined && g.group.oomKills() > g.oomAtFork;
     },
     memoryBytes: (botId) => groups.get(botId)?.group.memoryBytes() ?? null,
+    pidsOf: (botId) => groups.get(botId)?.group.pids() ?? null,
     remove(botId) {
       groups.get(botId)?.group.remove();
       groups.delete(botId);

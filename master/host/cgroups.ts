@@ -18,6 +18,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { KeptFile } from './kept-file.js';
 
 /** The limits of one bot's group. */
 export interface CgroupLimits {
@@ -33,6 +34,8 @@ export interface BotGroup {
   procsFiles(): string[];
   /** Anonymous plus shared memory charged to the group (bytes): what the cap is about, page cache left out. null when unreadable. */
   memoryBytes(): number | null;
+  /** The group's processes (its cgroup.procs), or null when unreadable. */
+  pids(): number[] | null;
   /** Times the kernel's OOM killer acted in the group (cumulative). */
   oomKills(): number;
   /** Remove the group (once its processes are gone). */
@@ -189,18 +192,38 @@ function openV2(name: string, env: CgroupEnv): BotCgroups | null {
  * counts its OOM kills (`oom_kill`).
  */
 function botGroup(dirs: string[], memory: { stat: string; anon: string; shmem: string; oom: string }, forget: () => void): BotGroup {
+  // Read on every sample of the bot: through kept descriptors (host/kept-file.ts).
+  const stat = new KeptFile(memory.stat);
+  const procs = new KeptFile(path.join(dirs[0]!, 'cgroup.procs'));
   return {
     procsFiles: () => dirs.map((d) => path.join(d, 'cgroup.procs')),
     memoryBytes() {
-      const stat = read(memory.stat);
-      return stat === null ? null : field(stat, memory.anon) + field(stat, memory.shmem);
+      const text = stat.read();
+      return text === null ? null : statField(text, memory.anon) + statField(text, memory.shmem);
+    },
+    pids() {
+      const text = procs.read();
+      return text === null ? null : text.split('\n').filter((l) => l !== '').map(Number);
     },
     oomKills: () => field(read(memory.oom), 'oom_kill'),
     remove() {
+      stat.close();
+      procs.close();
       for (const d of dirs) rmdirQuiet(d);
       forget();
     },
   };
+}
+
+/** A `key value` line's number in a memory.stat text, 0 when absent (a scan, no RegExp: read every sample). */
+function statField(text: string, key: string): number {
+  const head = `${key} `;
+  const line = text.startsWith(head) ? 0 : text.indexOf(`\n${head}`);
+  if (line === -1) return 0;
+  const from = (line === 0 && text.startsWith(head) ? 0 : line + 1) + head.length;
+  const end = text.indexOf('\n', from);
+  const n = Number(text.slice(from, end === -1 ? undefined : end));
+  return Number.isFinite(n) ? n : 0;
 }
 
 /**

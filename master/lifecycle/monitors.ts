@@ -5,31 +5,33 @@
  */
 import type { Child } from './child.js';
 import { heartbeatCheckEveryMs, heartbeatOverdue, masterWasPaused } from './policy/deadlines.js';
-import { sampleProcesses } from './resource-sampler.js';
 import { realClock, type Clock } from './clock.js';
-import { listProcesses } from '../host/proc.js';
+import { listProcesses, ProcStatReader } from '../host/proc.js';
+import { spreadRounds } from './spread.js';
 
-/** Each live child's process tree: pids of its uid when it has its own, else of its process group; the worker's pid always. */
-export function processTrees(list: Child[]): Map<Child, number[]> {
-  const out = new Map<Child, number[]>();
-  if (list.length === 0) return out;
+/** Every process now by owner uid and by process group (one /proc listing). */
+interface ProcessIndex { byUid: Map<number, number[]>; byPgrp: Map<number, number[]> }
+
+function indexProcesses(): ProcessIndex {
   const byUid = new Map<number, number[]>();
   const byPgrp = new Map<number, number[]>();
+  const add = (m: Map<number, number[]>, k: number, pid: number) => {
+    const list = m.get(k);
+    if (list) list.push(pid);
+    else m.set(k, [pid]);
+  };
   for (const p of listProcesses()) {
-    let u = byUid.get(p.uid);
-    if (!u) byUid.set(p.uid, (u = []));
-    u.push(p.pid);
-    let g = byPgrp.get(p.pgrp);
-    if (!g) byPgrp.set(p.pgrp, (g = []));
-    g.push(p.pid);
+    add(byUid, p.uid, p.pid);
+    add(byPgrp, p.pgrp, p.pid);
   }
-  for (const c of list) {
-    if (!c.proc) continue;
-    const pids = new Set((c.uid !== null ? byUid.get(c.uid) : byPgrp.get(c.proc.pid)) ?? []);
-    pids.add(c.proc.pid);
-    out.set(c, [...pids]);
-  }
-  return out;
+  return { byUid, byPgrp };
+}
+
+/** A live child's process tree from a listing: the pids of its uid when it has its own, else of its process group; the worker's pid always. */
+function treeFrom(index: ProcessIndex, c: Child & { proc: NonNullable<Child['proc']> }): number[] {
+  const pids = new Set((c.uid !== null ? index.byUid.get(c.uid) : index.byPgrp.get(c.proc.pid)) ?? []);
+  pids.add(c.proc.pid);
+  return [...pids];
 }
 
 /** What the monitors need; times in ms. */
@@ -52,6 +54,8 @@ export interface MonitorDeps {
   dataCheckIntervalMs?: number;
   measureData?(c: Child): Promise<number | null>;
   onData?(c: Child, bytes: number): void;
+  /** A child's processes as its cgroup lists them (its whole tree), or null without one: a /proc listing is used then. */
+  treeOf?(c: Child): number[] | null;
   /** A fresh sample of a live child (draining ones included): its processes' RSS summed (bytes), CPU (percent of one core), and their pids. */
   onSample(c: Child, rssBytes: number, cpuPercent: number, pids: number[]): void;
 }
@@ -71,64 +75,77 @@ export function startMonitors(d: MonitorDeps): () => void {
     }
   }, every);
 
-  // One batched pidusage round per interval; a slow round is never overlapped by the next.
-  let sampling = false;
-  // A bot's memory and CPU are its whole process tree's: every process of its uid (per-bot
-  // uids), else of its worker's process group, so a grandchild cannot hide 450 MB from the cap.
-  const sampleTrees = async (list: Child[]) => {
-    const trees = processTrees(list);
-    const samples = await sampleProcesses([...trees.values()].flat());
-    for (const c of list) {
-      const pids = c.proc ? trees.get(c) : undefined;
-      if (!pids || !samples.has(c.proc!.pid)) continue;
-      let rss = 0;
-      let cpu = 0;
-      for (const pid of pids) {
-        const x = samples.get(pid);
-        if (x) {
-          rss += x.rssBytes;
-          cpu += x.cpuPercent;
-        }
-      }
-      d.onSample(c, rss, cpu, pids);
-    }
-  };
-  const memory = clock.setInterval(() => {
-    if (sampling) return;
-    sampling = true;
-    const live = liveChildren(d);
-    void sampleTrees(live).finally(() => (sampling = false));
-  }, d.memoryCheckIntervalMs);
+  const stopMemory = startSampling(d, clock);
   heartbeat.unref?.();
-  memory.unref?.();
   const stopData = startDataChecks(d, clock);
   return () => {
     stopData();
     clock.clearInterval(heartbeat);
-    clock.clearInterval(memory);
+    stopMemory();
   };
 }
 
-/** Children with a worker process, draining ones included: a drain is no time to grow past a cap. */
-const liveChildren = (d: MonitorDeps): Child[] => [...d.children()].filter((c) => c.proc && (c.state === 'running' || c.state === 'starting' || c.state === 'draining'));
 
-/** The data-directory checks: one walk at a time over the live children, a round every DATA_CHECK_INTERVAL_MS. @returns stop */
+/**
+ * Every live child's memory and CPU, spread over MEMORY_CHECK_INTERVAL_MS (spread.ts):
+ * its tree from its cgroup (else from one /proc listing a round), each process's
+ * /proc/<pid>/stat through a kept descriptor (host/proc.ts), CPU as the tree's CPU time
+ * since the bot's previous sample. At 1000 bots: ~20 µs a bot, 20 bots every 100 ms.
+ * @returns stop
+ */
+function startSampling(d: MonitorDeps, clock: Clock): () => void {
+  const stat = new ProcStatReader();
+  const before = new WeakMap<Child, { pid: number; cpuMs: number; at: number }>();
+  let index: ProcessIndex | null = null;
+  let seen = new Set<number>();
+  const sample = (c: Child) => {
+    if (!c.proc || !isLive(c)) return;
+    const live = c as Child & { proc: NonNullable<Child['proc']> };
+    const group = d.treeOf?.(c);
+    const pids = group && group.length > 0 ? (group.includes(live.proc.pid) ? group : [...group, live.proc.pid]) : treeFrom((index ??= indexProcesses()), live);
+    let rss = 0;
+    let cpuMs = 0;
+    for (const pid of pids) {
+      const u = stat.use(pid);
+      if (!u) continue;
+      seen.add(pid);
+      rss += u.rssBytes;
+      cpuMs += u.cpuMs;
+    }
+    if (!seen.has(live.proc.pid)) return; // gone: its exit is on the way
+    const at = d.now();
+    const prev = before.get(c);
+    before.set(c, { pid: live.proc.pid, cpuMs, at });
+    const cpu = prev && prev.pid === live.proc.pid && at > prev.at ? Math.max(0, ((cpuMs - prev.cpuMs) / (at - prev.at)) * 100) : 0;
+    d.onSample(c, rss, cpu, pids);
+  };
+  return spreadRounds({
+    clock, intervalMs: d.memoryCheckIntervalMs, list: () => liveChildren(d), each: sample,
+    startRound() {
+      index = null;
+      stat.keepOnly(seen); // descriptors of processes still sampled last round
+      seen = new Set();
+    },
+  });
+}
+
+/** A child with a worker process that is running, starting or draining: a drain is no time to grow past a cap. */
+const isLive = (c: Child): boolean => c.proc !== null && (c.state === 'running' || c.state === 'starting' || c.state === 'draining');
+
+/** Every live child. */
+const liveChildren = (d: MonitorDeps): Child[] => [...d.children()].filter(isLive);
+
+/** The data-directory checks: each live bot's directory measured once every DATA_CHECK_INTERVAL_MS, spread over it, one walk at a time. @returns stop */
 function startDataChecks(d: MonitorDeps, clock: Clock): () => void {
   const measure = d.measureData;
   const report = d.onData;
   if (!measure || !report || !d.dataCheckIntervalMs) return () => undefined;
-  let running = false;
-  const timer = clock.setInterval(() => {
-    if (running) return;
-    running = true;
-    const live = liveChildren(d);
-    void (async () => {
-      for (const c of live) {
-        const bytes = await measure(c).catch(() => null);
-        if (bytes !== null && c.proc) report(c, bytes);
-      }
-    })().finally(() => (running = false));
-  }, d.dataCheckIntervalMs);
-  timer.unref?.();
-  return () => clock.clearInterval(timer);
+  return spreadRounds({
+    clock, intervalMs: d.dataCheckIntervalMs, list: () => liveChildren(d),
+    async each(c) {
+      if (!isLive(c)) return;
+      const bytes = await measure(c).catch(() => null);
+      if (bytes !== null && c.proc) report(c, bytes);
+    },
+  });
 }

@@ -40,6 +40,8 @@ export interface SupervisorDeps {
   dataUsage?(botId: string, stopAbove: number): Promise<number | null>;
   /** The bot's memory as its cgroup counts it (bytes), or null without one. */
   memoryOf?(botId: string): number | null;
+  /** The processes of the bot's cgroup (its whole tree), or null without one. */
+  pidsOf?(botId: string): number[] | null;
   /** Told of every worker pid forked and exited (for zombie cleanup after a master crash). */
   onPids?(live: Array<{ pid: number; botId: string }>): void;
   /** Told of each restart decision: the bot's restart history and quarantine end (monotonic ms), to keep them in the registry. */

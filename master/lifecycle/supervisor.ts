@@ -193,6 +193,7 @@ function startChildMonitors(core: Dispatcher): () => void {
       logger.warn({ pausedMs: Math.round(gapMs), children: n }, 'the master was not running: heartbeat deadlines renewed');
     },
     dataCheckIntervalMs: cfg.dataCheckIntervalMs,
+    ...(core.d.pidsOf ? { treeOf: (c: Child) => core.d.pidsOf!(c.botId) } : {}),
     ...(core.d.dataUsage ? { measureData: (c: Child) => core.d.dataUsage!(c.botId, dataCapBytes) } : {}),
     onData(c: Child, bytes: number) {
       if (bytes <= dataCapBytes || !c.proc) return;

@@ -35,6 +35,7 @@ export function onWorkerMessage(core: Dispatcher, c: Child, proc: WorkerProcess,
       c.lastHeartbeatAt = core.now();
       return core.dispatch(c, { type: 'ready', pid: proc.pid });
     case 'heartbeat':
+      if ('same' in m) return void (c.lastHeartbeatAt = core.now());
       addBeat(c.totals, c.lastBeat, m);
       c.lastBeat = { messages: m.messages, errors: m.errors, ...(m.telemetry ? { telemetry: m.telemetry } : {}) };
       Object.assign(c, { lastHeartbeatAt: core.now(), messages: m.messages, errors: m.errors, queueDepth: m.queueDepth, rssBytes: c.cpuPercent === null ? m.rssBytes : c.rssBytes, lastError: m.lastError, username: m.username });
