@@ -24,6 +24,24 @@ export interface WorkerChannel {
 }
 
 /**
+ * Write one frame. A short one with nothing queued before it goes straight to the pipe: one
+ * write(2), atomic below PIPE_BUF (4096 bytes; 1024 UTF-16 units are at most 3072 bytes),
+ * ~10 µs against ~80-120 µs through the stream (measured per heartbeat). A full pipe (EAGAIN)
+ * or any other error: the stream takes it, and reports a broken channel as it always did.
+ */
+function writeFrame(output: net.Socket, line: string): void {
+  if (line.length <= 1024 && output.writableLength === 0) {
+    try {
+      fs.writeSync(TO_MASTER_FD, line);
+      return;
+    } catch {
+      // queued below
+    }
+  }
+  output.write(line);
+}
+
+/**
  * Open both fds. `onMessage` gets each frame JSON-parsed (unvalidated), `onClose`
  * is called once when the master's end closes (the master died or let go: the
  * worker must exit, so a dead master leaves no orphan).
@@ -65,20 +83,7 @@ export function openWorkerChannel(onMessage: (m: unknown) => void, onClose: () =
   return {
     send(m) {
       if (broken || output.destroyed) return;
-      const line = JSON.stringify(m) + '\n';
-      // A short frame with nothing queued before it goes straight to the pipe: one write(2), atomic
-      // below PIPE_BUF (4096 bytes; 1024 UTF-16 units are at most 3072 bytes), ~10 µs against
-      // ~80-120 µs through the stream (measured per heartbeat). A full pipe (EAGAIN) or any
-      // other error: the stream takes it, and reports a broken channel as it always did.
-      if (line.length <= 1024 && output.writableLength === 0) {
-        try {
-          fs.writeSync(TO_MASTER_FD, line);
-          return;
-        } catch {
-          // queued below
-        }
-      }
-      output.write(line);
+      writeFrame(output, JSON.stringify(m) + '\n');
     },
     flush(ms) {
       if (broken || output.destroyed || output.writableLength === 0) return Promise.resolve();

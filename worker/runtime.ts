@@ -23,7 +23,7 @@ import type { Logger } from 'pino';
 import { createDedupWindow } from './dedup.js';
 import { loadHandler } from './handlers/index.js';
 import { BotApiError, botApiFetch, callBotApi } from '../common/bot-api-http.js';
-import { countingFetch, createTelemetry } from './telemetry.js';
+import { countingFetch, createTelemetry, type Telemetry } from './telemetry.js';
 import { createRepeatFilter } from '../common/repeat-filter.js';
 import type { HandlerHooks } from './handlers/types.js';
 import { BotfleetError } from '../common/errors.js';
@@ -215,7 +215,6 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   take = intake.acceptPolled;
   waitForRoom = () => intake.queue.waitForRoom();
 
-  let lastMark = '';
   return {
     fatal, lease,
     start: async () => void (hooks = await setUpHandler(init, bot, logger)),
@@ -239,14 +238,22 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
       // Confirm what was handled so the next worker does not get it again.
       await polling?.confirm();
     },
-    counters() {
-      return { ...stats, queueDepth: intake.queue.depth(), rssBytes: process.memoryUsage.rss(), username, telemetry: telemetry.snapshot() };
-    },
+    ...heartbeatCounters(() => ({ ...stats, queueDepth: intake.queue.depth(), username }), telemetry),
+  };
+}
+
+/** The heartbeat's counters, and the same only when something moved since the previous call (an idle bot's beat carries nothing). */
+function heartbeatCounters(now: () => Omit<WorkerCounters, 'rssBytes' | 'telemetry'>, telemetry: Telemetry): Pick<BotRuntime, 'counters' | 'changedCounters'> {
+  let lastMark = '';
+  const counters = (): WorkerCounters => ({ ...now(), rssBytes: process.memoryUsage.rss(), telemetry: telemetry.snapshot() });
+  return {
+    counters,
     changedCounters() {
-      const mark = `${stats.messages} ${stats.errors} ${stats.lastError?.at} ${intake.queue.depth()} ${username} ${telemetry.changes()}`;
+      const c = now();
+      const mark = `${c.messages} ${c.errors} ${c.lastError?.at} ${c.queueDepth} ${c.username} ${telemetry.changes()}`;
       if (mark === lastMark) return null;
       lastMark = mark;
-      return this.counters();
+      return counters();
     },
   };
 }

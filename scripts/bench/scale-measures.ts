@@ -23,7 +23,12 @@ import { fmt, summarize, type Row } from './stats.js';
 
 /** Linux clock ticks per second (USER_HZ, /proc times): 100 on every architecture Node runs on. */
 const TICK_MS = 10;
-const SETTLE_MS = 5000;
+/**
+ * From every bot's first getUpdates to the idle measures (ms): an idle Node process is steady
+ * only after V8's memory reducer has run its GCs (~8 s after it started, measured with
+ * --trace-gc), on both sides alike.
+ */
+const SETTLE_MS = 30_000;
 
 /** utime + stime of `pid` (ms), from /proc/<pid>/stat fields 14 and 15; 0 once it is gone. */
 function cpuMs(pid: number): number {
