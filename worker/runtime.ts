@@ -70,7 +70,6 @@ export interface BotRuntime {
    * only the handlers already running finish; the queued updates are left to the next worker.
    */
   shutdown(abandonQueued?: boolean): Promise<void>;
-  counters(): WorkerCounters;
   /** The counters when any moved since the previous call (the first call always), else null: an idle bot's heartbeat carries nothing but itself. */
   changedCounters(): WorkerCounters | null;
   /** Resolves with a fatal error if long polling gives up (e.g. 401 mid-run). */
@@ -242,18 +241,16 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   };
 }
 
-/** The heartbeat's counters, and the same only when something moved since the previous call (an idle bot's beat carries nothing). */
-function heartbeatCounters(now: () => Omit<WorkerCounters, 'rssBytes' | 'telemetry'>, telemetry: Telemetry): Pick<BotRuntime, 'counters' | 'changedCounters'> {
+/** The heartbeat's counters, only when something moved since the previous call (an idle bot's beat carries nothing). */
+function heartbeatCounters(now: () => Omit<WorkerCounters, 'rssBytes' | 'telemetry'>, telemetry: Telemetry): Pick<BotRuntime, 'changedCounters'> {
   let lastMark = '';
-  const counters = (): WorkerCounters => ({ ...now(), rssBytes: process.memoryUsage.rss(), telemetry: telemetry.snapshot() });
   return {
-    counters,
     changedCounters() {
       const c = now();
       const mark = `${c.messages} ${c.errors} ${c.lastError?.at} ${c.queueDepth} ${c.username} ${telemetry.changes()}`;
       if (mark === lastMark) return null;
       lastMark = mark;
-      return counters();
+      return { ...c, rssBytes: process.memoryUsage.rss(), telemetry: telemetry.snapshot() };
     },
   };
 }

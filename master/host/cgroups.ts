@@ -76,9 +76,13 @@ const write = (f: string, v: string): boolean => {
     return false;
   }
 };
+/** The pattern of each key's line, made once (memory.stat is read for every bot on every sample). */
+const fieldPatterns = new Map<string, RegExp>();
 /** A `key value` line's number from a stat-like file, 0 when absent. */
 const field = (text: string | null, key: string): number => {
-  const m = text === null ? null : new RegExp(`^${key} (\\d+)$`, 'm').exec(text);
+  let re = fieldPatterns.get(key);
+  if (!re) fieldPatterns.set(key, (re = new RegExp(`^${key} (\\d+)$`, 'm')));
+  const m = text === null ? null : re.exec(text);
   return m ? Number(m[1]) : 0;
 };
 
@@ -199,7 +203,7 @@ function botGroup(dirs: string[], memory: { stat: string; anon: string; shmem: s
     procsFiles: () => dirs.map((d) => path.join(d, 'cgroup.procs')),
     memoryBytes() {
       const text = stat.read();
-      return text === null ? null : statField(text, memory.anon) + statField(text, memory.shmem);
+      return text === null ? null : field(text, memory.anon) + field(text, memory.shmem);
     },
     pids() {
       const text = procs.read();
@@ -213,17 +217,6 @@ function botGroup(dirs: string[], memory: { stat: string; anon: string; shmem: s
       forget();
     },
   };
-}
-
-/** A `key value` line's number in a memory.stat text, 0 when absent (a scan, no RegExp: read every sample). */
-function statField(text: string, key: string): number {
-  const head = `${key} `;
-  const line = text.startsWith(head) ? 0 : text.indexOf(`\n${head}`);
-  if (line === -1) return 0;
-  const from = (line === 0 && text.startsWith(head) ? 0 : line + 1) + head.length;
-  const end = text.indexOf('\n', from);
-  const n = Number(text.slice(from, end === -1 ? undefined : end));
-  return Number.isFinite(n) ? n : 0;
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * The size of a bot's own directory, as the disk counts it: the blocks of every file and
  * directory under it (lstat, so a symlink is its own size, never its target's; sparse files
- * count what they use). Walked asynchronously, a directory at a time, and stopped as soon
+ * count what they use). Walked in steps that give the event loop back, and stopped as soon
  * as the total passes `stopAbove`: a bot writing 2 GB costs the walk no more than the cap.
  */
 import fs, { type Dirent } from 'node:fs';

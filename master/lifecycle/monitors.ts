@@ -85,7 +85,6 @@ export function startMonitors(d: MonitorDeps): () => void {
   };
 }
 
-
 /**
  * Every live child's memory and CPU, spread over MEMORY_CHECK_INTERVAL_MS (spread.ts):
  * its tree from its cgroup (else from one /proc listing a round), each process's
@@ -99,7 +98,7 @@ function startSampling(d: MonitorDeps, clock: Clock): () => void {
   let index: ProcessIndex | null = null;
   let seen = new Set<number>();
   const sample = (c: Child) => {
-    if (!c.proc || !isLive(c)) return;
+    if (!isLive(c)) return;
     const live = c as Child & { proc: NonNullable<Child['proc']> };
     const group = d.treeOf?.(c);
     const pids = group && group.length > 0 ? (group.includes(live.proc.pid) ? group : [...group, live.proc.pid]) : treeFrom((index ??= indexProcesses()), live);

@@ -20,7 +20,7 @@ export interface SpreadWork<T> {
   /** The items of a new round (taken at its first tick). */
   list(): T[];
   /** Before a round's first item: per-round setup (a /proc listing shared by the round). */
-  startRound?(items: readonly T[]): void;
+  startRound?(): void;
   /** Handle one item; an async one is awaited before the next (items of a slice run one at a time). */
   each(item: T): void | Promise<void>;
 }
@@ -58,7 +58,7 @@ export function spreadRounds<T>(w: SpreadWork<T>): () => void {
       items = w.list();
       next = 0;
       ticksLeft = slices;
-      if (items.length > 0) w.startRound?.(items);
+      if (items.length > 0) w.startRound?.();
     }
     const end = next + Math.ceil((items.length - next) / ticksLeft);
     ticksLeft--;
