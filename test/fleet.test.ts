@@ -148,6 +148,12 @@ describe('a fleet of polling and webhook bots', () => {
       }
     }
   });
+
+  test('a worker runs with a small young generation and one malloc arena (WORKER_SEMI_SPACE_MB, MALLOC_ARENA_MAX)', async () => {
+    const pid = (await fleet.status()).workers.find((w) => w.botId === 'poller')!.pid!;
+    assert.ok(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=2'));
+    assert.ok(fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('MALLOC_ARENA_MAX=1'));
+  });
 });
 
 describe('the webhook endpoint on a live fleet', () => {

@@ -91,7 +91,7 @@ function spawn(core: Dispatcher, c: Child, spec: BotSpec): { proc: WorkerProcess
   const isolation = d.isolationFor?.(c.botId, spec);
   c.uid = isolation?.uid ?? null;
   proc = (d.fork ?? forkWorker)({
-    maxOldSpaceMb: cfg.maxMemoryPerWorkerMb, logLevel: cfg.logLevel, schedPolicy: cfg.workerSchedPolicy, now, isolation,
+    maxOldSpaceMb: cfg.maxMemoryPerWorkerMb, semiSpaceMb: cfg.workerSemiSpaceMb, logLevel: cfg.logLevel, schedPolicy: cfg.workerSchedPolicy, now, isolation,
     onOutput: (line, stream, truncated) => log.line(line, stream, proc?.pid ?? 0, spec.token, truncated),
     onMessage: (m) => proc && onWorkerMessage(core, c, proc, m),
     // A violation can be found while fork() is still returning: remembered, reported once started.
