@@ -9,6 +9,7 @@ import { ALLOWED_TRANSITIONS } from '../master/lifecycle/child.js';
 import { createChatQueue } from '../worker/chat-queue.js';
 import { createLeaseGate } from '../worker/lease.js';
 import { createDedupWindow } from '../worker/dedup.js';
+import { heartbeatPeriodMs, startHeartbeat } from '../worker/heartbeat.js';
 
 const P: RestartPolicy = { maxRestarts: 5, periodMs: 3_600_000, baseMs: 1000, capMs: 45_000, healthyRunMs: 300_000 };
 
@@ -316,4 +317,66 @@ test('spread rounds: every item once per interval, a share per tick, a new round
   assert.equal(most, 1);
   release();
   stopSlow();
+});
+
+test('heartbeat: a polling worker beats on its poll returns and its timer only covers a poll that does not come back', () => {
+  // The defaults: 15 s interval, 60 s hung deadline, a 30 s long poll (40 s with its client margin).
+  assert.equal(heartbeatPeriodMs({ intervalMs: 15_000, timeoutMs: 60_000, pollWindowMs: 40_000 }), 40_000);
+  assert.equal(heartbeatPeriodMs({ intervalMs: 15_000, timeoutMs: 60_000, pollWindowMs: null }), 15_000, 'webhook: the interval');
+  assert.equal(heartbeatPeriodMs({ intervalMs: 15_000, timeoutMs: 50_000, pollWindowMs: 40_000 }), 15_000, 'no quarter of the deadline left: the interval');
+  assert.equal(heartbeatPeriodMs({ intervalMs: 500, timeoutMs: 2_000, pollWindowMs: 40_000 }), 500, "the tests' short deadlines: the interval");
+  assert.equal(heartbeatPeriodMs({ intervalMs: 15_000, pollWindowMs: 40_000 }), 15_000, 'a master that does not say its deadline: the interval');
+
+  // A fake clock: its timers fired by hand when their time comes.
+  let now = 0;
+  const timers = new Set<{ due: number; fn: () => void }>();
+  const beats: number[] = [];
+  const hb = startHeartbeat({
+    beat: () => beats.push(now), intervalMs: 15_000, periodMs: 40_000, now: () => now,
+    setTimer: (fn, ms) => {
+      const t = { due: now + ms, fn };
+      timers.add(t);
+      return t;
+    },
+    clearTimer: (t) => void timers.delete(t),
+  });
+  const advance = (to: number) => {
+    for (;;) {
+      const next = [...timers].sort((a, b) => a.due - b.due)[0];
+      if (!next || next.due > to) break;
+      timers.delete(next);
+      now = next.due;
+      next.fn();
+    }
+    now = to;
+  };
+  assert.deepEqual(beats, [0], 'a beat at once');
+  // Idle: the long poll returns every 30 s; each return beats and the timer never fires.
+  for (let t = 30_000; t <= 300_000; t += 30_000) {
+    advance(t);
+    hb.pollReturned();
+  }
+  assert.deepEqual(beats, [0, 30_000, 60_000, 90_000, 120_000, 150_000, 180_000, 210_000, 240_000, 270_000, 300_000]);
+  assert.equal(timers.size, 1, 'one timer armed at a time');
+  // Busy: polls return at once; a beat only once 15 s passed since the last.
+  beats.length = 0;
+  for (let t = 300_500; t <= 330_000; t += 500) {
+    advance(t);
+    hb.pollReturned();
+  }
+  assert.deepEqual(beats, [315_000, 330_000]);
+  // No poll returns (a handler holds the queue, or the lease holds polling): the timer beats every 40 s.
+  beats.length = 0;
+  advance(420_000);
+  assert.deepEqual(beats, [370_000, 410_000]);
+  // An ack 5 s after a beat, then a long idle poll: the counters go out 15 s after that beat, not at the poll's return.
+  beats.length = 0;
+  advance(415_000);
+  hb.activity();
+  hb.activity();
+  advance(440_000);
+  assert.deepEqual(beats, [425_000]);
+  advance(455_000);
+  hb.pollReturned();
+  assert.deepEqual(beats, [425_000, 455_000]);
 });

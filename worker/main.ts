@@ -10,6 +10,8 @@ import { openWorkerChannel } from './channel.js';
 import { assertNever } from '../common/errors.js';
 import { EXIT_CONFIG, parseMasterMessage, type MasterMessage, type WorkerMessage } from './protocol.js';
 import { createBotRuntime, WorkerFatal, type BotRuntime } from './runtime.js';
+import { heartbeatPeriodMs, startHeartbeat, type Heartbeat } from './heartbeat.js';
+import { pollWindowMs } from './polling.js';
 
 guardWorkerProcess();
 
@@ -24,6 +26,7 @@ const FLUSH_MS = 1000;
 // A failed send (the master is gone) is not an error here: the channel's close ends the worker.
 const channel = openWorkerChannel(onRaw, () => void exit(0, 'channel to the master closed', true));
 function send(m: WorkerMessage): void {
+  if (m.type !== 'heartbeat') heartbeat?.activity();
   try {
     channel.send(m);
   } catch (err) {
@@ -32,6 +35,7 @@ function send(m: WorkerMessage): void {
 }
 
 let runtime: BotRuntime | undefined;
+let heartbeat: Heartbeat | null = null;
 let exiting = false;
 
 /** Shut down and exit; `masterGone`: the queued updates are left to the next worker (shutdown's abandonQueued). */
@@ -53,7 +57,7 @@ function fatal(f: WorkerFatal): void {
 
 async function onInit(m: Extract<MasterMessage, { type: 'init' }>): Promise<void> {
   token = m.bot.token;
-  runtime = createBotRuntime(m, send, logger.child({ botId: m.bot.id }));
+  runtime = createBotRuntime(m, send, logger.child({ botId: m.bot.id }), { pollReturned: () => heartbeat?.pollReturned(), activity: () => heartbeat?.activity() });
   void runtime.fatal.then(fatal);
   try {
     await runtime.start();
@@ -69,8 +73,11 @@ async function onInit(m: Extract<MasterMessage, { type: 'init' }>): Promise<void
     const counters = runtime!.changedCounters();
     send(counters ? { v: 1, type: 'heartbeat', ...counters } : { v: 1, type: 'heartbeat', same: true });
   };
-  beat();
-  setInterval(beat, m.heartbeatIntervalMs);
+  const pollWindow = m.bot.mode === 'polling' ? pollWindowMs(m.pollingTimeoutSec) : null;
+  heartbeat = startHeartbeat({
+    beat, intervalMs: m.heartbeatIntervalMs, now: Date.now, setTimer: (fn, ms) => setTimeout(fn, ms), clearTimer: clearTimeout,
+    periodMs: heartbeatPeriodMs({ intervalMs: m.heartbeatIntervalMs, timeoutMs: m.heartbeatTimeoutMs, pollWindowMs: pollWindow }),
+  });
 }
 
 const initTimer = setTimeout(() => void exit(1, 'no init message'), INIT_DEADLINE_MS);

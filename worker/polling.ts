@@ -17,6 +17,9 @@ export const POLL_RETRY_MIN_MS = 1000;
 export const POLL_RETRY_MAX_MS = 30_000;
 /** Client deadline beyond the long poll's server-side wait (the library's margin too). */
 const POLL_MARGIN_MS = 10_000;
+
+/** The longest one getUpdates of `timeoutSec` can take (ms): its client deadline. */
+export const pollWindowMs = (timeoutSec: number): number => timeoutSec * 1000 + POLL_MARGIN_MS;
 /**
  * While an update is unsettled, getUpdates from its offset returns at once with what
  * this worker already has: such a refetch waits for the lowest one to settle, or
@@ -51,6 +54,8 @@ export interface PollingDeps {
   lease?: LeaseGate;
   /** A 409 Conflict in a cluster: tell the master, which re-checks who owns the bot. */
   onConflict?(): void;
+  /** A getUpdates returned, whatever it brought (the heartbeat rides on it: worker/heartbeat.ts). */
+  onReturn?(): void;
 }
 
 /** The poller: its offset bookkeeping, the loop, and the confirmation at stop. */
@@ -122,7 +127,7 @@ class LongPoller implements Polling {
     try {
       const timeout = d.lease ? d.lease.pollSeconds(d.timeoutSec) : d.timeoutSec;
       this.lastAsked = this.offset();
-      return await d.call<Update[]>('getUpdates', { offset: this.lastAsked, timeout }, timeout * 1000 + POLL_MARGIN_MS, d.signal);
+      return await d.call<Update[]>('getUpdates', { offset: this.lastAsked, timeout }, pollWindowMs(timeout), d.signal);
     } catch (err) {
       if (d.signal.aborted) return 'stop';
       if (err instanceof BotApiError && err.errorCode === 401) {
@@ -172,6 +177,7 @@ class LongPoller implements Polling {
         continue;
       }
       const updates = await this.fetchOnce(retryMs);
+      this.d.onReturn?.();
       if (updates === 'stop') return;
       if (updates === 'conflict') {
         this.d.logger.warn('getUpdates answered 409 Conflict (another poller of this token): no polling until the master has re-checked who owns the bot');

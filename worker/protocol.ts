@@ -55,7 +55,7 @@ export function botApiPolicy(fleet: BotApiPolicy, settings: Record<string, unkno
 
 /** Master -> worker. */
 export type MasterMessage =
-  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[]; ackedUpdateIds: number[]; probationUpdateIds?: number[]; leaseUntil?: number | null }
+  | { v: 1; type: 'init'; bot: WorkerBotConfig; heartbeatIntervalMs: number; heartbeatTimeoutMs?: number; drainTimeoutMs: number; pollingTimeoutSec: number; dedupWindowMs: number; home: string; skipUpdateIds: number[]; ackedUpdateIds: number[]; probationUpdateIds?: number[]; leaseUntil?: number | null }
   /** The cluster's renew deadline, renewed (machine monotonic ms, common/mono.ts): past it the worker polls no more (worker/lease.ts). */
   | { v: 1; type: 'lease'; until: number; confirmed?: true }
   /** `replay`: an operator's `dlq replay`; handled even if the worker's skip list or dedup window holds its id. */
@@ -258,7 +258,7 @@ export function parseMasterMessage(m: unknown): MasterMessage | null {
       const b = m.bot;
       const ok = isObj(b) && isStr(b.id) && isStr(b.token) && isStr(b.apiRoot) && (b.mode === 'polling' || b.mode === 'webhook') &&
         isStr(b.handler) && isObj(b.settings) && isObj(b.api) && isInt(b.api.maxRetries) && isInt(b.api.retryBackoffMs) &&
-        isInt(b.api.rateLimitGlobal) && isInt(b.api.rateLimitPerChat) && isInt(m.heartbeatIntervalMs) && isInt(m.drainTimeoutMs) && isInt(m.pollingTimeoutSec) &&
+        isInt(b.api.rateLimitGlobal) && isInt(b.api.rateLimitPerChat) && isInt(m.heartbeatIntervalMs) && (m.heartbeatTimeoutMs === undefined || isInt(m.heartbeatTimeoutMs)) && isInt(m.drainTimeoutMs) && isInt(m.pollingTimeoutSec) &&
         isInt(m.dedupWindowMs) && isStr(m.home) && Array.isArray(m.skipUpdateIds) && m.skipUpdateIds.every(isInt) &&
         Array.isArray(m.ackedUpdateIds) && m.ackedUpdateIds.every(isInt) &&
         (m.probationUpdateIds === undefined || (Array.isArray(m.probationUpdateIds) && m.probationUpdateIds.every(isInt))) &&

@@ -29,6 +29,7 @@ import type { HandlerHooks } from './handlers/types.js';
 import { BotfleetError } from '../common/errors.js';
 import { createIntake, type RunStats } from './intake.js';
 import { createLeaseGate, type LeaseGate } from './lease.js';
+import type { Heartbeat } from './heartbeat.js';
 import { createPolling, POLL_RETRY_MAX_MS, POLL_RETRY_MIN_MS, type BotCall, type Polling } from './polling.js';
 import { FATAL_CODES, type MasterMessage, type WorkerCounters, type WorkerFatalReason, type WorkerLastError, type WorkerMessage } from './protocol.js';
 
@@ -182,8 +183,10 @@ const conflictPort = (init: InitMessage, send: (m: WorkerMessage) => void): { on
 /**
  * Create the runtime for the bot described by `init`.
  * @param send posts a message to the master (IPC)
+ * @param beats hears what the heartbeat rides on (worker/heartbeat.ts): every getUpdates' return, and
+ *   changes the counters show that no message carries (the username, a polling error)
  */
-export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => void, logger: Logger): BotRuntime {
+export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => void, logger: Logger, beats?: Pick<Heartbeat, 'pollReturned' | 'activity'>): BotRuntime {
   const { bot: cfg } = init;
   const telemetry = createTelemetry();
   const bot = libraryBot(cfg, telemetry);
@@ -208,7 +211,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
   const lease = createLeaseGate(init.leaseUntil ?? null);
   const polling: Polling | null = cfg.mode === 'polling' ? createPolling({
     call, timeoutSec: init.pollingTimeoutSec, signal: stop.signal, logger, lease, take: (u) => take(u), waitForRoom: () => waitForRoom(),
-    describeError: toLastError, recordError: (e) => void (stats.lastError = e), tokenRejected, ...conflictPort(init, send),
+    describeError: toLastError, recordError: (e) => void ((stats.lastError = e), beats?.activity()), tokenRejected, ...conflictPort(init, send), onReturn: () => beats?.pollReturned(),
   }) : null;
   const intake = createIntake({ bot, mode: cfg.mode, send, logger, dedup, skip: new Set(init.skipUpdateIds), probation: new Set(init.probationUpdateIds ?? []), telemetry, stats, failed, describeError: toLastError, polling });
   take = intake.acceptPolled;
@@ -219,7 +222,7 @@ export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => 
     start: async () => void (hooks = await setUpHandler(init, bot, logger)),
     begin() {
       if (polling) pollDone = polling.run();
-      checkToken(call, stop.signal, stats, (u) => (username = u), tokenRejected);
+      checkToken(call, stop.signal, stats, (u) => void ((username = u), beats?.activity()), tokenRejected);
     },
     deliver: intake.accept,
     applySettings(settings) {

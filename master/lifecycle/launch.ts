@@ -121,7 +121,7 @@ function start(core: Dispatcher, c: Child, proc: WorkerProcess, early: string | 
   onWorkerStart(c.delivery, skip);
   try {
     proc.send({
-      v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, drainTimeoutMs: cfg.workerTimeoutMs,
+      v: 1, type: 'init', home: cfg.home, heartbeatIntervalMs: cfg.heartbeatIntervalMs, heartbeatTimeoutMs: cfg.heartbeatTimeoutMs, drainTimeoutMs: cfg.workerTimeoutMs,
       pollingTimeoutSec: cfg.pollingTimeoutSec, dedupWindowMs: cfg.dedupWindowMs,
       skipUpdateIds: skip, probationUpdateIds: probationIds(c.delivery), ackedUpdateIds: d.journal?.ackedIds(c.botId) ?? [], leaseUntil: d.leaseUntil?.() ?? null,
       bot: { id: c.botId, name: spec.name, token: spec.token, apiRoot: spec.apiRoot ?? cfg.telegramApiRoot, mode: c.life.mode!, handler: spec.handler, settings: spec.settings,

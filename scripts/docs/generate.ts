@@ -46,7 +46,7 @@ function settingsTable(): string {
   return [
     '| env | flag on `botfleet start` | default | values | meaning |', '|---|---|---|---|---|', ...rows, '',
     'Also read:', '', '| env | meaning |', '|---|---|', ...other, '',
-    `Passed to workers from the master's environment (nothing else is): ${WORKER_ENV_ALLOWLIST.map(code).join(', ')}; the master sets ${code('HOME')} (the bot's data directory) and ${code('LOG_LEVEL')} itself.`,
+    `Passed to workers from the master's environment (nothing else is): ${WORKER_ENV_ALLOWLIST.map(code).join(', ')}; the master sets ${code('HOME')} (the bot's data directory) and ${code('LOG_LEVEL')} itself, and ${code('MALLOC_ARENA_MAX')} to 1 unless its own environment sets it (glibc's malloc arenas: an idle worker ~190 KB smaller).`,
   ].join('\n');
 }
 
