@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { FIXTURES, withFleet, type Fleet } from './helpers/fleet.js';
@@ -151,4 +152,33 @@ test('ProcStatReader: CPU time and RSS of a live process through a kept descript
   await new Promise((res) => child.once('exit', res));
   assert.equal(r.use(child.pid!), null, 'gone and reaped: its descriptor reads an error, not a stranger');
   r.keepOnly(new Set());
+});
+
+test('DirSizes: a directory is walked again only after inotify saw a change in it (a subdirectory too), or FORCED_WALK_MS later', async () => {
+  const { DirSizes, FORCED_WALK_MS } = await import('../master/host/disk.js');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-sizes-'));
+  let now = 0;
+  const sizes = new DirSizes(() => now);
+  try {
+    fs.mkdirSync(path.join(dir, 'sub'));
+    fs.writeFileSync(path.join(dir, 'sub', 'a'), Buffer.alloc(64 * 1024, 1));
+    const cap = 1 << 30;
+    const first = (await sizes.measure('b', dir, cap))!;
+    assert.ok(first >= 64 * 1024, `measured ${first}`);
+    for (let i = 0; i < 5; i++) assert.equal(await sizes.measure('b', dir, cap), first);
+    assert.equal(sizes.walks, 1, 'nothing changed: no walk');
+    fs.appendFileSync(path.join(dir, 'sub', 'a'), Buffer.alloc(256 * 1024, 1));
+    const grown = await waitFor(async () => ((await sizes.measure('b', dir, cap))! > first ? sizes.walks : null), 5_000, 'the write in the subdirectory seen');
+    assert.equal(grown, 2, 'one walk for the change');
+    assert.equal(await sizes.measure('b', dir, cap), await sizes.measure('b', dir, cap));
+    assert.equal(sizes.walks, 2);
+    now += FORCED_WALK_MS;
+    await sizes.measure('b', dir, cap);
+    assert.equal(sizes.walks, 3, 'walked again once the size is FORCED_WALK_MS old');
+    assert.ok((await sizes.measure('b', dir, 1024))! > 1024, 'a lower cap: walked, and over it');
+    assert.equal(sizes.walks, 4);
+  } finally {
+    sizes.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

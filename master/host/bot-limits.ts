@@ -2,11 +2,13 @@
  * What the kernel holds each bot to: its memory cap and process count, in a cgroup of its
  * own where the machine allows (host/cgroups.ts), else RLIMIT_NPROC on its own uid (set
  * at exec by util-linux prlimit; the count is per real uid, so only with per-bot uids).
- * Also tells the supervisor when the kernel's OOM killer ended a worker (reason `memory`).
+ * Also tells the supervisor when the kernel's OOM killer ended a worker (reason `memory`),
+ * and measures each bot's directory against its data cap (host/disk.ts).
  */
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { openCgroups, type BotCgroups, type BotGroup, type CgroupEnv } from './cgroups.js';
+import { DirSizes } from './disk.js';
 
 /** `master.isolation.cgroups` in status. */
 export interface LimitsStatus {
@@ -34,6 +36,8 @@ export interface BotLimits {
   memoryBytes(botId: string): number | null;
   /** The processes of the bot's group (its whole tree, however started), or null without a group. */
   pidsOf(botId: string): number[] | null;
+  /** The size of the bot's directory `dir` (bytes, blocks used; null: unreadable), walked only when it may have changed (disk.ts, DirSizes). */
+  dataBytes(botId: string, dir: string, stopAbove: number): Promise<number | null>;
   /** A bot gone for good: its group removed. */
   remove(botId: string): void;
   /** At the master's stop: every empty group removed. */
@@ -60,6 +64,7 @@ export function createBotLimits(o: BotLimitsOptions): BotLimits {
   if (cg.note) o.logger.warn({ isolation: cg.note }, 'per-bot cgroups not in force: memory is sampled, processes limited per uid');
   const groups = new Map<string, { group: BotGroup; oomAtFork: number }>();
   const limits = { memoryBytes: o.memoryBytes, pids: o.processes };
+  const sizes = new DirSizes();
   return {
     status: { cgroups: cg.kind, note: cg.note },
     forFork(botId, perBotUid) {
@@ -77,11 +82,14 @@ export function createBotLimits(o: BotLimitsOptions): BotLimits {
     },
     memoryBytes: (botId) => groups.get(botId)?.group.memoryBytes() ?? null,
     pidsOf: (botId) => groups.get(botId)?.group.pids() ?? null,
+    dataBytes: (botId, dir, stopAbove) => sizes.measure(botId, dir, stopAbove),
     remove(botId) {
       groups.get(botId)?.group.remove();
       groups.delete(botId);
+      sizes.forget(botId);
     },
     close() {
+      sizes.close();
       for (const g of groups.values()) g.group.remove();
       groups.clear();
       cg.removeAll();
