@@ -50,7 +50,7 @@ export interface Metrics {
 }
 
 /** Sampling period of `nodejs_eventloop_lag_*` (ms; a stall is still seen whole: the sample after it waited that long). */
-const EVENT_LOOP_PRECISION_MS = 200;
+const EVENT_LOOP_PRECISION_MS = 1000;
 
 export function createMetrics(src: MetricSources): Metrics {
   const registry = new client.Registry();
@@ -60,9 +60,10 @@ export function createMetrics(src: MetricSources): Metrics {
   const totals = snap.of(src.totals);
   const label = snap.of(botLabels);
   const bot = (id: string) => label()(id);
-  // The event-loop lag histogram samples every 200 ms, not prom-client's default 10 ms: that timer alone woke an
-  // idle master 100 times a second (strace at 300 idle bots: 230 epoll returns a second, 64 after; at 600 idle bots
-  // the master's CPU went from ~2.9 % of a core to ~2.4 %).
+  // The event-loop lag histogram samples every second, not prom-client's default 10 ms: that timer alone woke an
+  // idle master 100 times a second (strace at 300 idle bots: 230 epoll returns a second, 64 after at 200 ms; at 600
+  // idle bots the master's CPU went from ~2.9 % of a core to ~2.4 %). At 200 ms it was still 5 of the ~12 timer
+  // wake-ups a second of an idle master (strace at 300 bots, after the heartbeats rode on the long polls).
   client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_PRECISION_MS });
   // prom-client exports these three gauges with a `_total` suffix, which `promtool check metrics` rejects.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
