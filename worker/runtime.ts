@@ -186,7 +186,7 @@ const conflictPort = (init: InitMessage, send: (m: WorkerMessage) => void): { on
  * @param beats hears what the heartbeat rides on (worker/heartbeat.ts): every getUpdates' return, and
  *   changes the counters show that no message carries (the username, a polling error)
  */
-export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => void, logger: Logger, beats?: Pick<Heartbeat, 'pollReturned' | 'activity'>): BotRuntime {
+export function createBotRuntime(init: InitMessage, send: (m: WorkerMessage) => void, logger: Logger, beats?: Heartbeat): BotRuntime {
   const { bot: cfg } = init;
   const telemetry = createTelemetry();
   const bot = libraryBot(cfg, telemetry);
