@@ -209,15 +209,24 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
       victim.master!.kill('SIGKILL');
       for (const b of moved) emulator.userSends(tg(b), 8, `during ${b}`);
       const survivors = [masters[0]!, masters[2]!];
+      const taken = new Map<string, number>();
       const handOff = new Map<string, number>();
       await waitFor(async () => {
+        const owners = (await survivors[0]!.status()).workers;
+        for (const b of moved) if (!taken.has(b) && ['m0', 'm2'].includes(owners.find((w) => w.botId === b)?.owner ?? '')) taken.set(b, Date.now() - killedAt);
         const p = await placement(survivors);
         for (const b of moved) if (!handOff.has(b) && p.get(b)?.length === 1) handOff.set(b, Date.now() - killedAt);
-        return handOff.size === moved.length;
+        return handOff.size === moved.length && taken.size === moved.length;
       }, 20_000, "m1's bots running elsewhere", 50);
       const times = [...handOff.values()].sort((a, b) => a - b);
-      t.diagnostic(`SIGKILL hand-off of ${moved.length} bots: p50 ${times[Math.floor(times.length / 2)]} ms, max ${times.at(-1)} ms`);
-      assert.ok(times.at(-1)! < LEASE_MS + RETRY_MS + 4000, `every bot within lease + retry + start (max ${times.at(-1)} ms)`);
+      const takes = [...taken.values()].sort((a, b) => a - b);
+      t.diagnostic(`SIGKILL hand-off of ${moved.length} bots: taken by max ${takes.at(-1)} ms; running p50 ${times[Math.floor(times.length / 2)]} ms, max ${times.at(-1)} ms`);
+      // The lease is the system's promise: m1 renewed at most a retry before the kill, and a survivor takes at its
+      // next look after the lease ends (m0's status shows another member's take at its own next look: a second
+      // retry). A worker's start is the machine's: a loaded CI box is 2-3x slower.
+      assert.ok(takes[0]! >= LEASE_MS - RETRY_MS, `no bot taken while m1's lease could still be live (first at ${takes[0]} ms)`);
+      assert.ok(takes.at(-1)! < LEASE_MS + 2 * RETRY_MS + 2000, `every bot taken within lease + two looks (max ${takes.at(-1)} ms)`);
+      assert.ok(times.at(-1)! < LEASE_MS + RETRY_MS + 10_000, `every bot running within lease + retry + start (max ${times.at(-1)} ms)`);
       const second = await settled(survivors, bots, ['m0', 'm2'], 10_000, 'every bot on exactly one survivor, the one the hash picks');
       for (const b of bots) if (first.get(b)!.member !== 'm1') assert.equal(second.get(b)!.pid, first.get(b)!.pid, `${b} kept its worker`);
       for (const b of moved) await emulator.waitForSent(tg(b), (m) => m.text === `during ${b}`, 15_000, `the message sent to ${b} during the hand-off answered`);
