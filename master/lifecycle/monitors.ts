@@ -87,7 +87,7 @@ export function startMonitors(d: MonitorDeps): () => void {
 
 /**
  * Every live child's memory and CPU, spread over MEMORY_CHECK_INTERVAL_MS (spread.ts):
- * its tree from its cgroup (else from one /proc listing a round), each process's
+ * its tree from its cgroup (kept for TREE_LIST_EVERY samples; else one /proc listing a round), each process's
  * /proc/<pid>/stat through a kept descriptor (host/proc.ts), CPU as the tree's CPU time
  * since the bot's previous sample. At 1000 bots: ~20 µs a bot, 50 bots every 250 ms.
  * @returns stop
@@ -95,18 +95,34 @@ export function startMonitors(d: MonitorDeps): () => void {
 function startSampling(d: MonitorDeps, clock: Clock): () => void {
   const stat = new ProcStatReader();
   const before = new WeakMap<Child, { pid: number; cpuMs: number; at: number }>();
+  const trees = new WeakMap<Child, { pid: number; pids: number[]; left: number }>();
   let index: ProcessIndex | null = null;
   let seen = new Set<number>();
+  /** The child's tree: its cgroup's listing, kept for TREE_LIST_EVERY samples; else one /proc listing a round. */
+  const treeOf = (c: Child, pid: number): number[] => {
+    const kept = trees.get(c);
+    if (kept && kept.pid === pid && kept.left-- > 0) return kept.pids;
+    const group = d.treeOf?.(c);
+    if (!group || group.length === 0) {
+      trees.delete(c);
+      return treeFrom((index ??= indexProcesses()), c as Child & { proc: NonNullable<Child['proc']> });
+    }
+    const pids = group.includes(pid) ? group : [...group, pid];
+    trees.set(c, { pid, pids, left: TREE_LIST_EVERY - 1 });
+    return pids;
+  };
   const sample = (c: Child) => {
     if (!isLive(c)) return;
     const live = c as Child & { proc: NonNullable<Child['proc']> };
-    const group = d.treeOf?.(c);
-    const pids = group && group.length > 0 ? (group.includes(live.proc.pid) ? group : [...group, live.proc.pid]) : treeFrom((index ??= indexProcesses()), live);
+    const pids = treeOf(c, live.proc.pid);
     let rss = 0;
     let cpuMs = 0;
     for (const pid of pids) {
       const u = stat.use(pid);
-      if (!u) continue;
+      if (!u) {
+        trees.delete(c); // a process of the kept listing is gone: list again at the next sample
+        continue;
+      }
       seen.add(pid);
       rss += u.rssBytes;
       cpuMs += u.cpuMs;
@@ -127,6 +143,16 @@ function startSampling(d: MonitorDeps, clock: Clock): () => void {
     },
   });
 }
+
+/**
+ * A bot's tree is listed from its cgroup (cgroup.procs) at most once every this many of its
+ * samples (~30 s at the default MEMORY_CHECK_INTERVAL_MS), and at once after one of its
+ * processes is gone. The listing was the dearest read of an idle master's sampling (cpu-prof
+ * at 300 idle bots: 11 % of the master's CPU, v1 builds a pid list per read). The memory cap
+ * needs no listing (the group's memory.stat covers every process of the bot): only the CPU
+ * of a process the handler started since the last listing is counted late.
+ */
+const TREE_LIST_EVERY = 6;
 
 /** A child with a worker process that is running, starting or draining: a drain is no time to grow past a cap. */
 const isLive = (c: Child): boolean => c.proc !== null && (c.state === 'running' || c.state === 'starting' || c.state === 'draining');
