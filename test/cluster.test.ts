@@ -22,6 +22,7 @@ const noPostgres = postgresBinDir() === null ? POSTGRES_MISSING : false;
 const TIMING = { CLUSTER_LEASE_MS: '3000', CLUSTER_RENEW_DEADLINE_MS: '2000', CLUSTER_RETRY_MS: '500' };
 const LEASE_MS = 3000;
 const RETRY_MS = 500;
+const RENEW_DEADLINE_MS = 2000;
 
 /** A master's `botfleet_cluster_takeovers_total` by cause, from its /metrics. */
 async function takeovers(m: Fleet): Promise<Record<string, number>> {
@@ -221,11 +222,12 @@ describe('a cluster of masters over PostgreSQL', { skip: noPostgres }, () => {
       const times = [...handOff.values()].sort((a, b) => a - b);
       const takes = [...taken.values()].sort((a, b) => a - b);
       t.diagnostic(`SIGKILL hand-off of ${moved.length} bots: taken by max ${takes.at(-1)} ms; running p50 ${times[Math.floor(times.length / 2)]} ms, max ${times.at(-1)} ms`);
-      // The lease is the system's promise: m1 renewed at most a retry before the kill, and a survivor takes at its
-      // next look after the lease ends (m0's status shows another member's take at its own next look: a second
-      // retry). A worker's start is the machine's: a loaded CI box is 2-3x slower.
-      assert.ok(takes[0]! >= LEASE_MS - RETRY_MS, `no bot taken while m1's lease could still be live (first at ${takes[0]} ms)`);
-      assert.ok(takes.at(-1)! < LEASE_MS + 2 * RETRY_MS + 2000, `every bot taken within lease + two looks (max ${takes.at(-1)} ms)`);
+      // The lease is the system's promise: m1 renewed within its renew deadline before the kill (else it had fenced
+      // itself), so its lease ran at least lease - deadline past the kill; a survivor takes at its next look after the
+      // lease ends (m0's status shows another member's take at its own next look: a second retry). A worker's start
+      // is the machine's: a loaded CI box is 2-3x slower.
+      assert.ok(takes[0]! >= LEASE_MS - RENEW_DEADLINE_MS, `no bot taken while m1's lease was surely live (first at ${takes[0]} ms)`);
+      assert.ok(takes.at(-1)! < LEASE_MS + 2 * RETRY_MS + 3000, `every bot taken within lease + two looks (max ${takes.at(-1)} ms)`);
       assert.ok(times.at(-1)! < LEASE_MS + RETRY_MS + 10_000, `every bot running within lease + retry + start (max ${times.at(-1)} ms)`);
       const second = await settled(survivors, bots, ['m0', 'm2'], 10_000, 'every bot on exactly one survivor, the one the hash picks');
       for (const b of bots) if (first.get(b)!.member !== 'm1') assert.equal(second.get(b)!.pid, first.get(b)!.pid, `${b} kept its worker`);
