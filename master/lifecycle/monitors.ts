@@ -99,13 +99,17 @@ function startSampling(d: MonitorDeps, clock: Clock): () => void {
   let index: ProcessIndex | null = null;
   let seen = new Set<number>();
   /** The child's tree: its cgroup's listing, kept for TREE_LIST_EVERY samples; else one /proc listing a round. */
-  const treeOf = (c: Child, pid: number): number[] => {
+  const treeOf = (c: Child & { proc: NonNullable<Child['proc']> }): number[] => {
+    const { pid } = c.proc;
     const kept = trees.get(c);
-    if (kept && kept.pid === pid && kept.left-- > 0) return kept.pids;
+    if (kept && kept.pid === pid && kept.left > 0) {
+      kept.left--;
+      return kept.pids;
+    }
     const group = d.treeOf?.(c);
     if (!group || group.length === 0) {
       trees.delete(c);
-      return treeFrom((index ??= indexProcesses()), c as Child & { proc: NonNullable<Child['proc']> });
+      return treeFrom((index ??= indexProcesses()), c);
     }
     const pids = group.includes(pid) ? group : [...group, pid];
     trees.set(c, { pid, pids, left: TREE_LIST_EVERY - 1 });
@@ -114,7 +118,7 @@ function startSampling(d: MonitorDeps, clock: Clock): () => void {
   const sample = (c: Child) => {
     if (!isLive(c)) return;
     const live = c as Child & { proc: NonNullable<Child['proc']> };
-    const pids = treeOf(c, live.proc.pid);
+    const pids = treeOf(live);
     let rss = 0;
     let cpuMs = 0;
     for (const pid of pids) {

@@ -173,10 +173,11 @@ export async function scaleMeasures(n: number, idleMs: number): Promise<{ rows: 
   const small: FleetRun[] = [];
   for (let i = 0; i < 3; i++) small.push(await botfleetRun(10, null));
   say(`botfleet, ${n} bots`);
-  const ours = await botfleetRun(n, idleMs, Math.min(CONTROL_BOTS, n));
+  const control = Math.min(CONTROL_BOTS, n);
+  const ours = await botfleetRun(n, idleMs, control);
   say(`bare, fetch, ${n} bots`);
   const onFetch = await bareRun(n, BARE_POLLER, idleMs);
-  return { rows: scaleRows(n, idleMs, Math.min(CONTROL_BOTS, n), ours, small, sameHttp, onFetch), raw: { n, idleMs, botfleet: ours, botfleetAt10: small, bareSameHttp: sameHttp, bareFetch: onFetch } };
+  return { rows: scaleRows(n, idleMs, control, ours, small, sameHttp, onFetch), raw: { n, idleMs, botfleet: ours, botfleetAt10: small, bareSameHttp: sameHttp, bareFetch: onFetch } };
 }
 
 function scaleRows(n: number, idleMs: number, control: number, ours: FleetRun, small: FleetRun[], sameHttp: BareRun, onFetch: BareRun): Row[] {
