@@ -106,7 +106,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
       return { ...iso, ...limits.forFork(botId, iso.uid !== undefined) };
     },
     memoryOf: (botId) => limits.memoryBytes(botId), pidsOf: (botId) => limits.pidsOf(botId), availableMemory: () => availableMemoryBytes(),
-    dataUsage: (botId, stopAbove) => limits.dataBytes(botId, isolation.dataDir(botId), stopAbove),
+    dataUsage: (botId, stopAbove) => limits.dataBytes(botId, () => isolation.dataDir(botId), stopAbove),
     onRemoved(botId) {
       // A removed bot's data goes with it (its processes ended at its worker's exit): `bots rm` is the operator's word.
       if (isolation.removeData(botId)) logger.info({ botId }, 'data directory of a removed bot deleted');

@@ -154,6 +154,44 @@ test('ProcStatReader: CPU time and RSS of a live process through a kept descript
   r.keepOnly(new Set());
 });
 
+test('ProcStatReader parses /proc/<pid>/stat bytes as proc(5) fields (a command with ") " and spaces in its name too); keptField reads a memory.stat line', async () => {
+  const { ProcStatReader } = await import('../master/host/proc.js');
+  const { KeptFile, keptField, statKey } = await import('../master/host/kept-file.js');
+  const { spawn } = await import('node:child_process');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-stat-'));
+  const odd = path.join(dir, 'a) b (c');
+  fs.symlinkSync('/bin/sleep', odd);
+  const child = spawn(odd, ['30'], { stdio: 'ignore' });
+  try {
+    await new Promise((res) => child.once('spawn', res));
+    // Read once sleep(1) sleeps: its fields hold still then.
+    const text = await waitFor(async () => {
+      const t = fs.readFileSync(`/proc/${child.pid}/stat`, 'latin1');
+      return /\(a\) b \(c\) S /.test(t) ? t : null;
+    }, 5_000, 'the command, as the kernel shows it, asleep');
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    const got = new ProcStatReader().use(child.pid!)!;
+    assert.equal(got.rssBytes, Number(f[21]) * 4096, 'rss: field 24');
+    assert.equal(got.cpuMs, (Number(f[11]) + Number(f[12])) * 10, 'utime + stime: fields 14 and 15');
+    assert.ok(got.rssBytes > 0);
+    const v1 = path.join(dir, 'v1.stat');
+    const v2 = path.join(dir, 'v2.stat');
+    const long = path.join(dir, 'long.stat');
+    fs.writeFileSync(v1, 'cache 4096\nrss 100\nshmem 7\ntotal_cache 8192\ntotal_rss 123456\ntotal_shmem 4096\n');
+    fs.writeFileSync(v2, 'anon 5000\nfile 1\nshmem 3\n');
+    fs.writeFileSync(long, `${'x'.repeat(2000)}\nanon 1\nmissing 99\n`);
+    const read = (p: string) => new KeptFile(p).readBytes();
+    assert.equal(keptField(read(v1), statKey('total_rss')), 123456);
+    assert.equal(keptField(read(v1), statKey('rss')), 100, 'a key that is the end of another key is not taken for it');
+    assert.equal(keptField(read(v2), statKey('anon')), 5000, 'the first line');
+    read(long);
+    assert.equal(keptField(read(v2), statKey('missing')), 0, "absent: 0, not an earlier, longer read's stale bytes");
+  } finally {
+    child.kill('SIGKILL');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('DirSizes: a directory is walked again only after inotify saw a change in it (a subdirectory too), or FORCED_WALK_MS later', async () => {
   const { DirSizes, FORCED_WALK_MS } = await import('../master/host/disk.js');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-sizes-'));
@@ -165,18 +203,24 @@ test('DirSizes: a directory is walked again only after inotify saw a change in i
     const cap = 1 << 30;
     const first = (await sizes.measure('b', dir, cap))!;
     assert.ok(first >= 64 * 1024, `measured ${first}`);
-    for (let i = 0; i < 5; i++) assert.equal(await sizes.measure('b', dir, cap), first);
+    for (let i = 0; i < 5; i++) assert.equal(sizes.measure('b', dir, cap), first, 'nothing changed: the size at once, no promise');
     assert.equal(sizes.walks, 1, 'nothing changed: no walk');
     fs.appendFileSync(path.join(dir, 'sub', 'a'), Buffer.alloc(256 * 1024, 1));
     const grown = await waitFor(async () => ((await sizes.measure('b', dir, cap))! > first ? sizes.walks : null), 5_000, 'the write in the subdirectory seen');
     assert.equal(grown, 2, 'one walk for the change');
     assert.equal(await sizes.measure('b', dir, cap), await sizes.measure('b', dir, cap));
     assert.equal(sizes.walks, 2);
+    const sets = sizes.watchSets;
     now += FORCED_WALK_MS;
     await sizes.measure('b', dir, cap);
     assert.equal(sizes.walks, 3, 'walked again once the size is FORCED_WALK_MS old');
+    assert.equal(sizes.watchSets, sets, 'the forced walk found the same directories: the watches kept, not made anew');
+    const kept = sizes.measure('b', dir, cap) as number;
+    fs.writeFileSync(path.join(dir, 'sub', 'b'), Buffer.alloc(128 * 1024, 1));
+    await waitFor(async () => ((await sizes.measure('b', dir, cap))! > kept ? true : null), 5_000, 'a write after the forced walk seen through the kept watches');
+    assert.equal(sizes.walks, 4, 'one walk for that change');
     assert.ok((await sizes.measure('b', dir, 1024))! > 1024, 'a lower cap: walked, and over it');
-    assert.equal(sizes.walks, 4);
+    assert.equal(sizes.walks, 5);
   } finally {
     sizes.close();
     fs.rmSync(dir, { recursive: true, force: true });

@@ -36,8 +36,8 @@ export interface BotLimits {
   memoryBytes(botId: string): number | null;
   /** The processes of the bot's group (its whole tree, however started), or null without a group. */
   pidsOf(botId: string): number[] | null;
-  /** The size of the bot's directory `dir` (bytes, blocks used; null: unreadable), walked only when it may have changed (disk.ts, DirSizes). */
-  dataBytes(botId: string, dir: string, stopAbove: number): Promise<number | null>;
+  /** The size of the bot's directory `dir` (bytes, blocks used; null: unreadable), walked only when it may have changed (disk.ts, DirSizes): at once from the last walk, else the walk's promise. */
+  dataBytes(botId: string, dir: () => string, stopAbove: number): number | null | Promise<number | null>;
   /** A bot gone for good: its group removed. */
   remove(botId: string): void;
   /** At the master's stop: every empty group removed. */

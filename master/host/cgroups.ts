@@ -18,7 +18,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { KeptFile } from './kept-file.js';
+import { KeptFile, keptField, statKey } from './kept-file.js';
 
 /** The limits of one bot's group. */
 export interface CgroupLimits {
@@ -198,12 +198,14 @@ function openV2(name: string, env: CgroupEnv): BotCgroups | null {
 function botGroup(dirs: string[], memory: { stat: string; anon: string; shmem: string; oom: string }, forget: () => void): BotGroup {
   // Read on every sample of the bot: through kept descriptors (host/kept-file.ts).
   const stat = new KeptFile(memory.stat);
+  const anon = statKey(memory.anon);
+  const shmem = statKey(memory.shmem);
   const procs = new KeptFile(path.join(dirs[0]!, 'cgroup.procs'));
   return {
     procsFiles: () => dirs.map((d) => path.join(d, 'cgroup.procs')),
     memoryBytes() {
-      const text = stat.read();
-      return text === null ? null : field(text, memory.anon) + field(text, memory.shmem);
+      const n = stat.readBytes();
+      return n < 0 ? null : keptField(n, anon) + keptField(n, shmem);
     },
     pids() {
       const text = procs.read();

@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import { KeptFile } from './kept-file.js';
+import { digitsAt, KeptFile, keptBytes } from './kept-file.js';
 
 /** One process. */
 export interface ProcEntry {
@@ -76,15 +76,26 @@ export class ProcStatReader {
   use(pid: number): ProcUse | null {
     let file = this.files.get(pid);
     if (!file) this.files.set(pid, (file = new KeptFile(`/proc/${pid}/stat`)));
-    const text = file.read();
-    if (text === null) {
+    const n = file.readBytes();
+    if (n < 0) {
       this.files.delete(pid);
       return null;
     }
-    // Fields after the parenthesised command, from field 3 (state): utime is the 12th, stime the 13th, rss the 22nd.
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ', 22);
     const u = procUnits();
-    return { cpuMs: (Number(f[11]) + Number(f[12])) * u.tickMs, rssBytes: Number(f[21]) * u.pageBytes };
+    // Fields after the parenthesised command (its last ')'), from field 3 (state): utime is the 12th, stime the 13th, rss the 22nd.
+    let ticks = 0;
+    let pages = 0;
+    let f = 0;
+    let start = keptBytes.lastIndexOf(0x29, n - 1) + 2;
+    for (let i = start; i <= n && f <= 21; i++) {
+      if (i < n && keptBytes[i] !== 0x20) continue;
+      if (f === 11 || f === 12) ticks += digitsAt(keptBytes, start, i);
+      else if (f === 21) pages = digitsAt(keptBytes, start, i);
+      f++;
+      start = i + 1;
+    }
+    if (f <= 21 || Number.isNaN(ticks + pages)) return null; // not a stat line
+    return { cpuMs: ticks * u.tickMs, rssBytes: pages * u.pageBytes };
   }
 
   /** Close the descriptors of every pid not in `keep`. */

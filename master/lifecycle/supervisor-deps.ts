@@ -37,7 +37,7 @@ export interface SupervisorDeps {
    */
   onWorkerExit?(botId: string, pid: number): ExitReason | void;
   /** The size of the bot's own directory (bytes; host/disk.ts), stopped early past `stopAbove`; null when unreadable. */
-  dataUsage?(botId: string, stopAbove: number): Promise<number | null>;
+  dataUsage?(botId: string, stopAbove: number): number | null | Promise<number | null>;
   /** The bot's memory as its cgroup counts it (bytes), or null without one. */
   memoryOf?(botId: string): number | null;
   /** The processes of the bot's cgroup (its whole tree), or null without one. */

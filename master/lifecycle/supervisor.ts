@@ -201,10 +201,12 @@ function startChildMonitors(core: Dispatcher): () => void {
       const message = `its data directory is over MAX_DATA_PER_BOT_MB (${cfg.maxDataPerBotMb} MB): free it, then botfleet restart ${c.botId}`;
       core.dispatch(c, { type: 'disk-over-cap', pid: c.proc.pid, message });
     },
-    onSample(c: Child, rssBytes: number, cpuPercent: number, pids: number[]) {
-      const bytes = judgedMemory({ charged: core.d.memoryOf?.(c.botId) ?? null, rss: rssBytes, pss: () => pssBytes(pids) }, capBytes);
+    onSample(c: Child, rssBytes: number | null, cpuPercent: number | null, pids: number[]) {
+      const charged = core.d.memoryOf?.(c.botId) ?? null;
+      if (charged === null && rssBytes === null) return; // the group unreadable between two reads of the tree: shown as it was
+      const bytes = judgedMemory({ charged, rss: rssBytes ?? 0, pss: () => pssBytes(pids) }, capBytes);
       c.rssBytes = bytes;
-      c.cpuPercent = cpuPercent;
+      if (cpuPercent !== null) c.cpuPercent = cpuPercent;
       if (!overMemoryCap(bytes, capBytes) || !c.proc) return;
       // Killed at once, draining or not: a graceful stop would let it grow for the whole drain.
       logger.warn({ botId: c.botId, memoryBytes: bytes, capBytes, state: c.state }, 'memory cap exceeded: killing the worker');

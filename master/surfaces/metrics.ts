@@ -162,7 +162,7 @@ function botFamilies(src: MetricSources, rows: Rows, bot: (id: string) => string
     }),
     perBot('botfleet_webhook_drifts_total', 'times the bot\'s webhook registration was found changed (getWebhookInfo) and set again, since the master started', 'counter', (w) => w.webhookDrifts),
     ...journalFamilies(rows.journal, bot),
-    perBot('botfleet_worker_cpu_percent', 'CPU of the bot\'s processes, percent of one core, at the last sample (a process the bot started counts from the next listing of its cgroup, at most ~30 s later)', 'gauge', (w) => w.cpuPercent ?? 0),
+    perBot('botfleet_worker_cpu_percent', 'CPU of the bot\'s processes, percent of one core, between their last two reads (with a cgroup: ~30 s apart, at its listings, so a process the bot started counts from the next; without: every sample)', 'gauge', (w) => w.cpuPercent ?? 0),
     perBot('botfleet_worker_heartbeat_age_seconds', 'seconds since the last heartbeat (0 without a live worker)', 'gauge', (w) => (w.lastHeartbeatAt && w.pid !== null ? Math.max(0, (Date.now() - Date.parse(w.lastHeartbeatAt)) / 1000) : 0)),
     perBot('botfleet_worker_rss_bytes', 'resident memory of the bot\'s processes, bytes', 'gauge', (w) => w.rssBytes),
     perBot('botfleet_worker_queue_depth', 'updates queued or in flight in the worker', 'gauge', (w) => w.queueDepth),
