@@ -144,3 +144,13 @@ describe('metrics of a fleet with a running, a disabled, a quarantined and a cra
     assert.equal(r.status, 0, `promtool: ${r.stdout}${r.stderr}`);
   });
 });
+
+test('the scrape body is written as bytes in chunks: the same text as lines joined, UTF-8 labels whole across chunk ends and growth', async () => {
+  const { BodyBuilder } = await import('../master/surfaces/metrics-text.js');
+  const lines = Array.from({ length: 3000 }, (_, i) => `botfleet_bot_info{bot="b${i}",name="${i % 7 === 0 ? 'Привет 🤖 bot' : 'plain'}"} 1`);
+  const b = new BodyBuilder(16); // far too small: it must grow, and keep what it had
+  b.text('# prom-client part\nx 1\n');
+  for (let i = 0; i < lines.length; i += 3) b.push(...lines.slice(i, i + 3));
+  assert.equal(b.finish().toString('utf8'), `# prom-client part\nx 1\n${lines.join('\n')}\n`);
+  assert.equal(new BodyBuilder(0).finish().length, 0, 'nothing pushed: an empty body');
+});

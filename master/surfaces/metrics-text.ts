@@ -14,19 +14,77 @@ export const escapeLabel = (v: string): string => (/[\\"\n]/.test(v) ? v.replace
 /** A sample value as the text format writes it: `+Inf`, `-Inf`, `NaN`, else the number. */
 export const formatValue = (v: number): string => (Number.isFinite(v) ? String(v) : Number.isNaN(v) ? 'NaN' : v > 0 ? '+Inf' : '-Inf');
 
+/** Where a family's lines go (each without its newline). */
+export interface LineSink { push(...lines: string[]): unknown }
+
 /** One family: its sample lines are appended to `out` (without the HELP/TYPE header). */
 export interface TextFamily {
   name: string;
   help: string;
   type: 'counter' | 'gauge' | 'histogram';
-  lines(out: string[]): void;
+  lines(out: LineSink): void;
 }
 
-/** A family with its HELP and TYPE header (kept without samples, as prom-client does), ending in a newline. */
-export function renderFamily(f: TextFamily): string {
-  const out: string[] = [`# HELP ${f.name} ${f.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${f.name} ${f.type}`];
-  f.lines(out);
-  return out.join('\n') + '\n';
+/** A family with its HELP and TYPE header (kept without samples, as prom-client does) into `body`. */
+export function renderFamily(f: TextFamily, body: BodyBuilder): void {
+  body.push(`# HELP ${f.name} ${f.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${f.name} ${f.type}`);
+  f.lines(body);
+}
+
+/** Lines joined per chunk before they are written: ~30 KB strings, under V8's large-object size (a large string is memory mapped, and faulted in again, each time). */
+const CHUNK_LINES = 512;
+
+/**
+ * A scrape's body built as bytes: lines joined a chunk at a time and written as UTF-8 into
+ * one Buffer (allocUnsafe: malloc'd, outside V8's heap), sized from the last scrape. No
+ * multi-MB string is made, flattened, measured and encoded again for the socket. perf of an
+ * idle master at 1000 real workers (2.5 MB, 46,000 lines a scrape), all strings: 86 ms of
+ * CPU a scrape, of it 18 % writing the string to the socket and ~30 % page faults on fresh
+ * memory (clear_page, the large strings'), against 21 ms building the strings alone.
+ */
+export class BodyBuilder implements LineSink {
+  private buf: Buffer;
+  private len = 0;
+  private readonly pending: string[] = [];
+
+  /** @param sizeHint bytes expected (the last scrape's size) */
+  constructor(sizeHint: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(64 * 1024, sizeHint));
+  }
+
+  push(...lines: string[]): void {
+    for (const l of lines) this.pending.push(l);
+    if (this.pending.length >= CHUNK_LINES) this.flush();
+  }
+
+  /** Text that ends with its own newline (prom-client's part). */
+  text(s: string): void {
+    this.flush();
+    this.write(s);
+  }
+
+  /** The body: valid until the builder is used again. */
+  finish(): Buffer {
+    this.flush();
+    return this.buf.subarray(0, this.len);
+  }
+
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    this.pending.push('');
+    this.write(this.pending.join('\n'));
+    this.pending.length = 0;
+  }
+
+  private write(s: string): void {
+    const need = this.len + s.length * 3; // UTF-8: at most 3 bytes per UTF-16 unit
+    if (need > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+      this.buf.copy(grown, 0, 0, this.len);
+      this.buf = grown;
+    }
+    this.len += this.buf.write(s, this.len, 'utf8');
+  }
 }
 
 /** `{bot="<id>"}` for each bot id, escaped once per scrape. */

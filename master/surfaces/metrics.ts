@@ -15,7 +15,7 @@ import type { JournalStats } from '../delivery/journal.js';
 import { HANDLER_BUCKETS_S } from '../../worker/protocol.js';
 import type { ClusterGauges } from '../cluster/cluster.js';
 import { TAKE_CAUSES } from '../cluster/plan.js';
-import { botLabels, escapeLabel, histogramFamily, perBotFamily, renderFamily, type TextFamily } from './metrics-text.js';
+import { BodyBuilder, botLabels, escapeLabel, histogramFamily, perBotFamily, renderFamily, type TextFamily } from './metrics-text.js';
 
 /** Buckets (seconds) of the webhook request-duration histogram: the journal commit is most of it. */
 export const WEBHOOK_BUCKETS_S: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -42,9 +42,9 @@ export interface Metrics {
   /**
    * One scrape of `registry` that leaves the event loop free: each family of ours is
    * collected in an event-loop turn of its own (I/O is served between them), all from
-   * one snapshot of the fleet taken for the scrape.
+   * one snapshot of the fleet taken for the scrape. The text as UTF-8 bytes (metrics-text.ts, BodyBuilder).
    */
-  scrape(): Promise<string>;
+  scrape(): Promise<Buffer>;
   /** One webhook request answered with `code` after `seconds`; `bot` is null for a path that names no webhook bot. */
   observeWebhook(bot: string | null, code: number, seconds: number): void;
 }
@@ -82,16 +82,20 @@ export function createMetrics(src: MetricSources): Metrics {
   new client.Gauge({ name: 'botfleet_build_info', help: 'always 1; the labels say what runs', labelNames: ['version', 'node'], registers: [registry] }).set({ version: VERSION, node: process.version }, 1);
   const requests = new client.Counter({ name: 'botfleet_webhook_requests_total', help: 'webhook requests by bot and HTTP status answered (bot="" for a path naming no webhook bot)', labelNames: ['bot', 'code'], registers: [registry] });
   const duration = new client.Histogram({ name: 'botfleet_webhook_request_duration_seconds', help: 'time from a webhook request\'s arrival to its answer, seconds (all bots)', buckets: [...WEBHOOK_BUCKETS_S], registers: [registry] });
+  let lastBytes = 0;
   /** prom-client's part, then each per-bot family in an event-loop turn of its own (I/O is served between them). */
-  const scrapeOnce = async (): Promise<string> => {
-    const parts = [await registry.metrics()];
+  const scrapeOnce = async (): Promise<Buffer> => {
+    const body = new BodyBuilder(lastBytes + (lastBytes >> 3));
+    body.text(await registry.metrics());
     for (const f of families) {
       await new Promise<void>((r) => setImmediate(r));
-      parts.push(renderFamily(f));
+      renderFamily(f, body);
     }
-    return parts.join('');
+    const out = body.finish();
+    lastBytes = out.length;
+    return out;
   };
-  let scraping: Promise<string> | null = null;
+  let scraping: Promise<Buffer> | null = null;
   return {
     registry,
     // Concurrent scrapes share one: a second Prometheus (or a retry) costs nothing more.
@@ -138,7 +142,7 @@ function botFamilies(src: MetricSources, rows: Rows, bot: (id: string) => string
   const byBot = () => status().map((w): [string, WorkerStatus] => [w.botId, w]);
   const perBot = (name: string, help: string, type: 'counter' | 'gauge', value: (w: WorkerStatus) => number) => perBotFamily(name, help, type, byBot, value, bot);
   const perTotals = (name: string, help: string, value: (t: BotTotals) => number) => perBotFamily(name, help, 'counter', totals, value, bot);
-  const labelled = (name: string, help: string, type: 'counter' | 'gauge', lines: (out: string[]) => void): TextFamily => ({ name, help, type, lines });
+  const labelled = (name: string, help: string, type: 'counter' | 'gauge', lines: TextFamily['lines']): TextFamily => ({ name, help, type, lines });
   return [
     labelled('botfleet_worker_state', 'the state each bot is in: one series per bot, value 1, the state as its label', 'gauge', (out) => {
       for (const w of status()) out.push(`botfleet_worker_state{${bot(w.botId)},state="${w.state}"} 1`);

@@ -32,7 +32,7 @@ export { fleetStatus, type FleetStatus } from './fleet-status.js';
 export interface StatusServerOptions {
   status(): FleetStatus;
   /** The Prometheus text and its content type (metrics.ts's scrape). */
-  metrics: { contentType: string; metrics(): Promise<string> };
+  metrics: { contentType: string; metrics(): Promise<string | Buffer> };
   /** null when healthy, else the reason (one line). */
   unhealthy(): string | null;
   /** `/api/cluster/status`: the members and who owns which bot (null: not a cluster, the store is SQLite). */

@@ -47,7 +47,7 @@ export async function metricsMeasures(bots: number, rounds: number): Promise<{ r
     deadLetters: () => new Map([['b0001', 3]]), memoryCapBytes: 150 * 1048576, journal: () => journal,
   });
   for (const c of children) if (c.life.mode === 'webhook') m.observeWebhook(c.botId, 200, 0.004);
-  const text = await m.scrape();
+  const text = (await m.scrape()).toString('utf8');
   const series = text.split('\n').filter((l) => l && !l.startsWith('#')).length;
   // Baseline: prom-client alone, the same number of series in one Gauge, set directly.
   const base = new client.Registry();

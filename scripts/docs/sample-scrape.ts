@@ -27,7 +27,7 @@ export async function sampleScrape(): Promise<string> {
     cluster: () => ({ liveMembers: 3, ownedHere: 1, withoutOwner: 0, leaseLive: true, counters: { takeovers: { 'owner-dead': 1 }, renewFailures: 0, selfFences: 0, lastRenewMs: 2 } }),
   });
   m.observeWebhook('b1', 200, 0.004);
-  return m.scrape();
+  return (await m.scrape()).toString('utf8');
 }
 
 /** One metric family of a scrape: name, type, help and the label names its samples carry (`le` left out). */
