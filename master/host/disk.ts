@@ -120,7 +120,7 @@ export class DirSizes {
     return bytes;
   }
 
-/** Drop `key`'s watches (its bot removed). */
+  /** Drop `key`'s watches (its bot removed). */
   forget(key: string): void {
     const k = this.known.get(key);
     if (k) closeWatchers(k);

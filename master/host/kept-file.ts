@@ -31,8 +31,9 @@ export function digitsAt(buf: Buffer, at: number, end: number): number {
  * (a cgroup's memory.stat), 0 when there is none. `key` is made by {@link statKey}.
  */
 export function keptField(n: number, key: Buffer): number {
-  const name = key.subarray(1);
-  let at = n >= name.length && shared.compare(name, 0, name.length, 0, name.length) === 0 ? name.length : -1;
+  // The first line has no newline before it: the key without its own.
+  const len = key.length - 1;
+  let at = n >= len && shared.compare(key, 1, key.length, 0, len) === 0 ? len : -1;
   if (at < 0) {
     const i = shared.indexOf(key);
     // The first match past `n` is stale bytes of an earlier, longer read: none within this one.
