@@ -172,7 +172,7 @@ async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger,
   let botsApi: ReturnType<typeof startBotsApi> = null;
   const metrics = createMetrics({
     status: () => supervisor.status(), totals: () => supervisor.totals(), deadLetters: () => core.deadLetters.current(),
-    memoryCapBytes, journal: () => journal.allStats(), configReload: () => fleet.health(botsApi), ...(core.cluster ? { cluster: () => core.cluster!.gauges() } : {}),
+    memoryCapBytes, journal: () => journal.statsByBot(), configReload: () => fleet.health(botsApi), ...(core.cluster ? { cluster: () => core.cluster!.gauges() } : {}),
   });
   let draining = false;
   const webhook = await openIngress(cfg, supervisor, journal, core.secretTokenFor, () => draining, metrics.observeWebhook);
@@ -182,7 +182,7 @@ async function openSurfaces(cfg: Config, home: Home, core: Core, logger: Logger,
   const commands = controlCommands({ supervisor, store, journal, logger, status, reload: fleet.reload, onDeadLettersChanged: core.deadLetters.refresh });
   const statusServer = createStatusServer({
     status, webhookStats: () => ({ server: webhook?.webhookStats() ?? {}, journal: journal.allStats(), deliveryLatency: journal.deliveryLatency() }),
-    metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape }, cluster: core.cluster ? () => core.cluster!.status() : null,
+    metrics: { contentType: metrics.registry.contentType, metrics: metrics.scrape, release: metrics.release }, cluster: core.cluster ? () => core.cluster!.status() : null,
     unhealthy: () => {
       if (webhook && !webhookUp) return 'webhook server is not listening';
       const clusterProblem = core.cluster?.problem();

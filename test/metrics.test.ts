@@ -150,7 +150,65 @@ test('the scrape body is written as bytes in chunks: the same text as lines join
   const lines = Array.from({ length: 3000 }, (_, i) => `botfleet_bot_info{bot="b${i}",name="${i % 7 === 0 ? 'Привет 🤖 bot' : 'plain'}"} 1`);
   const b = new BodyBuilder(16); // far too small: it must grow, and keep what it had
   b.text('# prom-client part\nx 1\n');
-  for (let i = 0; i < lines.length; i += 3) b.push(...lines.slice(i, i + 3));
+  for (let i = 0; i < lines.length; i += 3) b.push(lines.slice(i, i + 3).join('\n')); // a bot's block: lines joined
   assert.equal(b.finish().toString('utf8'), `# prom-client part\nx 1\n${lines.join('\n')}\n`);
   assert.equal(new BodyBuilder(0).finish().length, 0, 'nothing pushed: an empty body');
+});
+
+test('a bot\'s kept lines follow its values: a change, a reason moved at the same total, a bot removed and one added read as a fresh registry reads them', async () => {
+  const { createMetrics } = await import('../master/surfaces/metrics.js');
+  const { childStatus, newChild } = await import('../master/lifecycle/child.js');
+  const { addBeat } = await import('../master/lifecycle/counters.js');
+  const children = ['a', 'b', 'c'].map((id) => newChild(id, `Bot ${id}`, null));
+  for (const c of children) c.state = 'running';
+  children[0]!.exitsByReason = { crash: 1 };
+  const sources = {
+    status: () => children.map((c) => childStatus(c, 1000, 3_600_000)),
+    totals: () => children.map((c): [string, typeof c.totals] => [c.botId, c.totals]),
+    deadLetters: () => new Map([['gone', 2]]),
+  };
+  const botLines = (b: Buffer) => b.toString('utf8').split('\n').filter((l) => l.startsWith('botfleet_') && !l.startsWith('botfleet_build_info')).join('\n');
+  const kept = createMetrics(sources);
+  const first = botLines(await kept.scrape());
+  assert.equal(botLines(await kept.scrape()), first, 'nothing changed: the same text');
+  assert.match(first, /^botfleet_worker_exits_total\{bot="a",reason="crash"\} 1$/m);
+  // Changes: a restart counted, the one exit now another reason (a bot removed and added again between scrapes), a handler timed, a name, a bot gone, one new.
+  children[0]!.life = { ...children[0]!.life, restarts: 1 };
+  children[0]!.exitsByReason = { memory: 1 };
+  addBeat(children[1]!.totals, null, { messages: 1, errors: 0, telemetry: { received: 1, deduplicated: 0, handlerBuckets: [0, 1], handlerSecondsSum: 0.004, apiErrors: [['sendMessage', '429', 2]] } });
+  children[1]!.name = 'Renamed "b"';
+  children.splice(2, 1, newChild('d', 'Bot d', null));
+  const later = botLines(await kept.scrape());
+  assert.notEqual(later, first);
+  assert.equal(later, botLines(await createMetrics(sources).scrape()), 'a fresh registry reads the same');
+  assert.match(later, /^botfleet_worker_exits_total\{bot="a",reason="crash"\} 0$/m);
+  assert.match(later, /^botfleet_worker_exits_total\{bot="a",reason="memory"\} 1$/m);
+  assert.match(later, /^botfleet_handler_duration_seconds_count\{bot="b"\} 1$/m);
+  assert.match(later, /^botfleet_telegram_api_errors_total\{bot="b",method="sendMessage",code="429"\} 2$/m);
+  assert.match(later, /^botfleet_bot_info\{bot="b",name="Renamed \\"b\\"",mode="",username=""\} 1$/m);
+  assert.doesNotMatch(later, /bot="c"/, 'a removed bot has no series');
+  assert.match(later, /^botfleet_worker_restarts_total\{bot="d"\} 0$/m);
+  assert.match(later, /^botfleet_dead_letters\{bot="gone"\} 2$/m);
+});
+
+test('a released body\'s memory holds the next scrape; one still held by a caller does not', async () => {
+  const { createMetrics } = await import('../master/surfaces/metrics.js');
+  const { childStatus, newChild } = await import('../master/lifecycle/child.js');
+  const children = Array.from({ length: 300 }, (_, i) => newChild(`b${i}`, `Bot ${i}`, null));
+  const m = createMetrics({ status: () => children.map((c) => childStatus(c, 1000, 3_600_000)), totals: () => children.map((c): [string, typeof c.totals] => [c.botId, c.totals]) });
+  // Two callers of one scrape share its body: one release leaves it held.
+  const [a, a2] = await Promise.all([m.scrape(), m.scrape()]);
+  assert.equal(a.buffer, a2.buffer, 'concurrent scrapes share one body');
+  const text = a.toString('utf8');
+  m.release(a);
+  const b = await m.scrape();
+  assert.notEqual(b.buffer, a.buffer, 'a body one caller still holds is not written over');
+  assert.equal(a.toString('utf8'), text);
+  m.release(a2);
+  m.release(b);
+  const c = await m.scrape();
+  assert.ok(c.buffer === a.buffer || c.buffer === b.buffer, 'a released body\'s memory is written again');
+  assert.equal(c.toString('utf8').replace(/^(process|nodejs)_.*\n/gm, ''), text.replace(/^(process|nodejs)_.*\n/gm, ''), 'and reads as a fresh scrape');
+  m.release(c);
+  m.release(c); // a second release of the same body changes nothing
 });

@@ -7,12 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { once } from 'node:events';
 import { describe, test } from 'node:test';
 import { authorized, isLoopbackHost, parseStatusAuth } from '../common/status-auth.js';
 import { loadConfig } from '../config/load.js';
 import { childStatus, newChild } from '../master/lifecycle/child.js';
 import { createFleetHistory, HISTORY_SLOTS } from '../master/surfaces/fleet-history.js';
-import { createStatusServer, fleetStatus } from '../master/surfaces/status-server.js';
+import { createStatusServer, fleetStatus, type StatusServerOptions } from '../master/surfaces/status-server.js';
 import { waitFor } from './helpers/wait.js';
 
 const TOKEN = 'test-status-token-0123456789';
@@ -26,10 +27,10 @@ function fleetOf(n: number) {
   });
 }
 
-async function serve(o: { auth?: string; bots?: number; tickMs?: number } = {}) {
+async function serve(o: { auth?: string; bots?: number; tickMs?: number; metrics?: StatusServerOptions['metrics'] } = {}) {
   const status = fleetOf(o.bots ?? 3);
   const app = createStatusServer({
-    status: () => status, metrics: { contentType: 'text/plain', metrics: async () => '' }, unhealthy: () => null,
+    status: () => status, metrics: o.metrics ?? { contentType: 'text/plain', metrics: async () => '' }, unhealthy: () => null,
     ...(o.auth ? { auth: parseStatusAuth(o.auth) } : {}),
     page: {
       describe: () => { throw new Error('not used'); }, memoryCapBytes: 150 * 1048576, restartWindowMax: 5, maxClients: 8,
@@ -157,6 +158,26 @@ describe('status server routes (node:http, fastify\'s rules)', () => {
       assert.equal(thrown.status, 500, 'a handler that throws is a 500');
       assert.deepEqual(await thrown.json(), { error: 'not used' });
       assert.equal(thrown.headers.get('x-content-type-options'), 'nosniff', 'errors carry the headers too');
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('a /metrics body is released once its response ended: read whole, or the client gone halfway', async () => {
+    const body = Buffer.alloc(16 * 1048576, 'x'); // more than the socket buffers hold: the second client leaves mid-body
+    const released: unknown[] = [];
+    const s = await serve({ metrics: { contentType: 'text/plain', metrics: async () => body, release: (b) => released.push(b) } });
+    try {
+      const r = await fetch(s.base + '/metrics');
+      assert.equal((await r.arrayBuffer()).byteLength, body.length);
+      await waitFor(() => released.length === 1, 5_000, 'the release after a whole read');
+      assert.equal(released[0], body);
+      const socket = net.connect(s.port, '127.0.0.1');
+      socket.write(`GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:${s.port}\r\n\r\n`);
+      await once(socket, 'data');
+      assert.equal(released.length, 1, 'not released while the body is still being sent');
+      socket.destroy();
+      await waitFor(() => released.length === 2, 5_000, 'the release after the client left');
     } finally {
       await s.close();
     }

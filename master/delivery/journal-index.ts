@@ -93,8 +93,13 @@ export function nextToSend(b: BotJournal, window: number): { batch: Update[]; re
 
 /** The bot's counters and depth at `now`. */
 export function botStats(b: BotJournal, now: number): JournalStats {
-  const first = b.pending.values().next().value as Entry | undefined;
-  return { ...b.c, pending: b.pending.size, inFlight: b.inFlight.size, oldestPendingAgeMs: first ? Math.max(0, now - first.receivedAt) : null };
+  // No iterator for an empty map: a scrape asks every bot, and most have nothing pending.
+  const first = b.pending.size === 0 ? undefined : (b.pending.values().next().value as Entry);
+  const c = b.c; // field by field: a spread and three more fields made ~1.5 KB a bot (heap profile of a scrape at 1000 bots)
+  return {
+    received: c.received, journaled: c.journaled, duplicates: c.duplicates, refused: c.refused, delivered: c.delivered, failed: c.failed, deadLettered: c.deadLettered, expired: c.expired,
+    pending: b.pending.size, inFlight: b.inFlight.size, oldestPendingAgeMs: first ? Math.max(0, now - first.receivedAt) : null,
+  };
 }
 
 /** The last `size` samples (ms) in a ring, summarized as count, p50, p99 and max (null before any). */

@@ -54,6 +54,8 @@ export interface Journal {
   ackedIds(botId: string): number[];
   stats(botId: string): JournalStats;
   allStats(): Record<string, JournalStats>;
+  /** As {@link allStats}, as [bot, stats] pairs (no object keyed by 1000 bot ids: a scrape reads them in order). */
+  statsByBot(): Array<[string, JournalStats]>;
   /** null while the journal writes; else why its last batch failed (none has committed since): `/health` answers 503 with it. */
   writeProblem(): string | null;
   /**
@@ -278,8 +280,12 @@ class IndexedJournal implements Journal {
   };
 
   allStats(): Record<string, JournalStats> {
+    return Object.fromEntries(this.statsByBot());
+  }
+
+  statsByBot(): Array<[string, JournalStats]> {
     const now = this.o.now();
-    return Object.fromEntries([...this.bots.values()].map((b) => [b.id, botStats(b, now)]));
+    return Array.from(this.bots.values(), (b): [string, JournalStats] => [b.id, botStats(b, now)]);
   }
 
   deliveryLatency(): ReturnType<Journal['deliveryLatency']> {

@@ -137,6 +137,9 @@ class SharedJournal implements Journal {
   allStats(): ReturnType<Journal['allStats']> {
     return this.inner.allStats();
   }
+  statsByBot(): ReturnType<Journal['statsByBot']> {
+    return this.inner.statsByBot();
+  }
   writeProblem(): string | null {
     return this.inner.writeProblem();
   }

@@ -15,8 +15,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorMessage } from '../../common/errors.js';
 
-/** A route's answer: `body` an object (sent as JSON), a string or bytes with `type`. */
-export interface Answer { status?: number; type?: string; headers?: Record<string, string>; body: unknown }
+/** A route's answer: `body` an object (sent as JSON), a string or bytes with `type`; `done` runs once the response ended or its connection closed (the body is no longer read). */
+export interface Answer { status?: number; type?: string; headers?: Record<string, string>; body: unknown; done?: () => void }
 
 /**
  * A route: `params` holds the decoded `:name` segments. Returns the answer, or
@@ -70,6 +70,7 @@ function send(req: IncomingMessage, res: ServerResponse, a: Answer): void {
     'content-type': a.type ?? (json ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8'),
     'content-length': String(Buffer.byteLength(body)),
   });
+  if (a.done) res.once('close', a.done);
   res.end(req.method === 'HEAD' ? undefined : body);
 }
 

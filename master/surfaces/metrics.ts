@@ -7,6 +7,7 @@
  * `process_*`/`nodejs_*` names, so stock Node.js dashboards work.
  * The series and their meaning: docs/metrics.md (generated from this file by `npm run docs`).
  */
+import fsp from 'node:fs/promises';
 import client from 'prom-client';
 import { EXIT_REASONS, type WorkerStatus } from '../lifecycle/child.js';
 import type { BotTotals } from '../lifecycle/counters.js';
@@ -15,7 +16,7 @@ import type { JournalStats } from '../delivery/journal.js';
 import { HANDLER_BUCKETS_S } from '../../worker/protocol.js';
 import type { ClusterGauges } from '../cluster/cluster.js';
 import { TAKE_CAUSES } from '../cluster/plan.js';
-import { BodyBuilder, botLabels, escapeLabel, histogramFamily, perBotFamily, renderFamily, type TextFamily } from './metrics-text.js';
+import { BodyBuilder, BodyMemory, botLabels, escapeLabel, histogramFamily, KeptText, perBotFamily, renderFamily, type TextFamily } from './metrics-text.js';
 
 /** Buckets (seconds) of the webhook request-duration histogram: the journal commit is most of it. */
 export const WEBHOOK_BUCKETS_S: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
@@ -28,7 +29,8 @@ export interface MetricSources {
   deadLetters?(): Map<string, number>;
   /** `botfleet_worker_memory_cap_bytes`. */
   memoryCapBytes?: number;
-  journal?(): Record<string, JournalStats>;
+  /** The journal's counters by bot. */
+  journal?(): Array<[string, JournalStats]>;
   /** The last configuration reload: whether it succeeded, and wall-clock ms of the last success (null: none yet). */
   configReload?(): { success: boolean; lastSuccessMs: number | null };
   /** This master as a cluster member (PostgreSQL); absent with SQLite (no `botfleet_cluster_*` series). */
@@ -45,6 +47,14 @@ export interface Metrics {
    * one snapshot of the fleet taken for the scrape. The text as UTF-8 bytes (metrics-text.ts, BodyBuilder).
    */
   scrape(): Promise<Buffer>;
+  /**
+   * A body `scrape` gave is no longer read (its response ended): once every caller it was
+   * given to released it, the next scrape writes into its memory. A body never released
+   * is left to the garbage collector. Each 2.5 MB body of a 1000-bot scrape lived through
+   * the scrape's scavenges into the old generation and stayed until a full collection: 52 MB
+   * of them were held at 1000 real idle workers after 40 scrapes, the master's RSS 106 -> 177 MB.
+   */
+  release(body: string | Buffer): void;
   /** One webhook request answered with `code` after `seconds`; `bot` is null for a path that names no webhook bot. */
   observeWebhook(bot: string | null, code: number, seconds: number): void;
 }
@@ -67,7 +77,8 @@ export function createMetrics(src: MetricSources): Metrics {
   client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_PRECISION_MS });
   // prom-client exports these three gauges with a `_total` suffix, which `promtool check metrics` rejects.
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
-  const families = botFamilies(src, { status, totals, journal: snap.of(() => Object.entries(src.journal?.() ?? {})) }, bot);
+  openFdsOffLoop(registry);
+  const families = botFamilies(src, { status, totals, journal: snap.of(() => src.journal?.() ?? []) }, bot);
   if (src.memoryCapBytes !== undefined) {
     new client.Gauge({ name: 'botfleet_worker_memory_cap_bytes', help: 'the RSS cap of each bot (MAX_MEMORY_PER_WORKER_MB)', registers: [registry] }).set(src.memoryCapBytes);
   }
@@ -83,9 +94,10 @@ export function createMetrics(src: MetricSources): Metrics {
   const requests = new client.Counter({ name: 'botfleet_webhook_requests_total', help: 'webhook requests by bot and HTTP status answered (bot="" for a path naming no webhook bot)', labelNames: ['bot', 'code'], registers: [registry] });
   const duration = new client.Histogram({ name: 'botfleet_webhook_request_duration_seconds', help: 'time from a webhook request\'s arrival to its answer, seconds (all bots)', buckets: [...WEBHOOK_BUCKETS_S], registers: [registry] });
   let lastBytes = 0;
+  const memory = new BodyMemory();
   /** prom-client's part, then each per-bot family in an event-loop turn of its own (I/O is served between them). */
   const scrapeOnce = async (): Promise<Buffer> => {
-    const body = new BodyBuilder(lastBytes + (lastBytes >> 3));
+    const body = new BodyBuilder(lastBytes + (lastBytes >> 3), memory.take());
     body.text(await registry.metrics());
     for (const f of families) {
       await new Promise<void>((r) => setImmediate(r));
@@ -102,12 +114,31 @@ export function createMetrics(src: MetricSources): Metrics {
     scrape: () => (scraping ??= scrapeOnce().finally(() => {
       scraping = null;
       snap.drop();
-    })),
+    })).then((body) => memory.hold(body)),
+    release: (body) => memory.release(body),
     observeWebhook(bot, code, seconds) {
       requests.inc({ bot: bot ?? '', code: String(code) });
       duration.observe(seconds);
     },
   };
+}
+
+/**
+ * prom-client's `process_open_fds` (same name and help) listed off the event loop: its own
+ * lists `/proc/self/fd` with readdirSync, and a master at 1000 bots holds ~5,000 descriptors
+ * (each worker's pipes, its kept /proc and cgroup files): 14 ms of the loop a scrape in a CPU
+ * profile at 1000 real idle workers. fs.promises.readdir lists in libuv's thread pool while
+ * the rest of the scrape is written.
+ */
+function openFdsOffLoop(registry: client.Registry): void {
+  if (process.platform !== 'linux') return;
+  registry.removeSingleMetric('process_open_fds');
+  new client.Gauge({ name: 'process_open_fds', help: 'Number of open file descriptors.', registers: [registry],
+    async collect() {
+      // One fewer: the listing's own descriptor, closed by now (as prom-client counts).
+      const fds = await fsp.readdir('/proc/self/fd').catch(() => null);
+      if (fds) this.set(fds.length - 1);
+    } });
 }
 
 /** The cluster's series (DESIGN.md, "The cluster"): members, ownership, takeovers by cause, renewals, self-fences. */
@@ -139,31 +170,39 @@ interface Rows {
 /** The per-bot families, in the order they are written. */
 function botFamilies(src: MetricSources, rows: Rows, bot: (id: string) => string): TextFamily[] {
   const { status, totals } = rows;
-  const byBot = () => status().map((w): [string, WorkerStatus] => [w.botId, w]);
-  const perBot = (name: string, help: string, type: 'counter' | 'gauge', value: (w: WorkerStatus) => number) => perBotFamily(name, help, type, byBot, value, bot);
-  const perTotals = (name: string, help: string, value: (t: BotTotals) => number) => perBotFamily(name, help, 'counter', totals, value, bot);
-  const labelled = (name: string, help: string, type: 'counter' | 'gauge', lines: TextFamily['lines']): TextFamily => ({ name, help, type, lines });
+  const botId = (w: WorkerStatus) => w.botId;
+  const perBot = (name: string, help: string, type: 'counter' | 'gauge', value: (w: WorkerStatus) => number) => perBotFamily(name, help, type, status, botId, value, bot);
+  const perTotals = (name: string, help: string, value: (t: BotTotals) => number) => perBotFamily(name, help, 'counter', totals, firstOf, (r) => value(r[1]), bot);
+  /** A family of one block of lines per bot, each kept while `vals` stay the same (KeptText). */
+  const blocks = <T>(name: string, help: string, type: 'counter' | 'gauge', rows: () => readonly T[], id: (r: T) => string, vals: (r: T) => Array<string | number>, block: (r: T, l: string) => string[]): TextFamily => {
+    const kept = new KeptText();
+    const make = (r: T) => block(r, bot(id(r))).join('\n');
+    return { name, help, type, lines(out) {
+      kept.begin();
+      const all = rows();
+      for (let i = 0; i < all.length; i++) kept.text(id(all[i]!), vals(all[i]!), all[i]!, make);
+      out.block(kept.end());
+    } };
+  };
   return [
-    labelled('botfleet_worker_state', 'the state each bot is in: one series per bot, value 1, the state as its label', 'gauge', (out) => {
-      for (const w of status()) out.push(`botfleet_worker_state{${bot(w.botId)},state="${w.state}"} 1`);
-    }),
-    labelled('botfleet_bot_info', 'always 1: each bot\'s name, resolved delivery mode and Telegram @username (empty until getMe answered)', 'gauge', (out) => {
-      for (const w of status()) out.push(`botfleet_bot_info{${bot(w.botId)},name="${escapeLabel(w.name.slice(0, 64))}",mode="${w.mode ?? ''}",username="${escapeLabel(w.username ?? '')}"} 1`);
-    }),
+    blocks('botfleet_worker_state', 'the state each bot is in: one series per bot, value 1, the state as its label', 'gauge', status, botId, (w) => [w.state],
+      (w, l) => [`botfleet_worker_state{${l},state="${w.state}"} 1`]),
+    blocks('botfleet_bot_info', 'always 1: each bot\'s name, resolved delivery mode and Telegram @username (empty until getMe answered)', 'gauge', status, botId, (w) => [w.name, w.mode ?? '', w.username ?? ''],
+      (w, l) => [`botfleet_bot_info{${l},name="${escapeLabel(w.name.slice(0, 64))}",mode="${w.mode ?? ''}",username="${escapeLabel(w.username ?? '')}"} 1`]),
     perBot('botfleet_worker_restarts_total', 'restarts since the master started', 'counter', (w) => w.restarts),
     // Every reason at 0 from a bot's first appearance, so increase() counts its first exit (Prometheus: initialize known label sets).
-    labelled('botfleet_worker_exits_total', `worker exits by lastExit reason (${EXIT_REASONS.join(', ')}) since the master started; every reason from 0`, 'counter', (out) => {
-      for (const w of status()) for (const reason of EXIT_REASONS) out.push(`botfleet_worker_exits_total{${bot(w.botId)},reason="${reason}"} ${w.exitsByReason[reason] ?? 0}`);
-    }),
+    blocks('botfleet_worker_exits_total', `worker exits by lastExit reason (${EXIT_REASONS.join(', ')}) since the master started; every reason from 0`, 'counter', status, botId,
+      (w) => EXIT_REASONS.map((reason) => w.exitsByReason[reason] ?? 0),
+      (w, l) => EXIT_REASONS.map((reason) => `botfleet_worker_exits_total{${l},reason="${reason}"} ${w.exitsByReason[reason] ?? 0}`)),
     perTotals('botfleet_updates_received_total', 'updates that reached the bot\'s workers (polled or delivered; redeliveries included)', (t) => t.received),
     perTotals('botfleet_updates_handled_total', 'updates whose handler ran', (t) => t.handled),
     perTotals('botfleet_updates_failed_total', 'updates whose handler failed (threw or rejected)', (t) => t.failed),
     perTotals('botfleet_updates_deduplicated_total', 'updates a worker dropped as already handled (the dedup window)', (t) => t.deduplicated),
     histogramFamily('botfleet_handler_duration_seconds', 'handler run time per update, seconds', HANDLER_BUCKETS_S,
       () => totals().map(([id, t]) => ({ bot: id, buckets: t.handlerBuckets, sum: t.handlerSecondsSum })), bot),
-    labelled('botfleet_telegram_api_errors_total', 'Bot API calls of the bot that failed, by method and HTTP status (network: no reply); 409 on getUpdates is another poller, 429 flood control', 'counter', (out) => {
-      for (const [id, t] of totals()) for (const r of t.apiErrors.values()) out.push(`botfleet_telegram_api_errors_total{${bot(id)},method="${escapeLabel(r.method)}",code="${escapeLabel(r.code)}"} ${r.count}`);
-    }),
+    blocks('botfleet_telegram_api_errors_total', 'Bot API calls of the bot that failed, by method and HTTP status (network: no reply); 409 on getUpdates is another poller, 429 flood control', 'counter', totals, firstOf,
+      ([, t]) => [...t.apiErrors.values()].flatMap((r) => [r.method, r.code, r.count]),
+      ([, t], l) => [...t.apiErrors.values()].map((r) => `botfleet_telegram_api_errors_total{${l},method="${escapeLabel(r.method)}",code="${escapeLabel(r.code)}"} ${r.count}`)),
     perBot('botfleet_webhook_drifts_total', 'times the bot\'s webhook registration was found changed (getWebhookInfo) and set again, since the master started', 'counter', (w) => w.webhookDrifts),
     ...journalFamilies(rows.journal, bot),
     perBot('botfleet_worker_cpu_percent', 'CPU of the bot\'s processes, percent of one core, between their last two reads (with a cgroup: ~30 s apart, at its listings, so a process the bot started counts from the next; without: every sample)', 'gauge', (w) => w.cpuPercent ?? 0),
@@ -171,17 +210,23 @@ function botFamilies(src: MetricSources, rows: Rows, bot: (id: string) => string
     perBot('botfleet_worker_rss_bytes', 'resident memory of the bot\'s processes, bytes', 'gauge', (w) => w.rssBytes),
     perBot('botfleet_worker_queue_depth', 'updates queued or in flight in the worker', 'gauge', (w) => w.queueDepth),
     perBot('botfleet_worker_uptime_seconds', 'seconds since the worker was forked', 'gauge', (w) => w.uptimeMs / 1000),
-    labelled('botfleet_dead_letters', 'updates in the dead-letter queue (botfleet dlq list)', 'gauge', (out) => {
-      const counts = src.deadLetters?.() ?? new Map<string, number>();
-      for (const w of status()) if (!counts.has(w.botId)) out.push(`botfleet_dead_letters{${bot(w.botId)}} 0`);
-      for (const [id, n] of counts) out.push(`botfleet_dead_letters{${bot(id)}} ${n}`); // also bots no longer configured
-    }),
+    perBotFamily('botfleet_dead_letters', 'updates in the dead-letter queue (botfleet dlq list)', 'gauge', () => deadLetterRows(status(), src.deadLetters?.()), firstOf, (r) => r[1], bot),
   ];
+}
+
+const firstOf = <K>(r: readonly [K, unknown]): K => r[0];
+
+/** Dead letters by bot: every configured bot (0 when none), then the bots no longer configured that still have some. */
+function deadLetterRows(status: WorkerStatus[], counts: Map<string, number> = new Map()): Array<[string, number]> {
+  const rows: Array<[string, number]> = [];
+  for (const w of status) if (!counts.has(w.botId)) rows.push([w.botId, 0]);
+  for (const row of counts) rows.push(row);
+  return rows;
 }
 
 /** The journal's per-bot series (webhook bots, and polling bots' acked ids). */
 function journalFamilies(rows: () => Array<[string, JournalStats]>, bot: (id: string) => string): TextFamily[] {
-  const f = (name: string, help: string, value: (j: JournalStats) => number, type: 'counter' | 'gauge' = 'counter') => perBotFamily(name, help, type, rows, value, bot);
+  const f = (name: string, help: string, value: (j: JournalStats) => number, type: 'counter' | 'gauge' = 'counter') => perBotFamily(name, help, type, rows, firstOf, (r) => value(r[1]), bot);
   return [
     f('botfleet_journal_received_total', 'webhook updates that reached the journal since the master started', (j) => j.received),
     f('botfleet_journal_journaled_total', 'updates committed to the journal (answered 200)', (j) => j.journaled),

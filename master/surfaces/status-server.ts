@@ -31,8 +31,8 @@ export { fleetStatus, type FleetStatus } from './fleet-status.js';
 
 export interface StatusServerOptions {
   status(): FleetStatus;
-  /** The Prometheus text and its content type (metrics.ts's scrape). */
-  metrics: { contentType: string; metrics(): Promise<string | Buffer> };
+  /** The Prometheus text and its content type (metrics.ts's scrape); `release` takes back a body once its response ended. */
+  metrics: { contentType: string; metrics(): Promise<string | Buffer>; release?(body: string | Buffer): void };
   /** null when healthy, else the reason (one line). */
   unhealthy(): string | null;
   /** `/api/cluster/status`: the members and who owns which bot (null: not a cluster, the store is SQLite). */
@@ -79,7 +79,10 @@ export function createStatusServer(o: StatusServerOptions): StatusServer {
     return { status: 401, headers: { 'www-authenticate': 'Basic realm="botfleet", charset="UTF-8"' }, body: { error: 'authentication required (STATUS_AUTH)' } };
   });
   router.get('/api/workers/status', () => ({ body: o.status() }));
-  router.get('/metrics', async () => ({ type: o.metrics.contentType, body: await o.metrics.metrics() }));
+  router.get('/metrics', async () => {
+    const body = await o.metrics.metrics();
+    return { type: o.metrics.contentType, body, done: () => o.metrics.release?.(body) };
+  });
   router.get('/webhook/stats', () => ({ body: o.webhookStats?.() ?? {} }));
   router.get('/api/cluster/status', async () => ({ body: o.cluster ? await o.cluster() : { cluster: false, why: 'the store is SQLite in the home: this master owns every bot' } }));
   router.get('/health', () => {

@@ -44,7 +44,7 @@ export async function metricsMeasures(bots: number, rounds: number): Promise<{ r
   for (const c of children) if (c.life.mode === 'webhook') journal[c.botId] = { received: 10, journaled: 10, duplicates: 1, refused: 0, delivered: 9, failed: 0, deadLettered: 0, expired: 0, pending: 1, inFlight: 1, oldestPendingAgeMs: 20 } as unknown as JournalStats;
   const m = createMetrics({
     status: () => children.map((c) => childStatus(c, performance.now(), 3_600_000)), totals: () => children.map((c): [string, Child['totals']] => [c.botId, c.totals]),
-    deadLetters: () => new Map([['b0001', 3]]), memoryCapBytes: 150 * 1048576, journal: () => journal,
+    deadLetters: () => new Map([['b0001', 3]]), memoryCapBytes: 150 * 1048576, journal: () => Object.entries(journal),
   });
   for (const c of children) if (c.life.mode === 'webhook') m.observeWebhook(c.botId, 200, 0.004);
   const text = (await m.scrape()).toString('utf8');

@@ -23,7 +23,7 @@ export async function sampleScrape(): Promise<string> {
   const m = createMetrics({
     status: () => [childStatus(c, 0, 3_600_000)], totals: () => [['b1', c.totals]], deadLetters: () => new Map([['b1', 1]]), memoryCapBytes: 150 * 1048576,
     configReload: () => ({ success: true, lastSuccessMs: Date.now() }),
-    journal: () => ({ b1: journal }),
+    journal: () => [['b1', journal]],
     cluster: () => ({ liveMembers: 3, ownedHere: 1, withoutOwner: 0, leaseLive: true, counters: { takeovers: { 'owner-dead': 1 }, renewFailures: 0, selfFences: 0, lastRenewMs: 2 } }),
   });
   m.observeWebhook('b1', 200, 0.004);
