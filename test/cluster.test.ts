@@ -128,7 +128,13 @@ async function awayAndBack(c: Cluster, run: Launched, fault: { cut(): void; rest
   for (const b of moved) assert.notEqual(back.get(b)!.pid, first.get(b)!.pid, `${b} runs in a new worker of m1`);
   for (const b of bots) assert.equal(tg(b).conflicts, 0, `${b}: never two getUpdates at once (no 409)`);
   for (const b of bots) assert.equal(await masters[0]!.chat(b, 12, `back ${b}`), `back ${b}`);
-  for (const b of moved) assert.equal(tg(b).sent.filter((m) => m.text === `away ${b}`).length, 1, `${b}: the message sent while m1 was away answered once`);
+  // Once; twice only by the documented at-least-once path (docs/cluster.md): m1's worker handled it but reached the
+  // deadline before it could confirm (a handler slower than the ~350 ms left it, here on a loaded machine), and said so.
+  for (const b of moved) {
+    const answers = tg(b).sent.filter((m) => m.text === `away ${b}`).length;
+    const unconfirmed = () => /the polling offset is left unconfirmed/.test(fs.readFileSync(path.join(away.home, 'logs', `worker_${b}.log`), 'utf8'));
+    assert.ok(answers === 1 || (answers === 2 && unconfirmed()), `${b}: the message sent while m1 was away answered once (${answers}; twice only when m1's worker logged its offset left unconfirmed)`);
+  }
   return `m1's ${moved.length} bots on the others ${movedMs} ms after ${fault.what} began, and back; epoch ${epochBefore} -> ${epochAfter}; ${await writing.stop()} webhook messages through it, every one answered in order`;
 }
 

@@ -23,6 +23,8 @@ export interface LeaseGate {
   pollSeconds(maxSec: number): number;
   /** Whether a call to Telegram may still be made (the deadline is more than the margin away, or there is none). */
   live(): boolean;
+  /** Ms left for calls to Telegram: until the margin before the deadline (Infinity without one, 0 when held or past it). */
+  msLeft(): number;
   /** Resolves when a later deadline arrives or `signal` aborts. */
   renewed(signal: AbortSignal): Promise<void>;
 }
@@ -43,6 +45,7 @@ export function createLeaseGate(untilMs: number | null, now: () => number = mach
     },
     hold: () => void (held = true),
     live: () => !held && (until === null || until - now() > LEASE_MARGIN_MS),
+    msLeft: () => (held ? 0 : until === null ? Infinity : Math.max(0, until - now() - LEASE_MARGIN_MS)),
     pollSeconds(maxSec) {
       if (held) return 0;
       if (until === null) return maxSec;

@@ -28,6 +28,14 @@ export const pollWindowMs = (timeoutSec: number): number => timeoutSec * 1000 + 
 const REFETCH_WAIT_MS = 1000;
 /** Deadline of the offset confirmation at stop. */
 const CONFIRM_TIMEOUT_MS = 2000;
+/** Room kept for the confirmation to reach Telegram before the cluster's deadline, ms (a loopback call takes ~1-5 ms; a busy worker more). */
+const CONFIRM_RESERVE_MS = 150;
+/**
+ * A poll that returns with less than this left before the cluster's deadline (ms) hands
+ * nothing over: too late to handle and confirm its updates, they stay with Telegram for this
+ * worker's next poll (the lease renewed) or the next owner, handled once either way.
+ */
+const TAKE_RESERVE_MS = 500;
 
 /** A Bot API call of this bot: `timeoutMs` client deadline; rejects with BotApiError (or the signal's reason). */
 export type BotCall = <T>(method: string, params: object, timeoutMs: number, signal?: AbortSignal) => Promise<T>;
@@ -109,16 +117,32 @@ class LongPoller implements Polling {
   private async refetchWait(): Promise<void> {
     const lowest = this.offset();
     const deadline = Date.now() + REFETCH_WAIT_MS;
-    while (!this.d.signal.aborted && this.offset() === lowest && Date.now() < deadline) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.max(1, deadline - Date.now()));
-        this.settled = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-    }
-    this.settled = null;
+    while (!this.d.signal.aborted && this.offset() === lowest && Date.now() < deadline) await this.nextSettle(deadline - Date.now());
+  }
+
+  /**
+   * Near the cluster's deadline, before the confirmation: until the updates being handled
+   * settle, or only {@link CONFIRM_RESERVE_MS} are left for calls. The confirmation then covers
+   * them; confirmed before they settle, they were left to the next owner, which handled them
+   * again (the cluster test's blackhole: an update a poll brought just before the deadline).
+   */
+  private async settleBeforeDeadline(lease: LeaseGate): Promise<void> {
+    while (!this.d.signal.aborted && this.unsettled.size > 0 && lease.msLeft() > CONFIRM_RESERVE_MS) await this.nextSettle(lease.msLeft() - CONFIRM_RESERVE_MS);
+  }
+
+  /** Until an update settles, `ms` pass, or polling stops. */
+  private nextSettle(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.d.signal.removeEventListener('abort', done);
+        this.settled = null;
+        resolve();
+      };
+      const t = setTimeout(done, Math.max(1, ms));
+      this.d.signal.addEventListener('abort', done);
+      this.settled = done;
+    });
   }
 
   /** One getUpdates: its updates, `retry` after a failure (already waited out), or `stop` (stopped, or the token rejected). */
@@ -171,7 +195,9 @@ class LongPoller implements Polling {
       if (this.d.lease && this.d.lease.pollSeconds(this.d.timeoutSec) < 1) {
         // Too close to the deadline for a long poll: confirm what was handled while a call is still allowed (a short
         // one, over at once), so a next owner does not get it again; then no call until the master renews the lease.
+        await this.settleBeforeDeadline(this.d.lease);
         await this.confirm();
+        if (this.d.lease.pollSeconds(this.d.timeoutSec) >= 1) continue; // renewed meanwhile
         this.d.logger.warn("the cluster lease's deadline is near: no polling until the master renews it");
         await this.d.lease.renewed(this.d.signal);
         continue;
@@ -191,6 +217,10 @@ class LongPoller implements Polling {
         continue;
       }
       retryMs = POLL_RETRY_MIN_MS;
+      if (updates.length > 0 && this.d.lease && this.d.lease.msLeft() < TAKE_RESERVE_MS) {
+        this.d.logger.warn({ updates: updates.length }, "the cluster lease's deadline is too near to handle and confirm what the poll brought: left with Telegram");
+        continue;
+      }
       const fresh = await this.takeFresh(updates);
       if (fresh < 0) return;
       if (fresh === 0 && updates.length > 0) await this.refetchWait();
