@@ -18,6 +18,9 @@ import type { DeadLetter } from '../master/store/dead-letters.js';
 
 const MISBEHAVE = path.join(FIXTURES, 'misbehave.js');
 
+/** The master's 'worker exited' lines of `bot`, in order. */
+const exitsOf = (fleet: Fleet, bot: string) => masterLog(fleet).filter((l) => l.msg === 'worker exited' && l.botId === bot);
+
 /** Lines of the master log as objects. */
 function masterLog(fleet: Fleet): Array<Record<string, unknown>> {
   return fs.readFileSync(path.join(fleet.home, 'logs', 'master.log'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -57,6 +60,7 @@ describe('faults of one bot, a healthy neighbour', () => {
     test(`"${command}" -> restarted with reason ${reason}; the neighbour is untouched`, async () => {
       const before = (await fleet.worker('faulty'))!;
       const neighbour = (await fleet.worker('healthy'))!;
+      const exitsBefore = exitsOf(fleet, 'faulty').length;
       fleet.emulator.userSends(fleet.tg('faulty'), 40, command);
       let answered = 0;
       const back = await waitFor(async () => {
@@ -72,7 +76,14 @@ describe('faults of one bot, a healthy neighbour', () => {
       assert.equal(alive(before.pid!), false);
       assert.equal(await fleet.chat('faulty', 42, `after ${command}`), `ok: after ${command}`);
       const settled = (await fleet.worker('faulty'))!;
-      assert.ok(settled.restarts <= before.restarts + 2, `a poison update is retried at most once (${settled.restarts - before.restarts} restarts)`);
+      // At most two exits: the fault and its one retry. A worker killed as hung with nothing in flight (no suspects: it
+      // missed the 2 s heartbeat deadline on a loaded machine, CI once) is a restart of its own, not a retry.
+      const exits = await waitFor(() => {
+        const e = exitsOf(fleet, 'faulty').slice(exitsBefore);
+        return e.length >= settled.restarts - before.restarts ? e : null;
+      }, 5000, 'the exits in the master log');
+      const retries = exits.filter((e) => !(e.reason === 'hung' && Number(e.suspects) === 0));
+      assert.ok(retries.length >= 1 && retries.length <= 2, `a poison update is retried at most once: ${JSON.stringify(exits.map((e) => [e.reason, e.suspects]))}`);
       assert.equal(settled.state, 'running');
       const n = (await fleet.worker('healthy'))!;
       assert.equal(n.pid, neighbour.pid);
