@@ -34,7 +34,7 @@ export function createLeaseGate(untilMs: number | null, now: () => number = mach
   let until = untilMs;
   let held = false;
   let waiters: Array<() => void> = [];
-  return {
+  const gate: LeaseGate = {
     set(u, confirmed = false) {
       until = u;
       if (held && !confirmed) return;
@@ -44,13 +44,9 @@ export function createLeaseGate(untilMs: number | null, now: () => number = mach
       for (const f of w) f();
     },
     hold: () => void (held = true),
-    live: () => !held && (until === null || until - now() > LEASE_MARGIN_MS),
+    live: () => gate.msLeft() > 0,
     msLeft: () => (held ? 0 : until === null ? Infinity : Math.max(0, until - now() - LEASE_MARGIN_MS)),
-    pollSeconds(maxSec) {
-      if (held) return 0;
-      if (until === null) return maxSec;
-      return Math.min(maxSec, Math.floor((until - now() - LEASE_MARGIN_MS) / 1000));
-    },
+    pollSeconds: (maxSec) => Math.min(maxSec, Math.floor(gate.msLeft() / 1000)),
     renewed(signal) {
       return new Promise<void>((resolve) => {
         if (signal.aborted) return resolve();
@@ -63,4 +59,5 @@ export function createLeaseGate(untilMs: number | null, now: () => number = mach
       });
     },
   };
+  return gate;
 }
