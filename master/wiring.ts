@@ -113,7 +113,7 @@ export function superviseFleet(f: FleetParts): Supervisor {
       limits.remove(botId);
     },
     onWorkerExit(botId) {
-      const n = isolation.afterExit(botId);
+      const n = isolation.afterExit(botId, () => limits.pidsOf(botId));
       if (n > 0) logger.warn({ botId, processes: n }, "ended processes left under the bot's uid");
       if (!limits.oomKilledSinceFork(botId)) return;
       logger.warn({ botId }, "the kernel's OOM killer acted in the bot's cgroup: over its memory cap");

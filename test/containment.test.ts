@@ -231,6 +231,7 @@ describe('bots are isolated from each other and from the master', () => {
       await fleet.startMaster();
       const s = await fleet.waitRunning(['spawner']);
       const before = s.workers[0]!;
+      assert.equal(fs.readFileSync(`/proc/${before.pid}/oom_score_adj`, 'utf8').trim(), '500', 'the OOM killer takes a bot before its master');
       const kids = JSON.parse(await fleet.chat('spawner', 50, 'spawn')) as { plain: number; setsid: number };
       assert.ok(alive(kids.plain) && alive(kids.setsid), 'both grandchildren started');
       fleet.emulator.userSends(fleet.tg('spawner'), 51, 'crash');

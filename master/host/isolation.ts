@@ -30,7 +30,7 @@ import { lockUidRange, UID_LOCK_DIR } from './uid-locks.js';
 export { UID_LOCK_DIR };
 import { isBuiltinHandler } from '../../worker/handlers/index.js';
 import { PACKAGE_ROOT, WORKER_ENTRY } from './worker-entry.js';
-import { killUid, removeShmOf } from './proc.js';
+import { killMembers, killUid, killUids, removeShmOf } from './proc.js';
 import { blockingPath, giveDirectory, handlerReadScope, prepareHome } from './bot-paths.js';
 
 export { blockingPath, handlerReadScope };
@@ -138,8 +138,13 @@ export interface Isolation {
   readonly status: IsolationStatus;
   /** Fork options for one bot. @throws BotfleetError `BF_ERR_ISOLATION` (one line: which path blocks it) */
   forBot(botId: string, spec: IsolatedBot): ForkIsolation;
-  /** After a worker's exit: end every process left under the bot's uid. @returns how many were killed */
-  afterExit(botId: string): number;
+  /**
+   * After a worker's exit: end every process left under the bot's uid. `members`: the bot's
+   * cgroup's processes (null without one), which are all of them (a worker that cannot join
+   * its group does not start: host/privileges.ts joinArgs); without a group, a /proc listing.
+   * @returns how many were killed
+   */
+  afterExit(botId: string, members?: () => readonly number[] | null): number;
   /** The bot's own directory (`BOTS_DATA_DIR`/<botId>, default `<home>/bots/<botId>`). */
   dataDir(botId: string): string;
   /** Delete a removed bot's data directory `<home>/bots/<botId>/`. @returns whether there was one */
@@ -199,10 +204,11 @@ export function createIsolation(d: IsolationDeps): Isolation {
     status: { uid, permission: permission !== null, envAllowlist: true, notes },
     forBot: (botId, spec) => forkIsolation(d, { uid: uid ? uidOf(botId) : null, permission, botsDir }, botId, spec),
     dataDir: (botId) => path.join(botsDir, botId),
-    afterExit(botId) {
+    afterExit(botId, members) {
       if (!uid) return 0;
       removeShmOf(uidOf(botId)); // shared memory outlives its processes: it goes with them
-      return killUid(uidOf(botId));
+      // The group's list costs the bot's own processes; a /proc listing costs every process on the machine, per exit.
+      return members && members() !== null ? killMembers(members) : killUid(uidOf(botId));
     },
     removeData(botId) {
       const dir = path.join(botsDir, botId);
@@ -216,7 +222,7 @@ export function createIsolation(d: IsolationDeps): Isolation {
         return false;
       }
     },
-    endLeftovers: () => (uid ? d.allSlots().reduce((n, slot) => n + killUid(d.uidBase + slot), 0) : 0),
+    endLeftovers: () => (uid ? killUids(new Set(d.allSlots().map((slot) => d.uidBase + slot))) : 0), // one listing a round, not one per slot
     release: () => rangeLock?.release(),
   };
 }

@@ -94,28 +94,40 @@ export function toolRuns(cmd: string, args: string[]): boolean {
 
 /**
  * The exec chain's limits for one worker (util-linux, each execs the next: one pid):
- * `prlimit --nproc` when asked (RLIMIT_NPROC counts the real uid's tasks), and `choom`,
- * which raises the worker's oom_score_adj so the kernel's OOM killer takes a bot before
- * its master. A tool that is missing is left out.
+ * `prlimit --nproc` when asked (RLIMIT_NPROC counts the real uid's tasks). A tool that is
+ * missing is left out.
  */
 export function limitArgs(nproc: number | undefined): string[] {
-  const out: string[] = [];
-  if (nproc !== undefined && toolRuns('prlimit', ['--nproc=1024:1024', '--', 'true'])) out.push('prlimit', `--nproc=${nproc}:${nproc}`, '--');
-  if (toolRuns('choom', ['-n', String(WORKER_OOM_SCORE_ADJ), '--', 'true'])) out.push('choom', '-n', String(WORKER_OOM_SCORE_ADJ), '--');
-  return out;
+  return nproc !== undefined && toolRuns('prlimit', ['--nproc=1024:1024', '--', 'true']) ? ['prlimit', `--nproc=${nproc}:${nproc}`, '--'] : [];
 }
 
 /**
+ * `choom`, which raises the worker's oom_score_adj so the kernel's OOM killer takes a bot
+ * before its master, for a chain without the joining shell (which writes it itself). Put
+ * before setpriv: run with CAP_SYS_RESOURCE, the kernel also makes it the floor the bot
+ * cannot lower it below (proc(5), oom_score_adj_min). Left out when missing.
+ */
+export function oomArgs(): string[] {
+  return toolRuns('choom', ['-n', String(WORKER_OOM_SCORE_ADJ), '--', 'true']) ? ['choom', '-n', String(WORKER_OOM_SCORE_ADJ), '--'] : [];
+}
+
+/** The exit status of a worker that could not join its cgroup (sysexits.h EX_OSERR). */
+export const JOIN_FAILED_EXIT = 71;
+
+/**
  * The first exec of a worker when it has a cgroup: a shell that writes its own pid into
- * each `cgroup.procs` file and execs the rest (one pid throughout). Joining from the child
- * keeps the master's event loop out of it: a write to cgroup.procs waits for the kernel's
- * cgroup lock (an RCU grace period), and from the master it stalled the loop to 60 ms while
- * forking (bench measure 2, this round). A file that cannot be written is said on the
- * worker's stderr (its log), and the worker runs on.
+ * each `cgroup.procs` file, its oom_score_adj (as choom would: {@link oomArgs}, one exec
+ * less, ~2.5 ms a start on these machines), and execs the rest (one pid throughout).
+ * Joining from the child keeps the master's event loop out of it: a write to cgroup.procs
+ * waits for the kernel's cgroup lock (an RCU grace period), and from the master it stalled
+ * the loop to 60 ms while forking. A worker that cannot join says so on its stderr (its log)
+ * and exits {@link JOIN_FAILED_EXIT} before any bot code runs: outside its group its caps
+ * would not hold, and its leftovers, found from the group at its exit, would be missed.
  */
 export function joinArgs(procsFiles: readonly string[]): string[] {
   if (procsFiles.length === 0) return [];
-  const script = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || echo "botfleet: could not join cgroup $1" >&2; shift; n=$((n-1)); done; exec "$@"';
+  const join = `while [ "$n" -gt 0 ]; do echo $$ > "$1" || { echo "botfleet: could not join cgroup $1: the worker does not start outside its caps" >&2; exit ${JOIN_FAILED_EXIT}; }; shift; n=$((n-1)); done`;
+  const script = `n=$1; shift; ${join}; echo ${WORKER_OOM_SCORE_ADJ} > /proc/self/oom_score_adj 2>/dev/null; exec "$@"`;
   return ['/bin/sh', '-c', script, 'sh', String(procsFiles.length), ...procsFiles];
 }
 
@@ -127,6 +139,7 @@ export function joinArgs(procsFiles: readonly string[]): string[] {
 export function probeExecTools(): void {
   setprivAvailable();
   limitArgs(1);
+  oomArgs();
   masterCaps();
 }
 

@@ -157,26 +157,63 @@ export function removeShmOf(uid: number, dir = '/dev/shm'): number {
   return n;
 }
 
+/** A process that can still be killed: neither a zombie nor dead (proc(5) state `Z`, `X`). */
+const killable = (state: string) => state !== 'Z' && state !== 'X';
+
+/** The state letter of `pid` (/proc/<pid>/stat), or null when it is gone. */
+function stateOf(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.charAt(stat.lastIndexOf(')') + 2);
+  } catch {
+    return null;
+  }
+}
+
 /**
- * SIGKILL every process whose effective uid is `uid`, in rounds until none is left
- * (a process forking meanwhile is caught by the next round), at most `rounds`.
- * @returns how many processes were signalled. Never called for uid 0 or our own uid.
+ * SIGKILL what `list` names, in rounds until it names nothing (a process forking meanwhile
+ * is caught by the next round), at most `rounds`. `list` leaves out zombies: already dead,
+ * they cannot be killed and are not counted (their parent or init reaps them).
+ * @returns how many processes were signalled (each once)
  */
-export function killUid(uid: number, rounds = 5): number {
-  if (uid === 0 || uid === process.getuid?.()) return 0;
-  let killed = 0;
+function killInRounds(list: () => number[], rounds: number): number {
+  const killed = new Set<number>(); // a process still dying at the next round is signalled again, counted once
   for (let r = 0; r < rounds; r++) {
-    // A zombie is already dead: it cannot be killed and is not counted (its parent or init reaps it).
-    const left = listProcesses().filter((p) => p.uid === uid && p.state !== 'Z' && p.state !== 'X');
+    const left = list();
     if (left.length === 0) break;
-    for (const p of left) {
+    for (const pid of left) {
       try {
-        process.kill(p.pid, 'SIGKILL');
-        killed++;
+        process.kill(pid, 'SIGKILL');
+        killed.add(pid);
       } catch {
         // gone meanwhile
       }
     }
   }
-  return killed;
+  return killed.size;
+}
+
+/**
+ * SIGKILL every process whose effective uid is in `uids`, in rounds (one /proc listing each:
+ * O(every process on the machine), 2.6–10 ms at 67 processes here). uid 0 and our own uid
+ * are never touched. @returns how many processes were signalled
+ */
+export function killUids(uids: ReadonlySet<number>, rounds = 5): number {
+  const own = process.getuid?.();
+  const mine = (uid: number) => uids.has(uid) && uid !== 0 && uid !== own;
+  return killInRounds(() => listProcesses().filter((p) => mine(p.uid) && killable(p.state)).map((p) => p.pid), rounds);
+}
+
+/** {@link killUids} for one uid. */
+export const killUid = (uid: number, rounds = 5): number => killUids(new Set([uid]), rounds);
+
+/**
+ * SIGKILL every process `members` lists (a cgroup's cgroup.procs: a bot's whole tree,
+ * `setsid` ones included), in rounds; reads only their own /proc entries, O(the bot's
+ * processes) where a /proc listing is O(the machine's). Never our own pid or init.
+ * @returns how many processes were signalled
+ */
+export function killMembers(members: () => readonly number[] | null, rounds = 5): number {
+  const live = (pid: number) => pid > 1 && pid !== process.pid && killable(stateOf(pid) ?? 'X');
+  return killInRounds(() => (members() ?? []).filter(live), rounds);
 }

@@ -29,7 +29,7 @@ import type { MasterMessage } from '../../worker/protocol.js';
 import { createBudget } from '../../common/budget.js';
 import type { ForkIsolation } from '../host/isolation.js';
 import { WORKER_ENTRY } from '../host/worker-entry.js';
-import { dropArgs, joinArgs, limitArgs, SETPRIV, setprivAvailable, toolRuns } from '../host/privileges.js';
+import { dropArgs, joinArgs, limitArgs, oomArgs, SETPRIV, setprivAvailable, toolRuns } from '../host/privileges.js';
 
 export { WORKER_ENTRY };
 export type { ForkIsolation };
@@ -269,14 +269,15 @@ function spawnWorker(o: ForkOptions): ChildProcess {
   return child;
 }
 
-/** argv of a worker, each tool exec'ing the next (one pid): [sh joining its cgroup] [setpriv …] [prlimit] [choom] [chrt --batch 0] node <flags> <entry>. */
+/** argv of a worker, each tool exec'ing the next (one pid): [sh joining its cgroup, oom_score_adj] or [choom], [setpriv …] [prlimit] [chrt --batch 0] node <flags> <entry>. */
 export function workerCommand(o: Pick<ForkOptions, 'maxOldSpaceMb' | 'semiSpaceMb' | 'schedPolicy' | 'entry'>, iso: ForkIsolation): string[] {
   const semi = o.semiSpaceMb ? [`--max-semi-space-size=${o.semiSpaceMb}`] : [];
   const nodeArgs = [`--max-old-space-size=${o.maxOldSpaceMb}`, ...semi, ...(iso.nodeFlags ?? []), o.entry ?? WORKER_ENTRY];
   // chrt sets the policy and execs node; setpriv drops privileges and execs chrt: one pid, the same fds.
   const sched = o.schedPolicy === 'batch' && batchSchedulingAvailable() ? [CHRT, '--batch', '0'] : [];
   const drop = setprivAvailable() ? [SETPRIV, ...dropArgs(iso)] : [];
-  return [...joinArgs(iso.cgroupProcs ?? []), ...drop, ...limitArgs(iso.nproc), ...sched, process.execPath, ...nodeArgs];
+  const join = joinArgs(iso.cgroupProcs ?? []);
+  return [...(join.length > 0 ? join : oomArgs()), ...drop, ...limitArgs(iso.nproc), ...sched, process.execPath, ...nodeArgs];
 }
 
 /**
