@@ -15,6 +15,9 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { freePort } from '../common/free-port.js';
 import { desiredOwner } from '../master/cluster/rendezvous.js';
+import { cgroupName } from '../master/host/bot-limits.js';
+import { removeGroupsNamed } from '../master/host/cgroups.js';
+import { removeUidLock } from '../master/host/uid-locks.js';
 import { controlRequest } from '../master/surfaces/control-server.js';
 import type { FleetStatus } from '../master/surfaces/status-server.js';
 import { BotApiEmulator } from './emulator/emulator.js';
@@ -107,7 +110,7 @@ export async function runClusterDemo(): Promise<void> {
     for (const m of members) {
       m.proc = spawn(process.execPath, [CLI, 'start'], { env: m.env, stdio: ['ignore', 'ignore', 'pipe'] });
       m.proc.stderr!.on('data', (d: Buffer) => (m.stderr = (m.stderr + d.toString()).slice(-2000)));
-      say(`master ${m.id} started (pid ${m.proc.pid}, home ${m.home})`);
+      say(`master ${m.id} started (pid ${m.proc.pid}, home ${m.home}, uid base ${m.env.WORKER_UID_BASE})`);
     }
     const ids = members.map((m) => m.id);
     const first = await placed(members, bots.map((b) => b.id), ids, 60_000);
@@ -143,7 +146,12 @@ export async function runClusterDemo(): Promise<void> {
     await Promise.all(members.map((m) => (m.proc && m.proc.exitCode === null && m.proc.signalCode === null ? once(m.proc, 'exit') : null)));
     await emulator.stop();
     await pg.stop();
-    if (!process.env.BOTFLEET_KEEP_TEST_HOMES) for (const m of members) fs.rmSync(m.home, { recursive: true, force: true });
+    for (const m of members) {
+      if (!process.env.BOTFLEET_KEEP_TEST_HOMES) fs.rmSync(m.home, { recursive: true, force: true });
+      // What the killed master could not remove: its bots' cgroups (empty now) and its uid range's lock file.
+      removeGroupsNamed(cgroupName(path.resolve(m.home)));
+      removeUidLock(m.env.WORKER_UID_BASE!, m.env);
+    }
     say('done: masters, workers and PostgreSQL stopped, their directories removed');
   }
 }

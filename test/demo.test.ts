@@ -5,7 +5,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { CLI } from './helpers/fleet.js';
+import { cgroupName } from '../master/host/bot-limits.js';
+import { ownPath } from '../master/host/cgroups.js';
+import { uidLockDir } from '../master/host/uid-locks.js';
 import { postgresBinDir, POSTGRES_MISSING } from '../scripts/postgres.js';
 import { processAlive } from '../master/host/pid-file.js';
 
@@ -38,5 +43,17 @@ test('botfleet demo --cluster: three masters on a throwaway PostgreSQL, one SIGK
   assert.match(out, /MEMBER +EPOCH/, '`botfleet cluster` printed');
   assert.match(out, /done: masters, workers and PostgreSQL stopped/);
   assert.equal(processAlive(Number(victim[2])), false);
+  // Nothing of the masters left on the machine, the killed one's included: no bot cgroup, no uid-range lock file.
+  const masters = [...out.matchAll(/master m\d started \(pid \d+, home (\S+), uid base (\d+)\)/g)].map((m) => ({ home: m[1]!, base: m[2]! }));
+  assert.equal(masters.length, 3, out);
+  const self = fs.existsSync('/proc/self/cgroup') ? fs.readFileSync('/proc/self/cgroup', 'utf8') : '';
+  for (const { home, base } of masters) {
+    for (const hierarchy of ['memory', 'pids', '']) {
+      const own = ownPath(self, hierarchy);
+      const dir = own === null ? null : path.join('/sys/fs/cgroup', hierarchy, own, cgroupName(path.resolve(home)));
+      assert.ok(dir === null || !fs.existsSync(dir), `${dir} left behind`);
+    }
+    assert.equal(fs.existsSync(path.join(uidLockDir(), `uid-base-${base}.lock`)), false, `the lock of uid base ${base} left behind`);
+  }
   t.diagnostic(out.split('\n').filter((l) => /after the kill/.test(l)).join('; '));
 });

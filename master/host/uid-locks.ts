@@ -54,3 +54,13 @@ export function lockUidRange(base: number): MasterLock {
   }
 }
 
+
+/**
+ * Delete the lock file of the range at `base` once its master has exited for good (a test's,
+ * a benchmark's or a demo's throwaway range). Masters keep theirs: deleting a lock file that
+ * another master may be opening would let two hold the range (one on the old inode, one on
+ * the new file). Never throws.
+ */
+export function removeUidLock(base: number | string, env: NodeJS.ProcessEnv = process.env): void {
+  for (const suffix of ['', '-journal']) fs.rmSync(path.join(uidLockDir(env), `uid-base-${base}.lock${suffix}`), { force: true });
+}

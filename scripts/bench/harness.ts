@@ -16,6 +16,9 @@ import { loadConfig, homePaths } from '../../config/load.js';
 import { controlRequest } from '../../master/surfaces/control-server.js';
 import type { FleetStatus } from '../../master/surfaces/status-server.js';
 import { startMaster, type MasterHandle } from '../../master/main.js';
+import { cgroupName } from '../../master/host/bot-limits.js';
+import { removeGroupsNamed } from '../../master/host/cgroups.js';
+import { removeUidLock } from '../../master/host/uid-locks.js';
 import { openHomeRegistry } from '../../master/store/registry.js';
 import type { TransitionEvent } from '../../master/lifecycle/supervisor.js';
 
@@ -104,7 +107,10 @@ export async function startEmulator(n: number, o: { reportFirstPoll?: boolean } 
 /** A temporary home whose registry holds one bot per emulator bot (ids b000, b001, ...). */
 export function makeHome(emu: EmulatorProcess, opts: { mode: 'polling' | 'webhook'; handler: string }): string {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'botfleet-bench-'));
-  onCleanup(() => fs.rmSync(home, { recursive: true, force: true }));
+  onCleanup(() => {
+    fs.rmSync(home, { recursive: true, force: true });
+    removeGroupsNamed(cgroupName(home)); // a master a failed measure killed could not remove its bots' groups
+  });
   const p = homePaths(home);
   const r = openHomeRegistry(p, undefined);
   emu.bots.forEach((b, i) => r.add({ id: `b${String(i).padStart(3, '0')}`, name: b.username, token: b.token, mode: opts.mode, handler: opts.handler }));
@@ -120,13 +126,15 @@ export const BENCH_STATUS_TOKEN = 'bench-status-token-0123456789';
 export const BENCH_STATUS_HEADERS: Readonly<Record<string, string>> = { authorization: `Bearer ${BENCH_STATUS_TOKEN}` };
 
 export function benchEnv(home: string, apiRoot: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const uidBase = String(2_000_000 + (process.pid % 10_000) * 10_000 + (homesMade++ % 10) * 1000);
+  onCleanup(() => removeUidLock(extra.WORKER_UID_BASE ?? uidBase)); // run after the masters started later have stopped
   return {
     BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, STATUS_PORT: '0', LOG_LEVEL: 'warn', MAX_WORKERS_PER_CORE: '500',
     POLLING_TIMEOUT_SEC: '30', WEBHOOK_SECRET: 'bench-secret', STATUS_AUTH: `bearer:${BENCH_STATUS_TOKEN}`,
     // The baselines' bare children have no rate limiter; neither do ours here.
     RATE_LIMIT_GLOBAL: '0', RATE_LIMIT_PER_CHAT: '0',
     // A uid range of its own per home: masters of two homes alive at once may not share one (the master refuses).
-    WORKER_UID_BASE: String(2_000_000 + (process.pid % 10_000) * 10_000 + (homesMade++ % 10) * 1000),
+    WORKER_UID_BASE: uidBase,
     ...extra,
   };
 }

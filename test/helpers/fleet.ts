@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../common/free-port.js';
 import { controlRequest } from '../../master/surfaces/control-server.js';
-import { UID_LOCK_DIR } from '../../master/host/isolation.js';
+import { removeUidLock } from '../../master/host/uid-locks.js';
 import { cgroupName } from '../../master/host/bot-limits.js';
 import { removeGroupsNamed } from '../../master/host/cgroups.js';
 import type { FleetStatus } from '../../master/surfaces/status-server.js';
@@ -188,7 +188,7 @@ export async function createFleet(extraEnv: Record<string, string> = {}, opts: F
       if (!opts.emulator) await emulator.stop();
       if (!opts.home && !process.env.BOTFLEET_KEEP_TEST_HOMES) fs.rmSync(home, { recursive: true, force: true }); // kept for a look after a failure
       // The machine-wide lock file of this fleet's own uid range (its master has exited).
-      for (const suffix of ['', '-journal']) fs.rmSync(path.join(env.RUNTIME_DIRECTORY ?? UID_LOCK_DIR, `uid-base-${env.WORKER_UID_BASE}.lock${suffix}`), { force: true });
+      removeUidLock(env.WORKER_UID_BASE!, env);
       // The per-bot cgroups of this home, which a master killed by a test could not remove (a worker
       // still exiting keeps its group busy for a moment: a few tries).
       for (let i = 0; i < 4; i++) {
