@@ -15,6 +15,7 @@ import { startMaster } from '../master/main.js';
 import { openHomeRegistry } from '../master/store/registry.js';
 import { controlRequest } from '../master/surfaces/control-server.js';
 import { processAlive } from '../master/host/pid-file.js';
+import { removeUidLock } from '../master/host/uid-locks.js';
 import type { FleetStatus } from '../master/surfaces/status-server.js';
 import { BotApiEmulator } from './emulator/emulator.js';
 
@@ -29,7 +30,10 @@ export async function runDemo(): Promise<void> {
   const apiRoot = await emulator.start();
   say(`Bot API emulator listening at ${apiRoot} (no network, no real token)`);
   const webhookPort = await freePort();
+  // A throwaway uid range (the cluster demo's blocks leave this offset free): a master the operator runs on the default base keeps it.
+  const uidBase = String(2_000_000 + (process.pid % 10_000) * 100 + 90);
   const cfg = loadConfig({}, {
+    WORKER_UID_BASE: uidBase,
     BOTFLEET_HOME: home, TELEGRAM_API_ROOT: apiRoot, STATUS_PORT: '0', WEBHOOK_PORT: String(webhookPort),
     WEBHOOK_LISTEN_HOST: '127.0.0.1', WEBHOOK_HOST: `http://127.0.0.1:${webhookPort}`, POLLING_TIMEOUT_SEC: '5',
     HEARTBEAT_INTERVAL_MS: '1000', HEARTBEAT_TIMEOUT_MS: '5000', WORKER_TIMEOUT_MS: '3000', LOG_LEVEL: 'info',
@@ -46,6 +50,7 @@ export async function runDemo(): Promise<void> {
   say(`registry at ${p.db}: ${bots.map((b) => `${b.id} (${b.mode}, ${b.handler})`).join(', ')}`);
 
   const master = await startMaster(cfg);
+  say(`master started in this process (pid ${process.pid}, uid base ${uidBase} when bots get uids of their own)`);
   const snapshot = async () => (await controlRequest(p.socket, { cmd: 'status' })) as FleetStatus;
   const waitRunning = async (ids: string[], ms: number) => {
     const deadline = Date.now() + ms;
@@ -102,6 +107,7 @@ export async function runDemo(): Promise<void> {
     await master.stop();
     await emulator.stop();
     fs.rmSync(home, { recursive: true, force: true });
+    removeUidLock(uidBase);
     const left = pids.filter(processAlive);
     say(left.length === 0 ? `done: workers ${pids.join(', ')} have exited, nothing left running` : `workers still alive: ${left.join(', ')}`);
   }

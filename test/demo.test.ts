@@ -26,6 +26,9 @@ test('botfleet demo: three bots, users, a worker SIGKILLed and back, a clean sto
   assert.match(out, /all three workers are running/);
   assert.match(out, /echo is back: new pid \d+, last exit crash \(signal SIGKILL\)/);
   assert.match(out, /done: workers [\d, ]+ have exited, nothing left running/);
+  const base = /uid base (\d+) when bots get uids/.exec(out)?.[1];
+  assert.ok(base && base !== '61184', 'a throwaway uid range: a master on the default base keeps it');
+  assert.equal(fs.existsSync(path.join(uidLockDir(), `uid-base-${base}.lock`)), false, 'its lock file removed after the demo');
 });
 
 test('botfleet demo --cluster: three masters on a throwaway PostgreSQL, one SIGKILLed, its bots answering again from the others', { skip: postgresBinDir() === null ? POSTGRES_MISSING : false, timeout: 180_000 }, (t) => {
