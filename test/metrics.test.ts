@@ -213,3 +213,18 @@ test('a released body\'s memory holds the next scrape; one still held by a calle
   m.release(c);
   m.release(c); // a second release of the same body changes nothing
 });
+
+test('nodejs_eventloop_lag_*: the delay past the 1 s sampling period, near 0 on an idle loop, a stall\'s overshoot after one', async () => {
+  const { createMetrics } = await import('../master/surfaces/metrics.js');
+  const m = createMetrics({ status: () => [], totals: () => [] });
+  const lag = async (key: string) => sample(String(await m.scrape()), `nodejs_eventloop_lag_${key}_seconds`)!;
+  await new Promise((r) => setTimeout(r, 2300)); // two samples of an idle loop
+  const idle = await lag('p50');
+  assert.ok(idle >= 0 && idle < 0.3, `idle p50 ${idle} s (Node's histogram alone says ~1 s: the sampling period)`);
+  await new Promise((r) => setTimeout(r, 1100)); // a first sample after the scrape's reset (Node's histogram skips the first interval after a reset)
+  const t0 = Date.now();
+  while (Date.now() - t0 < 1200); // a stall longer than the period: a sample falls due inside it and waits
+  await new Promise((r) => setTimeout(r, 1100));
+  const max = await lag('max');
+  assert.ok(max >= 0.15 && max < 1.5, `max ${max} s after a 1200 ms stall`);
+});
