@@ -208,7 +208,7 @@ export function createIsolation(d: IsolationDeps): Isolation {
       if (!uid) return 0;
       removeShmOf(uidOf(botId)); // shared memory outlives its processes: it goes with them
       // The group's list costs the bot's own processes; a /proc listing costs every process on the machine, per exit.
-      return members && members() !== null ? killMembers(members) : killUid(uidOf(botId));
+      return (members && killMembers(members)) ?? killUid(uidOf(botId));
     },
     removeData(botId) {
       const dir = path.join(botsDir, botId);

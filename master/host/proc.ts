@@ -211,9 +211,15 @@ export const killUid = (uid: number, rounds = 5): number => killUids(new Set([ui
  * SIGKILL every process `members` lists (a cgroup's cgroup.procs: a bot's whole tree,
  * `setsid` ones included), in rounds; reads only their own /proc entries, O(the bot's
  * processes) where a /proc listing is O(the machine's). Never our own pid or init.
- * @returns how many processes were signalled
+ * @returns how many processes were signalled, or null when `members` gives null (no group: nothing read twice)
  */
-export function killMembers(members: () => readonly number[] | null, rounds = 5): number {
+export function killMembers(members: () => readonly number[] | null, rounds = 5): number | null {
+  let listed = members();
+  if (listed === null) return null;
   const live = (pid: number) => pid > 1 && pid !== process.pid && killable(stateOf(pid) ?? 'X');
-  return killInRounds(() => (members() ?? []).filter(live), rounds);
+  return killInRounds(() => {
+    const now = listed ?? members() ?? [];
+    listed = null; // the first round uses the list already read
+    return now.filter(live);
+  }, rounds);
 }

@@ -54,7 +54,6 @@ export function lockUidRange(base: number): MasterLock {
   }
 }
 
-
 /**
  * Delete the lock file of the range at `base` once its master has exited for good (a test's,
  * a benchmark's or a demo's throwaway range). Masters keep theirs: deleting a lock file that

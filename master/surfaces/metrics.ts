@@ -127,13 +127,6 @@ export function createMetrics(src: MetricSources): Metrics {
 }
 
 /**
- * prom-client's `process_open_fds` (same name and help) listed off the event loop: its own
- * lists `/proc/self/fd` with readdirSync, and a master at 1000 bots holds ~5,000 descriptors
- * (each worker's pipes, its kept /proc and cgroup files): 14 ms of the loop a scrape in a CPU
- * profile at 1000 real idle workers. fs.promises.readdir lists in libuv's thread pool while
- * the rest of the scrape is written.
- */
-/**
  * prom-client's `nodejs_eventloop_lag_{min,max,mean,stddev,p50,p90,p99}_seconds` (same names and help), as the
  * delay past the sampling period: Node's histogram (perf_hooks.monitorEventLoopDelay) records the whole time between
  * two samples, so at the 1 s period an idle master showed ~1 s (measured: min 999.3 ms, p50 999.8 ms idle).
@@ -165,6 +158,13 @@ function loopLagPastSampling(registry: client.Registry): void {
   }
 }
 
+/**
+ * prom-client's `process_open_fds` (same name and help) listed off the event loop: its own
+ * lists `/proc/self/fd` with readdirSync, and a master at 1000 bots holds ~5,000 descriptors
+ * (each worker's pipes, its kept /proc and cgroup files): 14 ms of the loop a scrape in a CPU
+ * profile at 1000 real idle workers. fs.promises.readdir lists in libuv's thread pool while
+ * the rest of the scrape is written.
+ */
 function openFdsOffLoop(registry: client.Registry): void {
   if (process.platform !== 'linux') return;
   registry.removeSingleMetric('process_open_fds');
