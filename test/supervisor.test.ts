@@ -26,7 +26,6 @@ class FakeChild implements WorkerProcess {
   readonly pid = FakeChild.nextPid++;
   readonly sent: MasterMessage[] = [];
   readonly kills: string[] = [];
-  readonly raw = new EventEmitter() as unknown as WorkerProcess['raw'];
   readonly exited: Promise<ExitInfo>;
   /** Ignore `shutdown` (a worker that will not drain). */
   stubborn = false;
@@ -67,6 +66,9 @@ interface Harness {
   answer: (r: DeliveryRequest) => AdminResult;
   /** Make the next fork throw this instead. */
   forkError: Error | null;
+  /** Forks asked for (before the gate); while `forkGate` is set, each fork waits for it (a fork under way). */
+  forkCalls: number;
+  forkGate: Promise<void> | null;
   /** New children say `ready` on their own this long (fake ms) after the fork; null: when told. */
   autoReady: number | null;
   /** The machine's available memory the supervisor reads (bytes); null: unknown (no check). */
@@ -86,7 +88,7 @@ function build(env: Record<string, string> = {}, histories?: Map<string, Restore
   const clock = createFakeClock(1_000_000);
   const bus = new EventEmitter();
   const h: Harness = {
-    clock, forks: [], events: [], telegram: [], saved: [], removed: [], forkError: null, autoReady: null, memory: null,
+    clock, forks: [], events: [], telegram: [], saved: [], removed: [], forkError: null, forkCalls: 0, forkGate: null, autoReady: null, memory: null,
     answer: (r) => ({ ok: true, mode: r.mode, note: null }),
     sup: null as unknown as Supervisor,
     spec: (id, over = {}) => ({ id, name: id, token: `${id}:TEST-TOKEN`, mode: 'polling', handler: 'echo', settings: {}, apiRoot: null, enabled: true, ...over }),
@@ -126,7 +128,9 @@ function build(env: Record<string, string> = {}, histories?: Map<string, Restore
       h.telegram.push(r);
       return h.answer(r);
     },
-    fork: (o) => {
+    fork: async (o) => {
+      h.forkCalls++;
+      if (h.forkGate) await h.forkGate;
       if (h.forkError) throw h.forkError;
       const f = new FakeChild(o);
       h.forks.push(f);
@@ -283,6 +287,28 @@ describe('supervisor with fake children, a fake Telegram and a fake clock', () =
     h.forkError = null;
     h.clock.advance(0);
     await h.running('g', 1);
+    await h.sup.stopAll();
+  });
+
+  test('a bot disabled while its fork is under way: that worker is killed without an init, and its fork slot goes to the next bot', async () => {
+    const h = build({ START_CONCURRENCY: '1' });
+    let open!: () => void;
+    h.forkGate = new Promise((r) => (open = r));
+    h.sup.reconcile([h.spec('a')], []);
+    for (let i = 0; i < 50 && h.forkCalls === 0; i++) await turns(1);
+    assert.equal(h.forkCalls, 1, 'the fork of a is under way');
+    h.sup.reconcile([h.spec('a', { enabled: false }), h.spec('b')], []);
+    assert.equal(h.state('a').state, 'stopped');
+    h.forkGate = null;
+    open();
+    const fa = await h.forked(1);
+    await turns();
+    assert.deepEqual(fa.kills, ['SIGKILL'], 'the stale worker is killed');
+    assert.deepEqual(fa.sent, [], 'and gets no init');
+    assert.equal(h.state('a').state, 'stopped');
+    assert.equal(h.state('a').pid, null);
+    const fb = await h.running('b', 2);
+    assert.equal(fb.sent[0]?.type, 'init');
     await h.sup.stopAll();
   });
 

@@ -7,7 +7,8 @@
  * The master distrusts its children (DESIGN.md). There is no Node IPC channel:
  * Node's parser runs inside the master and one line of garbage written to the
  * channel's fd threw an uncaught SyntaxError that killed the master and the
- * fleet. Instead the worker gets two pipes of ours:
+ * fleet. Instead the worker gets two channels of ours (socket pairs, as libuv's pipes are;
+ * made and spawned off the master's loop by host/spawner.ts):
  * - fd 3, master -> worker: newline-delimited JSON, written by the master only
  *   (the master never reads it: what a worker writes there stays in the kernel
  *   buffer and at most one 16 KiB stream buffer);
@@ -18,17 +19,18 @@
  *   violation, reported through `onViolation`; nothing a worker sends can throw here.
  * stdout/stderr go through the same splitter with {@link MAX_OUTPUT_LINE_BYTES}
  * (longer lines are cut and marked). The token travels only in the `init` message.
- * JSON over our own pipe costs what Node's 'json' IPC serialization cost (it is
+ * JSON over our own channel costs what Node's 'json' IPC serialization cost (it is
  * the same format: JSON.stringify plus a newline per message).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 import { createLineSplitter } from '../../common/line-splitter.js';
 import { ErrorCodes, errorMessage, fail } from '../../common/errors.js';
 import type { MasterMessage } from '../../worker/protocol.js';
 import { createBudget } from '../../common/budget.js';
 import type { ForkIsolation } from '../host/isolation.js';
 import { WORKER_ENTRY } from '../host/worker-entry.js';
+import { spawnOffLoop, type SpawnedProcess } from '../host/spawner.js';
 import { dropArgs, joinArgs, limitArgs, oomArgs, SETPRIV, setprivAvailable, toolRuns } from '../host/privileges.js';
 
 export { WORKER_ENTRY };
@@ -112,9 +114,8 @@ export interface WorkerProcess {
   send(m: MasterMessage): void;
   /** SIGKILL (or `signal`) the worker's whole process group; no-op when already gone. */
   kill(signal?: NodeJS.Signals): void;
-  /** Resolves once the process has exited and its channel was read to the end (a grandchild holding the pipes open delays it at most 250 ms). */
+  /** Resolves once the process has exited and its channel was read to the end (a grandchild holding the channel open delays it at most 250 ms). */
   readonly exited: Promise<ExitInfo>;
-  readonly raw: ChildProcess;
 }
 
 /** Options for {@link forkWorker}. */
@@ -168,6 +169,7 @@ function readChannel(stream: Readable, o: ForkOptions): void {
   });
   stream.on('data', (chunk: Buffer) => splitter.push(chunk));
   stream.on('error', () => undefined);
+  stream.resume();
 }
 
 /** After a worker's exit, how long its channel may take to deliver what it wrote last (ms). */
@@ -182,28 +184,28 @@ function readOutput(stream: Readable, name: 'stdout' | 'stderr', o: ForkOptions)
   stream.on('data', (chunk: Buffer) => splitter.push(chunk));
   stream.on('end', () => splitter.end());
   stream.on('error', () => undefined);
+  stream.resume();
 }
 
 /**
- * Spawn a worker. @throws BotfleetError `BF_ERR_FORK` when the process could not be
- * started (EMFILE, EAGAIN, ENOMEM, a bad uid): a failed start of that bot, never
- * an uncaught error (the 'error' listener is attached before anything can emit).
+ * Spawn a worker, off the master's loop (host/spawner.ts). @throws BotfleetError `BF_ERR_FORK`
+ * when the process could not be started (EMFILE, EAGAIN, ENOMEM, a bad uid): a failed start
+ * of that bot, never an uncaught error; its `spawnError` resolves to the kernel's error
+ * (see {@link forkFailureMessage}).
  */
-export function forkWorker(o: ForkOptions): WorkerProcess {
-  const child = spawnWorker(o);
-  const pid = child.pid!;
-  const toWorker = child.stdio[3] as Writable & Readable;
-  const fromWorker = child.stdio[4] as Readable;
+export async function forkWorker(o: ForkOptions): Promise<WorkerProcess> {
+  const child = await spawnWorker(o);
+  const pid = child.pid;
+  const [stdout, stderr, toWorker, fromWorker] = child.stdio as [Socket, Socket, Socket, Socket];
   // The master never reads fd 3: paused, at most one stream buffer of whatever a worker writes there.
   toWorker.pause();
   toWorker.on('error', () => undefined);
-  readOutput(child.stdout!, 'stdout', o);
-  readOutput(child.stderr!, 'stderr', o);
+  readOutput(stdout, 'stdout', o);
+  readOutput(stderr, 'stderr', o);
   readChannel(fromWorker, o);
   return {
     pid,
-    raw: child,
-    exited: exitAfterChannel(child, fromWorker),
+    exited: exitAfterChannel(child.exited, fromWorker),
     send(m) {
       if (toWorker.destroyed || !toWorker.writable) throw fail(ErrorCodes.IPC_CHANNEL_CLOSED, `channel to worker ${pid} is closed`);
       let line: string;
@@ -219,14 +221,12 @@ export function forkWorker(o: ForkOptions): WorkerProcess {
       toWorker.write(line);
     },
     kill(signal = 'SIGKILL') {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      try {
-        process.kill(-pid, signal);
-      } catch {
+      if (child.exit() !== null) return;
+      for (const target of [-pid, pid]) {
         try {
-          child.kill(signal);
+          return void process.kill(target, signal);
         } catch {
-          // already gone
+          // no group (yet): the process itself; else already gone
         }
       }
     },
@@ -237,36 +237,16 @@ export function forkWorker(o: ForkOptions): WorkerProcess {
  * The process itself: its own group, the allowlisted env, under setpriv (the bot's uid,
  * no capabilities, `no_new_privs`: host/privileges.ts) and chrt when `batch`. No `cwd`:
  * the worker changes to its data directory itself, once it runs as the bot's uid.
- * @throws BotfleetError `BF_ERR_FORK`; when the kernel refused the spawn, its `spawnError`
- * resolves (next tick) to the real error: see {@link forkFailureMessage}
+ * fds 1-4 are socket pairs of the master's: stdout, stderr, the channel in and out.
+ * @throws BotfleetError `BF_ERR_FORK` (with `spawnError`, host/spawner.ts)
  */
-function spawnWorker(o: ForkOptions): ChildProcess {
+function spawnWorker(o: ForkOptions): Promise<SpawnedProcess> {
   const iso = o.isolation ?? {};
   const env = workerEnv(process.env, o.logLevel, iso.home);
   const command = workerCommand(o, iso);
-  let child: ChildProcess;
-  try {
-    child = spawn(command[0]!, command.slice(1), {
-      detached: true,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
-      // Without setpriv (checked at start: only for a master with no capability to pass on), libuv switches the uid.
-      ...(iso.uid !== undefined && !setprivAvailable() ? { uid: iso.uid, gid: iso.gid ?? iso.uid } : {}),
-    });
-  } catch (err) {
-    throw fail(ErrorCodes.FORK, `fork failed: ${(err as Error).message}`, err);
-  }
-  // Spawn errors (EMFILE, EAGAIN, ENOENT, EACCES) are emitted on the next tick; kept for the failure's message.
-  const spawnError = new Promise<Error | undefined>((resolve) => {
-    child.once('error', (e) => resolve(e));
-    child.once('spawn', () => resolve(undefined));
-  });
-  child.on('error', () => undefined); // and kill errors: handled where they happen
-  if (child.pid === undefined) {
-    for (const s of child.stdio) (s as Readable | null)?.destroy?.();
-    throw Object.assign(fail(ErrorCodes.FORK, `fork failed: ${command[0]} did not start`), { spawnError });
-  }
-  return child;
+  // Without setpriv (checked at start: only for a master with no capability to pass on), libuv switches the uid.
+  const ids = iso.uid !== undefined && !setprivAvailable() ? { uid: iso.uid, gid: iso.gid ?? iso.uid } : {};
+  return spawnOffLoop(command[0]!, command.slice(1), { env, stdio: 4, ...ids });
 }
 
 /** argv of a worker, each tool exec'ing the next (one pid): [sh joining its cgroup, oom_score_adj] or [choom], [setpriv …] [prlimit] [chrt --batch 0] node <flags> <entry>. */
@@ -296,19 +276,19 @@ export async function forkFailureMessage(err: unknown): Promise<string> {
 
 /**
  * The exit, once the channel is read: acks the worker wrote just before it died are
- * still in the pipe at 'exit' (else the journal sends those updates again), but the
- * pipe's end is awaited at most CHANNEL_DRAIN_MS (a grandchild may hold it open).
+ * still in the socket at the exit (else the journal sends those updates again), but the
+ * channel's end is awaited at most CHANNEL_DRAIN_MS (a grandchild may hold it open).
  */
-function exitAfterChannel(child: ChildProcess, fromWorker: Readable): Promise<ExitInfo> {
+function exitAfterChannel(exited: Promise<ExitInfo>, fromWorker: Readable): Promise<ExitInfo> {
   const channelEnded = new Promise<void>((resolve) => {
     fromWorker.once('end', resolve);
     fromWorker.once('close', resolve);
   });
-  return new Promise<ExitInfo>((resolve) => child.once('exit', (code, signal) => {
-    const timer = setTimeout(() => resolve({ code, signal }), CHANNEL_DRAIN_MS);
+  return exited.then((info) => new Promise<ExitInfo>((resolve) => {
+    const timer = setTimeout(() => resolve(info), CHANNEL_DRAIN_MS);
     void channelEnded.then(() => {
       clearTimeout(timer);
-      resolve({ code, signal });
+      resolve(info);
     });
   }));
 }

@@ -128,7 +128,7 @@ export class Dispatcher {
     }
     this.count(c, holdsSlot(before.phase), holdsSlot(next.phase));
     this.show(c);
-    for (const effect of effects) this.carryOut(c, effect);
+    for (const effect of effects) this.carryOut(c, effect, worker);
     if (c.proc && !('proc' in next.phase)) {
       c.proc = null;
       c.queueDepth = 0;
@@ -158,7 +158,8 @@ export class Dispatcher {
     this.events.emit('transition', { botId: c.botId, from, to, reason } satisfies TransitionEvent);
   }
 
-  private carryOut(c: Child, e: Effect): void {
+  /** `worker`: the process of a `forked` event, for a kill of a stale attempt's worker. */
+  private carryOut(c: Child, e: Effect, worker?: WorkerProcess): void {
     const { d } = this;
     switch (e.type) {
       case 'prepare': return void this.launcher.prepare(c, e.attempt);
@@ -167,7 +168,7 @@ export class Dispatcher {
         this.forkSlots.get(c)?.();
         return void this.forkSlots.delete(c);
       case 'ask-drain': return this.askDrain(c, e.pid, e.why);
-      case 'kill': return this.kill(c, e.pid, e.reason);
+      case 'kill': return this.kill(c, e.pid, e.reason, worker);
       case 'arm': return this.arm(c, e.at);
       case 'save-history': return d.onHistory?.(c.botId, e.history, e.quarantinedUntil, e.doNotRestart, e.reason);
       case 'record-exit': return this.recordExit(c, e);
@@ -191,8 +192,8 @@ export class Dispatcher {
     }
   }
 
-  private kill(c: Child, pid: number, reason: string): void {
-    const proc = c.proc?.pid === pid ? c.proc : null;
+  private kill(c: Child, pid: number, reason: string, stray?: WorkerProcess): void {
+    const proc = c.proc?.pid === pid ? c.proc : stray?.pid === pid ? stray : null;
     if (reason === 'drain deadline') {
       this.killedAtDeadline.add(c.botId);
       this.logger.warn({ botId: c.botId, workerPid: pid, deadlineMs: this.cfg.workerTimeoutMs }, 'drain deadline passed, SIGKILL');

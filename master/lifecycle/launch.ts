@@ -39,7 +39,9 @@ export function createLauncher(core: Dispatcher, telegram: PrepareTelegram = pre
       await core.pacer.run(async () => {
         if (!current(c, 'forking', attempt)) return release();
         try {
-          const { proc, early } = spawn(core, c, c.spec!);
+          const { proc, early } = await spawn(core, c, c.spec!);
+          // A stop while the fork was under way: the step kills the worker of the stale attempt.
+          if (!current(c, 'forking', attempt)) return (release(), core.dispatch(c, { type: 'forked', attempt, pid: proc.pid }, proc));
           core.forkSlots.set(c, release);
           core.dispatch(c, { type: 'forked', attempt, pid: proc.pid }, proc);
           start(core, c, proc, early());
@@ -81,8 +83,8 @@ async function forkFailed(core: Dispatcher, c: Child, attempt: number, err: unkn
   return { type: 'fork-failed' as const, attempt, message: why.startsWith('fork failed') ? why : `fork failed: ${why}`, config: false };
 }
 
-/** Fork the worker process; `early` is a violation found before fork() returned. @throws what forkWorker or the isolation throws */
-function spawn(core: Dispatcher, c: Child, spec: BotSpec): { proc: WorkerProcess; early: () => string | null } {
+/** Fork the worker process; `early` is a violation found before the fork resolved. @throws what forkWorker or the isolation throws */
+async function spawn(core: Dispatcher, c: Child, spec: BotSpec): Promise<{ proc: WorkerProcess; early: () => string | null }> {
   const { cfg, d, now } = core;
   c.log ??= createChildLog(d.logsDir, c.botId, { maxBytes: cfg.logMaxBytes, keep: cfg.logKeepFiles, bytesPerSec: cfg.workerLogBytesPerSec, now, echo: d.echoWorkerLine });
   const log = c.log;
@@ -90,7 +92,7 @@ function spawn(core: Dispatcher, c: Child, spec: BotSpec): { proc: WorkerProcess
   let proc: WorkerProcess | undefined;
   const isolation = d.isolationFor?.(c.botId, spec);
   c.uid = isolation?.uid ?? null;
-  proc = (d.fork ?? forkWorker)({
+  proc = await (d.fork ?? forkWorker)({
     maxOldSpaceMb: cfg.maxMemoryPerWorkerMb, semiSpaceMb: cfg.workerSemiSpaceMb, logLevel: cfg.logLevel, schedPolicy: cfg.workerSchedPolicy, now, isolation,
     onOutput: (line, stream, truncated) => log.line(line, stream, proc?.pid ?? 0, spec.token, truncated),
     onMessage: (m) => proc && onWorkerMessage(core, c, proc, m),

@@ -21,7 +21,7 @@ export async function workerStart(runs: number): Promise<{ rows: Row[]; bareMs: 
     let ready!: () => void;
     const isReady = new Promise<void>((r) => (ready = r));
     // As the master forks by default: through chrt under SCHED_BATCH (its exec is part of the start).
-    const w = forkWorker({ maxOldSpaceMb: 150, logLevel: 'warn', schedPolicy: 'batch', onOutput: () => undefined, onViolation: () => undefined, onMessage: (m) => (m as { type?: string }).type === 'ready' && ready() });
+    const w = await forkWorker({ maxOldSpaceMb: 150, logLevel: 'warn', schedPolicy: 'batch', onOutput: () => undefined, onViolation: () => undefined, onMessage: (m) => (m as { type?: string }).type === 'ready' && ready() });
     w.send({ v: 1, type: 'init', home: process.cwd(), heartbeatIntervalMs: 15_000, drainTimeoutMs: 1000, pollingTimeoutSec: 30, dedupWindowMs: 30_000, skipUpdateIds: [], ackedUpdateIds: [],
       bot: { id: 'bench', name: 'bench', token: emu.bots[0]!.token, apiRoot: emu.apiRoot, mode: 'webhook', handler: 'echo', settings: {}, api: { maxRetries: 3, retryBackoffMs: 300, rateLimitGlobal: 0, rateLimitPerChat: 0 } } });
     await isReady;
