@@ -111,6 +111,7 @@ class PairServer {
     const accepted = new Promise<net.Socket>((resolve) => this.waiting.set(nonce, resolve));
     const theirs = net.connect({ path: this.address });
     theirs.pause(); // the child's end: never read here (what the master writes is the child's)
+    theirs.on('error', () => undefined); // the connect's error is taken below; later ones have no one to tell
     let timer: NodeJS.Timeout | undefined;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -228,9 +229,12 @@ let spawner: Spawner | null = null;
  * the kernel's error (code and path) as with child_process (see child-process.ts).
  */
 export async function spawnOffLoop(file: string, args: string[], o: SpawnOptions): Promise<SpawnedProcess> {
-  pairs ??= new PairServer();
-  await pairs.ready;
-  const made = await pairs.take(o.stdio);
+  const server = (pairs ??= new PairServer());
+  await server.ready.catch((err: Error) => {
+    if (pairs === server) pairs = null; // the next spawn tries to listen again
+    throw fail(ErrorCodes.FORK, `fork failed: the spawner's socket cannot listen: ${err.message}`, err);
+  });
+  const made = await server.take(o.stdio);
   spawner ??= new Spawner(() => (spawner = null));
   const { reply, exited } = await spawner.start({ file, args, env: o.env, fds: made.map((p) => p.fd), uid: o.uid, gid: o.gid });
   for (const p of made) p.theirs.destroy(); // the child has its copies now

@@ -7,6 +7,7 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { watchStalls, type StallReport } from './stalls.js';
 import os from 'node:os';
 import path from 'node:path';
 import { EventEmitter, once } from 'node:events';
@@ -143,9 +144,9 @@ export function benchEnv(home: string, apiRoot: string, extra: Record<string, st
  * Start a master in this process; resolves once `ids` are all running. `ms` is the
  * whole time; `initMs` the synchronous setup before it serves (SQLite, servers);
  * `loopMaxMs` the event loop's worst delay from then until all are running, which
- * is when forking happens.
+ * is when forking happens; `stalls` what the worst stalls were made of (stalls.ts).
  */
-export async function startFleetIn(env: NodeJS.ProcessEnv, ids: string[]): Promise<{ master: MasterHandle; ms: number; initMs: number; loopMaxMs: number }> {
+export async function startFleetIn(env: NodeJS.ProcessEnv, ids: string[]): Promise<{ master: MasterHandle; ms: number; initMs: number; loopMaxMs: number; stalls: StallReport }> {
   const waiting = new Set(ids);
   const t0 = performance.now();
   let resolveAll!: () => void;
@@ -154,6 +155,7 @@ export async function startFleetIn(env: NodeJS.ProcessEnv, ids: string[]): Promi
   const master = await startMaster(loadConfig({}, env));
   const initMs = performance.now() - t0;
   loop.enable();
+  const stalls = watchStalls();
   onCleanup(() => master.stop().then(() => undefined));
   const on = (e: TransitionEvent) => {
     if (e.to === 'running') waiting.delete(e.botId);
@@ -165,7 +167,7 @@ export async function startFleetIn(env: NodeJS.ProcessEnv, ids: string[]): Promi
   await all;
   loop.disable();
   master.supervisor.off('transition', on);
-  return { master, ms: performance.now() - t0, initMs, loopMaxMs: loop.max / 1e6 };
+  return { master, ms: performance.now() - t0, initMs, loopMaxMs: loop.max / 1e6, stalls: stalls.stop() };
 }
 
 /** A master run by the real CLI (`botfleet start`) in its own process. */
