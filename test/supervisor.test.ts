@@ -312,6 +312,25 @@ describe('supervisor with fake children, a fake Telegram and a fake clock', () =
     await h.sup.stopAll();
   });
 
+  test('a master stopping while a fork is under way waits for that worker, kills it, and only then resolves', async () => {
+    const h = build();
+    let open!: () => void;
+    h.forkGate = new Promise((r) => (open = r));
+    h.sup.reconcile([h.spec('a')], []);
+    for (let i = 0; i < 50 && h.forkCalls === 0; i++) await turns(1);
+    assert.equal(h.forkCalls, 1, 'the fork of a is under way');
+    let stopped = false;
+    const stopping = h.sup.stopAll().then(() => (stopped = true));
+    await turns();
+    assert.equal(stopped, false, 'stopAll waits for the spawn under way');
+    h.forkGate = null;
+    open();
+    await stopping;
+    const fa = h.forks[0]!;
+    assert.deepEqual(fa.kills, ['SIGKILL'], 'the worker forked meanwhile was killed before stopAll resolved');
+    assert.deepEqual(fa.sent, []);
+  });
+
   test('over capacity a bot waits pending; a slot freed by a disabled neighbour starts it', async () => {
     const h = build({ MAX_TOTAL_WORKERS: '1' });
     h.sup.reconcile([h.spec('p1'), h.spec('p2')], []);

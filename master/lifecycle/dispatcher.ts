@@ -68,6 +68,8 @@ export class Dispatcher {
   readonly channelSinks: ChannelSinks;
   /** Fork slots held by forked workers until `ready` or exit. */
   readonly forkSlots = new Map<Child, () => void>();
+  /** Spawns under way, and the exits of workers forked for a launch abandoned meanwhile: stopAll waits for them (no worker outlives the master). */
+  readonly underWay = new Set<Promise<unknown>>();
   private held = 0;
   private readonly waiting = new Set<Child>();
   private readonly timers = new Map<Child, { handle: Timer; gen: number }>();

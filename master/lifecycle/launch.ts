@@ -39,9 +39,13 @@ export function createLauncher(core: Dispatcher, telegram: PrepareTelegram = pre
       await core.pacer.run(async () => {
         if (!current(c, 'forking', attempt)) return release();
         try {
-          const { proc, early } = await spawn(core, c, c.spec!);
-          // A stop while the fork was under way: the step kills the worker of the stale attempt.
-          if (!current(c, 'forking', attempt)) return (release(), core.dispatch(c, { type: 'forked', attempt, pid: proc.pid }, proc));
+          const { proc, early } = await underWay(core, spawn(core, c, c.spec!));
+          if (!current(c, 'forking', attempt)) {
+            // A stop while the fork was under way: the step kills the worker of the stale attempt.
+            release();
+            core.dispatch(c, { type: 'forked', attempt, pid: proc.pid }, proc);
+            return void underWay(core, proc.exited);
+          }
           core.forkSlots.set(c, release);
           core.dispatch(c, { type: 'forked', attempt, pid: proc.pid }, proc);
           start(core, c, proc, early());
@@ -52,6 +56,14 @@ export function createLauncher(core: Dispatcher, telegram: PrepareTelegram = pre
       });
     },
   };
+}
+
+/** `p`, kept in `core.underWay` until it settles. */
+function underWay<T>(core: Dispatcher, p: Promise<T>): Promise<T> {
+  const kept = p.then(() => undefined, () => undefined);
+  core.underWay.add(kept);
+  void kept.then(() => core.underWay.delete(kept));
+  return p;
 }
 
 /** Align Telegram with the bot's mode; a thrown error is a failed preparation. */

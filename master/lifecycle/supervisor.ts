@@ -133,6 +133,8 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       const live = [...children.values()].flatMap((c) => (c.proc ? [c.proc.exited] : []));
       for (const c of [...children.values()]) core.dispatch(c, { type: 'shutdown' });
       await Promise.all(live);
+      // A spawn under way ends in a worker the shutdown then kills: waited for too.
+      while (core.underWay.size > 0) await Promise.all([...core.underWay]);
       await Promise.all([...children.values()].map((c) => c.log?.close()));
       core.endPidRecord();
       return [...core.killedAtDeadline];
