@@ -69,6 +69,8 @@ interface Harness {
   /** Forks asked for (before the gate); while `forkGate` is set, each fork waits for it (a fork under way). */
   forkCalls: number;
   forkGate: Promise<void> | null;
+  /** The cluster member that owns every bot (null: this master). */
+  owner: string | null;
   /** New children say `ready` on their own this long (fake ms) after the fork; null: when told. */
   autoReady: number | null;
   /** The machine's available memory the supervisor reads (bytes); null: unknown (no check). */
@@ -88,7 +90,7 @@ function build(env: Record<string, string> = {}, histories?: Map<string, Restore
   const clock = createFakeClock(1_000_000);
   const bus = new EventEmitter();
   const h: Harness = {
-    clock, forks: [], events: [], telegram: [], saved: [], removed: [], forkError: null, forkCalls: 0, forkGate: null, autoReady: null, memory: null,
+    clock, forks: [], events: [], telegram: [], saved: [], removed: [], forkError: null, forkCalls: 0, forkGate: null, owner: null, autoReady: null, memory: null,
     answer: (r) => ({ ok: true, mode: r.mode, note: null }),
     sup: null as unknown as Supervisor,
     spec: (id, over = {}) => ({ id, name: id, token: `${id}:TEST-TOKEN`, mode: 'polling', handler: 'echo', settings: {}, apiRoot: null, enabled: true, ...over }),
@@ -141,7 +143,7 @@ function build(env: Record<string, string> = {}, histories?: Map<string, Restore
       return f;
     },
     onHistory: (botId, history, _until, doNotRestart, reason) => h.saved.push({ botId, history, doNotRestart, reason }),
-    onRemoved: (botId) => h.removed.push(botId), availableMemory: () => h.memory,
+    onRemoved: (botId) => h.removed.push(botId), availableMemory: () => h.memory, ownerOf: () => h.owner,
     ...(histories ? { histories } : {}),
   });
   h.sup.on('transition', (e: TransitionEvent) => h.events.push(e));
@@ -329,6 +331,27 @@ describe('supervisor with fake children, a fake Telegram and a fake clock', () =
     const fa = h.forks[0]!;
     assert.deepEqual(fa.kills, ['SIGKILL'], 'the worker forked meanwhile was killed before stopAll resolved');
     assert.deepEqual(fa.sent, []);
+  });
+
+  test('a bot lost to another member while its fork is under way: ownershipChanged resolves only once that worker was killed', async () => {
+    const h = build();
+    let open!: () => void;
+    h.forkGate = new Promise((r) => (open = r));
+    h.sup.reconcile([h.spec('a')], []);
+    for (let i = 0; i < 50 && h.forkCalls === 0; i++) await turns(1);
+    assert.equal(h.forkCalls, 1, 'the fork of a is under way');
+    h.owner = 'member-b';
+    let handedOver = false;
+    const handing = h.sup.ownershipChanged('a', 'member-b').then(() => (handedOver = true));
+    await turns();
+    assert.equal(handedOver, false, 'not handed over while a worker of it may still start here');
+    assert.equal(h.state('a').stateReason, 'owned by member-b');
+    h.forkGate = null;
+    open();
+    await handing;
+    assert.deepEqual(h.forks[0]!.kills, ['SIGKILL']);
+    assert.deepEqual(h.forks[0]!.sent, [], 'no init: the token never reached it');
+    await h.sup.stopAll();
   });
 
   test('over capacity a bot waits pending; a slot freed by a disabled neighbour starts it', async () => {

@@ -68,8 +68,21 @@ export class Dispatcher {
   readonly channelSinks: ChannelSinks;
   /** Fork slots held by forked workers until `ready` or exit. */
   readonly forkSlots = new Map<Child, () => void>();
-  /** Spawns under way, and the exits of workers forked for a launch abandoned meanwhile: stopAll waits for them (no worker outlives the master). */
-  readonly underWay = new Set<Promise<unknown>>();
+  /**
+   * Spawns under way, and the exits of workers forked for a launch abandoned meanwhile, by
+   * child: stopAll and a lost ownership wait for them (no worker outlives the master or runs
+   * after its bot went to another member).
+   */
+  readonly underWay = new Set<{ c: Child; settled: Promise<void> }>();
+
+  /** Until nothing is under way for `c` (every child when `c` is undefined). */
+  async settled(c?: Child): Promise<void> {
+    for (;;) {
+      const mine = [...this.underWay].filter((u) => c === undefined || u.c === c);
+      if (mine.length === 0) return;
+      await Promise.all(mine.map((u) => u.settled));
+    }
+  }
   private held = 0;
   private readonly waiting = new Set<Child>();
   private readonly timers = new Map<Child, { handle: Timer; gen: number }>();

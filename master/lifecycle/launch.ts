@@ -39,12 +39,12 @@ export function createLauncher(core: Dispatcher, telegram: PrepareTelegram = pre
       await core.pacer.run(async () => {
         if (!current(c, 'forking', attempt)) return release();
         try {
-          const { proc, early } = await underWay(core, spawn(core, c, c.spec!));
+          const { proc, early } = await underWay(core, c, spawn(core, c, c.spec!));
           if (!current(c, 'forking', attempt)) {
             // A stop while the fork was under way: the step kills the worker of the stale attempt.
             release();
             core.dispatch(c, { type: 'forked', attempt, pid: proc.pid }, proc);
-            return void underWay(core, proc.exited);
+            return void underWay(core, c, proc.exited);
           }
           core.forkSlots.set(c, release);
           core.dispatch(c, { type: 'forked', attempt, pid: proc.pid }, proc);
@@ -58,11 +58,11 @@ export function createLauncher(core: Dispatcher, telegram: PrepareTelegram = pre
   };
 }
 
-/** `p`, kept in `core.underWay` until it settles. */
-function underWay<T>(core: Dispatcher, p: Promise<T>): Promise<T> {
-  const kept = p.then(() => undefined, () => undefined);
-  core.underWay.add(kept);
-  void kept.then(() => core.underWay.delete(kept));
+/** `p`, kept in `core.underWay` for `c` until it settles. */
+function underWay<T>(core: Dispatcher, c: Child, p: Promise<T>): Promise<T> {
+  const entry = { c, settled: p.then(() => undefined, () => undefined) };
+  core.underWay.add(entry);
+  void entry.settled.then(() => core.underWay.delete(entry));
   return p;
 }
 

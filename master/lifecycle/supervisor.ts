@@ -134,7 +134,7 @@ export function createSupervisor(d: SupervisorDeps): Supervisor {
       for (const c of [...children.values()]) core.dispatch(c, { type: 'shutdown' });
       await Promise.all(live);
       // A spawn under way ends in a worker the shutdown then kills: waited for too.
-      while (core.underWay.size > 0) await Promise.all([...core.underWay]);
+      await core.settled();
       await Promise.all([...children.values()].map((c) => c.log?.close()));
       core.endPidRecord();
       return [...core.killedAtDeadline];
@@ -172,7 +172,9 @@ function clusterSide(core: Dispatcher): Pick<Supervisor, 'ownershipChanged' | 'r
       if (!c || (owner === null && !c.spec?.enabled)) return; // a bot disabled meanwhile stays stopped
       const exiting = c.proc?.exited;
       core.dispatch(c, owner === null ? { type: 'ownership-gained', restored: core.d.histories?.get(botId) ?? null } : { type: 'ownership-lost', owner });
-      if (owner !== null) await exiting;
+      if (owner === null) return;
+      await exiting;
+      await core.settled(c); // a worker forked meanwhile is killed (its launch is stale): waited for too
     },
   };
 }
