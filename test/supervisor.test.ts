@@ -152,6 +152,19 @@ function build(env: Record<string, string> = {}, histories?: Map<string, Restore
 
 const path = (h: Harness, botId: string) => h.events.filter((e) => e.botId === botId).map((e) => e.to);
 
+/** Configure `id` and hold its fork under way (after the Telegram side). @returns what lets that fork finish */
+async function forkUnderWay(h: Harness, id: string): Promise<() => void> {
+  let open!: () => void;
+  h.forkGate = new Promise((r) => (open = r));
+  h.sup.reconcile([h.spec(id)], []);
+  for (let i = 0; i < 50 && h.forkCalls === 0; i++) await turns(1);
+  assert.equal(h.forkCalls, 1, `the fork of ${id} is under way`);
+  return () => {
+    h.forkGate = null;
+    open();
+  };
+}
+
 describe('supervisor with fake children, a fake Telegram and a fake clock', () => {
   test('configured -> pending (Telegram side) -> starting -> running on ready; init carries the token, never argv', async () => {
     const h = build();
@@ -294,14 +307,9 @@ describe('supervisor with fake children, a fake Telegram and a fake clock', () =
 
   test('a bot disabled while its fork is under way: that worker is killed without an init, and its fork slot goes to the next bot', async () => {
     const h = build({ START_CONCURRENCY: '1' });
-    let open!: () => void;
-    h.forkGate = new Promise((r) => (open = r));
-    h.sup.reconcile([h.spec('a')], []);
-    for (let i = 0; i < 50 && h.forkCalls === 0; i++) await turns(1);
-    assert.equal(h.forkCalls, 1, 'the fork of a is under way');
+    const open = await forkUnderWay(h, 'a');
     h.sup.reconcile([h.spec('a', { enabled: false }), h.spec('b')], []);
     assert.equal(h.state('a').state, 'stopped');
-    h.forkGate = null;
     open();
     const fa = await h.forked(1);
     await turns();
@@ -316,16 +324,11 @@ describe('supervisor with fake children, a fake Telegram and a fake clock', () =
 
   test('a master stopping while a fork is under way waits for that worker, kills it, and only then resolves', async () => {
     const h = build();
-    let open!: () => void;
-    h.forkGate = new Promise((r) => (open = r));
-    h.sup.reconcile([h.spec('a')], []);
-    for (let i = 0; i < 50 && h.forkCalls === 0; i++) await turns(1);
-    assert.equal(h.forkCalls, 1, 'the fork of a is under way');
+    const open = await forkUnderWay(h, 'a');
     let stopped = false;
     const stopping = h.sup.stopAll().then(() => (stopped = true));
     await turns();
     assert.equal(stopped, false, 'stopAll waits for the spawn under way');
-    h.forkGate = null;
     open();
     await stopping;
     const fa = h.forks[0]!;
@@ -335,18 +338,13 @@ describe('supervisor with fake children, a fake Telegram and a fake clock', () =
 
   test('a bot lost to another member while its fork is under way: ownershipChanged resolves only once that worker was killed', async () => {
     const h = build();
-    let open!: () => void;
-    h.forkGate = new Promise((r) => (open = r));
-    h.sup.reconcile([h.spec('a')], []);
-    for (let i = 0; i < 50 && h.forkCalls === 0; i++) await turns(1);
-    assert.equal(h.forkCalls, 1, 'the fork of a is under way');
+    const open = await forkUnderWay(h, 'a');
     h.owner = 'member-b';
     let handedOver = false;
     const handing = h.sup.ownershipChanged('a', 'member-b').then(() => (handedOver = true));
     await turns();
     assert.equal(handedOver, false, 'not handed over while a worker of it may still start here');
     assert.equal(h.state('a').stateReason, 'owned by member-b');
-    h.forkGate = null;
     open();
     await handing;
     assert.deepEqual(h.forks[0]!.kills, ['SIGKILL']);
