@@ -133,8 +133,9 @@ for (const engine of [sqliteEngine(), postgresEngine(() => pg!)]) {
       const s = await engine.open();
       const cli = await engine.reopen();
       try {
-        assert.deepEqual([await s.bots.uidSlot('a'), await s.bots.uidSlot('b'), await s.bots.uidSlot('a')], [0, 1, 0]);
-        assert.deepEqual(await s.bots.allUidSlots(), [0, 1]);
+        assert.deepEqual([...await s.bots.uidSlots(['a', 'b'])], [['a', 0], ['b', 1]]);
+        assert.deepEqual([...await s.bots.uidSlots(['c', 'a', 'd', 'c'])].sort(), [['a', 0], ['c', 2], ['d', 3]], 'new ones in order, a kept, a repeat once');
+        assert.deepEqual((await s.bots.allUidSlots()).sort(), [0, 1, 2, 3]);
         assert.equal(await s.bots.changedSinceLastCheck(), false);
         await cli.bots.add({ id: 'x', name: 'X', token: tok('x-token-00000000000000000000') });
         assert.equal(await s.bots.changedSinceLastCheck(), true, 'the CLI added a bot');

@@ -30,9 +30,9 @@ export async function openSlotCache(store: Store): Promise<SlotCache> {
     },
     allSlots: () => [...all],
     async ensure(ids) {
-      for (const id of ids) {
-        if (slots.has(id)) continue;
-        const s = await store.bots.uidSlot(id);
+      const missing = ids.filter((id) => !slots.has(id));
+      if (missing.length === 0) return;
+      for (const [id, s] of await store.bots.uidSlots(missing)) {
         slots.set(id, s);
         all.add(s);
       }

@@ -77,7 +77,8 @@ export interface Registry {
   /** Small named values (the `meta` table). */
   readonly meta: { get(key: string): string | null; set(key: string, value: string): void };
   /** The bot id's uid slot, allocated (max + 1) on first use and never reused. */
-  uidSlot(botId: string): number;
+  /** The bots' uid slots, allocated (max + 1, in order) on first use, in one transaction. */
+  uidSlots(botIds: readonly string[]): Map<string, number>;
   /** Every slot ever allocated. */
   allUidSlots(): number[];
   /** Keep a bot's restart history (replaces the previous one). */
@@ -257,13 +258,23 @@ function botReading(db: Database.Database, key: Buffer): Pick<Registry, 'list' |
 }
 
 /** What the fleet keeps across master restarts: per-bot uid slots and restart histories. */
-function fleetState(db: Database.Database): Pick<Registry, 'uidSlot' | 'allUidSlots' | 'saveHistory' | 'loadHistories'> {
+function fleetState(db: Database.Database): Pick<Registry, 'uidSlots' | 'allUidSlots' | 'saveHistory' | 'loadHistories'> {
   return {
-    uidSlot(botId) {
-      const row = db.prepare('SELECT slot FROM bot_uids WHERE bot_id = ?').get(botId) as { slot: number } | undefined;
-      if (row) return row.slot;
-      db.prepare('INSERT INTO bot_uids (bot_id, slot) SELECT ?, COALESCE(MAX(slot) + 1, 0) FROM bot_uids').run(botId);
-      return (db.prepare('SELECT slot FROM bot_uids WHERE bot_id = ?').get(botId) as { slot: number }).slot;
+    uidSlots(botIds) {
+      const get = db.prepare('SELECT slot FROM bot_uids WHERE bot_id = ?').pluck();
+      const add = db.prepare('INSERT INTO bot_uids (bot_id, slot) SELECT ?, COALESCE(MAX(slot) + 1, 0) FROM bot_uids');
+      return db.transaction((ids: readonly string[]) => {
+        const out = new Map<string, number>();
+        for (const id of ids) {
+          let slot = get.get(id) as number | undefined;
+          if (slot === undefined) {
+            add.run(id);
+            slot = get.get(id) as number;
+          }
+          out.set(id, slot);
+        }
+        return out;
+      })(botIds);
     },
     allUidSlots: () => (db.prepare('SELECT slot FROM bot_uids').all() as Array<{ slot: number }>).map((r) => r.slot),
     saveHistory(botId, h) {

@@ -167,14 +167,18 @@ function botReads({ key, q }: Ctx): Pick<BotRegistry, 'list' | 'load' | 'keyOpen
 }
 
 /** Uid slots: allocated under an advisory lock, so two masters never take the same one. */
-function fleetSlots({ pool, q, wrap }: Ctx): Pick<BotRegistry, 'uidSlot' | 'allUidSlots'> {
+function fleetSlots({ pool, q, wrap }: Ctx): Pick<BotRegistry, 'uidSlots' | 'allUidSlots'> {
   return {
-    uidSlot: (botId) => wrap('allocating a uid slot', () => inTransaction(pool, async (c) => {
+    uidSlots: (botIds) => wrap('allocating uid slots', () => inTransaction(pool, async (c) => {
+      const ids = [...new Set(botIds)];
       await c.query('SELECT pg_advisory_xact_lock($1)', [UID_LOCK_KEY]);
-      const had = (await c.query('SELECT slot FROM bot_uids WHERE bot_id = $1', [botId])).rows[0] as { slot: number } | undefined;
-      if (had) return had.slot;
-      const r = await c.query('INSERT INTO bot_uids (bot_id, slot) SELECT $1, COALESCE(max(slot) + 1, 0) FROM bot_uids RETURNING slot', [botId]);
-      return (r.rows[0] as { slot: number }).slot;
+      // The new ones numbered on from the highest slot, in the order given.
+      await c.query(`INSERT INTO bot_uids (bot_id, slot)
+        SELECT t.id, (SELECT COALESCE(max(slot), -1) FROM bot_uids) + row_number() OVER (ORDER BY t.ord)
+        FROM unnest($1::text[]) WITH ORDINALITY AS t(id, ord)
+        WHERE NOT EXISTS (SELECT 1 FROM bot_uids b WHERE b.bot_id = t.id)`, [ids]);
+      const rows = (await c.query('SELECT bot_id, slot FROM bot_uids WHERE bot_id = ANY($1::text[])', [ids])).rows as Array<{ bot_id: string; slot: number }>;
+      return new Map(rows.map((r) => [r.bot_id, Number(r.slot)]));
     })),
     allUidSlots: async () => (await q('SELECT slot FROM bot_uids ORDER BY slot')).rows.map((r) => Number(r.slot)),
   };
