@@ -124,7 +124,7 @@ class PairServer {
       const fd = handle?.fd;
       if (typeof fd !== 'number' || fd < 0) throw new Error('socket pair has no fd');
       // The child's end blocking, as libuv's own stdio pairs are (the master never uses this end again).
-      handle?.setBlocking?.(true);
+      handle!.setBlocking?.(true);
       return { ours, theirs, fd };
     } catch (err) {
       this.waiting.delete(nonce);
@@ -144,8 +144,9 @@ class PairServer {
       if (nonce === null) return;
       s.off('readable', onReadable);
       clearTimeout(timer);
-      const waiter = this.waiting.get(nonce.toString('hex'));
-      this.waiting.delete(nonce.toString('hex'));
+      const key = nonce.toString('hex');
+      const waiter = this.waiting.get(key);
+      this.waiting.delete(key);
       if (waiter) waiter(s);
       else s.destroy();
     };
@@ -159,7 +160,7 @@ class Spawner {
   private seq = 0;
   private readonly starts = new Map<number, (r: Extract<SpawnReply, { type: 'spawned' | 'failed' }>) => void>();
   private readonly exits = new Map<number, (e: SpawnExit) => void>();
-  dead = false;
+  private dead = false;
   /** Spawns in flight and processes not yet exited: the thread keeps the process alive while any is (as a ChildProcess does). */
   private live = 0;
 
@@ -217,10 +218,10 @@ class Spawner {
 }
 
 let pairs: PairServer | null = null;
+let spawner: Spawner | null = null;
 
 /** Socket pairs made ahead and not yet taken (0 before the first spawn); for tests: the master's fds while idle are these. */
 export const sparePairs = (): number => pairs?.spareCount() ?? 0;
-let spawner: Spawner | null = null;
 
 /**
  * Spawn `file args` detached (its own process group), with fd 0 on /dev/null and `stdio`

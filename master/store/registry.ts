@@ -262,17 +262,10 @@ function fleetState(db: Database.Database): Pick<Registry, 'uidSlots' | 'allUidS
   return {
     uidSlots(botIds) {
       const get = db.prepare('SELECT slot FROM bot_uids WHERE bot_id = ?').pluck();
-      const add = db.prepare('INSERT INTO bot_uids (bot_id, slot) SELECT ?, COALESCE(MAX(slot) + 1, 0) FROM bot_uids');
+      const add = db.prepare('INSERT INTO bot_uids (bot_id, slot) SELECT ?, COALESCE(MAX(slot) + 1, 0) FROM bot_uids RETURNING slot').pluck();
       return db.transaction((ids: readonly string[]) => {
         const out = new Map<string, number>();
-        for (const id of ids) {
-          let slot = get.get(id) as number | undefined;
-          if (slot === undefined) {
-            add.run(id);
-            slot = get.get(id) as number;
-          }
-          out.set(id, slot);
-        }
+        for (const id of ids) out.set(id, (get.get(id) ?? add.get(id)) as number);
         return out;
       })(botIds);
     },
